@@ -1,0 +1,72 @@
+"""``recsys``: small command-line helpers around the pipeline's core.
+
+    recsys sample [--path data/ratings_export.csv] [--ratings 100000] [--force]
+    recsys recommend --user 42 [-k 10] [--model data/recommendation_model.pth]
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from recsys_assets.core.artifact import ModelFileError
+
+
+def _default_export() -> str:
+    return os.environ.get("RECSYS_EXPORT_PATH") or "data/ratings_export.csv"
+
+
+def _default_model() -> str:
+    return str(Path(os.environ.get("RECSYS_DATA_DIR") or "data") / "recommendation_model.pth")
+
+
+def _sample(args) -> int:
+    from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} exists; keeping it (use --force to overwrite)")
+        return 0
+    spec = SampleSpec(n_ratings=args.ratings, n_users=args.users, n_movies=args.movies, seed=args.seed)
+    write_sample_export(path, spec)
+    print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
+    return 0
+
+
+def _recommend(args) -> int:
+    from recsys_assets.core.recommender import Recommender
+
+    rec = Recommender.load(args.model)
+    frame = rec.recommend(args.user, k=args.k)
+    if frame.attrs.get("fallback"):
+        print(f"user {args.user} is unknown to the model: showing the most popular movies")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sample", help="generate a synthetic ratings export")
+    p.add_argument("--path", default=_default_export())
+    p.add_argument("--ratings", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=1_000)
+    p.add_argument("--movies", type=int, default=4_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_sample)
+    p = sub.add_parser("recommend", help="top-k movies for a user from a trained model")
+    p.add_argument("--user", type=int, required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--model", default=_default_model())
+    p.set_defaults(func=_recommend)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelFileError, ValueError) as exc:
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

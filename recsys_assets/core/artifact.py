@@ -1,0 +1,89 @@
+"""The model file ``recommendation_model.pth``: what it holds and how it is written and read.
+
+It is a ``torch.save`` dictionary of tensors, numbers, strings, lists and
+dicts only, so it loads with ``torch.load(path, weights_only=True)`` and no
+arbitrary object is ever unpickled.  Keys:
+
+``model_state_dict``, ``optimizer_state_dict``, ``user_mapping`` and
+``movie_mapping`` (raw id -> index), as in the user's training document; plus
+``format_version``, ``architecture``, ``config``, ``history``, ``metrics``,
+``seen_indptr``/``seen_indices`` (the movies each user has rated, CSR) and
+``movie_counts`` (ratings per movie, for cold-start fallbacks).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys_assets.core.storage import atomic_path
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")
+
+
+class ModelFileError(ValueError):
+    """The model file is missing, unreadable or not a recsys_assets model."""
+
+
+def save_model_file(
+    path: str | os.PathLike,
+    *,
+    model_state: dict,
+    optimizer_state: dict,
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    config: dict,
+    history: list[dict],
+    metrics: dict,
+    seen_indptr: np.ndarray,
+    seen_indices: np.ndarray,
+    movie_counts: np.ndarray,
+) -> Path:
+    """Write the model file atomically (temp file, then rename)."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "architecture": "biased_mf",
+        "model_state_dict": {k: v.detach().cpu() for k, v in model_state.items()},
+        "optimizer_state_dict": _to_cpu(optimizer_state),
+        "user_mapping": {int(raw): i for i, raw in enumerate(user_ids)},
+        "movie_mapping": {int(raw): i for i, raw in enumerate(movie_ids)},
+        "config": dict(config),
+        "history": [dict(h) for h in history],
+        "metrics": dict(metrics),
+        "seen_indptr": torch.from_numpy(np.ascontiguousarray(seen_indptr, dtype=np.int64)),
+        "seen_indices": torch.from_numpy(np.ascontiguousarray(seen_indices, dtype=np.int32)),
+        "movie_counts": torch.from_numpy(np.ascontiguousarray(movie_counts, dtype=np.int64)),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+
+
+def load_model_file(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read a model file with ``weights_only=True``; clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}; materialize recommendation_model first")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
+    if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
+        raise ModelFileError(f"{path} is not a recsys_assets model file (expected keys {', '.join(REQUIRED_KEYS)})")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model file format {version!r}; this version reads {FORMAT_VERSION}")
+    return payload

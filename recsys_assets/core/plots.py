@@ -1,0 +1,34 @@
+"""Matplotlib figures (Agg backend, so they render without a display)."""
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from recsys_assets.core.storage import atomic_path  # noqa: E402
+
+
+def plot_training_history(history: list[dict], path: str | os.PathLike, *, best_epoch: int | None = None) -> Path:
+    """Training and validation loss per epoch, saved as a PNG at ``path`` (atomically)."""
+    if not history:
+        raise ValueError("no training history to plot")
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="Training Loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="Validation Loss")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"Best epoch ({best_epoch})")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Loss")
+    ax.set_title("Training History")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,333 @@
+"""The training loop: mini-batch MSE with sparse updates, validation every epoch, early stopping.
+
+It follows the user's training document (``nn.MSELoss``, Adam, shuffled
+batches, validation under ``torch.no_grad()`` each epoch, ``Epoch i/N``,
+``Training Loss``, ``Validation Loss``) with the changes that make it fast and
+accurate:
+
+* batches are slices of preloaded tensors under a fresh permutation per epoch,
+  never samples collated one at a time;
+* the embeddings are sparse and the optimizer is ``SparseAdam``, so a step
+  updates only the rows in its batch; L2 regularization is applied to those
+  rows in the loss (``SparseAdam`` has no weight decay);
+* training stops when the validation loss has not improved by ``min_delta``
+  for ``patience`` epochs, and the best epoch's weights are restored;
+* a per-epoch checkpoint lets an interrupted training resume where it stopped.
+"""
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsys_assets.core.dataset import MovieRatingDataset
+from recsys_assets.core.model import BiasedMF
+from recsys_assets.core.optim import FusedSGD, count_weights
+from recsys_assets.core.storage import atomic_path
+
+log = logging.getLogger(__name__)
+CHECKPOINT_VERSION = 1
+OPTIMIZERS = ("sgd", "adam")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters.
+
+    The defaults are tuned (README, "Training engine"): per-rating SGD with
+    count-weighted L2 and early stopping.  The user's document trained with
+    ``Adam(lr=0.001)``, batch 1024, 10 epochs: :meth:`document` gives exactly
+    that (``optimizer="adam"``, which is ``SparseAdam`` on sparse embeddings).
+    """
+
+    optimizer: str = "sgd"
+    embedding_dim: int = 64
+    batch_size: int = 4096
+    learning_rate: float = 0.01
+    epochs: int = 100
+    reg_factors: float = 0.1
+    reg_bias: float = 0.2
+    reg_count_exponent: float = 0.5
+    init_std: float = 0.01
+    patience: int = 4
+    min_delta: float = 1e-4
+    seed: int = 42
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    eval_batch_size: int = 1 << 16
+
+    @classmethod
+    def document(cls, **overrides) -> "TrainConfig":
+        """The settings of the user's training document: Adam, lr 0.001, batch 1024, 10 epochs."""
+        values = {"optimizer": "adam", "batch_size": 1024, "learning_rate": 0.001, "epochs": 10,
+                  "reg_factors": 0.0, "reg_bias": 0.0, "patience": 10}
+        values.update(overrides)
+        return cls(**values)
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("embedding_dim", "batch_size", "epochs", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.reg_factors < 0 or self.reg_bias < 0:
+            raise ValueError("regularization strengths must be non-negative")
+        if self.patience < 0:
+            raise ValueError(f"patience must be non-negative, got {self.patience}")
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+
+
+@dataclass
+class TrainResult:
+    model: BiasedMF
+    optimizer: torch.optim.Optimizer
+    history: list[dict]
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+    ratings_per_second: float
+    resumed_from_epoch: int = 0
+    device: str = "cpu"
+    metrics: dict = field(default_factory=dict)
+
+
+def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None) -> tuple[float, float, float]:
+    """(MSE of the raw predictions, RMSE and MAE of the clamped predictions)."""
+    model.eval()
+    if len(data) == 0:
+        return float("nan"), float("nan"), float("nan")
+    sq = sq_clamped = abs_clamped = 0.0
+    with torch.no_grad():
+        for users, movies, ratings in data.batches(batch_size):
+            pred = model(users, movies)
+            sq += float(((pred - ratings) ** 2).sum())
+            if clamp is not None:
+                pred = pred.clamp(*clamp)
+            sq_clamped += float(((pred - ratings) ** 2).sum())
+            abs_clamped += float((pred - ratings).abs().sum())
+    n = len(data)
+    return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
+
+
+def _fingerprint(train: MovieRatingDataset, val: MovieRatingDataset, n_users: int, n_movies: int, config: TrainConfig) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((n_users, n_movies, len(train), len(val))).encode())
+    cfg = {k: v for k, v in asdict(config).items() if k not in ("epochs", "patience", "min_delta", "eval_batch_size")}
+    digest.update(repr(sorted(cfg.items())).encode())
+    for t in (train.users, train.movies, train.ratings, val.users, val.movies, val.ratings):
+        digest.update(t.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _clone_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_model(
+    train: MovieRatingDataset,
+    val: MovieRatingDataset,
+    n_users: int,
+    n_movies: int,
+    config: TrainConfig = TrainConfig(),
+    *,
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[dict], None] | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Train a :class:`BiasedMF` and return it with the best validation epoch's weights.
+
+    ``on_epoch`` receives a record per epoch (``epoch``, ``epochs``,
+    ``train_loss``, ``val_loss``, ``val_rmse``, ``seconds``, ``elapsed``,
+    ``message``), where ``message`` is the document's three lines.
+    ``checkpoint_path``, if given, is written after every epoch and resumed
+    from when it matches this data and configuration.
+    """
+    config.validate()
+    if len(train) == 0:
+        raise ValueError("the training split is empty")
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    global_mean = float(train.ratings.double().mean())
+    sgd = config.optimizer == "sgd"
+    model = BiasedMF(
+        n_users, n_movies, config.embedding_dim, global_mean=global_mean, init_std=config.init_std, sparse=not sgd
+    )
+    model.to(device)
+    train_dev, val_dev = train.to(device), val.to(device)
+    if sgd:
+        optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias)
+        sample_wu = count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users]
+        sample_wi = count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies]
+    else:
+        optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
+    clamp = (config.rating_min, config.rating_max)
+
+    history: list[dict] = []
+    best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 0
+    ckpt = Path(checkpoint_path) if checkpoint_path else None
+    fingerprint = _fingerprint(train, val, n_users, n_movies, config) if ckpt else ""
+    if ckpt is not None and ckpt.exists():
+        try:
+            saved = torch.load(ckpt, map_location=device, weights_only=True)
+            if saved.get("version") == CHECKPOINT_VERSION and saved.get("fingerprint") == fingerprint:
+                model.load_state_dict(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                history = list(saved["history"])
+                best_val, best_epoch = saved["best_val"], saved["best_epoch"]
+                best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
+                start_epoch = saved["epoch"]
+                torch.set_rng_state(saved["torch_rng"])
+                generator.set_state(saved["generator"])
+                log.info("resuming training from epoch %d", start_epoch)
+            else:
+                log.warning("training checkpoint %s is for other data or settings; starting over", ckpt)
+        except Exception as exc:  # a corrupt checkpoint must not block training
+            log.warning("training checkpoint %s unreadable (%s); starting over", ckpt, exc)
+
+    started = time.perf_counter()
+    train_seconds = 0.0
+    trained_ratings = 0
+    stopped_early = False
+    if start_epoch and bad_epochs > config.patience:
+        stopped_early = True
+    epoch = start_epoch
+    while epoch < config.epochs and not stopped_early:
+        epoch += 1
+        model.train()
+        t0 = time.perf_counter()
+        if sgd:
+            total_loss = _sgd_epoch(model, optimizer, train_dev, sample_wu, sample_wi, config.batch_size, generator)
+        else:
+            total_loss = _adam_epoch(model, optimizer, train_dev, config, generator)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_loss = float(total_loss) / len(train_dev)
+        if not math.isfinite(train_loss):
+            raise TrainingDivergedError(
+                f"training loss became {train_loss} in epoch {epoch}; lower learning_rate "
+                f"(now {config.learning_rate}) or raise regularization"
+            )
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        trained_ratings += len(train_dev)
+        val_loss, val_rmse, val_mae = evaluate(model, val_dev, config.eval_batch_size, clamp)
+        if len(val_dev) and not math.isfinite(val_loss):
+            raise TrainingDivergedError(f"validation loss became {val_loss} in epoch {epoch}")
+        monitored = val_loss if len(val_dev) else train_loss
+        if monitored < best_val - config.min_delta:
+            best_val, best_epoch, best_state, bad_epochs = monitored, epoch, _clone_state(model), 0
+        else:
+            bad_epochs += 1
+        record = {
+            "epoch": epoch,
+            "epochs": config.epochs,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_rmse": val_rmse,
+            "val_mae": val_mae,
+            "seconds": seconds,
+            "elapsed": time.perf_counter() - started,
+        }
+        history.append(record)
+        if bad_epochs > config.patience:
+            stopped_early = True
+        if ckpt is not None:
+            with atomic_path(ckpt) as tmp:
+                torch.save(
+                    {
+                        "version": CHECKPOINT_VERSION,
+                        "fingerprint": fingerprint,
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "history": history,
+                        "best_val": best_val,
+                        "best_epoch": best_epoch,
+                        "best_state": best_state,
+                        "bad_epochs": bad_epochs,
+                        "torch_rng": torch.get_rng_state(),
+                        "generator": generator.get_state(),
+                    },
+                    tmp,
+                )
+        if on_epoch is not None:
+            on_epoch(
+                {
+                    **record,
+                    "message": (
+                        f"Epoch {epoch}/{config.epochs}:\n"
+                        f"Training Loss: {train_loss:.4f}\n"
+                        f"Validation Loss: {val_loss:.4f}"
+                    ),
+                }
+            )
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    epochs_run = len(history)
+    return TrainResult(
+        model=model,
+        optimizer=optimizer,
+        history=history,
+        best_epoch=best_epoch,
+        epochs_run=epochs_run,
+        stopped_early=stopped_early,
+        train_seconds=train_seconds,
+        ratings_per_second=trained_ratings / train_seconds if train_seconds > 0 else 0.0,
+        resumed_from_epoch=start_epoch,
+        device=str(device),
+    )
+
+
+def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator) -> torch.Tensor:
+    """One shuffled pass of fused per-rating SGD; returns the summed squared error."""
+    perm = torch.randperm(len(data), generator=generator).to(data.ratings.device)
+    users, movies, ratings = data.users[perm], data.movies[perm], data.ratings[perm]
+    wu, wi = wu[perm], wi[perm]
+    total = torch.zeros((), device=data.ratings.device)
+    for start in range(0, len(data), batch_size):
+        end = start + batch_size
+        total += optimizer.fit_batch(model, users[start:end], movies[start:end], ratings[start:end], wu[start:end], wi[start:end])
+    return total
+
+
+def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig, generator) -> torch.Tensor:
+    """The document's loop: MSELoss, backward, (Sparse)Adam step, over shuffled batches."""
+    criterion = nn.MSELoss()
+    total = torch.zeros((), device=data.ratings.device)
+    for users, movies, ratings in data.batches(config.batch_size, shuffle=True, generator=generator):
+        pred = model(users, movies)
+        loss = criterion(pred, ratings)
+        objective = loss
+        if config.reg_factors or config.reg_bias:
+            objective = loss + model.penalty(users, movies, config.reg_factors, config.reg_bias)
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        total += loss.detach() * len(ratings)
+    return total
+
+
+def seen_matrix(users: np.ndarray, movies: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, indices) of the movies each user has rated, indices sorted per user."""
+    order = np.lexsort((movies, users))
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    return indptr, movies[order].astype(np.int32)

@@ -1,0 +1,18 @@
+"""The Dagster code location: every asset, resource, check, sensor and schedule of the project."""
+
+import dagster as dg
+
+from recsys_assets.defs import features, ingest, training
+from recsys_assets.defs.resources import default_resources
+
+defs = dg.Definitions(
+    assets=[
+        ingest.raw_ratings,
+        ingest.cleaned_ratings,
+        features.user_movie_mappings,
+        features.rating_splits,
+        training.recommendation_model,
+        training.training_loss_plot,
+    ],
+    resources=default_resources(),
+)

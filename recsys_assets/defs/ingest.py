@@ -1,0 +1,147 @@
+"""Ingest assets: the raw export as loaded, and the cleaned ratings with their quarantine."""
+
+import time
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from recsys_assets.core.cleaning import REASONS, clean_rating_data
+from recsys_assets.core.loader import MovieDataLoader, read_lines
+from recsys_assets.core.storage import atomic_path
+from recsys_assets.defs.resources import RecsysStorage
+
+OWNERS = ["team:recsys"]
+
+
+class RawRatingsConfig(dg.Config):
+    """How the export is read (the document's MovieDataLoader settings)."""
+
+    chunk_size: int = Field(default=250, description="Rows per chunk; checkpoints fall on whole chunks.")
+    checkpoint_interval: int = Field(default=50000, description="Rows between checkpoints.")
+    checkpoint_file: str = Field(
+        default="",
+        description="Checkpoint manifest path (JSON; never a pickle). Empty: <data_dir>/checkpoints/raw_ratings.checkpoint.json.",
+    )
+    delimiter: Optional[str] = Field(default=None, description="Field separator; empty: detect (',', tab, '::', ';', '|').")
+    has_header: Optional[bool] = Field(default=None, description="Whether line 1 is a header; empty: detect.")
+    column_map: dict[str, str] = Field(
+        default={},
+        description="Header name -> user_id / movie_id / rating / timestamp, for exports with other column names.",
+    )
+
+
+class CleanedRatingsConfig(dg.Config):
+    """Validation rules for ratings."""
+
+    rating_min: float = Field(default=0.5, description="Lowest valid rating.")
+    rating_max: float = Field(default=5.0, description="Highest valid rating.")
+    max_rejected_fraction: float = Field(
+        default=0.05, description="Fail when more than this share of rows is invalid (superseded duplicates excluded)."
+    )
+
+
+@dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS)
+def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
+    """The ratings export as loaded: one row per data line, with its source line number.
+
+    Read by the chunked, checkpointed MovieDataLoader: an interrupted load resumes
+    from its last checkpoint. Lines that cannot be parsed are kept with an error
+    code and their raw text, for cleaning to quarantine.
+    """
+    checkpoint = config.checkpoint_file or str(storage.checkpoint_dir / "raw_ratings.checkpoint.json")
+    last_log = [0.0]
+
+    def progress(rows: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_log[0] >= 2.0 or done >= total:
+            last_log[0] = now
+            context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
+
+    loader = MovieDataLoader(
+        storage.export,
+        checkpoint,
+        chunk_size=config.chunk_size,
+        checkpoint_interval=config.checkpoint_interval,
+        delimiter=config.delimiter,
+        has_header=config.has_header,
+        column_map=config.column_map or None,
+        on_checkpoint=progress,
+    )
+    started = time.perf_counter()
+    table = loader.load_table()
+    seconds = time.perf_counter() - started
+    stats = loader.stats
+    if stats.restart_reason:
+        context.log.warning(f"checkpoint not resumed: {stats.restart_reason}")
+    if stats.resumed_rows:
+        context.log.info(f"resumed {stats.resumed_rows:,} rows from the checkpoint; re-read {stats.reread_rows:,}")
+    frame = table.to_pandas()
+    # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
+    loader.discard_checkpoint()
+    return dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "source": dg.MetadataValue.path(str(storage.export.resolve())),
+            "source_bytes": dg.MetadataValue.int(stats.source_bytes),
+            "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
+            "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
+            "blank_lines": dg.MetadataValue.int(stats.blank_lines),
+            "resumed_rows": dg.MetadataValue.int(stats.resumed_rows),
+            "reread_rows": dg.MetadataValue.int(stats.reread_rows),
+            "checkpoints_written": dg.MetadataValue.int(stats.checkpoints_written),
+            "load_seconds": dg.MetadataValue.float(round(seconds, 3)),
+            "rows_per_second": dg.MetadataValue.float(round(len(frame) / max(seconds, 1e-9), 1)),
+            "delimiter": dg.MetadataValue.text(stats.delimiter),
+        },
+    )
+
+
+@dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS)
+def cleaned_ratings(
+    context: dg.AssetExecutionContext, config: CleanedRatingsConfig, storage: RecsysStorage, raw_ratings: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    """Valid, typed, de-duplicated ratings: user_id, movie_id, rating, timestamp.
+
+    Rows with missing or invalid ids, ratings off the scale or unparseable lines
+    go to a quarantine table (line, raw text, reason) next to this one; of
+    duplicate (user, movie) pairs the latest by timestamp is kept. The step fails
+    when the invalid share exceeds max_rejected_fraction.
+    """
+    result = clean_rating_data(
+        raw_ratings,
+        rating_min=config.rating_min,
+        rating_max=config.rating_max,
+        max_rejected_fraction=config.max_rejected_fraction,
+        source=str(storage.export),
+    )
+    rebuilt = result.quarantine["raw_rebuilt"].to_numpy(dtype=bool)
+    if rebuilt.any() and storage.export.exists():  # show those rows exactly as the export has them
+        exact = read_lines(storage.export, result.quarantine.loc[rebuilt, "line"])
+        lines = result.quarantine.loc[rebuilt, "line"]
+        result.quarantine.loc[rebuilt, "raw"] = [exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])]
+    result.quarantine = result.quarantine.drop(columns="raw_rebuilt")
+    quarantine_path = storage.table_path("cleaned_ratings_quarantine")
+    with atomic_path(quarantine_path) as tmp:
+        pq.write_table(pa.Table.from_pandas(result.quarantine, preserve_index=False), tmp)
+    ratings = result.ratings
+    if result.quarantine.shape[0]:
+        context.log.warning(f"quarantined {len(result.quarantine):,} rows: {result.reason_counts}")
+    histogram = ratings["rating"].value_counts().sort_index()
+    hist_md = "| rating | count |\n|---:|---:|\n" + "\n".join(f"| {r:g} | {c:,} |" for r, c in histogram.items())
+    metadata = {
+        "dagster/row_count": dg.MetadataValue.int(len(ratings)),
+        "users": dg.MetadataValue.int(int(ratings["user_id"].nunique())),
+        "movies": dg.MetadataValue.int(int(ratings["movie_id"].nunique())),
+        "mean_rating": dg.MetadataValue.float(float(ratings["rating"].mean())) if len(ratings) else dg.MetadataValue.float(0.0),
+        "quarantined_rows": dg.MetadataValue.int(len(result.quarantine)),
+        "quarantine_path": dg.MetadataValue.path(str(quarantine_path.resolve())),
+        "rating_histogram": dg.MetadataValue.md(hist_md),
+    }
+    for reason in REASONS:
+        metadata[f"quarantined_{reason}"] = dg.MetadataValue.int(result.reason_counts.get(reason, 0))
+    return dg.Output(ratings, metadata=metadata)

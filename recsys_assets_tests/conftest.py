@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ML_SMALL = REPO_ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+TINY = SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
+
+
+def ml_small_ratings() -> Path:
+    path = ML_SMALL / "ratings.csv"
+    if not path.exists():
+        pytest.skip(f"MovieLens ml-latest-small not present at {path}")
+    return path
+
+
+@pytest.fixture
+def tiny_export(tmp_path) -> Path:
+    """A small synthetic export in MovieLens format."""
+    return write_sample_export(tmp_path / "ratings_export.csv", TINY)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch):
+    for name in ("RECSYS_EXPORT_PATH", "RECSYS_DATA_DIR", "RECSYS_DEVICE", "RECSYS_MOVIES_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    os.environ.setdefault("MPLBACKEND", "Agg")

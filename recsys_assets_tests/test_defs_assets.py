@@ -1,0 +1,147 @@
+import dagster as dg
+import pandas as pd
+import pytest
+import torch
+
+from recsys_assets import Recommender
+from recsys_assets.definitions import defs
+from recsys_assets.defs import features, ingest, training
+from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+
+ALL_ASSETS = [
+    ingest.raw_ratings,
+    ingest.cleaned_ratings,
+    features.user_movie_mappings,
+    features.rating_splits,
+    training.recommendation_model,
+    training.training_loss_plot,
+]
+KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
+
+
+def _resources(export, data_dir, device="cpu"):
+    return {
+        "storage": RecsysStorage(export_path=str(export), data_dir=str(data_dir)),
+        "device": DeviceResource(device=device),
+        "io_manager": ParquetIOManager(base_dir=str(data_dir / "tables")),
+    }
+
+
+def _mats(result, key):
+    return [e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(key)]
+
+
+def test_definitions_load_with_exactly_the_documented_keys():
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert KEYS <= keys
+    for key in KEYS:
+        node = defs.resolve_asset_graph().get(dg.AssetKey(key))
+        assert node.description, f"{key} has no description"
+        assert node.group_name in {"ingest", "features", "training"}
+
+
+def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
+    run_config = dg.RunConfig(ops={"recommendation_model": training.TrainingConfig(epochs=8)})
+    result = dg.materialize(ALL_ASSETS, resources=_resources(tiny_export, data_dir), run_config=run_config)
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == KEYS
+
+    raw_md = _mats(result, "raw_ratings")[0].metadata
+    assert raw_md["dagster/row_count"].value == 4_000
+    clean_md = _mats(result, "cleaned_ratings")[0].metadata
+    assert clean_md["quarantined_rows"].value == 0
+    assert (data_dir / "tables" / "cleaned_ratings_quarantine.parquet").exists()
+    assert _mats(result, "train_ratings")[0].metadata["dagster/row_count"].value == 3_200
+    assert _mats(result, "val_ratings")[0].metadata["dagster/row_count"].value == 800
+
+    model_md = _mats(result, "recommendation_model")[0].metadata
+    for name in ("train_loss", "val_loss", "val_rmse", "val_mae"):
+        assert isinstance(model_md[name], dg.FloatMetadataValue)
+    assert model_md["val_rmse"].value < model_md["global_mean_rmse"].value
+    assert model_md["epochs_run"].value == 8 and model_md["device"].value == "cpu"
+    assert model_md["parameters"].value > 0
+
+    payload = torch.load(data_dir / "recommendation_model.pth", weights_only=True)
+    assert {"model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict", "config", "history"} <= set(payload)
+    assert len(payload["history"]) == 8
+    rec = Recommender.load(data_dir / "recommendation_model.pth")
+    assert len(rec.recommend(int(rec.users.ids[0]), k=5)) == 5
+
+    plot_md = _mats(result, "training_loss_plot")[0].metadata
+    assert plot_md["plot"].value.startswith("![Training History](data:image/png;base64,")
+    assert (data_dir / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (data_dir / "checkpoints" / "raw_ratings.checkpoint.json").exists()
+
+    logs = [e.message for e in result.all_events if e.event_type_value == "ENGINE_EVENT" or e.is_step_event]
+    assert logs  # the run has step events
+
+
+def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):
+    with dg.instance_for_test() as instance:
+        run_config = dg.RunConfig(ops={"recommendation_model": training.TrainingConfig(epochs=2)})
+        result = dg.materialize(ALL_ASSETS[:5], resources=_resources(tiny_export, data_dir), run_config=run_config, instance=instance)
+        assert result.success
+        records = instance.all_logs(result.run_id)
+        messages = [r.user_message for r in records if r.step_key == "recommendation_model"]
+        epoch_msgs = [m for m in messages if m.startswith("Epoch ")]
+        assert len(epoch_msgs) == 2
+        assert epoch_msgs[0].splitlines()[:3][0] == "Epoch 1/2:"
+        assert epoch_msgs[0].splitlines()[1].startswith("Training Loss: ")
+        assert epoch_msgs[0].splitlines()[2].startswith("Validation Loss: ")
+
+
+def test_config_overrides_reach_the_loader_and_split(tiny_export, data_dir):
+    run_config = dg.RunConfig(
+        ops={
+            "raw_ratings": ingest.RawRatingsConfig(chunk_size=10, checkpoint_interval=100),
+            "rating_splits": features.SplitConfig(test_size=0.5, random_state=1),
+        }
+    )
+    result = dg.materialize(ALL_ASSETS[:4], resources=_resources(tiny_export, data_dir), run_config=run_config)
+    assert _mats(result, "raw_ratings")[0].metadata["checkpoints_written"].value == 40
+    assert _mats(result, "val_ratings")[0].metadata["dagster/row_count"].value == 2_000
+
+
+def test_bad_rows_are_quarantined_and_too_many_fail_the_step(tmp_path, data_dir):
+    export = tmp_path / "messy.csv"
+    good = "".join(f"{u},{m},3.5,{u * m}\n" for u in range(1, 11) for m in range(1, 11))
+    export.write_text("userId,movieId,rating,timestamp\n" + good + "1,2\n5,6,9.0,1\n")
+    result = dg.materialize(ALL_ASSETS[:2], resources=_resources(export, data_dir))
+    md = _mats(result, "cleaned_ratings")[0].metadata
+    assert md["quarantined_malformed_line"].value == 1 and md["quarantined_rating_off_scale"].value == 1
+    quarantine = pd.read_parquet(data_dir / "tables" / "cleaned_ratings_quarantine.parquet")
+    assert quarantine["line"].tolist() == [102, 103] and quarantine["raw"].tolist() == ["1,2", "5,6,9.0,1"]
+
+    export.write_text("userId,movieId,rating,timestamp\n" + good + "x,1,1,1\n" * 20)
+    result = dg.materialize(ALL_ASSETS[:2], resources=_resources(export, data_dir), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "20 of 120 rows" in failure.step_failure_data.error.to_string()
+    assert "line 102: non_numeric" in failure.step_failure_data.error.to_string()
+
+
+def test_missing_export_fails_with_its_path(tmp_path, data_dir):
+    result = dg.materialize(ALL_ASSETS[:1], resources=_resources(tmp_path / "absent.csv", data_dir), raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "ratings export not found" in failure.step_failure_data.error.to_string()
+    assert "absent.csv" in failure.step_failure_data.error.to_string()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_device_fails_before_training(tiny_export, data_dir):
+    result = dg.materialize(ALL_ASSETS[:5], resources=_resources(tiny_export, data_dir, device="cuda:1"), raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "recommendation_model"
+    assert "device 'cuda:1' was requested but is not available" in failure.step_failure_data.error.to_string()
+    assert not (data_dir / "recommendation_model.pth").exists()
+
+
+def test_device_env_var_sets_the_resource(monkeypatch):
+    from recsys_assets.defs.resources import default_resources
+
+    monkeypatch.setenv("RECSYS_DEVICE", "cpu")
+    monkeypatch.setenv("RECSYS_DATA_DIR", "/tmp/x")
+    resources = default_resources()
+    assert resources["device"].device == dg.EnvVar("RECSYS_DEVICE")
+    assert resources["io_manager"].base_dir == "/tmp/x/tables"

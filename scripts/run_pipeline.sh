@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: set up .venv, make sure an export exists, and materialize every asset.
+# Runs and lineage persist in .dagster_home/ (sqlite). Extra arguments go to `dagster asset materialize`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+export_path="${RECSYS_EXPORT_PATH:-data/ratings_export.csv}"
+if [ ! -f "$export_path" ]; then
+  if [ -n "${RECSYS_EXPORT_PATH:-}" ]; then
+    echo "error: RECSYS_EXPORT_PATH=$RECSYS_EXPORT_PATH does not exist" >&2; exit 2
+  fi
+  .venv/bin/recsys sample --path "$export_path"
+fi
+echo "==> materializing all assets (DAGSTER_HOME=$DAGSTER_HOME)"
+.venv/bin/dagster asset materialize --select '*' -m recsys_assets.definitions "$@"
+echo "==> done: model at ${RECSYS_DATA_DIR:-data}/recommendation_model.pth, plot at ${RECSYS_DATA_DIR:-data}/training_loss.png"
+.venv/bin/python - <<'PY'
+import os
+from recsys_assets import Recommender
+rec = Recommender.load(os.path.join(os.environ.get("RECSYS_DATA_DIR") or "data", "recommendation_model.pth"))
+m = rec.info["metrics"]
+print(f"validation RMSE {m['val_rmse']:.4f} (global mean {m['global_mean_rmse']:.4f}, bias only {m['bias_only_rmse']:.4f})")
+PY

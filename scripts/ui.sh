@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Open the Dagster UI (webserver + daemon) on http://127.0.0.1:3000 with the project's DAGSTER_HOME.
+# Expose it deliberately with HOST=0.0.0.0 scripts/ui.sh (anyone who can reach the port can launch runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+[ -f "${RECSYS_EXPORT_PATH:-data/ratings_export.csv}" ] || .venv/bin/recsys sample
+exec .venv/bin/dagster dev -w workspace.yaml -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}"
