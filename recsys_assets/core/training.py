@@ -30,7 +30,7 @@ from torch import nn
 
 from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, count_weights
+from recsys_assets.core.optim import FusedSGD, GraphedEpoch, count_weights
 from recsys_assets.core.storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class TrainConfig:
     rating_min: float = 0.5
     rating_max: float = 5.0
     eval_batch_size: int = 1 << 16
+    cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
 
     @classmethod
     def document(cls, **overrides) -> "TrainConfig":
@@ -175,6 +176,7 @@ def train_model(
         optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias)
         sample_wu = count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users]
         sample_wi = count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies]
+        graphed = _graphed_runner(model, optimizer, train_dev, sample_wu, sample_wi, config, device)
     else:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
     clamp = (config.rating_min, config.rating_max)
@@ -213,7 +215,9 @@ def train_model(
         model.train()
         t0 = time.perf_counter()
         if sgd:
-            total_loss = _sgd_epoch(model, optimizer, train_dev, sample_wu, sample_wi, config.batch_size, generator)
+            total_loss = _sgd_epoch(
+                model, optimizer, train_dev, sample_wu, sample_wi, config.batch_size, generator, graphed
+            )
         else:
             total_loss = _adam_epoch(model, optimizer, train_dev, config, generator)
         if device.type == "cuda":
@@ -296,16 +300,33 @@ def train_model(
     )
 
 
-def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator) -> torch.Tensor:
-    """One shuffled pass of fused per-rating SGD; returns the summed squared error."""
+def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator, graphed=None):
+    """One shuffled pass of fused per-rating SGD; returns the summed squared error (a tensor)."""
     perm = torch.randperm(len(data), generator=generator).to(data.ratings.device)
-    users, movies, ratings = data.users[perm], data.movies[perm], data.ratings[perm]
-    wu, wi = wu[perm], wi[perm]
+    epoch = optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
+    if graphed is not None:
+        return graphed.run(epoch)
     total = torch.zeros((), device=data.ratings.device)
+    fields = epoch.fields()
     for start in range(0, len(data), batch_size):
-        end = start + batch_size
-        total += optimizer.fit_batch(model, users[start:end], movies[start:end], ratings[start:end], wu[start:end], wi[start:end])
+        total += optimizer.fit_slice(model, *(f[start : start + batch_size] for f in fields))
     return total
+
+
+def _graphed_runner(model, optimizer, data, wu, wi, config: TrainConfig, device: torch.device):
+    """A CUDA-graph epoch runner when training on CUDA with enough data for a window, else None."""
+    if device.type != "cuda" or not config.cuda_graphs:
+        return None
+    window = max(1, min(64, len(data) // config.batch_size))
+    if len(data) < config.batch_size * window or window < 4:
+        return None
+    try:
+        perm = torch.arange(len(data), device=device)
+        template = optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
+        return GraphedEpoch(optimizer, model, template, config.batch_size, window)
+    except Exception as exc:  # graphs are an optimization: fall back to eager steps
+        log.warning("CUDA graph capture failed (%s); training with eager steps", exc)
+        return None
 
 
 def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig, generator) -> torch.Tensor:
