@@ -49,10 +49,14 @@ class EpochBatches:
 class FusedSGD(Optimizer):
     """Holds the hyper-parameters (so ``state_dict`` records them) and applies batch updates."""
 
-    def __init__(self, params, lr: float = 0.01, reg_factors: float = 0.1, reg_bias: float = 0.2):
+    def __init__(self, params, lr: float = 0.01, reg_factors: float = 0.1, reg_bias: float = 0.2, kernel: str = "auto"):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
+        if kernel not in ("auto", "eager"):
+            raise ValueError(f"kernel must be 'auto' or 'eager', got {kernel!r}")
         super().__init__(params, {"lr": lr, "reg_factors": reg_factors, "reg_bias": reg_bias})
+        # "auto": on CUDA with Triton installed, one fused kernel per step (core/triton_sgd.py)
+        self.kernel = kernel
 
     def step(self, closure=None):  # pragma: no cover - the API is fit_batch / prepare_epoch
         raise RuntimeError("FusedSGD updates through fit_batch(...) or prepare_epoch(...) + fit_slice(...)")
@@ -81,6 +85,11 @@ class FusedSGD(Optimizer):
     def fit_slice(self, model, u, i, r, shrink_u, shrink_i, breg_u, breg_i) -> torch.Tensor:
         """One update from prepared batch tensors; returns the summed squared error before it."""
         lr = self.param_groups[0]["lr"]
+        if self.kernel == "auto" and u.is_cuda:
+            from recsys_assets.core import triton_sgd
+
+            if triton_sgd.available(u):
+                return triton_sgd.sgd_step(model, lr, u, i, r, shrink_u, shrink_i, breg_u, breg_i)
         P = model.user_factors.weight
         Q = model.movie_factors.weight
         bu = model.user_bias.weight.view(-1)
