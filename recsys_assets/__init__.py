@@ -3,26 +3,38 @@
 The plain-Python core (no Dagster imports) is importable on its own::
 
     from recsys_assets import MovieDataLoader, clean_rating_data, Recommender
+
+Names are imported on first use, so ``import recsys_assets.core.loader`` does not
+pay for importing PyTorch.
 """
 
-from recsys_assets.core.cleaning import CleanedRatings, DataQualityError, clean_rating_data
-from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-from recsys_assets.core.loader import ExportError, MovieDataLoader
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.recommender import Recommender
-from recsys_assets.core.training import TrainConfig, train_model
+import importlib
 
-__all__ = [
-    "BiasedMF",
-    "CleanedRatings",
-    "DataQualityError",
-    "ExportError",
-    "MovieDataLoader",
-    "MovieRatingDataset",
-    "Recommender",
-    "TrainConfig",
-    "build_mappings",
-    "clean_rating_data",
-    "split_ratings",
-    "train_model",
-]
+_EXPORTS = {
+    "BiasedMF": "recsys_assets.core.model",
+    "CleanedRatings": "recsys_assets.core.cleaning",
+    "DataQualityError": "recsys_assets.core.cleaning",
+    "clean_rating_data": "recsys_assets.core.cleaning",
+    "MovieRatingDataset": "recsys_assets.core.dataset",
+    "build_mappings": "recsys_assets.core.dataset",
+    "split_ratings": "recsys_assets.core.dataset",
+    "ExportError": "recsys_assets.core.loader",
+    "MovieDataLoader": "recsys_assets.core.loader",
+    "Recommender": "recsys_assets.core.recommender",
+    "TrainConfig": "recsys_assets.core.training",
+    "train_model": "recsys_assets.core.training",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'recsys_assets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.defs import features, ingest, training
+from recsys_assets.defs import automation, checks, features, ingest, training
 from recsys_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
@@ -14,5 +14,9 @@ defs = dg.Definitions(
         training.recommendation_model,
         training.training_loss_plot,
     ],
+    asset_checks=[checks.cleaned_ratings_checks, checks.split_checks],
+    jobs=[automation.retrain_job],
+    sensors=[automation.new_export_sensor],
+    schedules=[automation.retrain_schedule],
     resources=default_resources(),
 )

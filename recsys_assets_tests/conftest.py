@@ -44,3 +44,19 @@ def _isolate_env(monkeypatch):
     for name in ("RECSYS_EXPORT_PATH", "RECSYS_DATA_DIR", "RECSYS_DEVICE", "RECSYS_MOVIES_PATH"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_defs_state_storage():
+    """Dagster keeps the current instance's defs-state storage in a context variable, and an
+    instance that is garbage-collected late restores an older, dead one into it, which breaks
+    the next materialize ("undefined DagsterInstance weakref"). Collect such instances before
+    each test and start it without a storage."""
+    import gc
+
+    from dagster._core.storage.defs_state import base
+
+    gc.collect()
+    base._current_storage.set(None)
+    yield
+    base._current_storage.set(None)

@@ -36,3 +36,33 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
+
+
+class BusyError(RuntimeError):
+    """Another process holds the lock on a shared artifact."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` or fail at once, naming ``what`` is busy.
+
+    Two runs that would write the same artifact (say a sensor's run and a
+    manual one) cannot interleave: the second fails with a clear message and
+    can simply be re-run.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BusyError(f"{what} is being written by another run (lock {path}); re-run when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -62,6 +62,8 @@ def rating_splits(config: SplitConfig, cleaned_ratings: pd.DataFrame):
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(frame)),
                 "share": dg.MetadataValue.float(round(len(frame) / max(len(cleaned_ratings), 1), 4)),
+                "test_size": dg.MetadataValue.float(config.test_size),
+                "random_state": dg.MetadataValue.int(config.random_state),
                 "users": dg.MetadataValue.int(int(frame["user_id"].nunique())),
                 "movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
             },

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from recsys_assets.core.cleaning import REASONS, clean_rating_data
-from recsys_assets.core.loader import MovieDataLoader, read_lines
+from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
+from recsys_assets.core.exports import ExportLook
+from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines
 from recsys_assets.core.storage import atomic_path
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -44,7 +45,14 @@ class CleanedRatingsConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS)
+@dg.asset(
+    group_name="ingest",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    pool="recsys_ingest",
+    # transient errors (a network share hiccup) retry; the retry resumes from the checkpoint
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL),
+)
 def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
     """The ratings export as loaded: one row per data line, with its source line number.
 
@@ -61,8 +69,11 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
             last_log[0] = now
             context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
 
+    export = storage.export
+    look = ExportLook.take(export)
+    export_fingerprint = look.fingerprint() if look else ""
     loader = MovieDataLoader(
-        storage.export,
+        export,
         checkpoint,
         chunk_size=config.chunk_size,
         checkpoint_interval=config.checkpoint_interval,
@@ -72,7 +83,10 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         on_checkpoint=progress,
     )
     started = time.perf_counter()
-    table = loader.load_table()
+    try:
+        table = loader.load_table()
+    except (ExportError, CheckpointBusyError) as exc:  # not transient: fail without retries
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     seconds = time.perf_counter() - started
     stats = loader.stats
     if stats.restart_reason:
@@ -86,9 +100,10 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         frame,
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "source": dg.MetadataValue.path(str(storage.export.resolve())),
+            "source": dg.MetadataValue.path(str(export.resolve())),
             "source_bytes": dg.MetadataValue.int(stats.source_bytes),
             "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
+            "export_fingerprint": dg.MetadataValue.text(export_fingerprint),
             "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
             "blank_lines": dg.MetadataValue.int(stats.blank_lines),
             "resumed_rows": dg.MetadataValue.int(stats.resumed_rows),
@@ -101,7 +116,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     )
 
 
-@dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS)
+@dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS, pool="recsys_ingest")
 def cleaned_ratings(
     context: dg.AssetExecutionContext, config: CleanedRatingsConfig, storage: RecsysStorage, raw_ratings: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
@@ -112,13 +127,16 @@ def cleaned_ratings(
     duplicate (user, movie) pairs the latest by timestamp is kept. The step fails
     when the invalid share exceeds max_rejected_fraction.
     """
-    result = clean_rating_data(
-        raw_ratings,
-        rating_min=config.rating_min,
-        rating_max=config.rating_max,
-        max_rejected_fraction=config.max_rejected_fraction,
-        source=str(storage.export),
-    )
+    try:
+        result = clean_rating_data(
+            raw_ratings,
+            rating_min=config.rating_min,
+            rating_max=config.rating_max,
+            max_rejected_fraction=config.max_rejected_fraction,
+            source=str(storage.export),
+        )
+    except DataQualityError as exc:  # a bad export: fail clearly, do not retry
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     rebuilt = result.quarantine["raw_rebuilt"].to_numpy(dtype=bool)
     if rebuilt.any() and storage.export.exists():  # show those rows exactly as the export has them
         exact = read_lines(storage.export, result.quarantine.loc[rebuilt, "line"])

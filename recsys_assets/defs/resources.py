@@ -15,6 +15,7 @@ import torch
 from pydantic import Field
 
 from recsys_assets.core.devices import resolve_device
+from recsys_assets.core.exports import current_export
 from recsys_assets.core.storage import atomic_path
 
 DEFAULT_EXPORT_PATH = "data/ratings_export.csv"
@@ -32,10 +33,19 @@ class RecsysStorage(dg.ConfigurableResource):
         default=DEFAULT_DATA_DIR,
         description="Folder for tables, checkpoints, the model file and plots; env RECSYS_DATA_DIR.",
     )
+    drop_dir: str = Field(
+        default="",
+        description="Drop folder for new exports (empty: <data_dir>/exports); its newest complete file is the current export; env RECSYS_DROP_DIR.",
+    )
+
+    @property
+    def drop_folder(self) -> Path:
+        return Path(self.drop_dir) if self.drop_dir else self.root / "exports"
 
     @property
     def export(self) -> Path:
-        return Path(self.export_path)
+        """The current export: the newest complete file in the drop folder, else export_path."""
+        return current_export(self.export_path, self.drop_folder)
 
     @property
     def root(self) -> Path:
@@ -44,6 +54,10 @@ class RecsysStorage(dg.ConfigurableResource):
     @property
     def checkpoint_dir(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.root / "locks"
 
     @property
     def model_path(self) -> Path:
@@ -108,6 +122,7 @@ def default_resources() -> dict:
         "storage": RecsysStorage(
             export_path=_env_or("RECSYS_EXPORT_PATH", DEFAULT_EXPORT_PATH),
             data_dir=_env_or("RECSYS_DATA_DIR", DEFAULT_DATA_DIR),
+            drop_dir=_env_or("RECSYS_DROP_DIR", ""),
         ),
         "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto")),
         "io_manager": ParquetIOManager(base_dir=str(Path(data_dir) / "tables")),

@@ -13,6 +13,7 @@ from recsys_assets.core.artifact import load_model_file, save_model_file
 from recsys_assets.core.dataset import MovieRatingDataset, mappings_from_table
 from recsys_assets.core.metrics import baselines
 from recsys_assets.core.plots import plot_training_history
+from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.core.training import TrainConfig, seen_matrix, train_model
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
@@ -51,7 +52,17 @@ class TrainingConfig(dg.Config):
         return TrainConfig(**self.model_dump())
 
 
-@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS)
+MODEL_CHECKS = [
+    dg.AssetCheckSpec("weights_finite", asset="recommendation_model", blocking=True,
+                      description="Every model weight is finite."),
+    dg.AssetCheckSpec("beats_global_mean", asset="recommendation_model", blocking=True,
+                      description="Validation RMSE is below the global-mean baseline's."),
+    dg.AssetCheckSpec("beats_bias_only", asset="recommendation_model", blocking=False,
+                      description="Validation RMSE is below the bias-only baseline's (warning)."),
+]
+
+
+@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=MODEL_CHECKS, pool="recsys_training")
 def recommendation_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,
@@ -83,10 +94,16 @@ def recommendation_model(
 
     checkpoint = storage.checkpoint_dir / "recommendation_model.training.pt"
     started = time.perf_counter()
-    result = train_model(
-        train, val, len(users), len(movies), train_config,
-        device=torch_device, on_epoch=log_epoch, checkpoint_path=checkpoint,
-    )
+    with exclusive_lock(storage.lock_dir / "recommendation_model.lock", "recommendation_model"):
+        result = train_model(
+            train, val, len(users), len(movies), train_config,
+            device=torch_device, on_epoch=log_epoch, checkpoint_path=checkpoint,
+        )
+        return _publish(context, storage, result, train, val, users, movies, train_config, torch_device, checkpoint, started)
+
+
+def _publish(context, storage, result, train, val, users, movies, train_config, torch_device, checkpoint, started):
+    """Check the trained model and publish its file only if the blocking checks pass."""
     best = next(h for h in result.history if h["epoch"] == result.best_epoch)
     base = baselines(
         train.users.numpy(), train.movies.numpy(), train.ratings.numpy(),
@@ -103,8 +120,13 @@ def recommendation_model(
     all_users = np.concatenate([train.users.numpy(), val.users.numpy()])
     all_movies = np.concatenate([train.movies.numpy(), val.movies.numpy()])
     indptr, indices = seen_matrix(all_users, all_movies, len(users))
+    finite = result.model.all_finite()
+    beats_mean = bool(metrics["val_rmse"] < metrics["global_mean_rmse"])
+    beats_bias = bool(metrics["val_rmse"] < metrics["bias_only_rmse"])
+    publish = finite and beats_mean
+    target = storage.model_path if publish else storage.root / "recommendation_model.rejected.pth"
     path = save_model_file(
-        storage.model_path,
+        target,
         model_state=result.model.state_dict(),
         optimizer_state=result.optimizer.state_dict(),
         user_ids=users.ids,
@@ -117,8 +139,26 @@ def recommendation_model(
         movie_counts=np.bincount(all_movies, minlength=len(movies)),
     )
     checkpoint.unlink(missing_ok=True)
+    if not publish:
+        context.log.error(
+            f"model not published (finite weights: {finite}, beats global mean: {beats_mean}); "
+            f"it was saved to {target} for inspection and the previous model file is unchanged"
+        )
+    rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
+    check_results = [
+        dg.AssetCheckResult(check_name="weights_finite", passed=finite, severity=dg.AssetCheckSeverity.ERROR,
+                            description="all weights finite" if finite else "NaN or infinite weights"),
+        dg.AssetCheckResult(check_name="beats_global_mean", passed=beats_mean, severity=dg.AssetCheckSeverity.ERROR,
+                            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
+                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]}),
+        dg.AssetCheckResult(check_name="beats_bias_only", passed=beats_bias, severity=dg.AssetCheckSeverity.WARN,
+                            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
+                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]}),
+    ]
     return dg.MaterializeResult(
+        check_results=check_results,
         metadata={
+            "published": dg.MetadataValue.bool(publish),
             "train_loss": dg.MetadataValue.float(metrics["train_loss"]),
             "val_loss": dg.MetadataValue.float(metrics["val_loss"]),
             "val_rmse": dg.MetadataValue.float(metrics["val_rmse"]),

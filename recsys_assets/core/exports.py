@@ -1,0 +1,60 @@
+"""Which file is the current export, and whether it has finished arriving.
+
+An export either replaces the file at ``RECSYS_EXPORT_PATH`` or lands as a new
+file in a drop folder (default ``data/exports/``).  The newest complete file in
+the drop folder is the current export; with none there, the fixed path is.
+Files still being written are skipped: names with a temporary suffix or a
+leading dot, and files whose size or modification time changed between two
+looks (see :class:`ExportWatcher`).
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys_assets.core.loader import source_identity
+
+EXPORT_SUFFIXES = (".csv", ".dat", ".data", ".tsv", ".txt")
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
+
+
+def is_complete_name(path: Path) -> bool:
+    name = path.name.lower()
+    return (
+        not name.startswith(".")
+        and not name.endswith(TEMP_SUFFIXES)
+        and (name.endswith(EXPORT_SUFFIXES) or name == "u.data")
+    )
+
+
+def current_export(export_path: str | os.PathLike, drop_dir: str | os.PathLike | None) -> Path:
+    """The newest complete-looking file in ``drop_dir``, else ``export_path``."""
+    if drop_dir:
+        folder = Path(drop_dir)
+        if folder.is_dir():
+            candidates = [p for p in folder.iterdir() if p.is_file() and is_complete_name(p)]
+            if candidates:
+                return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return Path(export_path)
+
+
+@dataclass(frozen=True)
+class ExportLook:
+    """One look at the current export: what a sensor compares between ticks."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def take(cls, path: Path) -> "ExportLook | None":
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return cls(str(path), st.st_size, st.st_mtime_ns)
+
+    def fingerprint(self) -> str:
+        """Size, modification time and content fingerprint (as recorded by the loader)."""
+        ident = source_identity(Path(self.path))
+        return f"{ident['fingerprint']}-{ident['size']}-{ident['mtime_ns']}"

@@ -1,0 +1,51 @@
+"""Data-quality rules for ratings tables and splits (the Dagster checks call these).
+
+Each rule returns ``(passed, description, metadata)`` so that it can be tested
+and reused without Dagster.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+
+def non_empty(ratings: pd.DataFrame):
+    n = len(ratings)
+    return n > 0, f"{n:,} ratings", {"rows": n}
+
+
+def no_nulls(ratings: pd.DataFrame):
+    nulls = {c: int(v) for c, v in ratings.isna().sum().items() if v}
+    return not nulls, ("no nulls" if not nulls else f"nulls in {nulls}"), {"null_cells": int(sum(nulls.values()))}
+
+
+def ratings_in_scale(ratings: pd.DataFrame, rating_min: float = 0.5, rating_max: float = 5.0):
+    r = ratings["rating"].to_numpy(dtype=np.float64)
+    bad = int((~((r >= rating_min) & (r <= rating_max))).sum())
+    return bad == 0, f"{bad} ratings outside [{rating_min:g}, {rating_max:g}]", {"out_of_scale": bad}
+
+
+def _pair_keys(frame: pd.DataFrame) -> np.ndarray:
+    u = frame["user_id"].to_numpy(dtype=np.int64)
+    m = frame["movie_id"].to_numpy(dtype=np.int64)
+    return (u.astype(np.uint64) << np.uint64(32)) ^ m.astype(np.uint64)
+
+
+def unique_pairs(ratings: pd.DataFrame):
+    keys = np.sort(_pair_keys(ratings))
+    dups = int((keys[1:] == keys[:-1]).sum()) if len(keys) > 1 else 0
+    return dups == 0, f"{dups} repeated (user, movie) pairs", {"duplicate_pairs": dups}
+
+
+def splits_disjoint(train: pd.DataFrame, val: pd.DataFrame):
+    shared = int(np.isin(_pair_keys(val), _pair_keys(train)).sum())
+    return shared == 0, f"{shared} (user, movie) pairs in both splits", {"shared_pairs": shared}
+
+
+def split_sizes(train: pd.DataFrame, val: pd.DataFrame, test_size: float = 0.2):
+    n = len(train) + len(val)
+    expected = math.ceil(test_size * n)
+    off = abs(len(val) - expected)
+    return off <= 1, f"validation has {len(val):,} of {n:,} rows (expected {expected:,})", {
+        "val_rows": len(val), "expected_val_rows": expected}

@@ -1,0 +1,94 @@
+"""Retraining that runs itself: a sensor for new exports and a nightly schedule.
+
+* ``new_export_sensor`` (on by default) looks at the current export every
+  ``RECSYS_SENSOR_INTERVAL`` seconds (default 30).  A new or changed file is
+  first seen as *pending*; when a later look finds it unchanged (size and
+  modification time), it is complete, and exactly one run of the whole asset
+  chain is requested for its fingerprint (the run key), unless ``raw_ratings``
+  was already materialized from that fingerprint.
+* ``retrain_schedule`` (off by default) runs on ``RECSYS_RETRAIN_CRON``
+  (default ``0 3 * * *``) in ``RECSYS_TIMEZONE`` (default UTC): it retrains when
+  the export changed since the last ingest and otherwise skips, unless
+  ``RECSYS_RETRAIN_FORCE=1``.
+"""
+
+import json
+import os
+
+import dagster as dg
+
+from recsys_assets.core.exports import ExportLook
+from recsys_assets.defs.resources import RecsysStorage
+
+retrain_job = dg.define_asset_job(
+    "retrain_model",
+    selection=dg.AssetSelection.all(),
+    description="Ingest the current export and retrain the model (every asset, with their checks).",
+)
+
+
+def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
+    """The export fingerprint recorded by the latest raw_ratings materialization."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_ratings"))
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("export_fingerprint")
+    return value.value if value is not None else None
+
+
+@dg.sensor(
+    job=retrain_job,
+    minimum_interval_seconds=int(os.environ.get("RECSYS_SENSOR_INTERVAL", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests one retraining run per new, completely written export (by fingerprint).",
+)
+def new_export_sensor(context: dg.SensorEvaluationContext, storage: RecsysStorage):
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    path = storage.export
+    look = ExportLook.take(path)
+    if look is None:
+        return dg.SkipReason(f"no export at {path}")
+    pending = cursor.get("pending")
+    if pending != [look.path, look.size, look.mtime_ns]:
+        context.update_cursor(json.dumps({**cursor, "pending": [look.path, look.size, look.mtime_ns]}))
+        return dg.SkipReason(f"saw {path} ({look.size:,} bytes); waiting one more look to be sure it is complete")
+    fingerprint = look.fingerprint()
+    if fingerprint == cursor.get("requested"):
+        return dg.SkipReason(f"{path} unchanged since the run requested for it (fingerprint {fingerprint[:12]})")
+    if fingerprint == last_ingested_fingerprint(context.instance):
+        context.update_cursor(json.dumps({**cursor, "requested": fingerprint}))
+        return dg.SkipReason(f"{path} was already ingested (fingerprint {fingerprint[:12]})")
+    context.update_cursor(json.dumps({**cursor, "requested": fingerprint}))
+    return dg.RunRequest(
+        run_key=fingerprint,
+        tags={"recsys/export": str(path), "recsys/fingerprint": fingerprint, "recsys/trigger": "new_export_sensor"},
+    )
+
+
+def build_retrain_schedule(cron: str, timezone: str, force: bool) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        job=retrain_job,
+        cron_schedule=cron,
+        execution_timezone=timezone,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Retrains on '{cron}' ({timezone}) when the export changed since the last ingest"
+        + (" (forced: always)" if force else ""),
+    )
+    def retrain_schedule(context: dg.ScheduleEvaluationContext, storage: RecsysStorage):
+        path = storage.export
+        look = ExportLook.take(path)
+        if look is None:
+            return dg.SkipReason(f"no export at {path}")
+        fingerprint = look.fingerprint()
+        if not force and fingerprint == last_ingested_fingerprint(context.instance):
+            return dg.SkipReason(f"{path} unchanged since the last ingest (fingerprint {fingerprint[:12]}); set RECSYS_RETRAIN_FORCE=1 to retrain anyway")
+        return dg.RunRequest(tags={"recsys/export": str(path), "recsys/fingerprint": fingerprint, "recsys/trigger": "retrain_schedule"})
+
+    return retrain_schedule
+
+
+retrain_schedule = build_retrain_schedule(
+    os.environ.get("RECSYS_RETRAIN_CRON", "0 3 * * *"),
+    os.environ.get("RECSYS_TIMEZONE", "UTC"),
+    os.environ.get("RECSYS_RETRAIN_FORCE", "") in ("1", "true", "yes"),
+)

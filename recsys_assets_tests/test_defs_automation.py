@@ -1,0 +1,200 @@
+import hashlib
+import json
+import os
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_assets.core import quality
+from recsys_assets.core.exports import current_export
+from recsys_assets.core.loader import MovieDataLoader
+from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+from recsys_assets.core.storage import exclusive_lock
+from recsys_assets.defs import automation, checks, features, ingest, training
+from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+
+ASSETS = [
+    ingest.raw_ratings, ingest.cleaned_ratings, features.user_movie_mappings, features.rating_splits,
+    training.recommendation_model, training.training_loss_plot, checks.cleaned_ratings_checks, checks.split_checks,
+]
+SMALL = SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=4)
+
+
+def _storage(export, data_dir):
+    return RecsysStorage(export_path=str(export), data_dir=str(data_dir))
+
+
+def _resources(export, data_dir):
+    return {"storage": _storage(export, data_dir), "device": DeviceResource(device="cpu"),
+            "io_manager": ParquetIOManager(base_dir=str(data_dir / "tables"))}
+
+
+def _tick(instance, storage, cursor=None):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
+    result = automation.new_export_sensor(ctx)
+    return result, ctx.cursor
+
+
+def _checks(result):
+    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+# --------------------------------------------------------------------------- sensor
+def test_sensor_waits_for_a_stable_file_then_requests_one_run(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+    storage = _storage(export, data_dir)
+    with dg.instance_for_test() as instance:
+        first, cursor = _tick(instance, storage)
+        assert isinstance(first, dg.SkipReason) and "waiting one more look" in first.skip_message
+        second, cursor = _tick(instance, storage, cursor)
+        assert isinstance(second, dg.RunRequest)
+        assert second.run_key and second.tags["recsys/export"] == str(export)
+        third, cursor = _tick(instance, storage, cursor)
+        assert isinstance(third, dg.SkipReason) and "unchanged" in third.skip_message
+        assert json.loads(cursor)["requested"] == second.run_key  # the cursor round-trips as JSON
+
+        write_sample_export(export, SampleSpec(n_ratings=3_500, n_users=100, n_movies=300, seed=5))
+        changed, cursor = _tick(instance, storage, cursor)
+        assert isinstance(changed, dg.SkipReason) and "waiting" in changed.skip_message
+        again, cursor = _tick(instance, storage, cursor)
+        assert isinstance(again, dg.RunRequest) and again.run_key != second.run_key
+
+
+def test_sensor_ignores_a_file_still_growing(tmp_path, data_dir):
+    export = tmp_path / "ratings.csv"
+    export.write_text("userId,movieId,rating,timestamp\n1,1,4.0,1\n")
+    storage = _storage(export, data_dir)
+    with dg.instance_for_test() as instance:
+        _, cursor = _tick(instance, storage)
+        with open(export, "a") as f:
+            f.write("1,2,3.0,2\n")
+        growing, cursor = _tick(instance, storage, cursor)
+        assert isinstance(growing, dg.SkipReason) and "waiting" in growing.skip_message
+        stable, _ = _tick(instance, storage, cursor)
+        assert isinstance(stable, dg.RunRequest)
+
+
+def test_sensor_reports_a_missing_export_and_skips_what_was_ingested(tmp_path, data_dir):
+    with dg.instance_for_test() as instance:
+        missing, _ = _tick(instance, _storage(tmp_path / "none.csv", data_dir))
+        assert isinstance(missing, dg.SkipReason) and "no export at" in missing.skip_message
+
+        export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+        assert dg.materialize([ingest.raw_ratings], resources=_resources(export, data_dir), instance=instance).success
+        _, cursor = _tick(instance, _storage(export, data_dir))
+        done, _ = _tick(instance, _storage(export, data_dir), cursor)
+        assert isinstance(done, dg.SkipReason) and "already ingested" in done.skip_message
+
+
+def test_run_keys_deduplicate_requests(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+    storage = _storage(export, data_dir)
+    with dg.instance_for_test() as instance:
+        _, cursor = _tick(instance, storage)
+        first, _ = _tick(instance, storage, cursor)
+        # a fresh cursor (say, after a reset) gives the same run key, which Dagster launches once
+        _, fresh = _tick(instance, storage)
+        repeat, _ = _tick(instance, storage, fresh)
+        assert repeat.run_key == first.run_key
+
+
+def test_drop_folder_newest_complete_file_is_the_current_export(tmp_path):
+    drop = tmp_path / "exports"
+    drop.mkdir()
+    fixed = tmp_path / "fixed.csv"
+    assert current_export(fixed, drop) == fixed
+    older = drop / "2026-01.csv"
+    older.write_text("x")
+    newer = drop / "2026-02.csv"
+    newer.write_text("y")
+    os.utime(older, ns=(1, 1_000_000_000))
+    (drop / "2026-03.csv.part").write_text("z")  # still being copied
+    (drop / ".2026-03.csv.tmp").write_text("z")
+    assert current_export(fixed, drop) == newer
+
+
+# ------------------------------------------------------------------------- schedule
+def test_schedule_skips_when_unchanged_and_runs_when_changed_or_forced(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+    resources = {"storage": _storage(export, data_dir)}
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(instance=instance, resources=resources)
+        assert isinstance(automation.retrain_schedule(ctx), dg.RunRequest)  # never ingested yet
+        dg.materialize([ingest.raw_ratings], resources=_resources(export, data_dir), instance=instance)
+        ctx = dg.build_schedule_context(instance=instance, resources=resources)
+        skipped = automation.retrain_schedule(ctx)
+        assert isinstance(skipped, dg.SkipReason) and "unchanged" in skipped.skip_message
+        forced = automation.build_retrain_schedule("0 3 * * *", "UTC", force=True)
+        assert isinstance(forced(dg.build_schedule_context(instance=instance, resources=resources)), dg.RunRequest)
+    assert automation.retrain_schedule.cron_schedule == "0 3 * * *"
+    assert automation.retrain_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert automation.new_export_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+# --------------------------------------------------------------------------- checks
+def test_quality_rules_on_good_and_bad_tables():
+    good = pd.DataFrame({"user_id": [1, 1, 2], "movie_id": [1, 2, 1], "rating": [4.0, 3.5, 5.0], "timestamp": [1, 2, 3]})
+    for rule in (quality.non_empty, quality.no_nulls, quality.ratings_in_scale, quality.unique_pairs):
+        assert rule(good)[0]
+    assert not quality.non_empty(good.iloc[:0])[0]
+    assert not quality.no_nulls(good.assign(rating=[4.0, None, 5.0]))[0]
+    assert not quality.ratings_in_scale(good.assign(rating=[4.0, 7.0, 5.0]))[0]
+    assert not quality.unique_pairs(pd.concat([good, good.iloc[:1]]))[0]
+    assert quality.splits_disjoint(good.iloc[:2], good.iloc[2:])[0]
+    assert not quality.splits_disjoint(good.iloc[:2], good.iloc[1:])[0]
+    assert quality.split_sizes(good.iloc[:8 // 4], good.iloc[2:], 0.2)[0]
+    big = pd.DataFrame({"user_id": range(100), "movie_id": 0})
+    assert not quality.split_sizes(big.iloc[:70], big.iloc[70:], 0.2)[0]
+
+
+def test_checks_pass_on_a_good_run_and_a_bad_model_is_not_published(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+    with dg.instance_for_test() as instance:
+        good = dg.materialize(ASSETS, resources=_resources(export, data_dir), instance=instance)
+        assert good.success and all(_checks(good).values()) and len(_checks(good)) == 10
+        model = data_dir / "recommendation_model.pth"
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+
+        # no collaborative signal: every user and movie appears once, so no model beats the mean
+        rng = np.random.default_rng(0)
+        export.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{k},{k},{rng.integers(1, 11) / 2},{k}\n" for k in range(1, 3001)))
+        bad = dg.materialize(ASSETS, resources=_resources(export, data_dir), instance=instance, raise_on_error=False)
+        assert not bad.success
+        assert _checks(bad)["beats_global_mean"] is False and _checks(bad)["weights_finite"] is True
+        failed = [e.step_key for e in bad.all_events if e.is_step_failure]
+        assert failed == ["recommendation_model"]
+        assert not [e for e in bad.get_asset_materialization_events() if e.asset_key == dg.AssetKey("training_loss_plot")]
+        assert hashlib.sha256(model.read_bytes()).hexdigest() == digest  # the previous good model stays
+        assert (data_dir / "recommendation_model.rejected.pth").exists()
+
+
+# ---------------------------------------------------------------------- concurrency
+def test_overlapping_runs_cannot_corrupt_shared_artifacts(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", SMALL)
+    resources = _resources(export, data_dir)
+    assert dg.materialize(ASSETS[:6], resources=resources).success
+    model = data_dir / "recommendation_model.pth"
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+
+    # another run is training (it holds the model's lock): this one fails clearly, the file is intact
+    with exclusive_lock(data_dir / "locks" / "recommendation_model.lock", "another run"):
+        result = dg.materialize(ASSETS[:6], resources=resources, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "recommendation_model"
+    assert "being written by another run" in failure.step_failure_data.error.to_string()
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
+
+    # another run is loading the export (it holds the checkpoint's lock): the ingest fails clearly
+    other = MovieDataLoader(export, data_dir / "checkpoints" / "raw_ratings.checkpoint.json")
+    other._acquire_lock()
+    try:
+        result = dg.materialize(ASSETS[:1], resources=resources, raise_on_error=False)
+    finally:
+        other._release_lock()
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "in use by another load" in failure.step_failure_data.error.to_string()
+    assert pd.read_parquet(data_dir / "tables" / "raw_ratings.parquet").shape[0] == SMALL.n_ratings
