@@ -145,3 +145,23 @@ def test_device_env_var_sets_the_resource(monkeypatch):
     resources = default_resources()
     assert resources["device"].device == dg.EnvVar("RECSYS_DEVICE")
     assert resources["io_manager"].base_dir == "/tmp/x/tables"
+
+
+def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, data_dir):
+    from recsys_assets.core.loader import MovieDataLoader
+
+    class Killed(Exception):
+        pass
+
+    def die_after_two(rows, done, total):
+        if rows >= 2_000:
+            raise Killed
+
+    ckpt = data_dir / "checkpoints" / "raw_ratings.checkpoint.json"
+    with pytest.raises(Killed):  # what a failed run leaves behind
+        MovieDataLoader(tiny_export, ckpt, 250, 1_000, on_checkpoint=die_after_two).load()
+    run_config = dg.RunConfig(ops={"raw_ratings": ingest.RawRatingsConfig(checkpoint_interval=1_000)})
+    result = dg.materialize(ALL_ASSETS[:1], resources=_resources(tiny_export, data_dir), run_config=run_config)
+    md = _mats(result, "raw_ratings")[0].metadata
+    assert md["resumed_rows"].value == 2_000 and md["dagster/row_count"].value == 4_000
+    assert not ckpt.exists()  # discarded once the table is complete

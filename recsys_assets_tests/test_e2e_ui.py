@@ -1,0 +1,70 @@
+"""`dagster dev` with the project's workspace.yaml serves the code location and its seven assets."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    port = _free_port()
+    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(tiny_export), RECSYS_DATA_DIR=str(tmp_path / "data"))
+    log = tmp_path / "dev.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        keys = set()
+        while time.monotonic() < deadline and not KEYS <= keys:
+            time.sleep(2)
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                data = _graphql(port, "{ assetNodes { assetKey { path } description groupName } }")
+            except OSError:
+                continue
+            nodes = data.get("data", {}).get("assetNodes") or []
+            keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+        assert KEYS <= keys, log.read_text()[-3000:]
+        assert all(n["description"] and n["groupName"] for n in nodes)
+        sensors = _graphql(port, '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "recsys_assets"}) '
+                                 "{ ... on Sensors { results { name sensorState { status } } } } }")
+        states = {s["name"]: s["sensorState"]["status"] for s in sensors["data"]["sensorsOrError"]["results"]}
+        assert states == {"new_export_sensor": "RUNNING"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
