@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.defs import automation, checks, features, ingest, training
+from recsys_assets.defs import automation, checks, evaluation, features, ingest, training
 from recsys_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
@@ -13,6 +13,8 @@ defs = dg.Definitions(
         features.rating_splits,
         training.recommendation_model,
         training.training_loss_plot,
+        evaluation.user_recommendations,
+        evaluation.model_evaluation,
     ],
     asset_checks=[checks.cleaned_ratings_checks, checks.split_checks],
     jobs=[automation.retrain_job],

@@ -5,7 +5,7 @@ import torch
 
 from recsys_assets import Recommender
 from recsys_assets.definitions import defs
-from recsys_assets.defs import features, ingest, training
+from recsys_assets.defs import evaluation, features, ingest, training
 from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
 
 ALL_ASSETS = [
@@ -15,8 +15,11 @@ ALL_ASSETS = [
     features.rating_splits,
     training.recommendation_model,
     training.training_loss_plot,
+    evaluation.user_recommendations,
+    evaluation.model_evaluation,
 ]
 KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
+EVAL_KEYS = {"user_recommendations", "model_evaluation"}
 
 
 def _resources(export, data_dir, device="cpu"):
@@ -33,11 +36,11 @@ def _mats(result, key):
 
 def test_definitions_load_with_exactly_the_documented_keys():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert KEYS <= keys
-    for key in KEYS:
+    assert KEYS | EVAL_KEYS <= keys
+    for key in KEYS | EVAL_KEYS:
         node = defs.resolve_asset_graph().get(dg.AssetKey(key))
         assert node.description, f"{key} has no description"
-        assert node.group_name in {"ingest", "features", "training"}
+        assert node.group_name in {"ingest", "features", "training", "evaluation"}
 
 
 def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
@@ -45,7 +48,7 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     result = dg.materialize(ALL_ASSETS, resources=_resources(tiny_export, data_dir), run_config=run_config)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == KEYS
+    assert materialized == KEYS | EVAL_KEYS
 
     raw_md = _mats(result, "raw_ratings")[0].metadata
     assert raw_md["dagster/row_count"].value == 4_000
@@ -73,8 +76,15 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     assert (data_dir / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (data_dir / "checkpoints" / "raw_ratings.checkpoint.json").exists()
 
-    logs = [e.message for e in result.all_events if e.event_type_value == "ENGINE_EVENT" or e.is_step_event]
-    assert logs  # the run has step events
+    recs = pd.read_parquet(data_dir / "tables" / "user_recommendations.parquet")
+    assert recs.groupby("user_id").size().eq(10).all() and recs["rank"].between(1, 10).all()
+    seen = pd.read_csv(tiny_export)
+    seen_pairs = set(zip(seen["userId"], seen["movieId"]))
+    assert not seen_pairs & set(zip(recs["user_id"], recs["movie_id"]))  # seen movies are never recommended
+    ev = _mats(result, "model_evaluation")[0].metadata
+    for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "rmse", "mae"):
+        assert isinstance(ev[f"model_{name}"], dg.FloatMetadataValue)
+    assert isinstance(ev["popularity_ndcg_at_10"], dg.FloatMetadataValue)
 
 
 def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):

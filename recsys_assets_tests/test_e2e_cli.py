@@ -87,3 +87,10 @@ def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
     pred = rec.predict([1, 1], [1, 3])
     assert ((pred >= 0.5) & (pred <= 5.0)).all()
     assert len(rec.recommend(1, k=10)) == 10
+    # ranking: the model's NDCG@10 on the validation split beats a random ranking's
+    import pandas as pd
+
+    evaluation = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet").set_index("metric")
+    n_movies, relevant_per_user = len(rec.movies), 5
+    random_ndcg = 10 * relevant_per_user / n_movies  # generous upper estimate for a random top-10
+    assert evaluation.loc["ndcg_at_10", "model"] > random_ndcg

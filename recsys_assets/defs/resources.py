@@ -38,6 +38,15 @@ class RecsysStorage(dg.ConfigurableResource):
         description="Drop folder for new exports (empty: <data_dir>/exports); its newest complete file is the current export; env RECSYS_DROP_DIR.",
     )
 
+    movies_path: str = Field(
+        default="",
+        description="Optional MovieLens movies.csv (movieId,title,genres) for titles; env RECSYS_MOVIES_PATH.",
+    )
+
+    @property
+    def movies_file(self) -> Path | None:
+        return Path(self.movies_path) if self.movies_path else None
+
     @property
     def drop_folder(self) -> Path:
         return Path(self.drop_dir) if self.drop_dir else self.root / "exports"
@@ -123,6 +132,7 @@ def default_resources() -> dict:
             export_path=_env_or("RECSYS_EXPORT_PATH", DEFAULT_EXPORT_PATH),
             data_dir=_env_or("RECSYS_DATA_DIR", DEFAULT_DATA_DIR),
             drop_dir=_env_or("RECSYS_DROP_DIR", ""),
+            movies_path=_env_or("RECSYS_MOVIES_PATH", ""),
         ),
         "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto")),
         "io_manager": ParquetIOManager(base_dir=str(Path(data_dir) / "tables")),
