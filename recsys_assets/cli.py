@@ -1,7 +1,10 @@
 """``recsys``: small command-line helpers around the pipeline's core.
 
     recsys sample [--path data/ratings_export.csv] [--ratings 100000] [--force]
-    recsys recommend --user 42 [-k 10] [--model data/recommendation_model.pth]
+    recsys recommend --user 42 [-k 10] [--model data/recommendation_model.pth] [--movies movies.csv]
+    recsys similar --movie 1 [-k 10] [--model ...] [--movies movies.csv]
+
+Titles are shown when a MovieLens movies.csv is given (--movies or RECSYS_MOVIES_PATH).
 """
 
 import argparse
@@ -33,6 +36,18 @@ def _sample(args) -> int:
     return 0
 
 
+def _with_titles(frame, movies_path: str | None):
+    if not movies_path:
+        return frame
+    import pandas as pd
+
+    path = Path(movies_path)
+    if not path.exists():
+        raise ValueError(f"movies file not found: {path}")
+    titles = pd.read_csv(path, usecols=["movieId", "title"]).set_index("movieId")["title"]
+    return frame.assign(title=frame["movie_id"].map(titles).fillna(""))
+
+
 def _recommend(args) -> int:
     from recsys_assets.core.recommender import Recommender
 
@@ -40,7 +55,19 @@ def _recommend(args) -> int:
     frame = rec.recommend(args.user, k=args.k)
     if frame.attrs.get("fallback"):
         print(f"user {args.user} is unknown to the model: showing the most popular movies")
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(_with_titles(frame, args.movies).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def _similar(args) -> int:
+    from recsys_assets.core.recommender import Recommender
+
+    rec = Recommender.load(args.model)
+    try:
+        frame = rec.similar_movies(args.movie, k=args.k)
+    except KeyError as exc:
+        raise ValueError(str(exc).strip("'\"")) from exc
+    print(_with_titles(frame, args.movies).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -59,7 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--user", type=int, required=True)
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default=_default_model())
+    p.add_argument("--movies", default=os.environ.get("RECSYS_MOVIES_PATH"), help="MovieLens movies.csv for titles")
     p.set_defaults(func=_recommend)
+    p = sub.add_parser("similar", help="movies closest to a movie in the model's embedding space")
+    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--model", default=_default_model())
+    p.add_argument("--movies", default=os.environ.get("RECSYS_MOVIES_PATH"), help="MovieLens movies.csv for titles")
+    p.set_defaults(func=_similar)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -72,3 +72,38 @@ def test_missing_and_foreign_files_fail_clearly(tmp_path):
     garbage.write_bytes(b"not a zip")
     with pytest.raises(ModelFileError, match="not a readable model file"):
         Recommender.load(garbage)
+
+
+def test_predict_frame_flags_unknown_ids(model_file):
+    frame = Recommender.load(model_file).predict_frame([10, 99], [12345, 100])
+    assert frame["unknown_user"].tolist() == [False, True]
+    assert frame["unknown_movie"].tolist() == [True, False]
+
+
+def test_recommend_many_and_similar_movies(model_file):
+    rec = Recommender.load(model_file)
+    many = rec.recommend_many([10, 999], k=2)
+    assert many["user_id"].tolist() == [10, 10, 999, 999]
+    assert many["fallback"].tolist() == [None, None, "popularity", "popularity"]
+    similar = rec.similar_movies(100, k=2)
+    # movie 100 has factors (2, 0): (0.3, 0.3) is at 45 degrees, (0, 0.5) at 90
+    assert similar["movie_id"].tolist() == [400, 200]
+    assert similar["similarity"].iloc[0] == pytest.approx(2 ** -0.5)
+    with pytest.raises(KeyError, match="not known"):
+        rec.similar_movies(42)
+
+
+def test_cli_recommend_and_similar(model_file, tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    movies = tmp_path / "movies.csv"
+    movies.write_text("movieId,title,genres\n100,Alpha (1990),Drama\n300,Gamma (1992),Drama\n400,Delta (1993),Comedy\n")
+    assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
+    out = capsys.readouterr().out
+    assert "Delta (1993)" in out and "Gamma (1992)" in out
+    assert main(["similar", "--movie", "100", "-k", "1", "--model", str(model_file)]) == 0
+    assert "400" in capsys.readouterr().out
+    assert main(["recommend", "--user", "10", "--model", str(tmp_path / "missing.pth")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["similar", "--movie", "7", "--model", str(model_file)]) == 2
+    assert "not known" in capsys.readouterr().err

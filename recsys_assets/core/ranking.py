@@ -31,7 +31,7 @@ def top_n(
     seen_indices: np.ndarray | None,
     k: int = 10,
     users: np.ndarray | None = None,
-    block: int = 2048,
+    block: int = 1024,
 ) -> TopN:
     """Top-``k`` unseen movies per user (all users unless ``users`` is given)."""
     n_users, n_movies = len(user_bias), len(movie_bias)
@@ -43,9 +43,13 @@ def top_n(
     bu = torch.from_numpy(np.ascontiguousarray(user_bias, dtype=np.float32))
     out_movies = np.empty((len(users), k), dtype=np.int64)
     out_scores = np.empty((len(users), k), dtype=np.float32)
+    buffer = torch.empty((min(block, max(len(users), 1)), n_movies), dtype=torch.float32)  # reused: no page-fault churn
+    Qt = Q.T
     for start in range(0, len(users), block):
         idx = torch.from_numpy(users[start : start + block])
-        scores = P[idx] @ Q.T + bi + bu[idx, None] + global_mean
+        scores = buffer[: len(idx)]
+        torch.addmm(bi, P[idx], Qt, out=scores)
+        scores += (bu[idx] + global_mean).unsqueeze(1)
         if seen_indptr is not None:
             rows, cols = _seen_pairs(users[start : start + block], seen_indptr, seen_indices)
             scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf

@@ -86,6 +86,40 @@ class Recommender:
         )
         return np.clip(pred, *self.rating_range)
 
+    def predict_frame(self, user_ids, movie_ids) -> pd.DataFrame:
+        """Like :meth:`predict`, with flags saying which ids the model did not know."""
+        user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        movie_ids = np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
+        return pd.DataFrame({
+            "user_id": user_ids,
+            "movie_id": movie_ids,
+            "prediction": self.predict(user_ids, movie_ids),
+            "unknown_user": ~self.users.known(user_ids),
+            "unknown_movie": ~self.movies.known(movie_ids),
+        })
+
+    def recommend_many(self, user_ids, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``k`` for several users: ``user_id, rank, movie_id, score, fallback``."""
+        frames = []
+        for user_id in np.atleast_1d(np.asarray(user_ids, dtype=np.int64)).tolist():
+            frame = self.recommend(user_id, k=k, exclude_seen=exclude_seen)
+            frames.append(frame.assign(user_id=user_id, fallback=frame.attrs["fallback"]))
+        columns = ["user_id", "rank", "movie_id", "score", "fallback"]
+        return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+    def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
+        """The ``k`` movies whose embeddings are closest in cosine similarity: ``rank, movie_id, similarity``."""
+        if not self.movies.known([movie_id])[0]:
+            raise KeyError(f"movie {movie_id} is not known to the model")
+        m = int(self.movies.encode([movie_id])[0])
+        norms = np.linalg.norm(self.movie_factors, axis=1)
+        sims = (self.movie_factors @ self.movie_factors[m]) / np.maximum(norms * norms[m], 1e-12)
+        sims[m] = -np.inf
+        k = min(k, len(sims) - 1)
+        top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "movie_id": self.movies.ids[top], "similarity": sims[top]})
+
     def seen(self, user_index: int) -> np.ndarray:
         if self.seen_indptr is None:
             return np.empty(0, dtype=np.int64)

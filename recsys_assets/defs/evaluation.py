@@ -19,7 +19,7 @@ class RecommendationsConfig(dg.Config):
     """How many movies to recommend per user."""
 
     k: int = Field(default=10, description="Movies per user.")
-    block_size: int = Field(default=2048, description="Users scored per matrix product (bounds memory).")
+    block_size: int = Field(default=1024, description="Users scored per matrix product (bounds memory).")
 
 
 class EvaluationConfig(dg.Config):
