@@ -5,17 +5,20 @@ import dagster as dg
 from recsys_assets.defs import automation, checks, evaluation, features, ingest, training
 from recsys_assets.defs.resources import default_resources
 
+ASSETS = [
+    ingest.raw_ratings,
+    ingest.cleaned_ratings,
+    features.user_movie_mappings,
+    features.rating_splits,
+    training.recommendation_model,
+    training.training_loss_plot,
+    evaluation.user_recommendations,
+    evaluation.model_evaluation,
+]
+
 defs = dg.Definitions(
-    assets=[
-        ingest.raw_ratings,
-        ingest.cleaned_ratings,
-        features.user_movie_mappings,
-        features.rating_splits,
-        training.recommendation_model,
-        training.training_loss_plot,
-        evaluation.user_recommendations,
-        evaluation.model_evaluation,
-    ],
+    # code references: each asset page links to the function that defines it
+    assets=dg.with_source_code_references(ASSETS),
     asset_checks=[checks.cleaned_ratings_checks, checks.split_checks],
     jobs=[automation.retrain_job],
     sensors=[automation.new_export_sensor],

@@ -99,3 +99,68 @@ def test_property_every_row_is_kept_or_quarantined(tmp_path_factory, lines, crlf
     if len(result.ratings):
         assert result.ratings["rating"].between(0.5, 5.0).all()
         assert not result.ratings.duplicated(["user_id", "movie_id"]).any()
+
+
+# --- int64 precision: ids above 2**53 and nanosecond timestamps never pass through float64 ---
+BIG = 2**53  # BIG and BIG + 1 are the same float64
+
+
+def test_ids_above_2_to_the_53_do_not_merge():
+    df = pd.DataFrame({"userId": [BIG, BIG + 1, BIG + 3], "movieId": [2**62 + 1, 2**62 + 1, 5],
+                       "rating": [4.0, 3.0, 2.0], "timestamp": [1, 2, 3]})
+    result = clean_rating_data(df)
+    assert result.quarantine.empty
+    assert result.ratings["user_id"].tolist() == [BIG, BIG + 1, BIG + 3]
+    assert result.ratings["movie_id"].tolist() == [2**62 + 1, 2**62 + 1, 5]
+
+
+def test_nanosecond_timestamps_keep_their_order_and_value():
+    ns = 1_700_000_000_123_456_789
+    # the same pair twice: the later timestamp (1 ns later, on the earlier line) wins
+    df = pd.DataFrame({"userId": [1, 1], "movieId": [10, 10], "rating": [2.0, 4.0], "timestamp": [ns + 1, ns]})
+    result = clean_rating_data(df)
+    assert result.ratings["rating"].tolist() == [2.0]
+    assert result.ratings["timestamp"].tolist() == [ns + 1]
+    assert result.quarantine["line"].tolist() == [3]
+    assert result.quarantine["raw"].tolist() == [f"1,10,4,{ns}"]
+
+
+def test_big_ids_survive_loader_nulls_and_text_input(tmp_path):
+    path = tmp_path / "export.csv"
+    ns = 1_700_000_000_123_456_789
+    path.write_text(
+        "userId,movieId,rating,timestamp\n"
+        f"{BIG},1,4.0,{ns}\n{BIG + 1},1,3.0,{ns + 1}\nbroken\n" + "".join(f"1,{m},3.0,1\n" for m in range(40))
+    )
+    raw = MovieDataLoader(path, None).load()
+    result = clean_rating_data(raw)
+    assert result.ratings["user_id"].tolist()[:2] == [BIG, BIG + 1]
+    assert result.ratings["timestamp"].tolist()[:2] == [ns, ns + 1]
+    assert result.quarantine["reason"].tolist() == ["malformed_line"]
+    text = pd.DataFrame({"userId": [str(BIG), str(BIG + 1), "x"], "movieId": ["1", "1", "1"],
+                         "rating": ["4", "3", "2"], "timestamp": [str(ns), "", "5"]})
+    result = clean_rating_data(text, max_rejected_fraction=None)
+    assert result.ratings["user_id"].tolist() == [BIG, BIG + 1]
+    assert result.ratings["timestamp"].tolist() == [ns, 0]
+    assert result.quarantine["reason"].tolist() == ["non_numeric"]
+
+
+def test_all_valid_input_fast_path_matches_and_does_not_alias_the_input():
+    n = 5_000
+    rng = np.random.default_rng(0)
+    keys = rng.choice(10**6, size=n, replace=False)
+    df = pd.DataFrame({"line": np.arange(2, n + 2), "user_id": keys // 1000, "movie_id": keys % 1000,
+                       "rating": rng.integers(1, 11, n) / 2, "timestamp": rng.integers(0, 10**9, n),
+                       "error": pd.array([None] * n, dtype="string"), "raw": pd.array([None] * n, dtype="string")})
+    result = clean_rating_data(df)
+    assert result.quarantine.empty and list(result.quarantine.columns) == ["line", "raw", "raw_rebuilt", "reason", "detail"]
+    assert result.ratings.dtypes.tolist() == [np.int64, np.int64, np.float32, np.int64]
+    assert (result.ratings["user_id"].to_numpy() == df["user_id"].to_numpy()).all()
+    result.ratings.loc[0, "user_id"] = -1  # the result is writable and does not write through to the input
+    assert df["user_id"].iloc[0] == keys[0] // 1000
+    # one duplicate pair among otherwise valid rows: the same rule as the slow path
+    dup = pd.concat([df, df.iloc[[10]].assign(line=n + 2, timestamp=df["timestamp"].iloc[10] + 1)], ignore_index=True)
+    result = clean_rating_data(dup)
+    assert result.quarantine["line"].tolist() == [12]
+    assert result.quarantine["reason"].tolist() == ["duplicate_superseded"]
+    assert len(result.ratings) == n

@@ -129,7 +129,11 @@ def test_checkpoint_is_json_not_pickle(tiny_export, tmp_path):
     MovieDataLoader(tiny_export, ckpt, 100, 1000).load()
     doc = json.loads(ckpt.read_text())
     assert set(doc) == {"body", "checksum"}
-    assert all(p.suffix == ".parquet" for p in MovieDataLoader(tiny_export, ckpt).parts_dir.iterdir())
+    parts = sorted(MovieDataLoader(tiny_export, ckpt).parts_dir.iterdir())
+    assert parts and all(p.suffix == ".arrow" for p in parts)
+    for p in parts:  # Arrow IPC files: magic bytes at both ends, nothing pickled
+        data = p.read_bytes()
+        assert data[:6] == b"ARROW1" and data[-6:] == b"ARROW1"
 
 
 def test_second_loader_on_same_checkpoint_is_refused(tiny_export, tmp_path):
@@ -282,3 +286,99 @@ def test_read_lines_returns_exact_text(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfh1\r\na,b\r\n\r\nlast")
     assert read_lines(path, [1, 2, 3, 4, 9]) == {1: "h1", 2: "a,b", 3: "", 4: "last"}
     assert read_lines(path, [4, 2], block_bytes=3) == {2: "a,b", 4: "last"}
+
+
+# --- fast path (one Arrow call over many checkpoint segments) against the exact per-line path ---
+def _exact_parse(path):
+    """The whole data region through the exact line-by-line parser, as one segment."""
+    from recsys_assets.core.loader import parse_segment
+
+    loader = MovieDataLoader(path)
+    fmt, offset = loader._read_format(path)
+    table, _, blank, malformed = parse_segment(path.read_bytes()[offset:], 2 if fmt.has_header else 1, fmt)
+    return table.to_pandas(), blank, malformed
+
+
+MESSY_BLOCK = (
+    b"1,20\n"  # malformed
+    b"\n"  # blank
+    b'"7","8","3.5","9"\n'  # quoted
+    b"x,20,3.0,200\n"  # non-numeric id
+    b"2,,3.0,200\n"  # missing field
+    b"2,30,abc,200\n"  # non-numeric rating
+    b"3,10,5.0,300,9\n"  # too many fields
+    b"4,11,2.0,3\r5,12,1.0,4\n"  # a carriage return inside a line
+    b"6,13,4.5,5\r\n"  # CRLF
+)
+
+
+@pytest.mark.parametrize("interval,block_bytes", [(1_000, 32 << 20), (1_000, 8_192), (7, 4_096), (50_000, 32 << 20)])
+def test_messy_lines_inside_a_large_clean_file_match_the_exact_path(tmp_path, interval, block_bytes):
+    clean = write_sample_export(tmp_path / "clean.csv", SampleSpec(n_ratings=30_000, n_users=300, n_movies=2_000, seed=5))
+    lines = clean.read_bytes().split(b"\n")
+    path = tmp_path / "messy.csv"
+    path.write_bytes(b"\n".join(lines[:15_001]) + b"\n" + MESSY_BLOCK + b"\n".join(lines[15_001:]))
+    expected, blank, malformed = _exact_parse(path)
+    loader = MovieDataLoader(path, tmp_path / "ckpt.json", 100, interval, block_bytes=block_bytes)
+    got = loader.load_table().to_pandas()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+    assert got["error"].notna().sum() == 6 and got["line"].iloc[-1] == 1 + 30_000 + 9
+    assert (loader.stats.blank_lines, loader.stats.malformed_rows) == (blank, malformed) == (1, 3)
+    # the clean lines around the messy block keep consecutive line numbers
+    assert got["line"].iloc[:15_000].tolist() == list(range(2, 15_002))
+
+
+def test_clean_file_matches_the_exact_path(tiny_export, tmp_path):
+    expected, _, _ = _exact_parse(tiny_export)
+    got = MovieDataLoader(tiny_export, tmp_path / "ckpt.json", 100, 1_000).load_table().to_pandas()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+
+
+def test_checkpoint_interval_longer_than_a_read_block(tiny_export, tmp_path):
+    expected = MovieDataLoader(tiny_export, None).load()
+    ckpt = tmp_path / "ckpt.json"
+    seen = []
+
+    def stop_after_two(rows, done, total):
+        seen.append(rows)
+        if len(seen) == 2:
+            raise _Interrupt
+
+    # 1,500 rows per checkpoint is ~30 KB of text, read 1 KB at a time
+    with pytest.raises(_Interrupt):
+        MovieDataLoader(tiny_export, ckpt, 100, 1_500, block_bytes=1_024, on_checkpoint=stop_after_two).load()
+    assert seen == [1_500, 3_000]
+    loader = MovieDataLoader(tiny_export, ckpt, 100, 1_500, block_bytes=1_024)
+    got = loader.load()
+    assert loader.stats.resumed_rows == 3_000 and loader.stats.read_rows == 1_000
+    assert loader.stats.reread_rows == 0
+    pd.testing.assert_frame_equal(_values(got), _values(expected))
+    fresh = MovieDataLoader(tiny_export, tmp_path / "other.json", 100, 1_500, block_bytes=1_024)
+    pd.testing.assert_frame_equal(_values(fresh.load()), _values(expected))
+    assert fresh.stats.checkpoints_written == 3
+
+
+def test_dat_and_tab_formats_take_the_fast_path_consistently(tmp_path):
+    rows = [(u, m, 0.5 + (u * m) % 10 / 2, 1_000 + u + m) for u in range(1, 60) for m in range(1, 40)]
+    for name, sep in (("ratings.dat", "::"), ("u.data", "\t")):
+        path = tmp_path / name
+        path.write_text("".join(f"{u}{sep}{m}{sep}{r:g}{sep}{t}\n" for u, m, r, t in rows))
+        df = MovieDataLoader(path, tmp_path / f"{name}.json", 10, 200).load()
+        assert df["error"].isna().all() and df["line"].tolist() == list(range(1, len(rows) + 1))
+        assert df[["user_id", "movie_id", "timestamp"]].to_numpy().tolist() == [[u, m, t] for u, m, _, t in rows]
+        expected, _, _ = _exact_parse(path)
+        pd.testing.assert_frame_equal(df.reset_index(drop=True), expected)
+
+
+def test_ids_and_timestamps_beyond_2_to_the_53_stay_exact(tmp_path):
+    big, ns = 2**53 + 1, 1_700_000_000_123_456_789
+    path = tmp_path / "big.csv"
+    path.write_text(f"userId,movieId,rating,timestamp\n{big},{2**62 + 3},4.0,{ns}\n1,2\n{big + 2},7,3.5,{ns + 1}\n")
+    df = MovieDataLoader(path, tmp_path / "ckpt.json").load()
+    assert df["user_id"].dtype == "Int64"  # a malformed row: nullable, never float64
+    assert df["user_id"].tolist()[0] == big and df["user_id"].tolist()[2] == big + 2
+    assert df["movie_id"].tolist()[0] == 2**62 + 3 and df["timestamp"].tolist()[2] == ns + 1
+    clean = path.with_name("clean.csv")
+    clean.write_text(f"userId,movieId,rating,timestamp\n{big},{2**62 + 3},4.0,{ns}\n")
+    df = MovieDataLoader(clean, None).load()
+    assert df["user_id"].dtype == np.int64 and df["user_id"].item() == big and df["timestamp"].item() == ns

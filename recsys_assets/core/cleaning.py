@@ -56,58 +56,214 @@ class CleanedRatings:
         return sum(n for r, n in self.reason_counts.items() if r != "duplicate_superseded")
 
 
-def _coerce(values: pd.Series, col: str, error: np.ndarray) -> np.ndarray:
-    """Numbers as float64 (NaN where absent); marks unparseable or empty values in ``error``."""
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        absent = np.isnan(numbers) if col != "rating" else np.zeros(len(numbers), dtype=bool)  # NaN rating: off scale
-    else:
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        absent = np.array(values.isna())
-        unparsed = np.isnan(numbers) & ~absent
-        if unparsed.any():
-            text = values[unparsed].astype("string").str.strip()
-            empty = (text == "").to_numpy()
-            is_nan = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy()
-            idx = np.flatnonzero(unparsed)
-            absent[idx[empty]] = True
-            bad = idx[~empty & ~(is_nan & (col == "rating"))]
-            error[bad[error[bad] == None]] = f"non_numeric:{col}"  # noqa: E711
-    if col != "timestamp":
-        error[absent & (error == None)] = f"missing_field:{col}"  # noqa: E711
-    return numbers
+_INT64_MIN = np.iinfo(np.int64).min
+_TWO63 = float(2**63)
 
 
-def _standardise(df: pd.DataFrame) -> pd.DataFrame:
+@dataclass
+class _Column:
+    """One id or timestamp column as exact int64 values, plus what could not be used."""
+
+    ints: np.ndarray  # int64; 0 where absent or unusable
+    absent: np.ndarray | None = None  # bool; None: nothing absent
+    floats: np.ndarray | None = None  # float64 source values, only when the input was not integer-typed
+    unusable: np.ndarray | None = None  # bool: not integral, not finite or out of int64 range
+    source: pd.Series | None = None  # the input column, when ``ints`` is exactly its values (int64, no nulls)
+
+
+class _Errors:
+    """Per-row parse error codes (``reason:detail``); the first one recorded for a row wins."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.codes: np.ndarray | None = None  # object array, allocated at the first error
+
+    def add(self, mask: np.ndarray, code: str) -> None:
+        if not mask.any():
+            return
+        if self.codes is None:
+            self.codes = np.full(self.n, None, dtype=object)
+        self.codes[mask & (self.codes == None)] = code  # noqa: E711
+
+
+def _is_int_dtype(dtype) -> bool:
+    return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _text_numbers(values: pd.Series, col: str, errors: _Errors) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Parse text (or mixed objects) exactly: integers stay integers (nullable), the rest floats.
+
+    Returns ``(numbers, absent, nan_text)``; marks unparseable values ``non_numeric`` in ``errors``.
+    """
+    absent = values.isna().to_numpy(dtype=bool, copy=True)
+    blank = values.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+    if blank.any():  # empty text is absent (and would make pd.to_numeric fall back to float64)
+        absent |= blank
+        values = values.mask(blank)
+    numbers = pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable")
+    nan_text = np.zeros(len(values), dtype=bool)
+    unparsed = numbers.isna().to_numpy(dtype=bool) & ~absent
+    if unparsed.any():
+        idx = np.flatnonzero(unparsed)
+        text = values.iloc[idx].astype("string").str.strip()
+        empty = (text == "").to_numpy(dtype=bool)
+        is_nan = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool)
+        absent[idx[empty]] = True
+        if col == "rating":
+            nan_text[idx[is_nan & ~empty]] = True
+            bad = idx[~empty & ~is_nan]
+        else:
+            bad = idx[~empty]
+        mask = np.zeros(len(values), dtype=bool)
+        mask[bad] = True
+        errors.add(mask, f"non_numeric:{col}")
+    return numbers, absent, nan_text
+
+
+def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> _Column:
+    """An id or timestamp column as exact int64 (never through float64 when the input is integer)."""
+    if values is None:
+        return _Column(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
+    absent_extra = None
+    if not (_is_int_dtype(values.dtype) or pd.api.types.is_float_dtype(values.dtype)):
+        values, absent_extra, _ = _text_numbers(values, col, errors)
+    if _is_int_dtype(values.dtype):
+        absent = values.isna().to_numpy(dtype=bool) if values.hasnans else None
+        if absent_extra is not None and absent_extra.any():
+            absent = absent_extra if absent is None else absent | absent_extra
+        if absent is not None and not absent.any():
+            absent = None
+        if absent is None and values.dtype == np.int64:
+            return _Column(values.to_numpy(), source=values)
+        ints = values.to_numpy(dtype=np.int64, na_value=0)
+        return _Column(ints, absent)
+    floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    absent = np.isnan(floats)
+    if absent_extra is not None:
+        absent |= absent_extra
+    with np.errstate(invalid="ignore"):
+        in_range = np.abs(floats) < _TWO63  # False for inf and NaN
+        unusable = ~absent & ~(in_range & (floats % 1 == 0))
+    ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
+    return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None)
+
+
+@dataclass
+class _Work:
+    n: int
+    line: np.ndarray
+    user_id: _Column
+    movie_id: _Column
+    timestamp: _Column
+    rating: np.ndarray  # float64, NaN where absent or not a number
+    rating_absent: np.ndarray | None
+    errors: _Errors
+    raw: pd.Series | None
+
+
+def _standardise(df: pd.DataFrame) -> _Work:
     df = df.rename(columns={k: v for k, v in _INPUT_ALIASES.items() if k in df.columns})
     missing = [c for c in ("user_id", "movie_id", "rating") if c not in df.columns]
     if missing:
         raise ValueError(f"ratings table lacks column(s) {', '.join(missing)}; got {list(df.columns)}")
     n = len(df)
-    error = df["error"].to_numpy(dtype=object) if "error" in df.columns else np.full(n, None, dtype=object)
-    error = np.where(pd.isna(error), None, error)
-    out = {"line": df["line"].to_numpy(dtype=np.int64) if "line" in df.columns else np.arange(n, dtype=np.int64) + 2}
-    for col in ("user_id", "movie_id", "rating", "timestamp"):
-        values = df[col] if col in df.columns else pd.Series(np.nan, index=df.index)
-        out[col] = _coerce(values, col, error)
-    raw = df["raw"].to_numpy(dtype=object) if "raw" in df.columns else np.full(n, None, dtype=object)
-    out["raw"] = np.where(pd.isna(raw), None, raw)
-    out["error"] = error
-    return pd.DataFrame(out)
+    errors = _Errors(n)
+    if "error" in df.columns:
+        loader_error = df["error"]
+        has_error = loader_error.notna().to_numpy(dtype=bool)
+        if has_error.any():  # the loader's codes come first
+            errors.codes = np.full(n, None, dtype=object)
+            errors.codes[has_error] = loader_error.to_numpy(dtype=object)[has_error]
+    line = df["line"].to_numpy(dtype=np.int64) if "line" in df.columns else np.arange(n, dtype=np.int64) + 2
+    # per column: its parse errors, then its missing values (the first code of a row wins)
+    user = _int_column(df["user_id"], "user_id", n, errors)
+    if user.absent is not None:
+        errors.add(user.absent, "missing_field:user_id")
+    movie = _int_column(df["movie_id"], "movie_id", n, errors)
+    if movie.absent is not None:
+        errors.add(movie.absent, "missing_field:movie_id")
+
+    values = df["rating"]
+    rating_absent = None
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        rating = values.to_numpy(dtype=np.float64, na_value=np.nan)  # NaN: off the scale, not missing
+    else:
+        numbers, rating_absent, _ = _text_numbers(values, "rating", errors)
+        rating = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        if rating_absent.any():
+            errors.add(rating_absent, "missing_field:rating")
+        else:
+            rating_absent = None
+    timestamp = _int_column(df["timestamp"] if "timestamp" in df.columns else None, "timestamp", n, errors)
+    if timestamp.unusable is not None:  # absent timestamps become 0 and fractional ones truncate,
+        with np.errstate(invalid="ignore"):  # but inf or beyond int64 is not a number
+            out_of_range = timestamp.unusable & ~(np.abs(timestamp.floats) < _TWO63)
+        errors.add(out_of_range, "non_numeric:timestamp")
+    raw = df["raw"] if "raw" in df.columns else None
+    return _Work(n, line, user, movie, timestamp, rating, rating_absent, errors, raw)
 
 
-def _raw_text(rows: pd.DataFrame) -> list:
-    """The raw line where the loader kept it, else the row written back as CSV."""
+def _number_text(col: _Column, i: int) -> str:
+    if col.absent is not None and col.absent[i]:
+        return ""
+    if col.floats is not None and col.unusable is not None and col.unusable[i]:
+        return f"{col.floats[i]:g}"
+    return str(int(col.ints[i]))
 
-    def num(v, rating=False):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        return f"{v:g}" if rating else str(int(v))
 
+def _raw_text(work: _Work, rows: np.ndarray) -> tuple[list, np.ndarray]:
+    """The raw line where the loader kept it, else the row written back as CSV; and which were rebuilt."""
+    if len(rows) == 0:
+        return [], np.zeros(0, dtype=bool)
+    if work.raw is not None:
+        raw = work.raw.iloc[rows].to_numpy(dtype=object)
+        rebuilt = pd.isna(raw)
+    else:
+        raw = np.full(len(rows), None, dtype=object)
+        rebuilt = np.ones(len(rows), dtype=bool)
     out = []
-    for raw, u, m, r, t in zip(rows["raw"], rows["user_id"], rows["movie_id"], rows["rating"], rows["timestamp"]):
-        out.append(raw if isinstance(raw, str) else f"{num(u)},{num(m)},{num(r, True)},{num(t)}")
-    return out
+    for j, i in enumerate(rows.tolist()):
+        if not rebuilt[j]:
+            out.append(raw[j])
+            continue
+        r = work.rating[i]
+        rating = "" if np.isnan(r) else f"{r:g}"
+        out.append(
+            f"{_number_text(work.user_id, i)},{_number_text(work.movie_id, i)},{rating},{_number_text(work.timestamp, i)}"
+        )
+    return out, np.asarray(rebuilt, dtype=bool)
+
+
+def _duplicate_candidates(user: np.ndarray, movie: np.ndarray) -> np.ndarray | None:
+    """Positions of rows whose (user, movie) pair occurs more than once, or ``None`` when every pair is unique.
+
+    Ids are non-negative int64 here.  The pair becomes one int64 key when the
+    id ranges allow it (a sort-free check first: exports are often sorted by
+    user and movie), else the exact pandas hash path on the two int64 columns.
+    """
+    if len(user) < 2:
+        return None
+    n_movies = int(movie.max()) + 1
+    if (int(user.max()) + 1) * n_movies < 2**63:
+        key = user * n_movies
+        key += movie
+        if (key[1:] > key[:-1]).all():
+            return None
+        if (key[1:] >= key[:-1]).all():
+            ordered = key
+        else:
+            ordered = np.sort(key)
+            same = ordered[1:] == ordered[:-1]
+            if not same.any():
+                return None
+            return np.flatnonzero(np.isin(key, ordered[1:][same]))
+        same = ordered[1:] == ordered[:-1]
+        dup = np.zeros(len(key), dtype=bool)
+        dup[1:] |= same
+        dup[:-1] |= same
+        return np.flatnonzero(dup)
+    dup = pd.DataFrame({"u": user, "m": movie}).duplicated(keep=False).to_numpy()
+    return np.flatnonzero(dup) if dup.any() else None
 
 
 def clean_rating_data(
@@ -124,6 +280,10 @@ def clean_rating_data(
     (``line, user_id, movie_id, rating, timestamp, error, raw``) or any table
     with MovieLens columns (``userId, movieId, rating[, timestamp]``).
 
+    Ids and timestamps are handled as exact int64 (ids above 2**53 and
+    nanosecond timestamps keep every digit); a table where the loader parsed
+    every row and every row is valid is never copied row by row.
+
     Raises :class:`DataQualityError` when more than ``max_rejected_fraction``
     of the rows are invalid (superseded duplicates do not count), naming the
     first offending lines.
@@ -131,61 +291,76 @@ def clean_rating_data(
     if rating_min >= rating_max:
         raise ValueError(f"rating_min ({rating_min}) must be below rating_max ({rating_max})")
     work = _standardise(df)
-    n = len(work)
-    error = work["error"].to_numpy(dtype=object)
-    reason = np.full(n, None, dtype=object)
-    detail = np.full(n, "", dtype=object)
-    has_error = np.flatnonzero(~pd.isna(error))
-    for i in has_error:  # only the rows the loader could not parse
-        reason[i], _, detail[i] = str(error[i]).partition(":")
-    ok = np.ones(n, dtype=bool)
-    ok[has_error] = False
+    n = work.n
+    # code per row: 0 kept, -1 a parse error (reason:detail in work.errors), k > 0 rules[k - 1]
+    code = np.zeros(n, dtype=np.int8)
+    rules: list[tuple[str, str]] = []
 
-    for col in ("user_id", "movie_id"):
-        values = work[col].to_numpy()
-        with np.errstate(invalid="ignore"):
-            fractional = ok & ((values % 1) != 0)
-        reason[fractional] = "non_numeric"
-        detail[fractional] = col
-        ok &= ~fractional
-        negative = ok & (values < 0)
-        reason[negative] = "invalid_id"
-        detail[negative] = f"{col} is negative"
-        ok &= ~negative
+    def reject(mask: np.ndarray, reason: str, detail: str) -> None:
+        mask = mask & (code == 0)
+        if mask.any():
+            rules.append((reason, detail))
+            code[mask] = len(rules)
 
-    rating = work["rating"].to_numpy()
+    if work.errors.codes is not None:
+        code[work.errors.codes != None] = -1  # noqa: E711
+    for col, column in (("user_id", work.user_id), ("movie_id", work.movie_id)):
+        if column.unusable is not None:  # not an integer (fractional, infinite, beyond int64)
+            reject(column.unusable, "non_numeric", col)
+        reject(column.ints < 0, "invalid_id", f"{col} is negative")
     with np.errstate(invalid="ignore"):
-        off = ok & ~((rating >= rating_min) & (rating <= rating_max))
-    reason[off] = "rating_off_scale"
-    detail[off] = f"rating outside [{rating_min:g}, {rating_max:g}]"
-    ok &= ~off
+        reject(~((work.rating >= rating_min) & (work.rating <= rating_max)), "rating_off_scale",
+               f"rating outside [{rating_min:g}, {rating_max:g}]")
 
-    valid_idx = np.flatnonzero(ok)
-    keys = work.loc[valid_idx, ["user_id", "movie_id"]]
-    dup = keys.duplicated(keep=False).to_numpy()
-    if dup.any():
-        cand = work.loc[valid_idx[dup], ["user_id", "movie_id", "timestamp", "line"]]
-        ts = cand["timestamp"].fillna(-np.inf)
-        order = np.lexsort((cand["line"].to_numpy(), ts.to_numpy(), cand["movie_id"].to_numpy(), cand["user_id"].to_numpy()))
-        ordered = cand.iloc[order]
-        last = ~ordered.duplicated(["user_id", "movie_id"], keep="last").to_numpy()
-        superseded = ordered.index.to_numpy()[~last]
-        reason[superseded] = "duplicate_superseded"
-        detail[superseded] = "a later rating of the same (user, movie) was kept"
-        ok[superseded] = False
+    all_valid = not rules and work.errors.codes is None
+    valid_idx = None if all_valid else np.flatnonzero(code == 0)
+    user = work.user_id.ints if all_valid else work.user_id.ints[valid_idx]
+    movie = work.movie_id.ints if all_valid else work.movie_id.ints[valid_idx]
+    cand = _duplicate_candidates(user, movie)
+    if cand is not None:  # the exact rule on the candidates only: the latest timestamp wins, then the later line
+        rows = cand if all_valid else valid_idx[cand]
+        ts = work.timestamp
+        if ts.floats is not None:
+            order_ts = ts.floats[rows]
+            missing_ts = np.isnan(order_ts)
+            order_ts = np.where(missing_ts, -np.inf, order_ts)
+        else:
+            order_ts = ts.ints[rows]
+            if ts.absent is not None:
+                order_ts = np.where(ts.absent[rows], _INT64_MIN, order_ts)
+        u, m = work.user_id.ints[rows], work.movie_id.ints[rows]
+        order = np.lexsort((work.line[rows], order_ts, m, u))
+        us, ms = u[order], m[order]
+        last = np.ones(len(rows), dtype=bool)
+        last[:-1] = (us[1:] != us[:-1]) | (ms[1:] != ms[:-1])
+        superseded = np.zeros(n, dtype=bool)
+        superseded[rows[order][~last]] = True
+        reject(superseded, "duplicate_superseded", "a later rating of the same (user, movie) was kept")
 
-    counts = {r: int(c) for r, c in pd.Series(reason[~ok]).value_counts().items()}
+    bad = np.flatnonzero(code != 0) if (rules or work.errors.codes is not None) else np.zeros(0, dtype=np.int64)
+    bad_codes = code[bad]
+    reason = np.empty(len(bad), dtype=object)
+    detail = np.empty(len(bad), dtype=object)
+    parse = bad_codes == -1
+    if parse.any():
+        for j, text in zip(np.flatnonzero(parse).tolist(), work.errors.codes[bad[parse]].tolist()):
+            reason[j], _, detail[j] = str(text).partition(":")
+    for k, (r, d) in enumerate(rules, start=1):
+        sel = bad_codes == k
+        reason[sel] = r
+        detail[sel] = d
+    counts = {r: int(c) for r, c in pd.Series(reason, dtype=object).value_counts().items()}
     invalid = sum(c for r, c in counts.items() if r != "duplicate_superseded")
-    bad_rows = work.loc[~ok]
+    raw, rebuilt = _raw_text(work, bad)
     quarantine = pd.DataFrame(
         {
-            "line": bad_rows["line"].astype("int64"),
-            "raw": pd.array(_raw_text(bad_rows), dtype="string"),
-            "raw_rebuilt": bad_rows["raw"].isna().to_numpy(),
-            "reason": pd.array(reason[~ok], dtype="string"),
-            "detail": pd.array(detail[~ok], dtype="string"),
+            "line": work.line[bad].astype(np.int64),
+            "raw": pd.array(raw, dtype="string"),
+            "raw_rebuilt": rebuilt,
+            "reason": pd.array(reason, dtype="string"),
+            "detail": pd.array(detail, dtype="string"),
         }
-    ).reset_index(drop=True)
+    )
     if max_rejected_fraction is not None and n and invalid / n > max_rejected_fraction:
         examples = "; ".join(
             f"line {r.line}: {r.reason} ({r.detail})"
@@ -196,13 +371,23 @@ def clean_rating_data(
             f"{max_rejected_fraction:.1%}; by reason: {counts}; first: {examples}"
         )
 
-    kept = work.loc[ok]
+    if len(bad) == 0:  # every row kept: no row selection; int64 input columns are shared copy-on-write
+        kept = None
+    else:
+        kept = np.flatnonzero(code == 0)
+
+    def output(column: _Column) -> pd.Series | np.ndarray:
+        if kept is None and column.source is not None:
+            return column.source.reset_index(drop=True).rename(None)
+        return column.ints.copy() if kept is None else column.ints[kept]
+
     ratings = pd.DataFrame(
         {
-            "user_id": kept["user_id"].astype("int64").to_numpy(),
-            "movie_id": kept["movie_id"].astype("int64").to_numpy(),
-            "rating": kept["rating"].astype("float32").to_numpy(),
-            "timestamp": kept["timestamp"].fillna(0).astype("int64").to_numpy(),
-        }
+            "user_id": output(work.user_id),
+            "movie_id": output(work.movie_id),
+            "rating": (work.rating if kept is None else work.rating[kept]).astype(np.float32),
+            "timestamp": output(work.timestamp),
+        },
+        copy=False,
     )
     return CleanedRatings(ratings=ratings, quarantine=quarantine, reason_counts=counts)

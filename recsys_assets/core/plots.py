@@ -32,3 +32,23 @@ def plot_training_history(history: list[dict], path: str | os.PathLike, *, best_
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def plot_rating_histogram(ratings, path: str | os.PathLike) -> Path:
+    """Bar chart of how often each rating value occurs, saved as a PNG (atomically)."""
+    import numpy as np
+
+    values, counts = np.unique(np.asarray(ratings, dtype=np.float64), return_counts=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    ax.bar(values, counts, width=0.4, color="#4C72B0")
+    ax.set_xlabel("Rating")
+    ax.set_ylabel("Ratings")
+    ax.set_title("Rating distribution")
+    ax.set_xticks(values)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

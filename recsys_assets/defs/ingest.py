@@ -1,5 +1,6 @@
 """Ingest assets: the raw export as loaded, and the cleaned ratings with their quarantine."""
 
+import base64
 import time
 from typing import Optional
 
@@ -11,7 +12,8 @@ from pydantic import Field
 
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
 from recsys_assets.core.exports import ExportLook
-from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines
+from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
+from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.core.storage import atomic_path
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -93,7 +95,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         context.log.warning(f"checkpoint not resumed: {stats.restart_reason}")
     if stats.resumed_rows:
         context.log.info(f"resumed {stats.resumed_rows:,} rows from the checkpoint; re-read {stats.reread_rows:,}")
-    frame = table.to_pandas()
+    frame = table_to_frame(table)
     # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
     loader.discard_checkpoint()
     return dg.Output(
@@ -151,6 +153,9 @@ def cleaned_ratings(
         context.log.warning(f"quarantined {len(result.quarantine):,} rows: {result.reason_counts}")
     histogram = ratings["rating"].value_counts().sort_index()
     hist_md = "| rating | count |\n|---:|---:|\n" + "\n".join(f"| {r:g} | {c:,} |" for r, c in histogram.items())
+    if len(ratings):
+        image = plot_rating_histogram(ratings["rating"].to_numpy(), storage.root / "rating_histogram.png")
+        hist_md = f"![Rating distribution](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})\n\n" + hist_md
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(len(ratings)),
         "users": dg.MetadataValue.int(int(ratings["user_id"].nunique())),

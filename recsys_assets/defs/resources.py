@@ -16,6 +16,7 @@ from pydantic import Field
 
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
+from recsys_assets.core.loader import table_to_frame
 from recsys_assets.core.storage import atomic_path
 
 DEFAULT_EXPORT_PATH = "data/ratings_export.csv"
@@ -107,8 +108,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         table = pa.Table.from_pandas(obj, preserve_index=False)
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp, compression="zstd")
+        schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()])
         context.add_output_metadata(
-            {"path": dg.MetadataValue.path(str(path.resolve())), "size_bytes": dg.MetadataValue.int(path.stat().st_size)}
+            {
+                "path": dg.MetadataValue.path(str(path.resolve())),
+                "size_bytes": dg.MetadataValue.int(path.stat().st_size),
+                "dagster/column_schema": schema,
+            }
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
@@ -117,7 +123,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             raise FileNotFoundError(
                 f"{path} not found: materialize {context.asset_key.to_user_string()} first"
             )
-        return pq.read_table(path).to_pandas()
+        return table_to_frame(pq.read_table(path))
 
 
 def _env_or(name: str, default: str):

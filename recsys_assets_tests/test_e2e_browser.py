@@ -1,0 +1,163 @@
+"""The web UI in a real browser, and the GraphQL API, against a real `dagster dev` server.
+
+Needs Debian's chromium (/usr/bin/chromium) and the playwright package; scripts/test.sh installs both.
+Screenshots go to test-output/.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+
+from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+BIN = Path(sys.executable).parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO_ROOT / "test-output" / "browser"
+KEYS = ["raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _run_status(port: int, run_id: str) -> str:
+    data = _graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})
+    return data["data"]["runOrError"]["status"]
+
+
+def _wait_for_run(port: int, run_id: str, timeout: float = 420) -> str:
+    deadline = time.monotonic() + timeout
+    status = "?"
+    while time.monotonic() < deadline:
+        status = _run_status(port, run_id)
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            return status
+        time.sleep(3)
+    return status
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ui")
+    home, data = tmp / "home", tmp / "data"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    export = write_sample_export(data / "ratings_export.csv", SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
+    port = _free_port()
+    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data),
+               RECSYS_SENSOR_INTERVAL="3600", RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
+    log = tmp / "dev.log"
+    with open(log, "w") as out:
+        # dagster dev runs the webserver and the daemon, which dequeues launched runs
+        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                nodes = _graphql(port, "{ assetNodes { id } }")["data"]["assetNodes"]
+                if len(nodes) >= len(KEYS):
+                    break
+            except (OSError, KeyError, TypeError):
+                pass
+            time.sleep(2)
+        else:
+            raise AssertionError("dagster dev did not come up:\n" + log.read_text()[-3000:])
+        yield {"port": port, "data": data, "log": log}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)")
+def test_materialize_all_from_the_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    port = server["port"]
+    base = f"http://127.0.0.1:{port}"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{base}/asset-groups", wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")  # the "Join the Dagster community" dialog
+            skip.wait_for(timeout=15_000)
+            skip.click()
+            page.get_by_text("evaluation", exact=True).first.wait_for()
+            # expand the four groups in the asset tree: every asset is listed by name
+            for caret in page.locator('[aria-label="arrow_drop_down"]').all()[:4]:
+                caret.click()
+            for key in KEYS:
+                page.locator(f'[title="{key}"]').first.wait_for()
+            page.screenshot(path=str(SHOTS / "1-asset-graph.png"))
+
+            page.get_by_role("button", name="Materialize all").click()
+            toast = page.get_by_text("Launched run")
+            toast.wait_for()
+            page.screenshot(path=str(SHOTS / "2-launched.png"))
+            runs = _graphql(port, "{ runsOrError(limit: 1) { ... on Runs { results { runId } } } }")
+            run_id = runs["data"]["runsOrError"]["results"][0]["runId"]
+            status = _wait_for_run(port, run_id)
+            assert status == "SUCCESS", server["log"].read_text()[-4000:]
+
+            page.goto(f"{base}/assets/recommendation_model", wait_until="networkidle")
+            page.get_by_text("val_rmse", exact=True).first.wait_for()
+            page.screenshot(path=str(SHOTS / "3-recommendation-model.png"), full_page=True)
+
+            page.goto(f"{base}/assets/training_loss_plot", wait_until="networkidle")
+            page.get_by_text("[Show Markdown]").first.click()
+            image = page.locator('img[src^="data:image/png"]').first
+            image.wait_for()
+            width, height, complete = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
+            assert complete and width >= 300 and height >= 200
+            page.screenshot(path=str(SHOTS / "4-training-loss-plot.png"))
+        except Exception:
+            page.screenshot(path=str(SHOTS / "failure.png"))
+            raise
+        finally:
+            browser.close()
+
+
+def test_launch_a_run_through_the_graphql_client(server):
+    from dagster_graphql import DagsterGraphQLClient
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=server["port"])
+    run_id = client.submit_job_execution("retrain_model", repository_location_name="recsys_assets", repository_name="__repository__")
+    deadline = time.monotonic() + 420
+    status = None
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id).value
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(3)
+    assert status == "SUCCESS", server["log"].read_text()[-4000:]
+    assert (server["data"] / "recommendation_model.pth").exists()
