@@ -94,19 +94,31 @@ class FusedSGD(Optimizer):
         Q = model.movie_factors.weight
         bu = model.user_bias.weight.view(-1)
         bi = model.movie_bias.weight.view(-1)
-        pu = P.index_select(0, u)
-        qi = Q.index_select(0, i)
+        # batch-sized scratch tensors are reused across steps: allocating ~1 MB four times a step
+        # costs a quarter of the CPU step time in page faults
+        pu, qi, prod, step_q = self._scratch(len(u), P.shape[1], P.device, P.dtype)
+        torch.index_select(P, 0, u, out=pu)
+        torch.index_select(Q, 0, i, out=qi)
         bu_u = bu.index_select(0, u)
         bi_i = bi.index_select(0, i)
-        err = (pu * qi).sum(1).add_(bu_u).add_(bi_i).sub_(r)
+        err = torch.mul(pu, qi, out=prod).sum(1).add_(bu_u).add_(bi_i).sub_(r)
         sq = err.square().sum()
         bu.index_add_(0, u, torch.addcmul(err, bu_u, breg_u), alpha=-lr)
         bi.index_add_(0, i, torch.addcmul(err, bi_i, breg_i), alpha=-lr)
         neg = err.mul_(-lr).unsqueeze_(1)
-        step_q = (qi * shrink_i).addcmul_(neg, pu)  # uses the old p_u, so it comes before p_u's step
+        torch.mul(qi, shrink_i, out=step_q).addcmul_(neg, pu)  # uses the old p_u, so before p_u's step
         P.index_add_(0, u, pu.mul_(shrink_u).addcmul_(neg, qi))  # pu is a gathered copy: update in place
         Q.index_add_(0, i, step_q)
         return sq
+
+    def _scratch(self, n: int, dim: int, device, dtype) -> list[torch.Tensor]:
+        key = (n, dim, str(device), dtype)
+        cache = self.__dict__.setdefault("_scratch_cache", {})
+        if key not in cache:
+            if len(cache) > 4:  # batch sizes come and go (the last batch of an epoch): keep few
+                cache.clear()
+            cache[key] = [torch.empty((n, dim), device=device, dtype=dtype) for _ in range(4)]
+        return cache[key]
 
     @torch.no_grad()
     def fit_batch(self, model, users, movies, ratings, w_user, w_movie) -> torch.Tensor:

@@ -61,7 +61,7 @@ class TrainConfig:
     reg_bias: float = 0.2
     reg_count_exponent: float = 0.5
     init_std: float = 0.01
-    patience: int = 4
+    patience: int = 10
     min_delta: float = 1e-4
     seed: int = 42
     rating_min: float = 0.5
