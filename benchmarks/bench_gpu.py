@@ -17,7 +17,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings

@@ -1,4 +1,7 @@
+import contextlib
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,35 @@ def _fresh_defs_state_storage():
     base._current_storage.set(None)
     yield
     base._current_storage.set(None)
+
+
+# --- helpers for the end-to-end tests that start real Dagster processes --------------------------
+def make_dagster_home(path: Path) -> Path:
+    """A DAGSTER_HOME folder with telemetry off."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def background_process(args: list[str], env: dict, log: Path):
+    """Run ``args`` from the repo root in its own process group; stop the whole group on exit."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

@@ -4,7 +4,6 @@ import torch
 
 from recsys_assets import Recommender
 from recsys_assets.core.artifact import ModelFileError, load_model_file, save_model_file
-from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.training import seen_matrix
 

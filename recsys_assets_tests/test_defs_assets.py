@@ -4,20 +4,11 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
-from recsys_assets.definitions import defs
-from recsys_assets.defs import evaluation, features, ingest, training
+from recsys_assets.definitions import ASSETS, defs
+from recsys_assets.defs import features, ingest, training
 from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
 
-ALL_ASSETS = [
-    ingest.raw_ratings,
-    ingest.cleaned_ratings,
-    features.user_movie_mappings,
-    features.rating_splits,
-    training.recommendation_model,
-    training.training_loss_plot,
-    evaluation.user_recommendations,
-    evaluation.model_evaluation,
-]
+ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, recommendations, evaluation
 KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
 EVAL_KEYS = {"user_recommendations", "model_evaluation"}
 

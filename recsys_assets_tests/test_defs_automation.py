@@ -1,12 +1,10 @@
 import hashlib
 import json
 import os
-import time
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 
 from recsys_assets.core import quality
 from recsys_assets.core.exports import current_export

@@ -7,9 +7,6 @@ Screenshots go to test-output/.
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -19,7 +16,7 @@ import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -28,12 +25,6 @@ SHOTS = REPO_ROOT / "test-output" / "browser"
 KEYS = ["raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -62,19 +53,15 @@ def _wait_for_run(port: int, run_id: str, timeout: float = 420) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
-    home, data = tmp / "home", tmp / "data"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home, data = make_dagster_home(tmp / "home"), tmp / "data"
     export = write_sample_export(data / "ratings_export.csv", SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data),
                RECSYS_SENSOR_INTERVAL="3600", RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
     log = tmp / "dev.log"
-    with open(log, "w") as out:
-        # dagster dev runs the webserver and the daemon, which dequeues launched runs
-        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    # dagster dev runs the webserver and the daemon, which dequeues launched runs
+    args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    with background_process(args, env, log) as proc:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
@@ -88,13 +75,6 @@ def server(tmp_path_factory):
         else:
             raise AssertionError("dagster dev did not come up:\n" + log.read_text()[-3000:])
         yield {"port": port, "data": data, "log": log}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)")

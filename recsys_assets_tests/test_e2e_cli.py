@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO_ROOT, ml_small_ratings
+from .conftest import REPO_ROOT, make_dagster_home, ml_small_ratings
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -17,9 +17,7 @@ BIN = Path(sys.executable).parent
 
 def _env(tmp_path, export, data_dir):
     env = dict(os.environ)
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    home = make_dagster_home(tmp_path / "dagster_home")
     env.update(DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data_dir), RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
     return env
 

@@ -2,8 +2,6 @@
 
 import hashlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import REPO_ROOT
+from .conftest import background_process, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -38,18 +36,13 @@ def _check_results(instance, run_id) -> dict:
 
 
 def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypatch):
-    home, data, drop = tmp_path / "home", tmp_path / "data", tmp_path / "data" / "exports"
-    home.mkdir()
+    home, data, drop = make_dagster_home(tmp_path / "home"), tmp_path / "data", tmp_path / "data" / "exports"
     drop.mkdir(parents=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(data / "ratings_export.csv"),
                RECSYS_SENSOR_INTERVAL="2", RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
     log = tmp_path / "daemon.log"
-    with open(log, "w") as out:
-        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env,
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    try:
+    with background_process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log):
         write_sample_export(drop / "2026-11-01.csv", SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=4))
         with dg.DagsterInstance.get() as instance:
             (good,) = _wait_for_runs(instance, 1, 420, log)
@@ -72,10 +65,3 @@ def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypa
             assert second.tags["recsys/export"] == str(bad)
             assert _check_results(instance, second.run_id)["beats_global_mean"] is False
             assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
-    finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait(timeout=10)

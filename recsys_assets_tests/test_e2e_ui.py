@@ -2,9 +2,6 @@
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -12,17 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT
+from .conftest import background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(port: int, query: str) -> dict:
@@ -34,18 +25,14 @@ def _graphql(port: int, query: str) -> dict:
 
 
 def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    port = _free_port()
+    home = make_dagster_home(tmp_path / "home")
+    port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(tiny_export), RECSYS_DATA_DIR=str(tmp_path / "data"))
     log = tmp_path / "dev.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    with background_process(args, env, log) as proc:
         deadline = time.monotonic() + 180
-        keys = set()
+        keys, nodes = set(), []
         while time.monotonic() < deadline and not KEYS <= keys:
             time.sleep(2)
             assert proc.poll() is None, log.read_text()[-3000:]
@@ -61,10 +48,3 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
                                  "{ ... on Sensors { results { name sensorState { status } } } } }")
         states = {s["name"]: s["sensorState"]["status"] for s in sensors["data"]["sensorsOrError"]["results"]}
         assert states == {"new_export_sensor": "RUNNING"}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)

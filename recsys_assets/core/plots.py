@@ -11,6 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 from recsys_assets.core.storage import atomic_path  # noqa: E402
 
 
+def _save(fig, path: str | os.PathLike) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
 def plot_training_history(history: list[dict], path: str | os.PathLike, *, best_epoch: int | None = None) -> Path:
     """Training and validation loss per epoch, saved as a PNG at ``path`` (atomically)."""
     if not history:
@@ -26,12 +36,7 @@ def plot_training_history(history: list[dict], path: str | os.PathLike, *, best_
     ax.set_title("Training History")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_rating_histogram(ratings, path: str | os.PathLike) -> Path:
@@ -46,9 +51,4 @@ def plot_rating_histogram(ratings, path: str | os.PathLike) -> Path:
     ax.set_title("Rating distribution")
     ax.set_xticks(values)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
