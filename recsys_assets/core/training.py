@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +105,6 @@ class TrainResult:
     ratings_per_second: float
     resumed_from_epoch: int = 0
     device: str = "cpu"
-    metrics: dict = field(default_factory=dict)
 
 
 def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None) -> tuple[float, float, float]:
