@@ -56,5 +56,9 @@ class ExportLook:
 
     def fingerprint(self) -> str:
         """Size, modification time and content fingerprint (as recorded by the loader)."""
-        ident = source_identity(Path(self.path))
-        return f"{ident['fingerprint']}-{ident['size']}-{ident['mtime_ns']}"
+        return export_fingerprint(source_identity(Path(self.path)))
+
+
+def export_fingerprint(identity: dict) -> str:
+    """One string for an export's identity (``size``, ``mtime_ns``, content ``fingerprint``)."""
+    return f"{identity['fingerprint']}-{identity['size']}-{identity['mtime_ns']}"

@@ -105,6 +105,7 @@ class LoadStats:
     restart_reason: str | None = None
     source_bytes: int = 0
     source_fingerprint: str = ""
+    source_mtime_ns: int = 0
     delimiter: str = ""
     has_header: bool = True
 
@@ -333,6 +334,7 @@ class MovieDataLoader:
         self.stats = LoadStats(
             source_bytes=size,
             source_fingerprint=identity["fingerprint"],
+            source_mtime_ns=identity["mtime_ns"],
             delimiter="::" if fmt.double_colon else fmt.delimiter.decode(),
             has_header=fmt.has_header,
         )

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
-from recsys_assets.core.exports import ExportLook
+from recsys_assets.core.exports import export_fingerprint
 from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.core.storage import atomic_path
@@ -72,8 +72,6 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
             context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
 
     export = storage.export
-    look = ExportLook.take(export)
-    export_fingerprint = look.fingerprint() if look else ""
     loader = MovieDataLoader(
         export,
         checkpoint,
@@ -105,7 +103,11 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
             "source": dg.MetadataValue.path(str(export.resolve())),
             "source_bytes": dg.MetadataValue.int(stats.source_bytes),
             "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
-            "export_fingerprint": dg.MetadataValue.text(export_fingerprint),
+            "export_fingerprint": dg.MetadataValue.text(
+                export_fingerprint(
+                    {"fingerprint": stats.source_fingerprint, "size": stats.source_bytes, "mtime_ns": stats.source_mtime_ns}
+                )
+            ),
             "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
             "blank_lines": dg.MetadataValue.int(stats.blank_lines),
             "resumed_rows": dg.MetadataValue.int(stats.resumed_rows),
