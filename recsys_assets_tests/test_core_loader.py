@@ -49,17 +49,22 @@ class _Interrupt(Exception):
     pass
 
 
-def test_interrupted_load_resumes_without_rereading(tiny_export, tmp_path):
-    ckpt = tmp_path / "ckpt.json"
-    seen = []
+def _stop_after(n: int, seen: list | None = None):
+    """An on_checkpoint callback that records progress and interrupts the load at checkpoint ``n``."""
+    seen = [] if seen is None else seen
 
-    def stop_after_three(rows, done, total):
+    def callback(rows, done, total):
         seen.append(rows)
-        if len(seen) == 3:
+        if len(seen) == n:
             raise _Interrupt
 
+    return callback
+
+
+def test_interrupted_load_resumes_without_rereading(tiny_export, tmp_path):
+    ckpt = tmp_path / "ckpt.json"
     with pytest.raises(_Interrupt):
-        MovieDataLoader(tiny_export, ckpt, 100, 500, on_checkpoint=stop_after_three).load()
+        MovieDataLoader(tiny_export, ckpt, 100, 500, on_checkpoint=_stop_after(3)).load()
     assert json.loads(ckpt.read_text())["body"]["rows"] == 1_500
 
     loader = MovieDataLoader(tiny_export, ckpt, 100, 500)
@@ -339,14 +344,9 @@ def test_checkpoint_interval_longer_than_a_read_block(tiny_export, tmp_path):
     ckpt = tmp_path / "ckpt.json"
     seen = []
 
-    def stop_after_two(rows, done, total):
-        seen.append(rows)
-        if len(seen) == 2:
-            raise _Interrupt
-
     # 1,500 rows per checkpoint is ~30 KB of text, read 1 KB at a time
     with pytest.raises(_Interrupt):
-        MovieDataLoader(tiny_export, ckpt, 100, 1_500, block_bytes=1_024, on_checkpoint=stop_after_two).load()
+        MovieDataLoader(tiny_export, ckpt, 100, 1_500, block_bytes=1_024, on_checkpoint=_stop_after(2, seen)).load()
     assert seen == [1_500, 3_000]
     loader = MovieDataLoader(tiny_export, ckpt, 100, 1_500, block_bytes=1_024)
     got = loader.load()
