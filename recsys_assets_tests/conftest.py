@@ -44,7 +44,7 @@ def dagster_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch):
-    for name in ("RECSYS_EXPORT_PATH", "RECSYS_DATA_DIR", "RECSYS_DEVICE", "RECSYS_MOVIES_PATH"):
+    for name in ("RECSYS_EXPORT_PATH", "RECSYS_DATA_DIR", "RECSYS_DEVICE", "RECSYS_KERNEL", "RECSYS_MOVIES_PATH"):
         monkeypatch.delenv(name, raising=False)
     os.environ.setdefault("MPLBACKEND", "Agg")
 

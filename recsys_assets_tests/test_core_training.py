@@ -1,4 +1,8 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,10 +95,14 @@ def test_early_stopping_restores_the_best_epoch(data):
     assert evaluate(result.model, val)[0] == pytest.approx(best_val, rel=1e-5)
 
 
-def test_fused_sgd_touches_only_the_batch_rows():
+KERNELS = ["auto", "eager"]  # auto = the compiled Numba step on the CPU
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_sgd_touches_only_the_batch_rows(kernel):
     model = BiasedMF(50, 60, 8, global_mean=3.0, init_std=0.1, sparse=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = FusedSGD(model.parameters(), lr=0.05)
+    opt = FusedSGD(model.parameters(), lr=0.05, kernel=kernel)
     users, movies = torch.tensor([3, 7, 3]), torch.tensor([10, 20, 30])
     opt.fit_batch(model, users, movies, torch.tensor([5.0, 1.0, 4.0]), torch.ones(3), torch.ones(3))
     after = model.state_dict()
@@ -102,6 +110,66 @@ def test_fused_sgd_touches_only_the_batch_rows():
     changed_movies = (after["movie_factors.weight"] != before["movie_factors.weight"]).any(1).nonzero().flatten().tolist()
     assert changed_users == [3, 7] and changed_movies == [10, 20, 30]
     assert (after["user_bias.weight"] != before["user_bias.weight"]).nonzero()[:, 0].tolist() == [3, 7]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fused_sgd_step_is_the_documented_update(kernel):
+    """One rating, computed by hand from the formula in core/optim.py's docstring."""
+    model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
+    with torch.no_grad():
+        model.user_factors.weight[1] = torch.tensor([0.5, -1.0])
+        model.movie_factors.weight[0] = torch.tensor([2.0, 0.25])
+        model.user_bias.weight[1] = 0.25
+        model.movie_bias.weight[0] = -0.5
+    lr, rf, rb, wu, wi = 0.1, 0.2, 0.3, 2.0, 0.5
+    opt = FusedSGD(model.parameters(), lr=lr, reg_factors=rf, reg_bias=rb, kernel=kernel)
+    sq = opt.fit_batch(model, torch.tensor([1]), torch.tensor([0]), torch.tensor([4.0]),
+                       torch.tensor([wu]), torch.tensor([wi]))
+    p, q = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.25])
+    e = 3.0 + 0.25 - 0.5 + float(p @ q) - 4.0
+    assert float(sq) == pytest.approx(e * e)
+    assert model.user_bias.weight[1].item() == pytest.approx(0.25 - lr * (e + rb * wu * 0.25))
+    assert model.movie_bias.weight[0].item() == pytest.approx(-0.5 - lr * (e + rb * wi * -0.5))
+    torch.testing.assert_close(model.user_factors.weight[1].detach(), p - lr * (e * q + rf * wu * p))
+    torch.testing.assert_close(model.movie_factors.weight[0].detach(), q - lr * (e * p + rf * wi * q))
+
+
+def _epochs_with(kernel, epochs=3):
+    g = torch.Generator().manual_seed(3)
+    n, nu, nm = 20_000, 200, 500  # many repeated users and movies in each batch
+    users, movies = torch.randint(0, nu, (n,), generator=g), torch.randint(0, nm, (n,), generator=g)
+    ratings = torch.randint(1, 11, (n,), generator=g).float() / 2
+    w = torch.rand(n, generator=g) + 0.5
+    torch.manual_seed(0)
+    model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
+    opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
+    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), users, movies, ratings, w, w, 512))
+              for _ in range(epochs)]
+    return losses, model.state_dict()
+
+
+def test_compiled_epoch_matches_the_eager_epoch():
+    pytest.importorskip("numba")
+    (loss_a, a), (loss_e, e) = _epochs_with("auto"), _epochs_with("eager")
+    assert loss_a == pytest.approx(loss_e, rel=1e-5)
+    for k in a:  # the same updates; only float rounding order differs
+        torch.testing.assert_close(a[k], e[k], rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_epoch_does_not_depend_on_the_thread_count():
+    pytest.importorskip("numba")
+    code = (
+        "import hashlib, torch; from recsys_assets_tests.test_core_training import _epochs_with; "
+        "_, s = _epochs_with('auto'); "
+        "print(hashlib.sha256(b''.join(s[k].numpy().tobytes() for k in sorted(s))).hexdigest())"
+    )
+    digests = set()
+    for threads in ("1", "2"):
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1])
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
 
 
 def test_sparse_adam_touches_only_the_batch_rows(data):
@@ -127,6 +195,8 @@ def test_invalid_config_is_rejected(data):
         train_model(train, val, nu, nm, TrainConfig(optimizer="rmsprop"))
     with pytest.raises(ValueError, match="batch_size"):
         train_model(train, val, nu, nm, TrainConfig(batch_size=0))
+    with pytest.raises(ValueError, match="kernel"):
+        train_model(train, val, nu, nm, TrainConfig(kernel="cuda"))
 
 
 class _Stop(Exception):

@@ -138,13 +138,21 @@ def test_unavailable_device_fails_before_training(tiny_export, data_dir):
     assert not (data_dir / "recommendation_model.pth").exists()
 
 
+def test_an_unknown_kernel_is_a_clear_error():
+    with pytest.raises(ValueError, match="kernel must be 'auto' or 'eager', got 'fast'"):
+        DeviceResource(device="cpu", kernel="fast").torch_device()
+    assert DeviceResource(device="cpu", kernel="eager").torch_device() == torch.device("cpu")
+
+
 def test_device_env_var_sets_the_resource(monkeypatch):
     from recsys_assets.defs.resources import default_resources
 
     monkeypatch.setenv("RECSYS_DEVICE", "cpu")
+    monkeypatch.setenv("RECSYS_KERNEL", "eager")
     monkeypatch.setenv("RECSYS_DATA_DIR", "/tmp/x")
     resources = default_resources()
     assert resources["device"].device == dg.EnvVar("RECSYS_DEVICE")
+    assert resources["device"].kernel == dg.EnvVar("RECSYS_KERNEL")
     assert resources["io_manager"].base_dir == "/tmp/x/tables"
 
 

@@ -15,7 +15,8 @@ dense gradient, no per-row optimizer state.  ``w`` is a per-row weight
 users and movies more, which keeps their factors near zero until the data
 supports them.
 
-On CUDA, :class:`GraphedEpoch` records a window of steps once as a CUDA graph
+On the CPU, :meth:`FusedSGD.fit_epoch` runs a whole epoch in one compiled call
+(``core/numba_sgd.py``) when Numba is installed.  On CUDA, :class:`GraphedEpoch` records a window of steps once as a CUDA graph
 and replays it, so a step costs one graph launch share instead of about twenty
 kernel launches from Python.
 """
@@ -55,7 +56,8 @@ class FusedSGD(Optimizer):
         if kernel not in ("auto", "eager"):
             raise ValueError(f"kernel must be 'auto' or 'eager', got {kernel!r}")
         super().__init__(params, {"lr": lr, "reg_factors": reg_factors, "reg_bias": reg_bias})
-        # "auto": on CUDA with Triton installed, one fused kernel per step (core/triton_sgd.py)
+        # "auto": one fused kernel per step: on CUDA with Triton installed (core/triton_sgd.py), on the
+        # CPU with Numba installed (core/numba_sgd.py); "eager": the PyTorch operations below
         self.kernel = kernel
 
     def step(self, closure=None):  # pragma: no cover - the API is fit_batch / prepare_epoch
@@ -121,11 +123,34 @@ class FusedSGD(Optimizer):
         return cache[key]
 
     @torch.no_grad()
+    def fit_epoch(self, model, perm, users, movies, ratings, w_user, w_movie, batch_size: int) -> torch.Tensor:
+        """Updates from consecutive ``batch_size`` slices of the ratings taken in ``perm`` order.
+
+        ``w_user``/``w_movie`` are per-rating regularization weights.  On the CPU with Numba this
+        is one compiled call (core/numba_sgd.py); otherwise :meth:`prepare_epoch` and a
+        :meth:`fit_slice` per batch.  Returns the summed squared error before each update.
+        """
+        if self.kernel == "auto" and not users.is_cuda:
+            from recsys_assets.core import numba_sgd
+
+            if numba_sgd.available(model.user_factors.weight):
+                lr, reg_f, reg_b = self._hyper
+                scratch = self.__dict__.setdefault("_numba_scratch", numba_sgd.Scratch())
+                residuals = ratings - float(model.global_mean)
+                return numba_sgd.sgd_epoch(model, users, movies, residuals, w_user, w_movie, perm, batch_size,
+                                           lr, reg_f, reg_b, scratch)
+        epoch = self.prepare_epoch(perm, users, movies, ratings, w_user, w_movie, float(model.global_mean))
+        total = torch.zeros((), device=users.device)
+        fields = epoch.fields()
+        for start in range(0, len(epoch), batch_size):
+            total += self.fit_slice(model, *(f[start : start + batch_size] for f in fields))
+        return total
+
+    @torch.no_grad()
     def fit_batch(self, model, users, movies, ratings, w_user, w_movie) -> torch.Tensor:
         """One update from a plain batch (per-rating weights ``w``); returns its summed squared error."""
         perm = torch.arange(len(users), device=users.device)
-        prepared = self.prepare_epoch(perm, users, movies, ratings, w_user, w_movie, float(model.global_mean))
-        return self.fit_slice(model, *prepared.fields())
+        return self.fit_epoch(model, perm, users, movies, ratings, w_user, w_movie, max(1, len(users)))
 
 
 class GraphedEpoch:

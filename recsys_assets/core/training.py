@@ -7,9 +7,11 @@ accurate:
 
 * batches are slices of preloaded tensors under a fresh permutation per epoch,
   never samples collated one at a time;
-* the embeddings are sparse and the optimizer is ``SparseAdam``, so a step
-  updates only the rows in its batch; L2 regularization is applied to those
-  rows in the loss (``SparseAdam`` has no weight decay);
+* the default optimizer is :class:`~recsys_assets.core.optim.FusedSGD`:
+  per-rating SGD with count-weighted L2, applied a batch at a time to the
+  batch's rows only (a compiled Numba kernel on the CPU, Triton on CUDA);
+  ``optimizer="adam"`` is the document's Adam, as ``SparseAdam`` on sparse
+  embeddings with the L2 penalty on the batch's rows in the loss;
 * training stops when the validation loss has not improved by ``min_delta``
   for ``patience`` epochs, and the best epoch's weights are restored;
 * a per-epoch checkpoint lets an interrupted training resume where it stopped.
@@ -68,6 +70,7 @@ class TrainConfig:
     rating_max: float = 5.0
     eval_batch_size: int = 1 << 16
     cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
+    kernel: str = "auto"  # SGD step: "auto" = compiled (Numba on CPU, Triton on CUDA) when installed; "eager" = PyTorch ops
 
     @classmethod
     def document(cls, **overrides) -> "TrainConfig":
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError("regularization strengths must be non-negative")
         if self.patience < 0:
             raise ValueError(f"patience must be non-negative, got {self.patience}")
+        if self.kernel not in ("auto", "eager"):
+            raise ValueError(f"kernel must be 'auto' or 'eager', got {self.kernel!r}")
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
 
@@ -128,7 +133,8 @@ def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 
 def _fingerprint(train: MovieRatingDataset, val: MovieRatingDataset, n_users: int, n_movies: int, config: TrainConfig) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(repr((n_users, n_movies, len(train), len(val))).encode())
-    cfg = {k: v for k, v in asdict(config).items() if k not in ("epochs", "patience", "min_delta", "eval_batch_size")}
+    cfg = {k: v for k, v in asdict(config).items()
+           if k not in ("epochs", "patience", "min_delta", "eval_batch_size", "kernel", "cuda_graphs")}
     digest.update(repr(sorted(cfg.items())).encode())
     for t in (train.users, train.movies, train.ratings, val.users, val.movies, val.ratings):
         digest.update(t.detach().cpu().numpy().tobytes())
@@ -172,7 +178,8 @@ def train_model(
     model.to(device)
     train_dev, val_dev = train.to(device), val.to(device)
     if sgd:
-        optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias)
+        optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias,
+                             kernel=config.kernel)
         sample_wu = count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users]
         sample_wi = count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies]
         graphed = _graphed_runner(model, optimizer, train_dev, sample_wu, sample_wi, config, device)
@@ -302,14 +309,11 @@ def train_model(
 def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator, graphed=None):
     """One shuffled pass of fused per-rating SGD; returns the summed squared error (a tensor)."""
     perm = torch.randperm(len(data), generator=generator).to(data.ratings.device)
-    epoch = optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
     if graphed is not None:
-        return graphed.run(epoch)
-    total = torch.zeros((), device=data.ratings.device)
-    fields = epoch.fields()
-    for start in range(0, len(data), batch_size):
-        total += optimizer.fit_slice(model, *(f[start : start + batch_size] for f in fields))
-    return total
+        return graphed.run(
+            optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
+        )
+    return optimizer.fit_epoch(model, perm, data.users, data.movies, data.ratings, wu, wi, batch_size)
 
 
 def _graphed_runner(model, optimizer, data, wu, wi, config: TrainConfig, device: torch.device):

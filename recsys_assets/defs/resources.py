@@ -1,7 +1,7 @@
 """Resources: where data lives, which torch device trains, and how tables are stored.
 
 Environment differences live here, read from environment variables:
-``RECSYS_EXPORT_PATH``, ``RECSYS_DATA_DIR`` and ``RECSYS_DEVICE``.
+``RECSYS_EXPORT_PATH``, ``RECSYS_DATA_DIR``, ``RECSYS_DEVICE`` and ``RECSYS_KERNEL``.
 """
 
 import os
@@ -89,7 +89,15 @@ class DeviceResource(dg.ConfigurableResource):
         description="auto, cpu, cuda, cuda:N or mps; env RECSYS_DEVICE. An unavailable device fails the step.",
     )
 
+    kernel: str = Field(
+        default="auto",
+        description="SGD step: auto = compiled (Numba on the CPU, Triton on CUDA) when installed, "
+        "eager = plain PyTorch operations; env RECSYS_KERNEL.",
+    )
+
     def torch_device(self) -> torch.device:
+        if self.kernel not in ("auto", "eager"):
+            raise ValueError(f"kernel must be 'auto' or 'eager', got {self.kernel!r} (env RECSYS_KERNEL)")
         return resolve_device(self.device)
 
 
@@ -140,6 +148,6 @@ def default_resources() -> dict:
             drop_dir=_env_or("RECSYS_DROP_DIR", ""),
             movies_path=_env_or("RECSYS_MOVIES_PATH", ""),
         ),
-        "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto")),
+        "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto"), kernel=_env_or("RECSYS_KERNEL", "auto")),
         "io_manager": ParquetIOManager(base_dir=str(Path(data_dir) / "tables")),
     }

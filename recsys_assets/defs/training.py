@@ -35,7 +35,7 @@ class TrainingConfig(dg.Config):
     )
     embedding_dim: int = Field(default=_DEFAULTS.embedding_dim, description="Size of the user and movie embeddings.")
     batch_size: int = Field(default=_DEFAULTS.batch_size, description="Ratings per optimizer step.")
-    learning_rate: float = Field(default=_DEFAULTS.learning_rate, description="SparseAdam learning rate.")
+    learning_rate: float = Field(default=_DEFAULTS.learning_rate, description="Step size of the optimizer (SGD or SparseAdam).")
     epochs: int = Field(default=_DEFAULTS.epochs, description="Maximum number of epochs.")
     reg_factors: float = Field(default=_DEFAULTS.reg_factors, description="L2 penalty on the batch's embedding rows.")
     reg_bias: float = Field(default=_DEFAULTS.reg_bias, description="L2 penalty on the batch's user and movie biases.")
@@ -48,8 +48,9 @@ class TrainingConfig(dg.Config):
     min_delta: float = Field(default=_DEFAULTS.min_delta, description="Smallest validation-loss decrease that counts as improvement.")
     seed: int = Field(default=_DEFAULTS.seed, description="Seed of initialization and shuffling.")
 
-    def to_train_config(self) -> TrainConfig:
-        return TrainConfig(**self.model_dump())
+    def to_train_config(self, **environment) -> TrainConfig:
+        """The core's config; ``environment`` adds the device resource's settings (``kernel``)."""
+        return TrainConfig(**self.model_dump(), **environment)
 
 
 MODEL_CHECKS = [
@@ -80,7 +81,7 @@ def recommendation_model(
     history and the metrics, and loads with torch.load(..., weights_only=True).
     """
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
-    train_config = config.to_train_config()
+    train_config = config.to_train_config(kernel=device.kernel)
     users, movies = mappings_from_table(user_movie_mappings)
     train = MovieRatingDataset.from_frame(train_ratings, users, movies)
     val = MovieRatingDataset.from_frame(val_ratings, users, movies)

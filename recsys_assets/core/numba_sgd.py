@@ -1,0 +1,162 @@
+"""A compiled CPU kernel (Numba) for one :class:`~recsys_assets.core.optim.FusedSGD` step.
+
+The eager CPU step is about fifteen PyTorch operations, each a pass over
+batch-sized temporaries, and ``index_add_`` on the CPU is slow; this kernel
+does the same update in two passes over the batch:
+
+1. (parallel over ratings) gather each rating's user and movie rows and
+   biases into scratch buffers and compute its error;
+2. add every rating's update to its rows, in batch order, from the gathered
+   (pre-step) values: one thread updates the user table, another the movie
+   table.
+
+Each row is written by one thread in batch order, so the result does not
+depend on the number of threads and repeated rows in a batch add up as with
+``index_add_``.  The error sum is accumulated in float64, in order.
+
+It is used on the CPU when Numba is installed and ``FusedSGD(kernel="auto")``
+(the default); without Numba the eager step runs.  The first call compiles the
+kernel (a few seconds; cached on disk next to this file when it is writable).
+"""
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - Numba is a declared dependency, but the eager step works without it
+    numba = None
+
+def available(tensor: torch.Tensor) -> bool:
+    return numba is not None and not tensor.is_cuda and tensor.dtype == torch.float32
+
+
+if numba is not None:
+
+    # reassociation lets the dot product vectorize; results are reproducible on one machine
+    @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def _gather(P, Q, bu, bi, users, movies, residuals, w_user, w_movie, order, start, n,
+                b_u_idx, b_i_idx, b_wu, b_wi, b_pu, b_qi, b_bu, b_bi, b_err):  # pragma: no cover - compiled
+        """Pass 1: the batch's rows, biases, weights and errors, copied into the batch buffers ``b_*``."""
+        dim = P.shape[1]
+        for k in numba.prange(n):
+            row = order[start + k]
+            uk = users[row]
+            ik = movies[row]
+            b_u_idx[k] = uk
+            b_i_idx[k] = ik
+            b_wu[k] = w_user[row]
+            b_wi[k] = w_movie[row]
+            acc = np.float32(0.0)
+            for d in range(dim):
+                p = P[uk, d]
+                q = Q[ik, d]
+                b_pu[k, d] = p
+                b_qi[k, d] = q
+                acc += p * q
+            b_u = bu[uk]
+            b_i = bi[ik]
+            b_bu[k] = b_u
+            b_bi[k] = b_i
+            b_err[k] = acc + b_u + b_i - residuals[row]
+
+    @numba.njit(cache=True, nogil=True, fastmath={"contract"})
+    def _scatter(T, bias, index, weight, n, lr, shrink_scale, bias_scale, own, other, own_bias, err):  # pragma: no cover
+        """Pass 2, one table: every rating's update added to its row, in batch order."""
+        dim = T.shape[1]
+        for k in range(n):
+            t = index[k]
+            w = weight[k]
+            e = err[k]
+            bias[t] -= lr * (e + (w * bias_scale) * own_bias[k])
+            neg = -lr * e
+            shrink = w * shrink_scale
+            for d in range(dim):
+                T[t, d] += shrink * own[k, d] + neg * other[k, d]
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _epoch(P, Q, bu, bi, users, movies, residuals, w_user, w_movie, order, batch_size,
+               lr, reg_factors, reg_bias, b):  # pragma: no cover - compiled
+        total = 0.0
+        shrink_scale = np.float32(-lr * reg_factors)
+        n_all = order.shape[0]
+        for start in range(0, n_all, batch_size):
+            n = min(batch_size, n_all - start)
+            _gather(P, Q, bu, bi, users, movies, residuals, w_user, w_movie, order, start, n,
+                    b.u, b.i, b.wu, b.wi, b.pu, b.qi, b.bu, b.bi, b.err)
+            for side in numba.prange(2):  # the user table on one thread, the movie table on another
+                if side == 0:
+                    _scatter(P, bu, b.u, b.wu, n, lr, shrink_scale, reg_bias, b.pu, b.qi, b.bu, b.err)
+                else:
+                    _scatter(Q, bi, b.i, b.wi, n, lr, shrink_scale, reg_bias, b.qi, b.pu, b.bi, b.err)
+            for k in range(n):
+                total += np.float64(b.err[k]) * np.float64(b.err[k])
+        return total
+
+
+class BatchBuffers(NamedTuple):
+    """One batch's gathered inputs (pass 1's output, pass 2's input)."""
+
+    u: np.ndarray
+    i: np.ndarray
+    wu: np.ndarray
+    wi: np.ndarray
+    pu: np.ndarray
+    qi: np.ndarray
+    bu: np.ndarray
+    bi: np.ndarray
+    err: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, dim: int) -> "BatchBuffers":
+        f32 = np.float32
+        return cls(np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, f32), np.empty(n, f32),
+                   np.empty((n, dim), f32), np.empty((n, dim), f32), np.empty(n, f32), np.empty(n, f32),
+                   np.empty(n, f32))
+
+
+class Scratch:
+    """Batch buffers, reused across steps and epochs (allocating them costs page faults every step)."""
+
+    def __init__(self):
+        self._cache: dict = {}
+
+    def get(self, n: int, dim: int) -> BatchBuffers:
+        key = (n, dim)
+        if key not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            self._cache[key] = BatchBuffers.empty(n, dim)
+        return self._cache[key]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def sgd_epoch(model, users, movies, residuals, w_user, w_movie, order, batch_size: int,
+              lr: float, reg_factors: float, reg_bias: float, scratch: Scratch) -> torch.Tensor:
+    """Every batch of an epoch, in ``order``, on CPU tensors; returns the summed squared error (0-d tensor).
+
+    ``residuals`` are ratings minus the global mean; ``w_user``/``w_movie`` the per-rating
+    regularization weights (see :func:`~recsys_assets.core.optim.count_weights`).
+    """
+    P = model.user_factors.weight
+    Q = model.movie_factors.weight
+    bu = model.user_bias.weight
+    bi = model.movie_bias.weight
+    for t in (P, Q, bu, bi):
+        if not t.is_contiguous():
+            raise ValueError("FusedSGD's CPU kernel needs contiguous parameters")
+    batch_size = min(batch_size, max(1, len(order)))
+    total = _epoch(
+        _np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1),
+        _np(users), _np(movies), _np(residuals), _np(w_user), _np(w_movie), _np(order), batch_size,
+        np.float32(lr), np.float32(reg_factors), np.float32(reg_bias), scratch.get(batch_size, P.shape[1]),
+    )
+    return torch.tensor(total, dtype=torch.float32)
