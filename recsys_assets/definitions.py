@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.defs import automation, checks, evaluation, features, ingest, training
+from recsys_assets.defs import automation, checks, evaluation, executors, features, ingest, training
 from recsys_assets.defs.resources import default_resources
 
 ASSETS = [
@@ -16,12 +16,19 @@ ASSETS = [
     evaluation.model_evaluation,
 ]
 
-defs = dg.Definitions(
-    # code references: each asset page links to the function that defines it
-    assets=dg.with_source_code_references(ASSETS),
-    asset_checks=[checks.cleaned_ratings_checks, checks.split_checks],
-    jobs=[automation.retrain_job],
-    sensors=[automation.new_export_sensor],
-    schedules=[automation.retrain_schedule],
-    resources=default_resources(),
-)
+
+def build_definitions(executor: str | None = None) -> dg.Definitions:
+    """The code location; ``executor`` (default: env ``RECSYS_EXECUTOR``) is one of ``executors.EXECUTORS``."""
+    return dg.Definitions(
+        # code references: each asset page links to the function that defines it
+        assets=dg.with_source_code_references(ASSETS),
+        asset_checks=[checks.cleaned_ratings_checks, checks.split_checks],
+        jobs=[automation.retrain_job],
+        sensors=[automation.new_export_sensor],
+        schedules=[automation.retrain_schedule],
+        resources=default_resources(),
+        executor=executors.executor_from_env(executor),
+    )
+
+
+defs = build_definitions()

@@ -136,8 +136,7 @@ class FusedSGD(Optimizer):
             if numba_sgd.available(model.user_factors.weight):
                 lr, reg_f, reg_b = self._hyper
                 scratch = self.__dict__.setdefault("_numba_scratch", numba_sgd.Scratch())
-                residuals = ratings - float(model.global_mean)
-                return numba_sgd.sgd_epoch(model, users, movies, residuals, w_user, w_movie, perm, batch_size,
+                return numba_sgd.sgd_epoch(model, users, movies, ratings, w_user, w_movie, perm, batch_size,
                                            lr, reg_f, reg_b, scratch)
         epoch = self.prepare_epoch(perm, users, movies, ratings, w_user, w_movie, float(model.global_mean))
         total = torch.zeros((), device=users.device)

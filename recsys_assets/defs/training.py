@@ -15,6 +15,7 @@ from recsys_assets.core.metrics import baselines
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.core.training import TrainConfig, seen_matrix, train_model
+from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 OWNERS = ["team:recsys"]
@@ -63,7 +64,8 @@ MODEL_CHECKS = [
 ]
 
 
-@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=MODEL_CHECKS, pool="recsys_training")
+@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=MODEL_CHECKS, pool="recsys_training",
+          op_tags=TRAINING_OP_TAGS)
 def recommendation_model(
     context: dg.AssetExecutionContext,
     config: TrainingConfig,

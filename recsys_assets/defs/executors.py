@@ -1,0 +1,89 @@
+"""Where a run's steps execute: on this machine (the default) or on a cluster.
+
+``RECSYS_EXECUTOR`` picks the executor when the definitions load:
+
+* ``multiprocess`` (default): Dagster's local executor, one process per step;
+* ``in_process``: every step in the run's process (debugging, small exports);
+* ``k8s``: ``dagster_k8s.k8s_job_executor``, one Kubernetes Job per step
+  (pair it with the ``K8sRunLauncher`` of ``deploy/k8s/dagster.yaml``);
+* ``celery``: ``dagster_celery.celery_executor``, one Celery task per step, on
+  the queue named by the step's ``dagster-celery/queue`` tag.
+
+The cluster packages are imported only when chosen (``pip install -e '.[k8s]'``
+or ``'.[celery]'``).  The training step asks for a GPU on both through
+:data:`TRAINING_OP_TAGS`; the local executors ignore those tags.
+"""
+
+import os
+
+import dagster as dg
+
+EXECUTORS = ("multiprocess", "in_process", "k8s", "celery")
+
+# What the training step needs on a cluster: a GPU node on Kubernetes, the `gpu` queue on Celery.
+TRAINING_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"},
+            },
+            "env": [{"name": "RECSYS_DEVICE", "value": "cuda"}],
+        },
+        "pod_spec_config": {
+            "node_selector": {"recsys/accelerator": "gpu"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    },
+    "dagster-celery/queue": "gpu",
+}
+
+# Every other step: CPU pods sized for a 25M-rating export (about 3 GB peak, README).
+K8S_STEP_CONFIG = {
+    "container_config": {
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+    },
+}
+
+
+def k8s_executor() -> dg.ExecutorDefinition:
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor.configured(
+        {
+            "job_namespace": {"env": "DAGSTER_K8S_NAMESPACE"},
+            "image_pull_policy": "IfNotPresent",
+            "service_account_name": "dagster",
+            "env_secrets": ["recsys-postgres", "recsys-object-store"],
+            "env_vars": ["RECSYS_DATA_DIR", "RECSYS_EXPORT_PATH"],
+            "max_concurrent": 4,
+            "step_k8s_config": K8S_STEP_CONFIG,
+        },
+        name="recsys_k8s",
+    )
+
+
+def celery_executor() -> dg.ExecutorDefinition:
+    from dagster_celery import celery_executor as executor
+
+    return executor.configured(
+        {
+            "broker": {"env": "RECSYS_CELERY_BROKER"},
+            "backend": {"env": "RECSYS_CELERY_BACKEND"},
+        },
+        name="recsys_celery",
+    )
+
+
+def executor_from_env(name: str | None = None) -> dg.ExecutorDefinition | None:
+    """The executor named by ``name`` or ``RECSYS_EXECUTOR``; None means Dagster's default."""
+    name = (name or os.environ.get("RECSYS_EXECUTOR") or "multiprocess").strip()
+    if name == "multiprocess":
+        return None
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "k8s":
+        return k8s_executor()
+    if name == "celery":
+        return celery_executor()
+    raise ValueError(f"RECSYS_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
