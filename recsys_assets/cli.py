@@ -20,7 +20,20 @@ def _default_export() -> str:
 
 
 def _default_model() -> str:
-    return str(Path(os.environ.get("RECSYS_DATA_DIR") or "data") / "recommendation_model.pth")
+    return (os.environ.get("RECSYS_DATA_DIR") or "data").rstrip("/") + "/recommendation_model.pth"
+
+
+def _load_model(location: str):
+    """A model file by path or fsspec URL (s3://..., file://...)."""
+    from recsys_assets.core.artifact_store import ArtifactStore
+    from recsys_assets.core.recommender import Recommender
+
+    folder, _, name = location.rpartition("/")
+    store = ArtifactStore(folder or ".")
+    if not store.exists(name):
+        raise ModelFileError(f"model file not found: {store.url(name)}; materialize recommendation_model first")
+    with store.read(name) as path:
+        return Recommender.load(path)
 
 
 def _sample(args) -> int:
@@ -49,9 +62,7 @@ def _with_titles(frame, movies_path: str | None):
 
 
 def _recommend(args) -> int:
-    from recsys_assets.core.recommender import Recommender
-
-    rec = Recommender.load(args.model)
+    rec = _load_model(args.model)
     frame = rec.recommend(args.user, k=args.k)
     if frame.attrs.get("fallback"):
         print(f"user {args.user} is unknown to the model: showing the most popular movies")
@@ -60,9 +71,7 @@ def _recommend(args) -> int:
 
 
 def _similar(args) -> int:
-    from recsys_assets.core.recommender import Recommender
-
-    rec = Recommender.load(args.model)
+    rec = _load_model(args.model)
     try:
         frame = rec.similar_movies(args.movie, k=args.k)
     except KeyError as exc:

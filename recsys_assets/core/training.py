@@ -32,6 +32,7 @@ from torch import nn
 
 from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.model import BiasedMF
+from recsys_assets.core.numba_sgd import epoch_order
 from recsys_assets.core.optim import FusedSGD, GraphedEpoch, count_weights
 from recsys_assets.core.storage import atomic_path
 
@@ -308,7 +309,7 @@ def train_model(
 
 def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator, graphed=None):
     """One shuffled pass of fused per-rating SGD; returns the summed squared error (a tensor)."""
-    perm = torch.randperm(len(data), generator=generator).to(data.ratings.device)
+    perm = epoch_order(len(data), generator).to(data.ratings.device)
     if graphed is not None:
         return graphed.run(
             optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))

@@ -29,6 +29,11 @@ class EvaluationConfig(dg.Config):
     relevance_threshold: float = Field(default=4.0, description="A validation rating at or above this is relevant.")
 
 
+def _recommender(storage: RecsysStorage) -> Recommender:
+    with storage.store.read(storage.MODEL) as path:
+        return Recommender.load(path)
+
+
 def _titles(storage: RecsysStorage) -> pd.Series | None:
     path = storage.movies_file
     if path is None or not path.exists():
@@ -45,7 +50,7 @@ def user_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     stays bounded on large catalogues. Titles come from a MovieLens movies.csv set by
     RECSYS_MOVIES_PATH, when given.
     """
-    rec = Recommender.load(storage.model_path)
+    rec = _recommender(storage)
     result = top_n(rec.user_factors, rec.user_bias, rec.movie_factors, rec.movie_bias, rec.global_mean,
                    rec.seen_indptr, rec.seen_indices, k=config.k, block=config.block_size)
     k = result.movies.shape[1]
@@ -88,7 +93,7 @@ def model_evaluation(
     Relevant = a validation rating at or above relevance_threshold. Each user's training
     movies are excluded from both rankings. Columns: metric, model, popularity.
     """
-    rec = Recommender.load(storage.model_path)
+    rec = _recommender(storage)
     known = rec.users.known(train_ratings["user_id"]) & rec.movies.known(train_ratings["movie_id"])
     tu = rec.users.encode(train_ratings["user_id"][known])
     tm = rec.movies.encode(train_ratings["movie_id"][known])

@@ -2,6 +2,7 @@
 
 import base64
 import time
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -14,7 +15,6 @@ from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_
 from recsys_assets.core.exports import export_fingerprint
 from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
 from recsys_assets.core.plots import plot_rating_histogram
-from recsys_assets.core.storage import atomic_path
 from recsys_assets.defs.resources import RecsysStorage
 
 OWNERS = ["team:recsys"]
@@ -72,6 +72,17 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
             context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
 
     export = storage.export
+    if storage.restore_checkpoints():
+        context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
+    mirror = storage.store if not storage.is_local else None
+    last_mirror = [time.monotonic()]
+
+    def on_checkpoint(rows: int, done: int, total: int) -> None:
+        progress(rows, done, total)
+        if mirror is not None and time.monotonic() - last_mirror[0] >= 10.0:  # a remote store: mirror now and then
+            storage.mirror_checkpoints(mirror)
+            last_mirror[0] = time.monotonic()
+
     loader = MovieDataLoader(
         export,
         checkpoint,
@@ -80,13 +91,17 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         delimiter=config.delimiter,
         has_header=config.has_header,
         column_map=config.column_map or None,
-        on_checkpoint=progress,
+        on_checkpoint=on_checkpoint,
     )
     started = time.perf_counter()
     try:
         table = loader.load_table()
     except (ExportError, CheckpointBusyError) as exc:  # not transient: fail without retries
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except BaseException:
+        if mirror is not None:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
+            storage.mirror_checkpoints(mirror)
+        raise
     seconds = time.perf_counter() - started
     stats = loader.stats
     if stats.restart_reason:
@@ -96,6 +111,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     frame = table_to_frame(table)
     # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
     loader.discard_checkpoint()
+    storage.drop_checkpoint(Path(checkpoint).name)
     return dg.Output(
         frame,
         metadata={
@@ -147,8 +163,9 @@ def cleaned_ratings(
         lines = result.quarantine.loc[rebuilt, "line"]
         result.quarantine.loc[rebuilt, "raw"] = [exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])]
     result.quarantine = result.quarantine.drop(columns="raw_rebuilt")
-    quarantine_path = storage.table_path("cleaned_ratings_quarantine")
-    with atomic_path(quarantine_path) as tmp:
+    store = storage.store
+    quarantine_name = storage.table_name("cleaned_ratings_quarantine")
+    with store.write(quarantine_name) as tmp:
         pq.write_table(pa.Table.from_pandas(result.quarantine, preserve_index=False), tmp)
     ratings = result.ratings
     if result.quarantine.shape[0]:
@@ -156,15 +173,16 @@ def cleaned_ratings(
     histogram = ratings["rating"].value_counts().sort_index()
     hist_md = "| rating | count |\n|---:|---:|\n" + "\n".join(f"| {r:g} | {c:,} |" for r, c in histogram.items())
     if len(ratings):
-        image = plot_rating_histogram(ratings["rating"].to_numpy(), storage.root / "rating_histogram.png")
-        hist_md = f"![Rating distribution](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})\n\n" + hist_md
+        with store.write(storage.HISTOGRAM) as tmp:
+            image = plot_rating_histogram(ratings["rating"].to_numpy(), tmp).read_bytes()
+        hist_md = f"![Rating distribution](data:image/png;base64,{base64.b64encode(image).decode()})\n\n" + hist_md
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(len(ratings)),
         "users": dg.MetadataValue.int(int(ratings["user_id"].nunique())),
         "movies": dg.MetadataValue.int(int(ratings["movie_id"].nunique())),
         "mean_rating": dg.MetadataValue.float(float(ratings["rating"].mean())) if len(ratings) else dg.MetadataValue.float(0.0),
         "quarantined_rows": dg.MetadataValue.int(len(result.quarantine)),
-        "quarantine_path": dg.MetadataValue.path(str(quarantine_path.resolve())),
+        "quarantine_path": dg.MetadataValue.path(store.url(quarantine_name)),
         "rating_histogram": dg.MetadataValue.md(hist_md),
     }
     for reason in REASONS:

@@ -4,8 +4,11 @@ Environment differences live here, read from environment variables:
 ``RECSYS_EXPORT_PATH``, ``RECSYS_DATA_DIR``, ``RECSYS_DEVICE`` and ``RECSYS_KERNEL``.
 """
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import pandas as pd
@@ -14,10 +17,10 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import Field
 
+from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.loader import table_to_frame
-from recsys_assets.core.storage import atomic_path
 
 DEFAULT_EXPORT_PATH = "data/ratings_export.csv"
 DEFAULT_DATA_DIR = "data"
@@ -32,7 +35,8 @@ class RecsysStorage(dg.ConfigurableResource):
     )
     data_dir: str = Field(
         default=DEFAULT_DATA_DIR,
-        description="Folder for tables, checkpoints, the model file and plots; env RECSYS_DATA_DIR.",
+        description="Folder or fsspec URL (s3://bucket/prefix, gs://..., file://...) for tables, checkpoints, "
+        "the model file and plots; env RECSYS_DATA_DIR.",
     )
     drop_dir: str = Field(
         default="",
@@ -57,28 +61,70 @@ class RecsysStorage(dg.ConfigurableResource):
         """The current export: the newest complete file in the drop folder, else export_path."""
         return current_export(self.export_path, self.drop_folder)
 
+    work_dir: str = Field(
+        default="",
+        description="Local folder for in-progress checkpoints and locks (empty: data_dir when it is local, "
+        "else a folder under the system temp dir); env RECSYS_WORK_DIR.",
+    )
+
+    # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
+    MODEL: ClassVar[str] = "recommendation_model.pth"
+    REJECTED_MODEL: ClassVar[str] = "recommendation_model.rejected.pth"
+    LOSS_PLOT: ClassVar[str] = "training_loss.png"
+    HISTOGRAM: ClassVar[str] = "rating_histogram.png"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+
+    @property
+    def store(self) -> ArtifactStore:
+        """Where tables, the model, plots and (mirrored) checkpoints are published."""
+        return ArtifactStore(self.data_dir)
+
+    @property
+    def is_local(self) -> bool:
+        return self.store.is_local
+
     @property
     def root(self) -> Path:
-        return Path(self.data_dir)
+        """The local working folder (``data_dir`` itself when it is local)."""
+        if self.work_dir:
+            return Path(self.work_dir)
+        if self.is_local:
+            return Path(self.data_dir)
+        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"recsys-work-{digest}"
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / self.CHECKPOINTS
 
     @property
     def lock_dir(self) -> Path:
         return self.root / "locks"
 
-    @property
-    def model_path(self) -> Path:
-        return self.root / "recommendation_model.pth"
+    def table_name(self, name: str) -> str:
+        return f"tables/{name}.parquet"
 
-    @property
-    def loss_plot_path(self) -> Path:
-        return self.root / "training_loss.png"
+    def restore_checkpoints(self) -> int:
+        """Remote store: bring its checkpoints to the local working folder when that has none
+        (a step restarted on another machine). Returns the number of files fetched."""
+        if self.is_local or (self.checkpoint_dir.exists() and any(self.checkpoint_dir.iterdir())):
+            return 0
+        return self.store.pull_dir(self.CHECKPOINTS, self.checkpoint_dir)
 
-    def table_path(self, name: str) -> Path:
-        return self.root / "tables" / f"{name}.parquet"
+    def mirror_checkpoints(self, store: "ArtifactStore | None" = None) -> int:
+        """Remote store: upload the local checkpoints that changed (parts first, manifests last)."""
+        if self.is_local:
+            return 0
+        skip = lambda name: name.endswith((".lock", ".tmp", ".hwm")) or "/." in f"/{name}"  # noqa: E731
+        return (store or self.store).push_dir(self.checkpoint_dir, self.CHECKPOINTS, skip=skip)
+
+    def drop_checkpoint(self, name: str) -> None:
+        """Remove a finished checkpoint's mirror (the local copy is removed by its owner)."""
+        if not self.is_local:
+            store = self.store
+            for entry in store.listdir(self.CHECKPOINTS):
+                if entry == name or entry.startswith((f"{name}.", f"{name}/")):
+                    store.remove(f"{self.CHECKPOINTS}/{entry}")
 
 
 class DeviceResource(dg.ConfigurableResource):
@@ -102,36 +148,40 @@ class DeviceResource(dg.ConfigurableResource):
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores pandas DataFrames as Parquet files ``<base_dir>/<asset>.parquet``, written atomically."""
+    """Stores pandas DataFrames as Parquet files ``<base_dir>/<asset>.parquet``, published atomically.
 
-    base_dir: str = Field(default=f"{DEFAULT_DATA_DIR}/tables", description="Folder of the Parquet tables.")
+    ``base_dir`` is a local folder or an fsspec URL (``s3://bucket/recsys/tables``)."""
 
-    def _path(self, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir) / f"{'__'.join(key.path)}.parquet"
+    base_dir: str = Field(default=f"{DEFAULT_DATA_DIR}/tables", description="Folder or URL of the Parquet tables.")
+
+    def _name(self, key: dg.AssetKey) -> str:
+        return f"{'__'.join(key.path)}.parquet"
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}")
-        path = self._path(context.asset_key)
+        store, name = ArtifactStore(self.base_dir), self._name(context.asset_key)
         table = pa.Table.from_pandas(obj, preserve_index=False)
-        with atomic_path(path) as tmp:
+        with store.write(name) as tmp:
             pq.write_table(table, tmp, compression="zstd")
         schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()])
         context.add_output_metadata(
             {
-                "path": dg.MetadataValue.path(str(path.resolve())),
-                "size_bytes": dg.MetadataValue.int(path.stat().st_size),
+                "path": dg.MetadataValue.path(store.url(name)),
+                "size_bytes": dg.MetadataValue.int(store.size(name)),
                 "dagster/column_schema": schema,
             }
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        path = self._path(context.asset_key)
-        if not path.exists():
+        store, name = ArtifactStore(self.base_dir), self._name(context.asset_key)
+        try:
+            with store.read(name) as path:
+                return table_to_frame(pq.read_table(path))
+        except FileNotFoundError:
             raise FileNotFoundError(
-                f"{path} not found: materialize {context.asset_key.to_user_string()} first"
-            )
-        return table_to_frame(pq.read_table(path))
+                f"{store.url(name)} not found: materialize {context.asset_key.to_user_string()} first"
+            ) from None
 
 
 def _env_or(name: str, default: str):
@@ -147,7 +197,8 @@ def default_resources() -> dict:
             data_dir=_env_or("RECSYS_DATA_DIR", DEFAULT_DATA_DIR),
             drop_dir=_env_or("RECSYS_DROP_DIR", ""),
             movies_path=_env_or("RECSYS_MOVIES_PATH", ""),
+            work_dir=_env_or("RECSYS_WORK_DIR", ""),
         ),
         "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto"), kernel=_env_or("RECSYS_KERNEL", "auto")),
-        "io_manager": ParquetIOManager(base_dir=str(Path(data_dir) / "tables")),
+        "io_manager": ParquetIOManager(base_dir=f"{data_dir.rstrip('/')}/tables"),
     }

@@ -98,9 +98,18 @@ def recommendation_model(
     checkpoint = storage.checkpoint_dir / "recommendation_model.training.pt"
     started = time.perf_counter()
     with exclusive_lock(storage.lock_dir / "recommendation_model.lock", "recommendation_model"):
+        if storage.restore_checkpoints():
+            context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
+        mirror = None if storage.is_local else storage.store
+
+        def on_epoch(record: dict) -> None:
+            log_epoch(record)
+            if mirror is not None:  # the epoch's checkpoint is written: mirror it for a rerun elsewhere
+                storage.mirror_checkpoints(mirror)
+
         result = train_model(
             train, val, len(users), len(movies), train_config,
-            device=torch_device, on_epoch=log_epoch, checkpoint_path=checkpoint,
+            device=torch_device, on_epoch=on_epoch, checkpoint_path=checkpoint,
         )
         return _publish(context, storage, result, train, val, users, movies, train_config, torch_device, checkpoint, started)
 
@@ -127,25 +136,28 @@ def _publish(context, storage, result, train, val, users, movies, train_config, 
     beats_mean = bool(metrics["val_rmse"] < metrics["global_mean_rmse"])
     beats_bias = bool(metrics["val_rmse"] < metrics["bias_only_rmse"])
     publish = finite and beats_mean
-    target = storage.model_path if publish else storage.root / "recommendation_model.rejected.pth"
-    path = save_model_file(
-        target,
-        model_state=result.model.state_dict(),
-        optimizer_state=result.optimizer.state_dict(),
-        user_ids=users.ids,
-        movie_ids=movies.ids,
-        config={**asdict(train_config), "n_users": len(users), "n_movies": len(movies)},
-        history=result.history,
-        metrics=metrics,
-        seen_indptr=indptr,
-        seen_indices=indices,
-        movie_counts=np.bincount(all_movies, minlength=len(movies)),
-    )
+    store = storage.store
+    target = storage.MODEL if publish else storage.REJECTED_MODEL
+    with store.write(target) as tmp:
+        save_model_file(
+            tmp,
+            model_state=result.model.state_dict(),
+            optimizer_state=result.optimizer.state_dict(),
+            user_ids=users.ids,
+            movie_ids=movies.ids,
+            config={**asdict(train_config), "n_users": len(users), "n_movies": len(movies)},
+            history=result.history,
+            metrics=metrics,
+            seen_indptr=indptr,
+            seen_indices=indices,
+            movie_counts=np.bincount(all_movies, minlength=len(movies)),
+        )
     checkpoint.unlink(missing_ok=True)
+    storage.drop_checkpoint(checkpoint.name)
     if not publish:
         context.log.error(
             f"model not published (finite weights: {finite}, beats global mean: {beats_mean}); "
-            f"it was saved to {target} for inspection and the previous model file is unchanged"
+            f"it was saved to {store.url(target)} for inspection and the previous model file is unchanged"
         )
     rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
     check_results = [
@@ -177,8 +189,8 @@ def _publish(context, storage, result, train, val, users, movies, train_config, 
             "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
             "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
             "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
-            "file_size_bytes": dg.MetadataValue.int(path.stat().st_size),
-            "path": dg.MetadataValue.path(str(path.resolve())),
+            "file_size_bytes": dg.MetadataValue.int(store.size(target)),
+            "path": dg.MetadataValue.path(store.url(target)),
         }
     )
 
@@ -186,15 +198,17 @@ def _publish(context, storage, result, train, val, users, movies, train_config, 
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)
 def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     """Training and validation loss per epoch (PNG next to the model, shown inline here)."""
-    payload = load_model_file(storage.model_path)
+    store = storage.store
+    with store.read(storage.MODEL) as model_file:
+        payload = load_model_file(model_file)
     history = payload["history"]
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
-    path = plot_training_history(history, storage.loss_plot_path, best_epoch=best_epoch)
-    encoded = base64.b64encode(path.read_bytes()).decode()
+    with store.write(storage.LOSS_PLOT) as tmp:
+        encoded = base64.b64encode(plot_training_history(history, tmp, best_epoch=best_epoch).read_bytes()).decode()
     return dg.MaterializeResult(
         metadata={
             "plot": dg.MetadataValue.md(f"![Training History](data:image/png;base64,{encoded})"),
-            "path": dg.MetadataValue.path(str(path.resolve())),
+            "path": dg.MetadataValue.path(store.url(storage.LOSS_PLOT)),
             "epochs": dg.MetadataValue.int(len(history)),
         }
     )
