@@ -11,6 +11,7 @@ pay for importing PyTorch.
 import importlib
 
 _EXPORTS = {
+    "ArtifactStore": "recsys_assets.core.artifact_store",
     "BiasedMF": "recsys_assets.core.model",
     "CleanedRatings": "recsys_assets.core.cleaning",
     "DataQualityError": "recsys_assets.core.cleaning",
