@@ -242,3 +242,20 @@ def test_movielens_small_reaches_the_accuracy_goal():
     base = _baselines(train_ds, val_ds, len(users), len(movies))
     assert best["val_rmse"] <= 0.855
     assert best["val_rmse"] < base["bias_only_rmse"] < base["global_mean_rmse"]
+
+
+def test_epoch_order_is_a_uniform_reproducible_permutation():
+    from collections import Counter
+
+    from recsys_assets.core.numba_sgd import epoch_order
+
+    g = torch.Generator().manual_seed(7)
+    big = epoch_order(300_000, g)
+    assert torch.equal(torch.sort(big).values, torch.arange(300_000))  # every index exactly once
+    assert not torch.equal(big, epoch_order(300_000, g))  # the generator moves on
+    again = torch.Generator().manual_seed(7)
+    assert torch.equal(big, epoch_order(300_000, again))  # same generator state, same order (resume)
+    counts = Counter(tuple(epoch_order(4, g).tolist()) for _ in range(12_000))
+    assert len(counts) == 24 and max(counts.values()) < 1.25 * 500 and min(counts.values()) > 0.75 * 500
+    firsts = Counter(int(epoch_order(50_000, g)[0]) * 10 // 50_000 for _ in range(1_000))
+    assert len(firsts) == 10 and min(firsts.values()) > 60  # the first slot is not stuck in one bucket

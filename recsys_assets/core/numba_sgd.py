@@ -1,8 +1,8 @@
-"""A compiled CPU kernel (Numba) for one :class:`~recsys_assets.core.optim.FusedSGD` step.
+"""The compiled CPU path (Numba) of :class:`~recsys_assets.core.optim.FusedSGD`: whole epochs.
 
 The eager CPU step is about fifteen PyTorch operations, each a pass over
-batch-sized temporaries, and ``index_add_`` on the CPU is slow; this kernel
-does the same update in two passes over the batch:
+batch-sized temporaries, and ``index_add_`` on the CPU is slow.  Here one call
+runs a whole epoch; each batch takes two passes:
 
 1. (parallel over ratings) gather each rating's user and movie rows and
    biases into scratch buffers and compute its error;
@@ -12,20 +12,20 @@ does the same update in two passes over the batch:
 
 Each row is written by one thread in batch order, so the result does not
 depend on the number of threads and repeated rows in a batch add up as with
-``index_add_``.  The error sum is accumulated in float64, in order.
+``index_add_``.  The error sum is accumulated in float64, in order.  The
+training data is packed once into one :data:`RATING` record per rating, and
+:func:`epoch_order` draws each epoch's shuffle in linear time.
 
 It is used on the CPU when Numba is installed and ``FusedSGD(kernel="auto")``
-(the default); without Numba the eager step runs.  The first call compiles the
-kernel (a few seconds; cached on disk next to this file when it is writable).
+(the default); without Numba the eager step and ``torch.randperm`` run.  The
+first call compiles the kernel (a few seconds; cached on disk next to this
+file when it is writable).
 """
 
-import logging
 from typing import NamedTuple
 
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 try:
     import numba
@@ -103,9 +103,6 @@ if numba is not None:
                 total += np.float64(b.err[k]) * np.float64(b.err[k])
         return total
 
-
-if numba is not None:
-
     @numba.njit(cache=True, nogil=True, inline="always")
     def _uniform(state):  # pragma: no cover - compiled
         """splitmix64 step; a float in [0, 1) with 53 random bits."""
@@ -128,7 +125,7 @@ if numba is not None:
         bucket = np.empty(n, np.uint16)
         starts = np.zeros(n_buckets + 1, np.int64)
         for k in range(n):
-            b = int(_uniform(state) * n_buckets)
+            b = min(int(_uniform(state) * n_buckets), n_buckets - 1)
             bucket[k] = b
             starts[b + 1] += 1
         for b in range(n_buckets):
@@ -141,7 +138,7 @@ if numba is not None:
         for b in range(n_buckets):
             lo = starts[b]
             for j in range(starts[b + 1] - 1, lo, -1):
-                m = lo + int(_uniform(state) * (j - lo + 1))
+                m = lo + min(int(_uniform(state) * (j - lo + 1)), j - lo)
                 t = out[j]
                 out[j] = out[m]
                 out[m] = t
