@@ -40,7 +40,7 @@ class RecsysStorage(dg.ConfigurableResource):
     )
     drop_dir: str = Field(
         default="",
-        description="Drop folder for new exports (empty: <data_dir>/exports); its newest complete file is the current export; env RECSYS_DROP_DIR.",
+        description="Local drop folder for new exports (empty: <data_dir>/exports, or <work_dir>/exports when data_dir is remote); its newest complete file is the current export; env RECSYS_DROP_DIR.",
     )
 
     movies_path: str = Field(
@@ -54,7 +54,10 @@ class RecsysStorage(dg.ConfigurableResource):
 
     @property
     def drop_folder(self) -> Path:
-        return Path(self.drop_dir) if self.drop_dir else self.root / "exports"
+        if self.drop_dir:
+            return Path(self.drop_dir)
+        store = self.store
+        return (Path(store.root) if store.is_local else self.root) / "exports"
 
     @property
     def export(self) -> Path:
@@ -88,8 +91,9 @@ class RecsysStorage(dg.ConfigurableResource):
         """The local working folder (``data_dir`` itself when it is local)."""
         if self.work_dir:
             return Path(self.work_dir)
-        if self.is_local:
-            return Path(self.data_dir)
+        store = self.store
+        if store.is_local:
+            return Path(store.root)  # a plain folder, or the folder of a file:// URL
         digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"recsys-work-{digest}"
 
