@@ -40,12 +40,17 @@ class RecsysStorage(dg.ConfigurableResource):
     )
     drop_dir: str = Field(
         default="",
-        description="Local drop folder for new exports (empty: <data_dir>/exports, or <work_dir>/exports when data_dir is remote); its newest complete file is the current export; env RECSYS_DROP_DIR.",
+        description="Local drop folder for new exports (empty: <data_dir>/exports, or <work_dir>/exports when "
+        "data_dir is remote); its newest complete file is the current export; env RECSYS_DROP_DIR.",
     )
-
     movies_path: str = Field(
         default="",
         description="Optional MovieLens movies.csv (movieId,title,genres) for titles; env RECSYS_MOVIES_PATH.",
+    )
+    work_dir: str = Field(
+        default="",
+        description="Local folder for in-progress checkpoints and locks (empty: data_dir when it is local, "
+        "else a folder under the system temp dir); env RECSYS_WORK_DIR.",
     )
 
     @property
@@ -63,12 +68,6 @@ class RecsysStorage(dg.ConfigurableResource):
     def export(self) -> Path:
         """The current export: the newest complete file in the drop folder, else export_path."""
         return current_export(self.export_path, self.drop_folder)
-
-    work_dir: str = Field(
-        default="",
-        description="Local folder for in-progress checkpoints and locks (empty: data_dir when it is local, "
-        "else a folder under the system temp dir); env RECSYS_WORK_DIR.",
-    )
 
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
     MODEL: ClassVar[str] = "recommendation_model.pth"
