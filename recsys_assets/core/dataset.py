@@ -5,7 +5,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 
@@ -87,6 +86,8 @@ def split_ratings(
     """The document's split: ``train_test_split(test_size=0.2, random_state=42)``."""
     if len(ratings) < 2:
         raise ValueError(f"need at least 2 ratings to split, got {len(ratings)}")
+    from sklearn.model_selection import train_test_split  # here: importing sklearn costs ~2 s per step process
+
     train, val = train_test_split(ratings, test_size=test_size, random_state=random_state)
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
