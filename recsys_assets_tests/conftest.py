@@ -67,9 +67,18 @@ def _fresh_defs_state_storage():
 
 # --- helpers for the end-to-end tests that start real Dagster processes --------------------------
 def make_dagster_home(path: Path) -> Path:
-    """A DAGSTER_HOME folder with telemetry off."""
+    """A DAGSTER_HOME folder with telemetry off and its sqlite storages already created.
+
+    A daemon, a code server and a run that start together on an empty home each create the
+    databases and stamp their schema version; racing, two of them can stamp it twice
+    ("alembic_version has more than one head"), which breaks every later load of the code.
+    """
+    import dagster as dg
+
     path.mkdir(parents=True, exist_ok=True)
     (path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(path)) as instance:
+        instance.run_storage, instance.event_log_storage, instance.schedule_storage  # noqa: B018 - creates them
     return path
 
 

@@ -57,7 +57,9 @@ def server(tmp_path_factory):
     export = write_sample_export(data / "ratings_export.csv", SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
     port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data),
-               RECSYS_SENSOR_INTERVAL="3600", RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
+               RECSYS_SENSOR_INTERVAL="3600", RECSYS_DEVICE="cpu", MPLBACKEND="Agg",
+               # the executor is not under test here: one process per run instead of one per step
+               RECSYS_EXECUTOR="in_process")
     log = tmp / "dev.log"
     # dagster dev runs the webserver and the daemon, which dequeues launched runs
     args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]

@@ -39,7 +39,9 @@ def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypa
     home, data, drop = make_dagster_home(tmp_path / "home"), tmp_path / "data", tmp_path / "data" / "exports"
     drop.mkdir(parents=True)
     env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(data / "ratings_export.csv"),
-               RECSYS_SENSOR_INTERVAL="2", RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
+               RECSYS_SENSOR_INTERVAL="2", RECSYS_DEVICE="cpu", MPLBACKEND="Agg",
+               # the executor is not under test here: one process per run instead of one per step
+               RECSYS_EXECUTOR="in_process")
     log = tmp_path / "daemon.log"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with background_process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log):
