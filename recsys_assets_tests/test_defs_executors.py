@@ -83,6 +83,8 @@ def test_instance_files_validate_and_keep_secrets_out(profile, monkeypatch):
     assert storage.success, storage.errors
     url = pg_url_from_config(storage.value)  # what dagster-postgres connects to
     assert url == "postgresql+psycopg2://dagster:not-a-real-password@db.internal:5432/dagster"
+    if profile in ("k8s", "celery"):  # steps on many machines: the pools keep one ingest and one training at a time
+        assert config["concurrency"]["pools"]["default_limit"] == 1
     if profile == "k8s":
         pytest.importorskip("dagster_k8s")
         from dagster_k8s import K8sRunLauncher
