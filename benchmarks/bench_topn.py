@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recsys_assets.core.dataset import IdMapping  # noqa: E402
 from recsys_assets.core.ranking import top_n  # noqa: E402
 from recsys_assets.core.recommender import Recommender  # noqa: E402
-from recsys_assets.core.training import seen_matrix  # noqa: E402
+from recsys_assets.core.ranking import seen_matrix  # noqa: E402
 
 
 def main():

@@ -1,10 +1,14 @@
-"""``recsys``: small command-line helpers around the pipeline's core.
+"""recsys: small command-line helpers around the pipeline's core.
 
     recsys sample [--path data/ratings_export.csv] [--ratings 100000] [--force]
-    recsys recommend --user 42 [-k 10] [--model data/recommendation_model.pth] [--movies movies.csv]
-    recsys similar --movie 1 [-k 10] [--model ...] [--movies movies.csv]
+    recsys recommend --user 42 [-k 10] [--by ranking|rating] [--model data/recommendation_model.pth]
+    recsys recommend --rated 318:5,296:4.5 [-k 10]      (someone the model never saw)
+    recsys similar --movie 1 [-k 10] [--model ...]
 
-Titles are shown when a MovieLens movies.csv is given (--movies or RECSYS_MOVIES_PATH).
+Recommendations are ranked by the ranking model (data/ranking_model.pth, beside the
+rating model) and show the rating model's predicted rating and the rated movie behind
+each one. Titles are shown when a MovieLens movies.csv is given (--movies or
+RECSYS_MOVIES_PATH).
 """
 
 import argparse
@@ -23,17 +27,30 @@ def _default_model() -> str:
     return (os.environ.get("RECSYS_DATA_DIR") or "data").rstrip("/") + "/recommendation_model.pth"
 
 
-def _load_model(location: str):
-    """A model file by path or fsspec URL (s3://..., file://...)."""
+def _load_model(location: str, ranking_location: str | None = None):
+    """The rating model by path or fsspec URL (s3://..., file://...), with the ranking model
+    (``ranking_location``, default ``ranking_model.pth`` beside it, when that exists)."""
     from recsys_assets.core.artifact_store import ArtifactStore
-    from recsys_assets.core.recommender import Recommender
+    from recsys_assets.core.recommender import RANKING_FILE, Recommender
 
     folder, _, name = location.rpartition("/")
     store = ArtifactStore(folder or ".")
     if not store.exists(name):
         raise ModelFileError(f"model file not found: {store.url(name)}; materialize recommendation_model first")
-    with store.read(name) as path:
-        return Recommender.load(path)
+    if ranking_location is None:
+        ranking_store, ranking_name = store, RANKING_FILE
+        if not store.exists(RANKING_FILE):
+            with store.read(name) as path:
+                rec = Recommender.load(path)
+                rec.ranker = None
+                return rec
+    else:
+        ranking_folder, _, ranking_name = ranking_location.rpartition("/")
+        ranking_store = ArtifactStore(ranking_folder or ".")
+        if not ranking_store.exists(ranking_name):
+            raise ModelFileError(f"ranking model file not found: {ranking_store.url(ranking_name)}")
+    with store.read(name) as path, ranking_store.read(ranking_name) as ranking_path:
+        return Recommender.load(path, ranking_path=ranking_path)
 
 
 def _sample(args) -> int:
@@ -49,34 +66,87 @@ def _sample(args) -> int:
     return 0
 
 
-def _with_titles(frame, movies_path: str | None):
+def _titles(movies_path: str | None):
     if not movies_path:
-        return frame
+        return None
     import pandas as pd
 
     path = Path(movies_path)
     if not path.exists():
         raise ValueError(f"movies file not found: {path}")
-    titles = pd.read_csv(path, usecols=["movieId", "title"]).set_index("movieId")["title"]
-    return frame.assign(title=frame["movie_id"].map(titles).fillna(""))
+    return pd.read_csv(path, usecols=["movieId", "title"]).set_index("movieId")["title"]
+
+
+def _name(movie_id: int, titles) -> str:
+    title = titles.get(movie_id) if titles is not None else None
+    return f"{movie_id} ({title})" if isinstance(title, str) else str(movie_id)
+
+
+def _show_recommendations(frame, titles) -> str:
+    """The table a person reads: rank, movie, predicted rating, score and the reason."""
+    import pandas as pd
+
+    shown = pd.DataFrame({"rank": frame["rank"], "movie_id": frame["movie_id"]})
+    if titles is not None:
+        shown["title"] = frame["movie_id"].map(titles).fillna("")
+    shown["predicted"] = frame["predicted_rating"].map(lambda v: f"{v:.2f}")
+    if frame.attrs.get("by") == "ranking":
+        shown["score"] = frame["score"].map(lambda v: f"{v:.3f}")
+        shown["because you rated"] = [_name(int(m), titles) if m >= 0 else "" for m in frame["because_movie_id"]]
+    elif frame.attrs.get("by") == "popularity":
+        shown["ratings"] = frame["score"].map(lambda v: f"{v:,.0f}")
+    else:  # by predicted rating: the unclamped value that orders the list
+        shown["score"] = frame["score"].map(lambda v: f"{v:.2f}")
+    return shown.to_string(index=False)
+
+
+def _parse_rated(text: str) -> dict[int, float]:
+    ratings = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        movie, sep, value = item.partition(":")
+        try:
+            ratings[int(movie)] = float(value)
+        except ValueError:
+            raise ValueError(f"--rated expects MOVIE:RATING pairs separated by commas (e.g. 318:5,296:4.5), got {item!r}") from None
+        if not sep:
+            raise ValueError(f"--rated expects MOVIE:RATING pairs, got {item!r}")
+    if not ratings:
+        raise ValueError("--rated needs at least one MOVIE:RATING pair")
+    return ratings
 
 
 def _recommend(args) -> int:
-    rec = _load_model(args.model)
-    frame = rec.recommend(args.user, k=args.k)
-    if frame.attrs.get("fallback"):
-        print(f"user {args.user} is unknown to the model: showing the most popular movies")
-    print(_with_titles(frame, args.movies).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if (args.user is None) == (args.rated is None):
+        raise ValueError("give either --user ID or --rated MOVIE:RATING,...")
+    rec = _load_model(args.model, args.ranking_model)
+    titles = _titles(args.movies)
+    if args.rated is not None:
+        frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k)
+        if frame.attrs.get("ignored"):
+            print(f"not in the model, ignored: {', '.join(map(str, frame.attrs['ignored']))}")
+        if frame.attrs.get("fallback"):
+            print("none of the rated movies is known to the ranking model: showing the most popular movies")
+    else:
+        frame = rec.recommend(args.user, k=args.k, by=args.by)
+        if frame.attrs.get("fallback"):
+            print(f"user {args.user} is unknown to the model: showing the most popular movies")
+        elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
+            print("no ranking model found: ordered by predicted rating")
+    print(_show_recommendations(frame, titles))
     return 0
 
 
 def _similar(args) -> int:
-    rec = _load_model(args.model)
+    rec = _load_model(args.model, args.ranking_model)
     try:
         frame = rec.similar_movies(args.movie, k=args.k)
     except KeyError as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
-    print(_with_titles(frame, args.movies).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    titles = _titles(args.movies)
+    print(f"movies like {_name(args.movie, titles)}, by the {frame.attrs['by']} model's movie factors:")
+    if titles is not None:
+        frame = frame.assign(title=frame["movie_id"].map(titles).fillna(""))
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
@@ -92,11 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=_sample)
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
-    model_args.add_argument("-k", type=int, default=10)
-    model_args.add_argument("--model", default=_default_model())
+    model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")
+    model_args.add_argument("--model", default=_default_model(),
+                            help="the rating model file or URL (default: $RECSYS_DATA_DIR/recommendation_model.pth)")
+    model_args.add_argument("--ranking-model", default=None,
+                            help="the ranking model file or URL (default: ranking_model.pth beside --model, when present)")
     model_args.add_argument("--movies", default=os.environ.get("RECSYS_MOVIES_PATH"), help="MovieLens movies.csv for titles")
-    p = sub.add_parser("recommend", parents=[model_args], help="top-k movies for a user from a trained model")
-    p.add_argument("--user", type=int, required=True)
+    p = sub.add_parser("recommend", parents=[model_args], help="top-k movies for a user from the trained models")
+    p.add_argument("--user", type=int, help="a user id from the export")
+    p.add_argument("--rated", help="ratings of someone the model never saw, MOVIE:RATING,... (e.g. 318:5,296:4.5)")
+    p.add_argument("--by", choices=("ranking", "rating"), default="ranking",
+                   help="order by the ranking model (default) or by predicted rating")
     p.set_defaults(func=_recommend)
     p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
     p.add_argument("--movie", type=int, required=True)

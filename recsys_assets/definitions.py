@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.defs import automation, checks, evaluation, executors, features, ingest, training
+from recsys_assets.defs import automation, checks, evaluation, executors, features, ingest, ranking, training
 from recsys_assets.defs.resources import default_resources
 
 ASSETS = [
@@ -12,6 +12,7 @@ ASSETS = [
     features.rating_splits,
     training.recommendation_model,
     training.training_loss_plot,
+    ranking.ranking_model,
     evaluation.user_recommendations,
     evaluation.model_evaluation,
 ]

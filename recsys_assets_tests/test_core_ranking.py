@@ -2,15 +2,47 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from recsys_assets.core.ranking import popularity_top_n, ranking_metrics, top_n
-from recsys_assets.core.training import seen_matrix
+from recsys_assets.core.artifact import ModelFileError
+from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ranking import (
+    HeldOut,
+    IALSParams,
+    UserItems,
+    compare,
+    confidence,
+    explain,
+    fit_ials,
+    popularity_top_n,
+    ranking_metrics,
+    seen_matrix,
+    solve_users,
+    top_n,
+)
+from recsys_assets.core.ranking.ials import ials_device, implicit_has_cuda
+from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+from recsys_assets_tests.conftest import ml_small_ratings
+
+
+def _synthetic(n_users=80, n_movies=60, per_user=15, seed=0):
+    """Ratings with structure: two taste groups that like different halves of the catalogue."""
+    rng = np.random.default_rng(seed)
+    users, movies, ratings = [], [], []
+    for u in range(n_users):
+        liked = np.arange(n_movies // 2) if u % 2 == 0 else np.arange(n_movies // 2, n_movies)
+        picks = rng.choice(liked, per_user, replace=False)
+        users += [u] * per_user
+        movies += picks.tolist()
+        ratings += rng.choice([3.0, 3.5, 4.0, 4.5, 5.0], per_user).tolist()
+    return np.array(users), np.array(movies), np.array(ratings, dtype=np.float32)
 
 
 def test_metrics_match_hand_computed_values():
     recommended = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]])
-    relevant = {0: {2, 9}, 1: {4, 5, 6, 10}, 2: set()}
-    m = ranking_metrics(recommended, np.array([0, 1, 2]), relevant, k=3, n_movies=20)
+    held = HeldOut.from_sets({0: {2, 9}, 1: {4, 5, 6, 10}, 2: set()}, n_users=3, n_movies=20)
+    m = ranking_metrics(recommended, np.array([0, 1, 2]), held, k=3).metrics
     # user 0: one hit at rank 2 of 2 relevant; user 1: three hits of 4 relevant; user 2 has nothing relevant
     assert m["precision_at_3"] == pytest.approx((1 / 3 + 3 / 3) / 2)
     assert m["recall_at_3"] == pytest.approx((1 / 2 + 3 / 4) / 2)
@@ -20,25 +52,186 @@ def test_metrics_match_hand_computed_values():
     assert m["coverage"] == pytest.approx(9 / 20)
 
 
+def test_median_rating_count_and_paired_noise():
+    held = HeldOut.from_sets({0: {1}, 1: {2}}, n_users=2, n_movies=4)
+    counts = np.array([100, 5, 7, 1])
+    a = ranking_metrics(np.array([[1, 0], [2, 0]]), np.array([0, 1]), held, k=2, movie_counts=counts)
+    b = ranking_metrics(np.array([[0, 3], [0, 3]]), np.array([0, 1]), held, k=2, movie_counts=counts)
+    assert a.metrics["median_rating_count"] == pytest.approx(np.median([5, 100, 7, 100]))
+    assert a.ndcg_per_user.tolist() == [1.0, 1.0] and b.ndcg_per_user.tolist() == [0.0, 0.0]
+    verdict = compare(a, b, k=2)
+    assert verdict.beats and verdict.gap == 1.0 and verdict.standard_error == 0.0
+    assert compare(b, a, k=2).loses_beyond_noise
+
+
 def test_top_n_excludes_seen_movies_and_ranks_by_score():
     rng = np.random.default_rng(0)
     P, Q = rng.normal(size=(30, 4)), rng.normal(size=(50, 4))
-    bu, bi = rng.normal(size=30), rng.normal(size=50)
+    bi = rng.normal(size=50)
     users = rng.integers(0, 30, 300)
     movies = rng.integers(0, 50, 300)
-    indptr, indices = seen_matrix(users, movies, 30)
-    result = top_n(P, bu, Q, bi, 3.5, indptr, indices, k=5, block=7)
-    full = P @ Q.T + bi + bu[:, None] + 3.5
+    pairs = np.unique(users * 50 + movies)
+    seen = UserItems.from_pairs(pairs // 50, pairs % 50, 30, 50)
+    result = top_n(P, Q, seen, k=5, block=7, movie_bias=bi)
+    full = P @ Q.T + bi
     for u in range(30):
-        seen = set(indices[indptr[u] : indptr[u + 1]].tolist())
-        assert not seen & set(result.movies[u].tolist())
-        candidates = [m for m in np.argsort(-full[u]) if m not in seen][:5]
+        seen_u = set(seen.row(u).tolist())
+        assert not seen_u & set(result.movies[u].tolist())
+        candidates = [m for m in np.argsort(-full[u]) if m not in seen_u][:5]
         assert result.movies[u].tolist() == candidates
         assert np.all(np.diff(result.scores[u]) <= 0)
+    indptr, indices = seen_matrix(pairs // 50, pairs % 50, 30)
+    assert indptr.tolist() == seen.indptr.tolist() and indices.tolist() == seen.indices.tolist()
 
 
 def test_popularity_baseline_skips_seen():
     counts = np.array([5, 50, 20, 40, 1])
-    indptr, indices = seen_matrix(np.array([0, 0]), np.array([1, 3]), 2)
-    recs = popularity_top_n(counts, np.array([0, 1]), indptr, indices, k=2)
+    seen = UserItems.from_pairs(np.array([0, 0]), np.array([1, 3]), 2, 5)
+    recs = popularity_top_n(counts, np.array([0, 1]), seen, k=2)
     assert recs.tolist() == [[2, 0], [1, 3]]
+
+
+def test_confidence_grows_with_the_rating():
+    params = IALSParams(alpha=1.0, confidence_exponent=1.0)
+    assert confidence(np.array([0.5, 5.0]), params).tolist() == pytest.approx([1.5, 6.0])  # 1 + rating
+    steep = confidence(np.array([2.5, 5.0]), IALSParams(alpha=1.0, confidence_exponent=2.0))
+    assert steep.tolist() == pytest.approx([1 + 5 * 0.25, 6.0])
+
+
+@pytest.mark.parametrize("field,value", [("regularization", float("nan")), ("alpha", -1.0), ("factors", 0),
+                                         ("confidence_exponent", float("inf")), ("iterations", 0)])
+def test_params_refuse_nonsense(field, value):
+    with pytest.raises(ValueError, match=field):
+        IALSParams(**{field: value})
+
+
+def test_user_solve_is_the_exact_least_squares_solution():
+    users, movies, ratings = _synthetic()
+    matrix = UserItems.from_pairs(users, movies, 80, 60, ratings)
+    params = IALSParams(factors=8, regularization=3.0, iterations=5)
+    Y = np.random.default_rng(1).normal(0, 0.3, (60, 8)).astype(np.float32)
+    X = solve_users(Y, matrix, params)
+    u = 5
+    c = np.zeros(60)
+    c[matrix.row(u)] = confidence(matrix.row_values(u), params)
+    p = (c > 0).astype(float)
+    C = np.where(c > 0, c, 1.0)  # unrated movies weigh 1
+    A = (Y.T * C) @ Y + 3.0 * np.eye(8)
+    expected = np.linalg.solve(A, (Y.T * C) @ p)
+    assert X[u] == pytest.approx(expected, abs=1e-4)
+
+
+def test_fold_in_agrees_with_a_full_refit():
+    users, movies, ratings = _synthetic(seed=3)
+    params = IALSParams(factors=8, regularization=2.0, iterations=20, seed=1)
+    newcomer = users == 7
+    without = UserItems.from_pairs(users[~newcomer], movies[~newcomer], 80, 60, ratings[~newcomer])
+    with_all = UserItems.from_pairs(users, movies, 80, 60, ratings)
+    partial = fit_ials(without, params)
+    full = fit_ials(with_all, params)
+    model = RankingModel(partial.user_factors, partial.item_factors, IdMapping(np.arange(80)), IdMapping(np.arange(60)),
+                         without, params)
+    x, _ = model.fold_in(movies[newcomer], ratings[newcomer])
+    folded = partial.item_factors @ x
+    refit = full.item_factors @ full.user_factors[7]
+    assert np.corrcoef(folded, refit)[0, 1] > 0.95
+    rated = set(movies[newcomer].tolist())
+    top_fold = [m for m in np.argsort(-folded) if m not in rated][:10]
+    top_refit = [m for m in np.argsort(-refit) if m not in rated][:10]
+    assert all(m >= 30 for m in top_fold)  # user 7's taste group likes the second half of the catalogue
+    # fold-in's picks are nearly as good as the refit's own, judged by the refit
+    assert refit[top_fold].mean() >= 0.95 * refit[top_refit].mean()
+    # a user the model knows folds back in to its own published factors
+    x_known, _ = model.fold_in(without.row(3), without.row_values(3))
+    assert x_known == pytest.approx(partial.user_factors[3], abs=1e-4)
+
+
+def test_explanations_name_a_rated_movie_and_add_up_to_the_score():
+    users, movies, ratings = _synthetic(seed=4)
+    matrix = UserItems.from_pairs(users, movies, 80, 60, ratings)
+    params = IALSParams(factors=8, regularization=2.0, iterations=10)
+    model = fit_ials(matrix, params)
+    result = top_n(model.user_factors, model.item_factors, matrix, k=5)
+    because, share = explain(model.item_factors, matrix, params, result.users, result.movies)
+    for u in range(80):
+        assert set(because[u].tolist()) <= set(matrix.row(u).tolist())
+        assert not set(result.movies[u].tolist()) & set(matrix.row(u).tolist())
+    # the parts are exact: the named movie's part is the largest, and the shares are at most 1
+    u, j = 0, int(result.movies[0, 0])
+    Y = model.item_factors.astype(np.float64)
+    c = confidence(matrix.row_values(u), params).astype(np.float64)
+    Yi = Y[matrix.row(u)]
+    A = Y.T @ Y + (Yi.T * (c - 1)) @ Yi + params.regularization * np.eye(8)
+    parts = c * (Yi @ np.linalg.solve(A, Y[j]))
+    assert parts.sum() == pytest.approx(float(result.scores[0, 0]), rel=1e-3)
+    assert matrix.row(u)[np.argmax(parts)] == because[0, 0]
+    assert share[0, 0] == pytest.approx(parts.max() / parts.sum(), rel=1e-3)
+
+
+def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
+    users, movies, ratings = _synthetic()
+    matrix = UserItems.from_pairs(users, movies, 80, 60, ratings)
+    params = IALSParams(factors=4, iterations=2)
+    fitted = fit_ials(matrix, params)
+    model = RankingModel(fitted.user_factors, fitted.item_factors, IdMapping(np.arange(80) * 10), IdMapping(np.arange(60) + 1000),
+                         matrix, params, metrics={"val_ndcg_at_10": 0.3}, evaluation=(fitted.user_factors, fitted.item_factors))
+    path = model.save(tmp_path / "ranking_model.pth")
+    payload = torch.load(path, weights_only=True)  # no pickle of arbitrary objects
+    assert payload["architecture"] == "ials" and payload["trained_on"] == "train+val"
+    back = RankingModel.load(path)
+    assert back.user_factors == pytest.approx(model.user_factors) and back.params == params
+    assert back.users.ids.tolist() == model.users.ids.tolist() and back.evaluation is not None
+
+    def damaged(name, change):
+        bad = dict(payload)
+        change(bad)
+        torch.save(bad, tmp_path / name)
+        return tmp_path / name
+
+    cases = {
+        "nan.pth": (lambda p: p.__setitem__("item_factors", torch.full_like(p["item_factors"], float("nan"))), "NaN"),
+        "range.pth": (lambda p: p.__setitem__("seen_indices", p["seen_indices"] + 1000), "movies the model does not have"),
+        "shape.pth": (lambda p: p.__setitem__("user_factors", p["user_factors"][:5]), "user rows"),
+        "missing.pth": (lambda p: p.pop("seen_ratings"), "not a recsys_assets ranking model"),
+        "order.pth": (lambda p: p.__setitem__("user_ids", p["user_ids"].flip(0)), "not sorted"),
+    }
+    for name, (change, message) in cases.items():
+        with pytest.raises(ModelFileError, match=message):
+            RankingModel.load(damaged(name, change))
+
+
+def test_cuda_only_when_implicit_can():
+    cuda = torch.device("cuda")
+    if implicit_has_cuda():
+        assert ials_device(cuda, explicit=True) == (cuda, None)
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA support"):
+            ials_device(cuda, explicit=True)
+        device, note = ials_device(cuda, explicit=False)
+        assert device.type == "cpu" and "CPU" in note
+    assert ials_device(torch.device("cpu"), explicit=True) == (torch.device("cpu"), None)
+
+
+def test_ranking_model_beats_most_popular_on_movielens_small():
+    import pandas as pd
+
+    from recsys_assets.core.dataset import split_ratings
+
+    frame = pd.read_csv(ml_small_ratings()).rename(columns={"userId": "user_id", "movieId": "movie_id"})
+    users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
+    train, val = split_ratings(frame)
+
+    def arrays(f):
+        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
+
+    result = train_ranking_model(arrays(train), arrays(val), len(users), len(movies))
+    ndcg = result.comparison.ndcg
+    assert ndcg >= 1.5 * result.comparison.baseline_ndcg, result.comparison.describe()
+    assert ndcg >= 0.29
+    # the published fit saw every rating, and never recommends one back
+    assert result.published_seen.nnz == len(frame)
+    top = top_n(result.published_model.user_factors, result.published_model.item_factors, result.published_seen, k=10)
+    rows, cols = result.published_seen.pairs(top.users)
+    seen_keys = set((rows * len(movies) + cols).tolist())
+    rec_keys = (np.repeat(np.arange(len(top.users)), 10) * len(movies) + top.movies.ravel()).tolist()
+    assert not seen_keys & set(rec_keys)

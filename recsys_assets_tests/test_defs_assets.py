@@ -5,11 +5,12 @@ import torch
 
 from recsys_assets import Recommender
 from recsys_assets.definitions import ASSETS, defs
-from recsys_assets.defs import features, ingest, training
+from recsys_assets.defs import features, ingest, ranking, training
 from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
 
 ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, recommendations, evaluation
-KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
+KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model",
+        "training_loss_plot", "ranking_model"}
 EVAL_KEYS = {"user_recommendations", "model_evaluation"}
 
 
@@ -67,15 +68,56 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     assert (data_dir / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (data_dir / "checkpoints" / "raw_ratings.checkpoint.json").exists()
 
+    rank_md = _mats(result, "ranking_model")[0].metadata
+    assert rank_md["published"].value and (data_dir / "ranking_model.pth").exists()
+    assert rank_md["val_ndcg_at_10"].value > rank_md["popular_ndcg_at_10"].value
+    assert rank_md["config_factors"].value == 64 and "train + val" in rank_md["trained_on"].value
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["beats_most_popular"] and checks["factors_finite"]
+
     recs = pd.read_parquet(data_dir / "tables" / "user_recommendations.parquet")
     assert recs.groupby("user_id").size().eq(10).all() and recs["rank"].between(1, 10).all()
     seen = pd.read_csv(tiny_export)
     seen_pairs = set(zip(seen["userId"], seen["movieId"]))
     assert not seen_pairs & set(zip(recs["user_id"], recs["movie_id"]))  # seen movies are never recommended
+    assert set(zip(recs["user_id"], recs["because_movie_id"])) <= seen_pairs  # the reason is a movie the user rated
+    assert recs["reason"].str.startswith("because you rated movie ").all()
+    assert recs["predicted_rating"].between(0.5, 5.0).all()
     ev = _mats(result, "model_evaluation")[0].metadata
-    for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "rmse", "mae"):
-        assert isinstance(ev[f"model_{name}"], dg.FloatMetadataValue)
-    assert isinstance(ev["popularity_ndcg_at_10"], dg.FloatMetadataValue)
+    for ranker in ("ranking", "rating", "popular"):
+        for name in ("ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "median_rating_count"):
+            assert isinstance(ev[f"{ranker}_{name}"], dg.FloatMetadataValue)
+    assert ev["ranking_ndcg_at_10"].value == rank_md["val_ndcg_at_10"].value  # the same held-out fit
+    assert isinstance(ev["rating_rmse"], dg.FloatMetadataValue) and isinstance(ev["rating_mae"], dg.FloatMetadataValue)
+    assert ev["chart"].value.startswith("![Rankers side by side](data:image/png;base64,")
+    table = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet")
+    assert table["ranker"].tolist() == ["ranking model (iALS)", "rating model (MF)", "most popular"]
+
+
+def test_a_ranking_model_that_loses_to_most_popular_is_not_published(tiny_export, data_dir):
+    good = dg.materialize(ALL_ASSETS[:4] + [ranking.ranking_model], resources=_resources(tiny_export, data_dir))
+    assert good.success
+    before = (data_dir / "ranking_model.pth").read_bytes()
+    # one factor, regularized to nothing: every score is ~0, so the order is arbitrary
+    bad = dg.RunConfig(ops={"ranking_model": ranking.RankingConfig(factors=1, regularization=1e7, iterations=1)})
+    result = dg.materialize(ALL_ASSETS[:4] + [ranking.ranking_model], resources=_resources(tiny_export, data_dir),
+                            run_config=bad, raise_on_error=False, selection=["ranking_model"])
+    check = next(e.asset_check_evaluation_data for e in result.all_events
+                 if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.asset_check_evaluation_data.check_name == "beats_most_popular")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert (data_dir / "ranking_model.pth").read_bytes() == before  # the good model stays
+    assert (data_dir / "ranking_model.rejected.pth").exists()
+    assert _mats(result, "ranking_model")[0].metadata["published"].value is False
+
+
+def test_ranking_config_is_validated_before_any_work(tiny_export, data_dir):
+    bad = dg.RunConfig(ops={"ranking_model": ranking.RankingConfig(regularization=float("nan"))})
+    result = dg.materialize(ALL_ASSETS[:4] + [ranking.ranking_model], resources=_resources(tiny_export, data_dir),
+                            run_config=bad, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "ranking_model" and "regularization must be a positive number" in failure.step_failure_data.error.to_string()
+    assert not (data_dir / "ranking_model.pth").exists()
 
 
 def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):

@@ -52,3 +52,29 @@ def plot_rating_histogram(ratings, path: str | os.PathLike) -> Path:
     ax.set_xticks(values)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_ranker_comparison(table, path: str | os.PathLike, *, k: int = 10) -> Path:
+    """Grouped bars: each ranker's NDCG, precision, recall, hit rate and coverage at ``k`` (PNG, atomically).
+
+    ``table`` has one row per ranker, a ``ranker`` column and the metric columns.
+    """
+    import numpy as np
+
+    metrics = [(f"ndcg_at_{k}", "NDCG"), (f"precision_at_{k}", "precision"), (f"recall_at_{k}", "recall"),
+               (f"hit_rate_at_{k}", "hit rate"), ("coverage", "coverage")]
+    rankers = list(table["ranker"])
+    x = np.arange(len(metrics))
+    width = 0.8 / max(len(rankers), 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for i, name in enumerate(rankers):
+        row = table.iloc[i]
+        values = [float(row[m]) for m, _ in metrics]
+        bars = ax.bar(x + (i - (len(rankers) - 1) / 2) * width, values, width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(x, [f"{label}@{k}" if label != "coverage" else label for _, label in metrics])
+    ax.set_ylabel("on the validation split")
+    ax.set_title("Rankers side by side (same split, same users)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,26 +1,43 @@
-"""``Recommender``: predictions and top-k recommendations from a saved model file.
+"""``Recommender``: predictions and top-k recommendations from the saved model files.
 
     >>> from recsys_assets import Recommender
-    >>> rec = Recommender.load("data/recommendation_model.pth")
-    >>> rec.predict([1, 1], [31, 1029])          # raw user and movie ids
-    >>> rec.recommend(1, k=10)                   # top 10 movies user 1 has not rated
+    >>> rec = Recommender.load("data/recommendation_model.pth")  # + data/ranking_model.pth beside it
+    >>> rec.recommend(1, k=10)                        # top 10 unseen movies, ranked by the ranking model
+    >>> rec.recommend(1, k=10, by="rating")           # ordered by predicted rating instead
+    >>> rec.recommend_for_ratings({318: 5, 296: 4.5}) # someone the model never saw (fold-in, no retraining)
+    >>> rec.predict([1, 1], [31, 1029])               # predicted ratings for raw user and movie ids
 
-Predictions are clamped to the rating scale.  An unknown user or movie falls
-back to the known terms (global mean and the other side's bias); an unknown
-user's recommendations are the most popular movies.
+Two models, one interface. The rating model (``recommendation_model.pth``,
+biased matrix factorization) predicts stars; the ranking model
+(``ranking_model.pth``, iALS) decides what to recommend, because a model trained
+on squared rating error ranks worse than a most-popular list (README,
+"Recommendations"). Every recommendation row carries both: the ranking score,
+the predicted rating, and the rated movie that contributes most to the score.
+
+Predicted ratings are clamped to the rating scale for display; ordering by
+rating uses the unclamped value, so the top of a list never ties at 5.00.
+An unknown user gets the most popular movies, and the frame's
+``attrs["fallback"]`` says so.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.artifact import load_model_file
+from recsys_assets.core.artifact import ModelFileError, load_model_file
 from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.ranking.topn import top_n
+
+RANKING_FILE = "ranking_model.pth"
+COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 
 
 class Recommender:
-    """A trained biased-MF model held as numpy arrays, addressed by raw ids."""
+    """The rating model (numpy arrays, raw ids) and, when present, the ranking model."""
 
     def __init__(
         self,
@@ -33,42 +50,56 @@ class Recommender:
         users: IdMapping,
         movies: IdMapping,
         rating_range: tuple[float, float] = (0.5, 5.0),
-        seen_indptr: np.ndarray | None = None,
-        seen_indices: np.ndarray | None = None,
+        seen: UserItems | None = None,
         movie_counts: np.ndarray | None = None,
         info: dict | None = None,
+        ranker: RankingModel | None = None,
     ):
         self.global_mean = float(global_mean)
         self.user_bias, self.movie_bias = user_bias, movie_bias
         self.user_factors, self.movie_factors = user_factors, movie_factors
         self.users, self.movies = users, movies
         self.rating_range = rating_range
-        self.seen_indptr, self.seen_indices = seen_indptr, seen_indices
+        self.seen_matrix = seen
         self.movie_counts = movie_counts
         self.info = info or {}
+        self.ranker = ranker
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Recommender":
+    def load(cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None) -> "Recommender":
+        """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
+        when it exists; pass ``ranking_path`` to name another, which must then exist)."""
         payload = load_model_file(path)
         state = payload["model_state_dict"]
         config = payload.get("config", {})
+        users = IdMapping.from_dict(payload["user_mapping"])
+        movies = IdMapping.from_dict(payload["movie_mapping"])
+        seen = None
+        if "seen_indptr" in payload:
+            seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, len(movies))
+        if ranking_path is None:
+            sibling = Path(path).with_name(RANKING_FILE)
+            ranker = RankingModel.load(sibling) if sibling.exists() else None
+        else:
+            ranker = RankingModel.load(ranking_path)
         return cls(
             global_mean=float(state["global_mean"]),
             user_bias=state["user_bias.weight"].numpy()[:, 0].astype(np.float64),
             movie_bias=state["movie_bias.weight"].numpy()[:, 0].astype(np.float64),
             user_factors=state["user_factors.weight"].numpy(),
             movie_factors=state["movie_factors.weight"].numpy(),
-            users=IdMapping.from_dict(payload["user_mapping"]),
-            movies=IdMapping.from_dict(payload["movie_mapping"]),
+            users=users,
+            movies=movies,
             rating_range=(config.get("rating_min", 0.5), config.get("rating_max", 5.0)),
-            seen_indptr=payload["seen_indptr"].numpy() if "seen_indptr" in payload else None,
-            seen_indices=payload["seen_indices"].numpy() if "seen_indices" in payload else None,
+            seen=seen,
             movie_counts=payload["movie_counts"].numpy() if "movie_counts" in payload else None,
             info={"config": config, "metrics": payload.get("metrics", {}), "history": payload.get("history", [])},
+            ranker=ranker,
         )
 
-    def predict(self, user_ids, movie_ids) -> np.ndarray:
-        """Predicted ratings for pairs of raw ids, clamped to the rating scale."""
+    # ---- predicted ratings (the rating model) -------------------------------------------------
+
+    def _raw_predict(self, user_ids, movie_ids) -> np.ndarray:
         user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         movie_ids = np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
         if user_ids.shape != movie_ids.shape:
@@ -76,15 +107,17 @@ class Recommender:
         known_u, known_m = self.users.known(user_ids), self.movies.known(movie_ids)
         u = self.users.encode(user_ids, unknown=0)
         m = self.movies.encode(movie_ids, unknown=0)
-        both = known_u & known_m
         dot = np.einsum("ij,ij->i", self.user_factors[u], self.movie_factors[m]).astype(np.float64)
-        pred = (
+        return (
             self.global_mean
             + np.where(known_u, self.user_bias[u], 0.0)
             + np.where(known_m, self.movie_bias[m], 0.0)
-            + np.where(both, dot, 0.0)
+            + np.where(known_u & known_m, dot, 0.0)
         )
-        return np.clip(pred, *self.rating_range)
+
+    def predict(self, user_ids, movie_ids) -> np.ndarray:
+        """Predicted ratings for pairs of raw ids, clamped to the rating scale; unknown ids use the known terms."""
+        return np.clip(self._raw_predict(user_ids, movie_ids), *self.rating_range)
 
     def predict_frame(self, user_ids, movie_ids) -> pd.DataFrame:
         """Like :meth:`predict`, with flags saying which ids the model did not know."""
@@ -98,57 +131,202 @@ class Recommender:
             "unknown_movie": ~self.movies.known(movie_ids),
         })
 
-    def recommend_many(self, user_ids, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top-``k`` for several users: ``user_id, rank, movie_id, score, fallback``."""
+    # ---- recommendations ----------------------------------------------------------------------
+
+    def _check_by(self, by: str) -> str:
+        if by not in ("ranking", "rating"):
+            raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}")
+        return "ranking" if by == "ranking" and self.ranker is not None else "rating"
+
+    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True, by: str = "ranking") -> pd.DataFrame:
+        """Top-``k`` movies for a raw user id, best first: ``rank, movie_id, score, predicted_rating,
+        because_movie_id``.
+
+        ``by="ranking"`` (default) orders by the ranking model and names, for each
+        movie, the rated movie that contributes most to its score; ``by="rating"``
+        orders by the rating model's (unclamped) predicted rating. Without a ranking
+        model file, the rating order is used and ``attrs["by"]`` says so.
+        """
+        frame = self.recommend_many([user_id], k=k, exclude_seen=exclude_seen, by=by)
+        out = frame.drop(columns=["user_id", "fallback"]).reset_index(drop=True)
+        out.attrs.update(frame.attrs)
+        out.attrs["fallback"] = frame["fallback"].iloc[0] if len(frame) else None
+        if out.attrs["fallback"]:
+            out.attrs["by"] = "popularity"
+        return out
+
+    def recommend_many(self, user_ids, k: int = 10, exclude_seen: bool = True, by: str = "ranking") -> pd.DataFrame:
+        """Top-``k`` for several users in blocks (one matrix product per block of users):
+        ``user_id, rank, movie_id, score, predicted_rating, because_movie_id, fallback``."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        by = self._check_by(by)
+        user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
+        mapping = self.ranker.users if by == "ranking" else self.users
+        known = mapping.known(user_ids)
         frames = []
-        for user_id in np.atleast_1d(np.asarray(user_ids, dtype=np.int64)).tolist():
-            frame = self.recommend(user_id, k=k, exclude_seen=exclude_seen)
-            frames.append(frame.assign(user_id=user_id, fallback=frame.attrs["fallback"]))
-        columns = ["user_id", "rank", "movie_id", "score", "fallback"]
-        return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+        if known.any():
+            frames.append(self._ranked(user_ids[known], k, exclude_seen, by))
+        if (~known).any():
+            frames.append(self._popular(user_ids[~known], k))
+        if not frames:
+            return pd.DataFrame(columns=["user_id", *COLUMNS, "fallback"])
+        frame = pd.concat(frames, ignore_index=True)
+        order = {u: i for i, u in enumerate(dict.fromkeys(user_ids.tolist()))}
+        frame = frame.sort_values(["user_id", "rank"], key=lambda s: s.map(order) if s.name == "user_id" else s,
+                                  kind="stable", ignore_index=True)
+        frame.attrs["by"] = by
+        return frame
+
+    def _ranked(self, user_ids: np.ndarray, k: int, exclude_seen: bool, by: str) -> pd.DataFrame:
+        if by == "ranking":
+            r = self.ranker
+            u = r.users.encode(user_ids)
+            result = top_n(r.user_factors, r.item_factors, r.seen if exclude_seen else None, k=k, users=u)
+            because, _ = r.explain(u, result.movies)
+            movie_ids = r.movies.ids[result.movies]
+            because_ids = np.where(because >= 0, r.movies.ids[np.maximum(because, 0)], -1)
+            scores = result.scores.astype(np.float64)
+        else:
+            u = self.users.encode(user_ids)
+            result = top_n(self.user_factors, self.movie_factors, self.seen_matrix if exclude_seen else None, k=k,
+                           users=u, movie_bias=self.movie_bias)
+            movie_ids = self.movies.ids[result.movies]
+            because_ids = np.full(movie_ids.shape, -1, dtype=np.int64)
+            scores = result.scores + (self.global_mean + self.user_bias[u])[:, None]
+        finite = np.isfinite(scores)  # fewer unseen movies than k: -inf rows are dropped
+        n = movie_ids.shape[1]
+        users_rep = np.repeat(user_ids, n)
+        frame = pd.DataFrame({
+            "user_id": users_rep,
+            "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
+            "movie_id": movie_ids.ravel(),
+            "score": scores.ravel(),
+            "predicted_rating": self.predict(users_rep, movie_ids.ravel()),
+            "because_movie_id": because_ids.ravel(),
+            "fallback": None,
+        })
+        return frame[finite.ravel()].reset_index(drop=True)
+
+    def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
+        counts = self._popularity()
+        order = np.argsort(-counts, kind="stable")[: min(k, len(counts))]
+        n = len(order)
+        movie_ids = np.tile(self.movies.ids[order], len(user_ids))
+        return pd.DataFrame({
+            "user_id": np.repeat(user_ids, n),
+            "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
+            "movie_id": movie_ids,
+            "score": np.tile(counts[order].astype(np.float64), len(user_ids)),  # the ratings count it is ordered by
+            "predicted_rating": np.clip(self.global_mean + np.tile(self.movie_bias[order], len(user_ids)), *self.rating_range),
+            "because_movie_id": -1,
+            "fallback": "popularity",
+        })
+
+    def _popularity(self) -> np.ndarray:
+        if self.movie_counts is not None:
+            return np.asarray(self.movie_counts, dtype=np.float64)
+        if self.seen_matrix is not None:
+            return self.seen_matrix.movie_counts().astype(np.float64)
+        return np.zeros(len(self.movies))
+
+    def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
+        """Top-``k`` for someone the model never saw, from their ratings ``{movie_id: rating}``.
+
+        The ranking model folds them in (one least-squares solve against the fixed
+        movie factors; no retraining); the rated movies are never recommended back.
+        Movies the model does not know are ignored (``attrs["ignored"]`` lists them).
+        Without a ranking model, or when no rated movie is known, the most popular
+        unrated movies are returned and ``attrs["fallback"]`` says so.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        movie_ids = np.array(list(ratings.keys()), dtype=np.int64)
+        values = np.array([float(v) for v in ratings.values()], dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("ratings must be finite numbers")
+        lo, hi = self.rating_range
+        if ((values < lo) | (values > hi)).any():
+            raise ValueError(f"ratings must lie within {lo}-{hi}")
+        r = self.ranker
+        known = r.movies.known(movie_ids) if r is not None else np.zeros(len(movie_ids), bool)
+        ignored = movie_ids[~known].tolist()
+        if r is None or not known.any():
+            counts = self._popularity()
+            counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
+            order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
+            frame = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "movie_id": self.movies.ids[order],
+                                  "score": counts[order], "predicted_rating": np.clip(self.global_mean + self.movie_bias[order], lo, hi),
+                                  "because_movie_id": -1})
+            frame.attrs.update(fallback="popularity", ignored=ignored, by="popularity")
+            return frame
+        m = r.movies.encode(movie_ids[known])
+        x, one = r.fold_in(m, values[known])
+        scores = r.item_factors @ x
+        scores[m] = -np.inf
+        k = min(k, int(np.isfinite(scores).sum()))
+        top = np.argpartition(-scores, k - 1)[:k] if k else np.empty(0, dtype=np.int64)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        because, _ = r.explain(np.array([0]), top[None, :], seen=one)
+        top_ids = r.movies.ids[top]
+        frame = pd.DataFrame({
+            "rank": np.arange(1, len(top) + 1),
+            "movie_id": top_ids,
+            "score": scores[top].astype(np.float64),
+            "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
+            "because_movie_id": np.where(because[0] >= 0, r.movies.ids[np.maximum(because[0], 0)], -1),
+        })
+        frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
+        return frame
+
+    def _fold_in_ratings(self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0) -> np.ndarray:
+        """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings
+        on the rating model's movie factors (user bias and factors; ``reg`` shrinks both to 0)."""
+        known = self.movies.known(rated_ids)
+        m = self.movies.encode(rated_ids[known])
+        target = values[known] - self.global_mean - self.movie_bias[m]
+        X = np.hstack([self.movie_factors[m].astype(np.float64), np.ones((len(m), 1))])
+        w = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
+        known_t = self.movies.known(movie_ids)
+        t = self.movies.encode(movie_ids, unknown=0)
+        pred = self.global_mean + w[-1] + np.where(known_t, self.movie_bias[t] + self.movie_factors[t] @ w[:-1], 0.0)
+        return np.clip(pred, *self.rating_range)
+
+    # ---- similar movies ----------------------------------------------------------------------
+
+    @property
+    def similar_by(self) -> str:
+        """Whose movie factors :meth:`similar_movies` uses: the model that ranks better on the validation
+        split (NDCG@10 in each file's metrics); the ranking model when the rating file has no figure."""
+        if self.ranker is None:
+            return "rating"
+        ranking_ndcg = self.ranker.metrics.get("val_ndcg_at_10", 0.0)
+        rating_ndcg = self.info.get("metrics", {}).get("ndcg_at_10")
+        return "rating" if rating_ndcg is not None and rating_ndcg > ranking_ndcg else "ranking"
 
     def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies whose embeddings are closest in cosine similarity: ``rank, movie_id, similarity``."""
-        if not self.movies.known([movie_id])[0]:
+        """The ``k`` movies closest to ``movie_id`` by cosine similarity of movie factors:
+        ``rank, movie_id, similarity``; ``attrs`` name the query movie and the factors used."""
+        by = self.similar_by
+        factors, mapping = (self.ranker.item_factors, self.ranker.movies) if by == "ranking" else (self.movie_factors, self.movies)
+        if not mapping.known([movie_id])[0]:
             raise KeyError(f"movie {movie_id} is not known to the model")
-        m = int(self.movies.encode([movie_id])[0])
-        norms = np.linalg.norm(self.movie_factors, axis=1)
-        sims = (self.movie_factors @ self.movie_factors[m]) / np.maximum(norms * norms[m], 1e-12)
+        m = int(mapping.encode([movie_id])[0])
+        norms = np.linalg.norm(factors, axis=1)
+        sims = (factors @ factors[m]) / np.maximum(norms * norms[m], 1e-12)
         sims[m] = -np.inf
         k = min(k, len(sims) - 1)
         top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
         top = top[np.argsort(-sims[top], kind="stable")]
-        return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "movie_id": self.movies.ids[top], "similarity": sims[top]})
+        frame = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims[top]})
+        frame.attrs.update(query_movie_id=int(movie_id), by=by)
+        return frame
 
     def seen(self, user_index: int) -> np.ndarray:
-        if self.seen_indptr is None:
+        """Movie indices (rating model) that user ``user_index`` rated."""
+        if self.seen_matrix is None:
             return np.empty(0, dtype=np.int64)
-        return self.seen_indices[self.seen_indptr[user_index] : self.seen_indptr[user_index + 1]]
+        return self.seen_matrix.row(user_index)
 
-    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top-``k`` movies for a raw user id, best first: ``rank, movie_id, score``.
 
-        Movies the user has rated are excluded.  An unknown user gets the most
-        popular movies, and the frame's ``attrs["fallback"]`` says so.
-        """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        known = bool(self.users.known([user_id])[0])
-        if known:
-            u = int(self.users.encode([user_id])[0])
-            scores = self.global_mean + self.user_bias[u] + self.movie_bias + self.movie_factors @ self.user_factors[u]
-            if exclude_seen:
-                scores[self.seen(u)] = -np.inf
-        else:
-            counts = self.movie_counts if self.movie_counts is not None else np.zeros(len(self.movies))
-            scores = counts.astype(np.float64)
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.empty(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        if known:
-            shown = np.clip(scores[top], *self.rating_range)
-        else:
-            shown = np.clip(self.global_mean + self.movie_bias[top], *self.rating_range)
-        frame = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "movie_id": self.movies.ids[top], "score": shown})
-        frame.attrs["fallback"] = None if known else "popularity"
-        return frame
+__all__ = ["Recommender", "ModelFileError"]

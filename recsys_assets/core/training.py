@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -349,10 +348,3 @@ def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig,
         total += loss.detach() * len(ratings)
     return total
 
-
-def seen_matrix(users: np.ndarray, movies: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr, indices) of the movies each user has rated, indices sorted per user."""
-    order = np.lexsort((movies, users))
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    return indptr, movies[order].astype(np.int32)

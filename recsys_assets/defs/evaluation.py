@@ -1,14 +1,19 @@
-"""Evaluation assets: top-N recommendations for every user and ranking quality on the validation split."""
+"""Evaluation assets: top-N recommendations for every user, and every ranker side by side on the validation split."""
+
+import base64
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from recsys_assets.core.dataset import IdMapping, mappings_from_table
 from recsys_assets.core.metrics import mae, rmse
-from recsys_assets.core.ranking import popularity_top_n, ranking_metrics, top_n
+from recsys_assets.core.plots import plot_ranker_comparison
+from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.recommender import Recommender
-from recsys_assets.core.training import seen_matrix
+from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage
 from recsys_assets.defs.training import recommendation_model
 
@@ -16,10 +21,14 @@ OWNERS = ["team:recsys"]
 
 
 class RecommendationsConfig(dg.Config):
-    """How many movies to recommend per user."""
+    """How many movies to recommend per user, and what orders them."""
 
     k: int = Field(default=10, description="Movies per user.")
-    block_size: int = Field(default=1024, description="Users scored per matrix product (bounds memory).")
+    by: str = Field(
+        default="ranking",
+        description="'ranking': ordered by the ranking model (falls back to the rating order when none is published); "
+        "'rating': ordered by the rating model's predicted rating.",
+    )
 
 
 class EvaluationConfig(dg.Config):
@@ -30,8 +39,15 @@ class EvaluationConfig(dg.Config):
 
 
 def _recommender(storage: RecsysStorage) -> Recommender:
-    with storage.store.read(storage.MODEL) as path:
-        return Recommender.load(path)
+    """The published rating model with the published ranking model, when there is one."""
+    store = storage.store
+    with store.read(storage.MODEL) as path:
+        if store.exists(storage.RANKING_MODEL):
+            with store.read(storage.RANKING_MODEL) as ranking_path:
+                return Recommender.load(path, ranking_path=ranking_path)
+        rec = Recommender.load(path)
+        rec.ranker = None  # only a published ranking model counts, never a stray sibling file
+        return rec
 
 
 def _titles(storage: RecsysStorage) -> pd.Series | None:
@@ -42,80 +58,113 @@ def _titles(storage: RecsysStorage) -> pd.Series | None:
     return movies.set_index("movieId")["title"]
 
 
-@dg.asset(deps=[recommendation_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
-def user_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
-    """Top-N movies for every user that the user has not rated: user_id, rank, movie_id, score (and title).
+def _markdown(frame: pd.DataFrame) -> str:
+    try:
+        return frame.to_markdown(index=False, floatfmt=".3f")
+    except ImportError:  # tabulate is optional
+        return frame.to_string(index=False)
 
-    Computed in blocks of users (one matrix product and one top-k per block), so memory
-    stays bounded on large catalogues. Titles come from a MovieLens movies.csv set by
-    RECSYS_MOVIES_PATH, when given.
+
+@dg.asset(deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
+def user_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
+    """Top-N movies for every user that the user has not rated, ranked by the ranking model.
+
+    Columns: user_id, rank, movie_id, score (the ranking model's), predicted_rating (the
+    rating model's, in stars), because_movie_id and reason (the rated movie that contributes
+    most to the score: "because you rated ..."), and title when a MovieLens movies.csv is
+    set by RECSYS_MOVIES_PATH. Scored in blocks of users (one matrix product and one top-k
+    per block), so memory stays bounded on large catalogues.
     """
     rec = _recommender(storage)
-    result = top_n(rec.user_factors, rec.user_bias, rec.movie_factors, rec.movie_bias, rec.global_mean,
-                   rec.seen_indptr, rec.seen_indices, k=config.k, block=config.block_size)
-    k = result.movies.shape[1]
-    frame = pd.DataFrame({
-        "user_id": np.repeat(rec.users.ids[result.users], k),
-        "rank": np.tile(np.arange(1, k + 1), len(result.users)),
-        "movie_id": rec.movies.ids[result.movies.ravel()],
-        "score": np.clip(result.scores.ravel(), *rec.rating_range).astype(np.float32),
-    })
+    if config.by == "ranking" and rec.ranker is None:
+        context.log.warning("no ranking model is published: recommendations are ordered by predicted rating")
+    user_ids = rec.ranker.users.ids if rec.ranker is not None and config.by == "ranking" else rec.users.ids
+    frame = rec.recommend_many(user_ids, k=config.k, by=config.by).drop(columns=["fallback"])
+    frame["predicted_rating"] = frame["predicted_rating"].astype(np.float32)
+    frame["score"] = frame["score"].astype(np.float32)
     titles = _titles(storage)
+    named = frame["because_movie_id"].map(titles).astype(object) if titles is not None else pd.Series(None, index=frame.index, dtype=object)
+    label = named.where(named.notna(), "movie " + frame["because_movie_id"].astype(str))
+    frame["reason"] = np.where(frame["because_movie_id"] >= 0, "because you rated " + label, "").astype(object)
     if titles is not None:
         frame["title"] = frame["movie_id"].map(titles).astype("string")
+    counts = rec.ranker.seen.movie_counts() if rec.ranker is not None else rec._popularity()
+    mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
+    rec_counts = counts[mapping.encode(frame["movie_id"], unknown=0)]
+    top_share = frame["movie_id"].value_counts().iloc[0] / max(len(user_ids), 1) if len(frame) else 0.0
     preview = frame[frame["user_id"].isin(frame["user_id"].unique()[:3])]
     return dg.Output(frame, metadata={
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
-        "users": dg.MetadataValue.int(len(result.users)),
-        "k": dg.MetadataValue.int(k),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if _has_tabulate() else preview.to_string(index=False)),
+        "users": dg.MetadataValue.int(len(user_ids)),
+        "k": dg.MetadataValue.int(config.k),
+        "ranked_by": dg.MetadataValue.text(frame.attrs.get("by", config.by)),
+        "distinct_movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
+        "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
+        "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
+        "preview": dg.MetadataValue.md(_markdown(preview)),
     })
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np.ndarray:
+    """Rows of ``factors`` (indexed by ``model_ids``) re-indexed to ``target``; ids the model lacks get zeros."""
+    out = np.zeros((len(target), factors.shape[1]), dtype=np.float32)
+    known = model_ids.known(target.ids)
+    out[known] = factors[model_ids.encode(target.ids[known])]
+    return out
 
 
-@dg.asset(deps=[recommendation_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
+@dg.asset(deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
     storage: RecsysStorage,
+    user_movie_mappings: pd.DataFrame,
     train_ratings: pd.DataFrame,
     val_ratings: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """Ranking quality on the validation split beside a most-popular baseline, plus RMSE and MAE.
+    """Every ranker side by side on the validation split: the ranking model, the rating model and most popular.
 
-    Relevant = a validation rating at or above relevance_threshold. Each user's training
-    movies are excluded from both rankings. Columns: metric, model, popularity.
+    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage and
+    the median training-rating count of the recommended movies (low = obscure). Relevant = a
+    validation rating at or above relevance_threshold; each user's training movies are
+    excluded from every ranking. The ranking model is scored through its held-out fit
+    (training split only, stored in its file); the rating model also gets RMSE and MAE.
+    A bar chart of the metrics is shown on the asset page.
     """
-    rec = _recommender(storage)
-    known = rec.users.known(train_ratings["user_id"]) & rec.movies.known(train_ratings["movie_id"])
-    tu = rec.users.encode(train_ratings["user_id"][known])
-    tm = rec.movies.encode(train_ratings["movie_id"][known])
-    indptr, indices = seen_matrix(tu, tm, len(rec.users))
-    good = val_ratings[val_ratings["rating"] >= config.relevance_threshold]
-    good = good[rec.users.known(good["user_id"]) & rec.movies.known(good["movie_id"])]
-    vu, vm = rec.users.encode(good["user_id"]), rec.movies.encode(good["movie_id"])
-    relevant: dict[int, set] = {}
-    for u, m in zip(vu.tolist(), vm.tolist()):
-        relevant.setdefault(u, set()).add(m)
-    users = np.array(sorted(relevant), dtype=np.int64)
+    users, movies = mappings_from_table(user_movie_mappings)
     k = config.k
-    model_recs = top_n(rec.user_factors, rec.user_bias, rec.movie_factors, rec.movie_bias, rec.global_mean,
-                       indptr, indices, k=k, users=users).movies
-    pop_recs = popularity_top_n(np.bincount(tm, minlength=len(rec.movies)), users, indptr, indices, k)
-    model_m = ranking_metrics(model_recs, users, relevant, k, len(rec.movies))
-    pop_m = ranking_metrics(pop_recs, users, relevant, k, len(rec.movies))
+    enc = lambda frame: (users.encode(frame["user_id"]), movies.encode(frame["movie_id"]))  # noqa: E731
+    tu, tm = enc(train_ratings)
+    seen = UserItems.from_pairs(tu, tm, len(users), len(movies))
+    vu, vm = enc(val_ratings)
+    held = HeldOut.from_ratings(vu, vm, val_ratings["rating"].to_numpy(), len(users), len(movies), config.relevance_threshold)
+    rec = _recommender(storage)
+    rankers = {}
+    ranker: RankingModel | None = rec.ranker
+    if ranker is not None and ranker.evaluation is not None:
+        P, Q = ranker.evaluation
+        rankers["ranking model (iALS)"] = factor_ranker(_aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies), seen)
+    else:
+        context.log.warning("no published ranking model with a held-out fit: it is left out of the comparison")
+    bias = np.zeros(len(movies), dtype=np.float32)
+    known_m = rec.movies.known(movies.ids)
+    bias[known_m] = rec.movie_bias[rec.movies.encode(movies.ids[known_m])]
+    rankers["rating model (MF)"] = factor_ranker(_aligned(rec.user_factors, rec.users, users),
+                                                 _aligned(rec.movie_factors, rec.movies, movies), seen, movie_bias=bias)
+    rankers["most popular"] = popularity_ranker(seen)
+    scores = evaluate_rankers(rankers, seen, held, k)
+    names = [f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}", f"hit_rate_at_{k}", "coverage", "median_rating_count", "users_evaluated"]
+    frame = pd.DataFrame([{"ranker": name, **{m: float(s.metrics.get(m, np.nan)) for m in names}} for name, s in scores.items()])
     pred = rec.predict(val_ratings["user_id"].to_numpy(), val_ratings["movie_id"].to_numpy())
-    model_m.update(rmse=rmse(pred, val_ratings["rating"]), mae=mae(pred, val_ratings["rating"]))
-    frame = pd.DataFrame({"metric": list(model_m), "model": [float(model_m[x]) for x in model_m],
-                          "popularity": [float(pop_m.get(x, np.nan)) for x in model_m]})
-    metadata = {f"model_{name}": dg.MetadataValue.float(float(v)) for name, v in model_m.items()}
-    metadata.update({f"popularity_{name}": dg.MetadataValue.float(float(v)) for name, v in pop_m.items()})
-    context.log.info(f"NDCG@{k}: model {model_m[f'ndcg_at_{k}']:.4f}, popularity {pop_m[f'ndcg_at_{k}']:.4f}")
+    key = {"ranking model (iALS)": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
+    metadata = {f"{key[row.ranker]}_{m}": dg.MetadataValue.float(round(float(getattr(row, m)), 4)) for row in frame.itertuples() for m in names}
+    metadata.update(rating_rmse=dg.MetadataValue.float(round(rmse(pred, val_ratings["rating"]), 4)),
+                    rating_mae=dg.MetadataValue.float(round(mae(pred, val_ratings["rating"]), 4)),
+                    table=dg.MetadataValue.md(_markdown(frame)))
+    store = storage.store
+    with store.write(storage.EVALUATION_PLOT) as tmp:
+        encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()
+    metadata["chart"] = dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})")
+    metadata["chart_path"] = dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT))
+    context.log.info("NDCG@%d: %s" % (k, ", ".join(f"{row.ranker} {getattr(row, f'ndcg_at_{k}'):.4f}" for row in frame.itertuples())))
     return dg.Output(frame, metadata=metadata)

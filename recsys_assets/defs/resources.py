@@ -72,7 +72,10 @@ class RecsysStorage(dg.ConfigurableResource):
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
     MODEL: ClassVar[str] = "recommendation_model.pth"
     REJECTED_MODEL: ClassVar[str] = "recommendation_model.rejected.pth"
+    RANKING_MODEL: ClassVar[str] = "ranking_model.pth"
+    REJECTED_RANKING_MODEL: ClassVar[str] = "ranking_model.rejected.pth"
     LOSS_PLOT: ClassVar[str] = "training_loss.png"
+    EVALUATION_PLOT: ClassVar[str] = "model_evaluation.png"
     HISTOGRAM: ClassVar[str] = "rating_histogram.png"
     CHECKPOINTS: ClassVar[str] = "checkpoints"
 

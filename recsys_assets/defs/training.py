@@ -14,7 +14,8 @@ from recsys_assets.core.dataset import MovieRatingDataset, mappings_from_table
 from recsys_assets.core.metrics import baselines
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.storage import exclusive_lock
-from recsys_assets.core.training import TrainConfig, seen_matrix, train_model
+from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
+from recsys_assets.core.training import TrainConfig, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
@@ -129,6 +130,7 @@ def _publish(context, storage, result, train, val, users, movies, train_config, 
         "val_mae": best["val_mae"],
         **base,
     }
+    metrics["ndcg_at_10"] = _ranking_ndcg(result.model, train, val, len(users), len(movies))
     all_users = np.concatenate([train.users.numpy(), val.users.numpy()])
     all_movies = np.concatenate([train.movies.numpy(), val.movies.numpy()])
     indptr, indices = seen_matrix(all_users, all_movies, len(users))
@@ -193,6 +195,17 @@ def _publish(context, storage, result, train, val, users, movies, train_config, 
             "path": dg.MetadataValue.path(store.url(target)),
         }
     )
+
+
+def _ranking_ndcg(model, train, val, n_users: int, n_movies: int) -> float:
+    """NDCG@10 of ranking by predicted rating on the validation split (training movies excluded),
+    on the same protocol as the ranking model, so ``Recommender.similar_movies`` can use the better factors."""
+    state = model.state_dict()
+    seen = UserItems.from_pairs(train.users.numpy(), train.movies.numpy(), n_users, n_movies)
+    held = HeldOut.from_ratings(val.users.numpy(), val.movies.numpy(), val.ratings.numpy(), n_users, n_movies)
+    ranker = factor_ranker(state["user_factors.weight"].cpu().numpy(), state["movie_factors.weight"].cpu().numpy(), seen,
+                           movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0])
+    return float(evaluate_rankers({"rating": ranker}, seen, held)["rating"].metrics["ndcg_at_10"])
 
 
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)

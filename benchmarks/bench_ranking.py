@@ -1,0 +1,387 @@
+"""Top-10 recommendations, side by side: the shipped ranker against the field's anchors.
+
+    .venv/bin/python benchmarks/bench_ranking.py                 # all parts (~15 min on 2 cores, + the 25M export once)
+    .venv/bin/python benchmarks/bench_ranking.py --skip-scale    # ml-latest-small parts only (~3 min)
+    .venv/bin/python benchmarks/bench_ranking.py --scale-only --device cuda
+
+Part 1, the protocol (ml-latest-small, ``train_test_split(test_size=0.2, random_state=42)``,
+relevant = a validation rating of 4 or more, training movies never recommended), every ranker
+in this one process on the same users: the shipped ranking model (``train_ranking_model``
+with its defaults), the shipped rating model (``train_model`` defaults), most popular, the
+rating model's score plus a popularity prior (its weight chosen on an inner split of the
+training data), BPR, item-kNN (cosine) and iALS from ``implicit`` at the anchor settings
+(confidence 1 + rating, 64 factors, regularization 30, 15 iterations), and EASE (closed form,
+lambda 200, float32).
+
+Part 2, the held-out check from outside: for each outer seed the real pipeline
+(``dg.materialize`` of every asset, defaults) gets 80% of the file as its export; its published
+``user_recommendations`` are scored on the 20% it never saw, beside anchor iALS and most
+popular fitted on the same 80%.
+
+Part 3, scale: the 25M-rating synthetic export (162,000 users x 59,000 movies, cached with the
+other benchmarks' exports): both fits of ``train_ranking_model`` plus top-10 with explanations
+for every user, in a subprocess whose peak RSS is reported.
+
+Writes ``benchmarks/output/ranking.md`` and ``ranking.json`` and rewrites the README's
+recommendation block (between the ``bench_ranking`` markers).
+"""
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+OUT = ROOT / "benchmarks" / "output"
+N_USERS, N_MOVIES, SEED = 162_000, 59_000, 20240501  # the 25M export bench_ingest.py and bench_scale.py cache
+METRICS = ["ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "median_rating_count"]
+
+
+# ---- anchors ------------------------------------------------------------------------------------
+def anchor_ials(matrix, factors=64, regularization=30.0, iterations=15, seed=0):
+    """iALS from implicit as a user would call it: confidence 1 + rating."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, regularization=regularization, iterations=iterations, random_state=seed)
+        model.fit(matrix.to_scipy(1.0 + matrix.values), show_progress=False)
+    return model.user_factors, model.item_factors
+
+
+def ease_scores(matrix, lam=200.0):
+    X = matrix.to_scipy(np.ones(matrix.nnz, dtype=np.float32)).toarray()
+    G = X.T @ X
+    G[np.diag_indices_from(G)] += lam
+    P = np.linalg.inv(G)
+    B = P / -np.diag(P)
+    B[np.diag_indices_from(B)] = 0.0
+    return X, B
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+# ---- part 1 ---------------------------------------------------------------------------------------
+def protocol_split(frame, seed=42):
+    from recsys_assets.core.dataset import IdMapping, split_ratings
+    from recsys_assets.core.ranking.train import Ratings
+
+    users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
+    train, val = split_ratings(frame, test_size=0.2, random_state=seed)
+
+    def arrays(f):
+        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
+
+    return arrays(train), arrays(val), len(users), len(movies)
+
+
+def rating_model(train, val, n_users, n_movies):
+    from recsys_assets.core.dataset import MovieRatingDataset
+    from recsys_assets.core.training import TrainConfig, train_model
+
+    result = train_model(MovieRatingDataset(train.users, train.movies, train.ratings),
+                         MovieRatingDataset(val.users, val.movies, val.ratings), n_users, n_movies, TrainConfig())
+    state = result.model.state_dict()
+    return (state["user_factors.weight"].numpy(), state["movie_factors.weight"].numpy(),
+            state["movie_bias.weight"].numpy()[:, 0], float(state["global_mean"]))
+
+
+def prior_weight(train, n_users, n_movies) -> float:
+    """The popularity prior's weight for the rating model, chosen on an inner 80/20 split of ``train``."""
+    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers
+    from recsys_assets.core.ranking.topn import top_n
+    from recsys_assets.core.ranking.train import Ratings
+
+    rng = np.random.default_rng(0)
+    inner = rng.random(len(train)) < 0.8
+    a = Ratings(train.users[inner], train.movies[inner], train.ratings[inner])
+    b = Ratings(train.users[~inner], train.movies[~inner], train.ratings[~inner])
+    P, Q, bias, _ = rating_model(a, b, n_users, n_movies)
+    seen = UserItems.from_pairs(a.users, a.movies, n_users, n_movies)
+    held = HeldOut.from_ratings(b.users, b.movies, b.ratings, n_users, n_movies)
+    log_counts = np.log1p(seen.movie_counts()).astype(np.float32)
+    best = (-1.0, 0.0)
+    for w in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0):
+        ranker = lambda users, k, w=w: top_n(P, Q, seen, k=k, users=users, movie_bias=bias + w * log_counts).movies  # noqa: E731
+        ndcg = evaluate_rankers({"x": ranker}, seen, held)["x"].metrics["ndcg_at_10"]
+        best = max(best, (ndcg, w))
+    return best[1]
+
+
+def part_protocol(frame) -> list[dict]:
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+    from implicit.nearest_neighbours import CosineRecommender
+    from threadpoolctl import threadpool_limits
+
+    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+    from recsys_assets.core.ranking.train import train_ranking_model
+
+    train, val, n_users, n_movies = protocol_split(frame)
+    seen = UserItems.from_pairs(train.users, train.movies, n_users, n_movies, train.ratings)
+    held = HeldOut.from_ratings(val.users, val.movies, val.ratings, n_users, n_movies)
+    rankers, fit_seconds = {}, {}
+
+    shipped = train_ranking_model(train, val, n_users, n_movies)
+    fit_seconds["shipped ranker: iALS, tuned (`ranking_model`)"] = shipped.evaluation_model.fit_seconds
+    m = shipped.evaluation_model
+    rankers["shipped ranker: iALS, tuned (`ranking_model`)"] = factor_ranker(m.user_factors, m.item_factors, seen)
+
+    (P, Q, bias, _), fit_seconds["rating model: squared-error MF (`recommendation_model`)"] = timed(
+        lambda: rating_model(train, val, n_users, n_movies))
+    rankers["rating model: squared-error MF (`recommendation_model`)"] = factor_ranker(P, Q, seen, movie_bias=bias)
+    rankers["most popular"] = popularity_ranker(seen)
+    fit_seconds["most popular"] = 0.0
+    w = prior_weight(train, n_users, n_movies)
+    prior = bias + w * np.log1p(seen.movie_counts()).astype(np.float32)
+    name = f"rating model + popularity prior (weight {w:g}, chosen on an inner split)"
+    rankers[name] = factor_ranker(P, Q, seen, movie_bias=prior)
+    fit_seconds[name] = fit_seconds["rating model: squared-error MF (`recommendation_model`)"]
+
+    binary = seen.to_scipy(np.ones(seen.nnz, dtype=np.float32))
+    with threadpool_limits(1, "blas"):
+        bpr = BayesianPersonalizedRanking(factors=64, iterations=100, random_state=0)
+        _, fit_seconds["BPR (`implicit`, 64 factors, 100 iterations)"] = timed(lambda: bpr.fit(binary, show_progress=False))
+    rankers["BPR (`implicit`, 64 factors, 100 iterations)"] = factor_ranker(bpr.user_factors, bpr.item_factors, seen)
+    knn = CosineRecommender(K=50)
+    _, fit_seconds["item-kNN, cosine (`implicit`, K 50)"] = timed(lambda: knn.fit(binary, show_progress=False))
+
+    def knn_ranker(users, k):
+        ids, _ = knn.recommend(users, binary[users], N=k, filter_already_liked_items=True)
+        return ids
+
+    rankers["item-kNN, cosine (`implicit`, K 50)"] = knn_ranker
+    (X, B), fit_seconds["EASE (closed form, lambda 200, float32)"] = timed(lambda: ease_scores(seen))
+    rankers["EASE (closed form, lambda 200, float32)"] = lambda users, k: _ease_top(X, B, seen, users, k)
+    (aP, aQ), fit_seconds["iALS anchor (`implicit`, confidence 1 + rating, 64 factors, reg 30, 15 iterations)"] = timed(
+        lambda: anchor_ials(seen))
+    rankers["iALS anchor (`implicit`, confidence 1 + rating, 64 factors, reg 30, 15 iterations)"] = factor_ranker(aP, aQ, seen)
+
+    scores = evaluate_rankers(rankers, seen, held)
+    rows = []
+    for name, s in scores.items():
+        rows.append({"ranker": name, **{k: s.metrics[k] for k in METRICS}, "fit_seconds": fit_seconds[name],
+                     "users": s.metrics["users_evaluated"]})
+        print(f"{s.metrics['ndcg_at_10']:.4f}  {name}", flush=True)
+    return rows
+
+
+def _ease_top(X, B, seen, users, k):
+    """EASE's top-k for ``users``: scores ``X[users] @ B``, their training movies masked."""
+    from recsys_assets.core.ranking import UserItems
+    from recsys_assets.core.ranking.topn import top_n
+
+    rows, cols = seen.pairs(users)
+    return top_n(X[users], B.T, UserItems.from_pairs(rows, cols, len(users), seen.n_movies), k=k).movies
+
+
+# ---- part 2 ---------------------------------------------------------------------------------------
+def part_outside(frame, seeds) -> list[dict]:
+    import dagster as dg
+    import pandas as pd
+
+    from recsys_assets.core.dataset import IdMapping, split_ratings
+    from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
+    from recsys_assets.definitions import ASSETS
+    from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+
+    rows = []
+    for seed in seeds:
+        seen_part, hidden = split_ratings(frame, test_size=0.2, random_state=seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            export = Path(tmp) / "ratings_export.csv"
+            seen_part.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(export, index=False)
+            data = Path(tmp) / "data"
+            resources = {"storage": RecsysStorage(export_path=str(export), data_dir=str(data)),
+                         "device": DeviceResource(device="cpu"), "io_manager": ParquetIOManager(base_dir=str(data / "tables"))}
+            started = time.perf_counter()
+            with dg.instance_for_test() as instance:
+                result = dg.materialize(ASSETS, resources=resources, instance=instance)
+            chain_seconds = time.perf_counter() - started
+            assert result.success
+            recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
+        users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
+        enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731
+        su, sm = enc(seen_part)
+        seen = UserItems.from_pairs(su, sm, len(users), len(movies), seen_part["rating"].to_numpy(np.float32))
+        hu, hm = enc(hidden)
+        held = HeldOut.from_ratings(hu, hm, hidden["rating"].to_numpy(), len(users), len(movies))
+        eval_users = held.users[np.isin(held.users, np.unique(su))]  # users the pipeline saw and can be scored
+        pipeline = np.full((len(users), 10), -1, dtype=np.int64)
+        recs = recs.sort_values(["user_id", "rank"])
+        pipeline[users.encode(recs["user_id"]).reshape(-1, 10)[:, 0]] = movies.encode(recs["movie_id"]).reshape(-1, 10)
+        aP, aQ = anchor_ials(seen)
+        out = {"seed": seed, "chain_seconds": chain_seconds, "users": int(len(eval_users))}
+        for name, recommended in (("pipeline", pipeline[eval_users]),
+                                  ("ials_anchor", factor_ranker(aP, aQ, seen)(eval_users, 10)),
+                                  ("most_popular", popularity_ranker(seen)(eval_users, 10))):
+            out[name] = ranking_metrics(recommended, eval_users, held, 10).metrics["ndcg_at_10"]
+        out["vs_ials"] = out["pipeline"] / out["ials_anchor"]
+        out["vs_popular"] = out["pipeline"] / out["most_popular"]
+        print(f"seed {seed}: pipeline {out['pipeline']:.4f}, iALS anchor {out['ials_anchor']:.4f} "
+              f"({out['vs_ials']:.3f}x), most popular {out['most_popular']:.4f} ({out['vs_popular']:.2f}x)", flush=True)
+        rows.append(out)
+    return rows
+
+
+# ---- part 3 ---------------------------------------------------------------------------------------
+def export_25m() -> Path:
+    path = OUT / f"ratings_25M_u{N_USERS}_m{N_MOVIES}_s{SEED}.csv"
+    if not path.exists():
+        from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+
+        print(f"generating {path.name} ...", flush=True)
+        write_sample_export(path, SampleSpec(n_ratings=25_000_000, n_users=N_USERS, n_movies=N_MOVIES, seed=SEED))
+    return path
+
+
+def scale_child(path: str, device: str) -> dict:
+    """In a subprocess: read the export, split it, fit + evaluate + refit, top-10 with reasons for every user."""
+    import pyarrow.csv as pv
+
+    from recsys_assets.core.dataset import IdMapping, split_ratings
+    from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+    from recsys_assets.core.recommender import Recommender
+
+    phases = {}
+    started = time.perf_counter()
+    table = pv.read_csv(path).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
+    users, movies = IdMapping.fit(table["user_id"]), IdMapping.fit(table["movie_id"])
+    train, val = split_ratings(table)
+    del table
+
+    def arrays(f):
+        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
+
+    train, val = arrays(train), arrays(val)
+    phases["read + split"] = time.perf_counter() - started
+    t = time.perf_counter()
+    result = train_ranking_model(train, val, len(users), len(movies), device=device)
+    phases["held-out fit"] = result.evaluation_model.fit_seconds
+    phases["evaluation (top-10 for the validation users, most popular)"] = (
+        time.perf_counter() - t - result.evaluation_model.fit_seconds - result.published_model.fit_seconds)
+    phases["published fit (train + val)"] = result.published_model.fit_seconds
+    model = RankingModel(result.published_model.user_factors, result.published_model.item_factors, users, movies,
+                         result.published_seen, result.published_model.params)
+    rec = Recommender(global_mean=3.5, user_bias=np.zeros(len(users)), movie_bias=np.zeros(len(movies)),
+                      user_factors=np.zeros((len(users), 1), np.float32), movie_factors=np.zeros((len(movies), 1), np.float32),
+                      users=users, movies=movies, ranker=model)
+    t = time.perf_counter()
+    frame = rec.recommend_many(users.ids, k=10)
+    phases["top-10 with reasons for every user"] = time.perf_counter() - t
+    return {"phases": phases, "fit_and_top10_seconds": sum(v for k, v in phases.items() if k != "read + split"),
+            "ndcg_at_10": result.comparison.ndcg, "popular_ndcg_at_10": result.comparison.baseline_ndcg,
+            "rows": len(frame), "users": len(users), "movies": len(movies), "device": device,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def part_scale(device: str) -> dict:
+    path = export_25m()
+    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_ranking import scale_child; " \
+           f"print('RESULT ' + json.dumps(scale_child({str(path)!r}, {device!r})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"scale run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    out = json.loads(line[len("RESULT "):])
+    print(f"25M: fit + top-10 {out['fit_and_top10_seconds']:.0f} s, peak RSS {out['peak_rss_mb']:,.0f} MB", flush=True)
+    return out
+
+
+# ---- report ---------------------------------------------------------------------------------------
+def report(protocol, outside, scale, meta) -> tuple[str, str]:
+    lines = [f"Measured {meta['date']} on {meta['machine']}; implicit {meta['implicit']}, torch {meta['torch']}.", ""]
+    readme = []
+    if protocol:
+        table = ["| top-10 ranker, ml-latest-small, same split | NDCG@10 | precision@10 | recall@10 | hit rate | coverage | median ratings of the recommended | fit s |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        best = max(r["ndcg_at_10"] for r in protocol)
+        for r in sorted(protocol, key=lambda r: -r["ndcg_at_10"]):
+            ndcg = f"**{r['ndcg_at_10']:.3f}**" if r["ndcg_at_10"] == best else f"{r['ndcg_at_10']:.3f}"
+            table.append(f"| {r['ranker']} | {ndcg} | {r['precision_at_10']:.3f} | {r['recall_at_10']:.3f} | "
+                         f"{r['hit_rate_at_10']:.3f} | {r['coverage']:.3f} | {r['median_rating_count']:.0f} | {r['fit_seconds']:.1f} |")
+        lines += ["## The protocol (80/20, `random_state=42`, relevant = rating >= 4, training movies excluded)", "", *table, ""]
+        readme += table + [""]
+    if outside:
+        table = ["| outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | most popular | vs iALS | vs most popular | chain s |",
+                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in outside:
+            table.append(f"| {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | {r['most_popular']:.4f} | "
+                         f"**{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {r['chain_seconds']:.0f} |")
+        lines += ["## Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)", "", *table, ""]
+        readme += ["Held out from the pipeline entirely (it is given 80% of ml-latest-small as its export and its published",
+                   "`user_recommendations` are scored on the 20% it never saw; NDCG@10):", "", *table, ""]
+    if scale:
+        phases = " + ".join(f"{k} {v:.0f} s" for k, v in scale["phases"].items())
+        text = (f"On the 25M-rating synthetic export ({scale['users']:,} users x {scale['movies']:,} movies, {scale['device']}): "
+                f"fit, evaluation and top-10 with reasons for every user in **{scale['fit_and_top10_seconds'] / 60:.1f} min** "
+                f"with a peak of **{scale['peak_rss_mb'] / 1024:.1f} GB** ({phases}); NDCG@10 {scale['ndcg_at_10']:.3f} "
+                f"against most popular {scale['popular_ndcg_at_10']:.3f} on its validation split.")
+        lines += ["## Scale", "", text, ""]
+        readme += [text, ""]
+    readme.append(f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; no GPU was at hand for the CUDA path.)"
+                  if not meta.get("gpu") else f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}, {meta['gpu']}.)")
+    return "\n".join(lines) + "\n", "\n".join(readme)
+
+
+def replace_readme_block(text: str, name: str = "bench_ranking") -> None:
+    readme = ROOT / "README.md"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        print(f"README.md has no {start} ... {end} block; not updated")
+        return
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    print("README.md updated")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-only", action="store_true")
+    parser.add_argument("--seeds", default="42,7", help="outer split seeds of the held-out check")
+    parser.add_argument("--device", default="cpu", help="device of the scale run (cpu or cuda)")
+    parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README block")
+    args = parser.parse_args()
+    import implicit
+    import pandas as pd
+    import torch
+
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs",
+            "implicit": implicit.__version__, "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    protocol = outside = scale = None
+    if not args.scale_only:
+        if not ML_SMALL.exists():
+            sys.exit(f"{ML_SMALL} not found")
+        frame = pd.read_csv(ML_SMALL).rename(columns={"userId": "user_id", "movieId": "movie_id"})
+        protocol = part_protocol(frame)
+        outside = part_outside(frame, [int(s) for s in args.seeds.split(",")])
+    if not args.skip_scale:
+        scale = part_scale(args.device)
+    full, readme = report(protocol, outside, scale, meta)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "ranking.md").write_text(full)
+    (OUT / "ranking.json").write_text(json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1))
+    print(full)
+    if not args.no_readme and protocol and outside and scale:
+        replace_readme_block(readme)
+
+
+if __name__ == "__main__":
+    main()

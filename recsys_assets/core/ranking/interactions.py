@@ -1,0 +1,88 @@
+"""Who rated what: the user x movie ratings as a compressed sparse row (CSR) matrix.
+
+One structure serves every ranking step: the seen-movie index that top-N masks,
+the confidences iALS learns from, and the rated movies that fold-in and
+explanations solve against.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UserItems:
+    """Row ``u`` holds the movies user ``u`` rated (``indices``, sorted) and the ratings (``values``).
+
+    ``indptr`` has ``n_users + 1`` entries; ``values`` may be ``None`` when only
+    the seen set matters.
+    """
+
+    indptr: np.ndarray  # int64, n_users + 1
+    indices: np.ndarray  # int32 movie indices, sorted within each row
+    values: np.ndarray | None  # float32 ratings aligned with indices
+    n_movies: int
+
+    @classmethod
+    def from_pairs(cls, users, movies, n_users: int, n_movies: int, ratings=None) -> "UserItems":
+        """Build from parallel arrays of user and movie indices (and ratings); pairs must be unique."""
+        users = np.asarray(users, dtype=np.int64)
+        movies = np.asarray(movies, dtype=np.int64)
+        if users.shape != movies.shape:
+            raise ValueError(f"users and movies differ in length: {users.shape} vs {movies.shape}")
+        if len(users) and (users.min() < 0 or users.max() >= n_users or movies.min() < 0 or movies.max() >= n_movies):
+            raise ValueError(f"indices out of range for {n_users} users x {n_movies} movies")
+        order = np.lexsort((movies, users))
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+        values = None if ratings is None else np.asarray(ratings, dtype=np.float32)[order]
+        return cls(indptr, movies[order].astype(np.int32), values, int(n_movies))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    def counts(self) -> np.ndarray:
+        """Ratings per user."""
+        return np.diff(self.indptr)
+
+    def movie_counts(self) -> np.ndarray:
+        """Ratings per movie."""
+        return np.bincount(self.indices, minlength=self.n_movies)
+
+    def row(self, user: int) -> np.ndarray:
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+    def row_values(self, user: int) -> np.ndarray:
+        if self.values is None:
+            raise ValueError("this matrix holds no ratings")
+        return self.values[self.indptr[user] : self.indptr[user + 1]]
+
+    def pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(row, movie)`` for every rated movie of ``users``; ``row`` indexes into ``users``."""
+        users = np.asarray(users, dtype=np.int64)
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        counts = ends - starts
+        rows = np.repeat(np.arange(len(users)), counts)
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return rows, self.indices[np.repeat(starts, counts) + offsets].astype(np.int64)
+
+    def to_scipy(self, values: np.ndarray | None = None):
+        """A ``scipy.sparse.csr_matrix`` with ``values`` (default: the ratings)."""
+        import scipy.sparse
+
+        data = self.values if values is None else values
+        if data is None:
+            data = np.ones(self.nnz, dtype=np.float32)
+        return scipy.sparse.csr_matrix((data, self.indices, self.indptr), shape=(self.n_users, self.n_movies))
+
+
+def seen_matrix(users: np.ndarray, movies: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR ``(indptr, indices)`` of the movies each user has rated, indices sorted per user."""
+    n_movies = int(np.max(movies)) + 1 if len(movies) else 0
+    matrix = UserItems.from_pairs(users, movies, n_users, n_movies)
+    return matrix.indptr, matrix.indices

@@ -1,0 +1,92 @@
+"""Ranking quality against held-out ratings: precision, recall, NDCG and hit rate at k, coverage.
+
+The protocol: a held-out rating at or above a threshold (4.0 stars) makes that
+movie relevant to that user; only users with at least one relevant movie are
+scored; the movies a user rated in training are never recommended (the rankers
+mask them), so a ranker cannot score by repeating what the user already has.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recsys_assets.core.ranking.interactions import UserItems
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The relevant movies of each user (CSR rows) and the users that have any."""
+
+    relevant: UserItems
+    users: np.ndarray  # sorted user indices with at least one relevant movie
+
+    @classmethod
+    def from_ratings(cls, users, movies, ratings, n_users: int, n_movies: int, threshold: float = 4.0) -> "HeldOut":
+        keep = np.asarray(ratings, dtype=np.float64) >= threshold
+        matrix = UserItems.from_pairs(np.asarray(users)[keep], np.asarray(movies)[keep], n_users, n_movies)
+        return cls(matrix, np.flatnonzero(matrix.counts()))
+
+    @classmethod
+    def from_sets(cls, relevant: dict[int, set], n_users: int, n_movies: int) -> "HeldOut":
+        pairs = [(u, m) for u, movies in relevant.items() for m in movies]
+        users = np.array([p[0] for p in pairs], dtype=np.int64)
+        movies = np.array([p[1] for p in pairs], dtype=np.int64)
+        return cls.from_ratings(users, movies, np.full(len(pairs), 5.0), n_users, n_movies)
+
+
+@dataclass
+class RankingScores:
+    """Mean metrics over the evaluated users, and each user's NDCG (for paired comparisons)."""
+
+    metrics: dict[str, float]
+    ndcg_per_user: np.ndarray = field(repr=False)
+
+
+def ranking_metrics(
+    recommended: np.ndarray,
+    users: np.ndarray,
+    held: HeldOut,
+    k: int,
+    movie_counts: np.ndarray | None = None,
+) -> RankingScores:
+    """Metrics at ``k`` of ``recommended[i]`` (movie indices, best first) for ``users[i]``.
+
+    Rows of users with nothing relevant are skipped. ``coverage`` is the share of
+    the catalogue recommended to anyone; with ``movie_counts`` (training ratings
+    per movie) ``median_rating_count`` says how mainstream the recommendations are.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    recommended = np.asarray(recommended, dtype=np.int64)[:, :k]
+    n_movies = held.relevant.n_movies
+    n_relevant = held.relevant.counts()[users]
+    scored = n_relevant > 0
+    rec, n_rel = recommended[scored], n_relevant[scored]
+    keys = np.sort(np.repeat(np.arange(held.relevant.n_users, dtype=np.int64), held.relevant.counts()) * n_movies
+                   + held.relevant.indices)
+    wanted = (users[scored][:, None] * n_movies + rec).ravel()
+    pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
+    hits = (keys[pos] == wanted).reshape(rec.shape) if len(keys) else np.zeros(rec.shape, bool)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1] if len(n_rel) else np.empty(0)
+    ndcg = (hits * discounts[: rec.shape[1]]).sum(axis=1) / ideal if len(n_rel) else np.empty(0)
+    n_hit = hits.sum(axis=1)
+    mean = lambda a: float(np.mean(a)) if len(a) else 0.0  # noqa: E731
+    metrics = {
+        f"ndcg_at_{k}": mean(ndcg),
+        f"precision_at_{k}": mean(n_hit / k),
+        f"recall_at_{k}": mean(n_hit / np.maximum(n_rel, 1)),
+        f"hit_rate_at_{k}": mean(n_hit > 0),
+        "coverage": len(np.unique(recommended)) / max(n_movies, 1),
+        "users_evaluated": int(scored.sum()),
+    }
+    if movie_counts is not None and recommended.size:
+        metrics["median_rating_count"] = float(np.median(np.asarray(movie_counts)[recommended]))
+    return RankingScores(metrics, ndcg)
+
+
+def paired_gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of ``a - b`` over the same users and its standard error (the noise of the comparison)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else 0.0, float("inf")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))

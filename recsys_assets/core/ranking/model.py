@@ -1,0 +1,142 @@
+"""``RankingModel``: the published ranking model and its file, ``ranking_model.pth``.
+
+Like ``recommendation_model.pth`` it is a ``torch.save`` dictionary of tensors,
+numbers, strings and dicts only, read with ``torch.load(..., weights_only=True)``
+(no pickle of arbitrary objects), and checked on load: shapes, id order, index
+ranges and finite factors, with one clear error naming what is wrong. Keys:
+
+``format_version``, ``architecture`` (``"ials"``), ``user_factors``,
+``item_factors``, ``user_ids``/``movie_ids`` (sorted raw ids; position = index),
+``seen_indptr``/``seen_indices``/``seen_ratings`` (what each user rated: the
+movies never recommended back, and the input of fold-in and explanations),
+``params``, ``metrics``, ``trained_on`` and ``info``; and ``eval_user_factors``/
+``eval_item_factors``, the held-out fit (training split only) that the reported
+metrics come from, so the evaluation asset scores exactly what the check saw.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys_assets.core.artifact import ModelFileError
+from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
+from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.storage import atomic_path
+
+FORMAT_VERSION = 1
+ARCHITECTURE = "ials"
+_REQUIRED = ("user_factors", "item_factors", "user_ids", "movie_ids", "seen_indptr", "seen_indices", "seen_ratings", "params")
+
+
+@dataclass
+class RankingModel:
+    """iALS factors addressed by raw ids, with what every user rated."""
+
+    user_factors: np.ndarray  # (users, k) float32
+    item_factors: np.ndarray  # (movies, k) float32
+    users: IdMapping
+    movies: IdMapping
+    seen: UserItems  # ratings the factors were fitted on
+    params: IALSParams
+    metrics: dict = field(default_factory=dict)
+    trained_on: str = "train+val"
+    info: dict = field(default_factory=dict)
+    evaluation: tuple[np.ndarray, np.ndarray] | None = None  # (user, item) factors of the held-out fit
+
+    def scores(self, user_index: int) -> np.ndarray:
+        return self.item_factors @ self.user_factors[user_index]
+
+    def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
+        """The factors of a user the model never saw, from their ratings (one least-squares solve)."""
+        one = UserItems.from_pairs(np.zeros(len(movie_indices), dtype=np.int64), movie_indices, 1,
+                                   len(self.movies), ratings)
+        return solve_users(self.item_factors, one, self.params)[0], one
+
+    def explain(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None):
+        """``(because, share)``: the rated movie behind each recommendation and its share of the score."""
+        return explain(self.item_factors, self.seen if seen is None else seen, self.params, users, recommended)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the file atomically (temp file, then rename)."""
+        def tensor(array, dtype):  # a copy: ids may be read-only views
+            return torch.from_numpy(np.array(array, dtype=dtype, copy=True))
+
+        payload = {
+            "format_version": FORMAT_VERSION,
+            "architecture": ARCHITECTURE,
+            "user_factors": tensor(self.user_factors, np.float32),
+            "item_factors": tensor(self.item_factors, np.float32),
+            "user_ids": tensor(self.users.ids, np.int64),
+            "movie_ids": tensor(self.movies.ids, np.int64),
+            "seen_indptr": tensor(self.seen.indptr, np.int64),
+            "seen_indices": tensor(self.seen.indices, np.int32),
+            "seen_ratings": tensor(self.seen.values, np.float32),
+            "params": self.params.to_dict(),
+            "metrics": {k: float(v) for k, v in self.metrics.items()},
+            "trained_on": self.trained_on,
+            "info": dict(self.info),
+        }
+        if self.evaluation is not None:
+            payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
+            payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RankingModel":
+        """Read and validate a ranking model file; any defect raises :class:`ModelFileError`."""
+        path = Path(path)
+        if not path.exists():
+            raise ModelFileError(f"ranking model file not found: {path}; materialize ranking_model first")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("architecture") != ARCHITECTURE or any(k not in payload for k in _REQUIRED):
+            raise ModelFileError(f"{path} is not a recsys_assets ranking model file (expected keys {', '.join(_REQUIRED)})")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"{path} has ranking file format {payload.get('format_version')!r}; this version reads {FORMAT_VERSION}")
+        try:
+            return cls._from_payload(payload)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelFileError(f"{path} is damaged: {exc}") from exc
+
+    @classmethod
+    def _from_payload(cls, payload: dict) -> "RankingModel":
+        arrays = {k: payload[k].numpy() for k in _REQUIRED if k != "params"}
+        P, Q = arrays["user_factors"], arrays["item_factors"]
+        user_ids, movie_ids = arrays["user_ids"], arrays["movie_ids"]
+        if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+            raise ValueError(f"factor shapes {P.shape} and {Q.shape} do not match")
+        if len(user_ids) != len(P) or len(movie_ids) != len(Q):
+            raise ValueError(f"{len(user_ids)} user ids for {len(P)} user rows, {len(movie_ids)} movie ids for {len(Q)} movie rows")
+        for name, ids in (("user", user_ids), ("movie", movie_ids)):
+            if len(ids) > 1 and not (np.diff(ids) > 0).all():
+                raise ValueError(f"{name} ids are not sorted and unique")
+        if not (np.isfinite(P).all() and np.isfinite(Q).all()):
+            raise ValueError("factors hold NaN or infinite values")
+        indptr, indices, ratings = arrays["seen_indptr"], arrays["seen_indices"], arrays["seen_ratings"]
+        if len(indptr) != len(P) + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(indices):
+            raise ValueError("the seen-movie index does not fit the users")
+        if len(ratings) != len(indices) or not np.isfinite(ratings).all():
+            raise ValueError("the seen ratings do not fit the seen-movie index")
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(Q)):
+            raise ValueError("the seen-movie index names movies the model does not have")
+        params = IALSParams(**{k: payload["params"][k] for k in IALSParams.__dataclass_fields__ if k in payload["params"]})
+        if params.factors != P.shape[1]:
+            raise ValueError(f"params say {params.factors} factors, the arrays hold {P.shape[1]}")
+        evaluation = None
+        if "eval_user_factors" in payload:
+            eP, eQ = payload["eval_user_factors"].numpy(), payload["eval_item_factors"].numpy()
+            if eP.shape != P.shape or eQ.shape != Q.shape or not (np.isfinite(eP).all() and np.isfinite(eQ).all()):
+                raise ValueError("the held-out fit's factors do not match the model or are not finite")
+            evaluation = (eP, eQ)
+        return cls(P, Q, IdMapping(user_ids), IdMapping(movie_ids), UserItems(indptr, indices, ratings, len(Q)), params,
+                   dict(payload.get("metrics", {})), str(payload.get("trained_on", "")), dict(payload.get("info", {})),
+                   evaluation)

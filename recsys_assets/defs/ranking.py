@@ -1,0 +1,142 @@
+"""The ranking model asset: iALS fitted on the splits, checked against most-popular, then published."""
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from recsys_assets.core.dataset import mappings_from_table
+from recsys_assets.core.ranking.ials import IALSParams, ials_device
+from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+from recsys_assets.core.storage import exclusive_lock
+from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.resources import DeviceResource, RecsysStorage
+
+OWNERS = ["team:recsys"]
+_DEFAULTS = IALSParams()
+
+
+class RankingConfig(dg.Config):
+    """Settings of the ranking model (implicit-feedback ALS) and of its publishing rule.
+
+    The defaults were chosen on inner splits of the training split of ml-latest-small
+    (benchmarks/tune_ranking.py), never on the reported validation figures.
+    """
+
+    factors: int = Field(default=_DEFAULTS.factors, description="Size of the user and movie factors.")
+    regularization: float = Field(default=_DEFAULTS.regularization, description="L2 penalty on every factor (ALS's lambda).")
+    alpha: float = Field(
+        default=_DEFAULTS.alpha,
+        description="Weight of a rated movie: confidence = 1 + alpha * 5 * (rating / 5) ** confidence_exponent; unrated movies weigh 1.",
+    )
+    confidence_exponent: float = Field(
+        default=_DEFAULTS.confidence_exponent,
+        description="How much more a high rating counts than a low one (1: in proportion to the stars).",
+    )
+    iterations: int = Field(default=_DEFAULTS.iterations, description="ALS sweeps (users, then movies).")
+    seed: int = Field(default=_DEFAULTS.seed, description="Seed of the initial factors.")
+    relevance_threshold: float = Field(default=4.0, description="A validation rating at or above this makes the movie relevant.")
+    noise_z: float = Field(
+        default=2.0,
+        description="Losing to most-popular by more than this many standard errors of the per-user NDCG gap blocks publishing.",
+    )
+
+    def params(self) -> IALSParams:
+        return IALSParams(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+                          confidence_exponent=self.confidence_exponent, iterations=self.iterations, seed=self.seed)
+
+
+RANKING_CHECKS = [
+    dg.AssetCheckSpec("factors_finite", asset="ranking_model", blocking=True, description="Every factor is finite."),
+    dg.AssetCheckSpec(
+        "beats_most_popular", asset="ranking_model", blocking=True,
+        description="NDCG@10 on the validation split beats a most-popular list. Losing within noise warns; "
+        "losing by more than noise fails and the model is not published.",
+    ),
+]
+
+
+def _ratings(frame: pd.DataFrame, users, movies) -> Ratings:
+    return Ratings(users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32))
+
+
+@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=RANKING_CHECKS, pool="recsys_training",
+          op_tags=TRAINING_OP_TAGS)
+def ranking_model(
+    context: dg.AssetExecutionContext,
+    config: RankingConfig,
+    storage: RecsysStorage,
+    device: DeviceResource,
+    user_movie_mappings: pd.DataFrame,
+    train_ratings: pd.DataFrame,
+    val_ratings: pd.DataFrame,
+) -> dg.MaterializeResult:
+    """The ranking model that orders recommendations, saved as ranking_model.pth in the data folder.
+
+    Implicit-feedback ALS (iALS): every rated movie is a positive weighted by its rating,
+    every other movie a weak negative, so the factors learn what a user will watch and like
+    rather than how many stars they give. It is fitted on the training split and scored on
+    the validation split beside a most-popular list (these are the reported figures and
+    the publishing rule's evidence), then fitted again on training + validation with the
+    same settings: the published file uses every rating the pipeline saw. Loads with
+    torch.load(..., weights_only=True).
+    """
+    params = config.params()  # invalid settings fail here, before any work
+    if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
+        raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
+    fit_device, note = ials_device(device.torch_device(), explicit=device.device.strip().lower() != "auto")
+    if note:
+        context.log.info(note)
+    users, movies = mappings_from_table(user_movie_mappings)
+    train, val = _ratings(train_ratings, users, movies), _ratings(val_ratings, users, movies)
+    context.log.info(f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
+                     f"{len(users):,} users, {len(movies):,} movies; {params}")
+    started = time.perf_counter()
+    with exclusive_lock(storage.lock_dir / "ranking_model.lock", "ranking_model"):
+        result = train_ranking_model(train, val, len(users), len(movies), params, device=fit_device,
+                                     threshold=config.relevance_threshold, noise_z=config.noise_z, log=context.log.info)
+        comparison = result.comparison
+        finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
+        publish = finite and not comparison.loses_beyond_noise
+        model = RankingModel(
+            result.published_model.user_factors, result.published_model.item_factors, users, movies,
+            result.published_seen, params, metrics=result.metrics, trained_on="train+val",
+            info={"device": str(fit_device), "relevance_threshold": config.relevance_threshold,
+                  "evaluated_on": "a fit on train_ratings, scored on val_ratings"},
+            evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
+        )
+        target = storage.RANKING_MODEL if publish else storage.REJECTED_RANKING_MODEL
+        store = storage.store
+        with store.write(target) as tmp:
+            model.save(tmp)
+    verdict = comparison.describe()
+    if not publish:
+        context.log.error(f"ranking model not published ({'non-finite factors' if not finite else verdict}); saved to "
+                          f"{store.url(target)} for inspection, the previous ranking model is unchanged")
+    else:
+        context.log.info(f"published {store.url(target)}: {verdict}")
+    beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
+    checks = [
+        dg.AssetCheckResult(check_name="factors_finite", passed=finite, severity=dg.AssetCheckSeverity.ERROR,
+                            description="all factors finite" if finite else "NaN or infinite factors"),
+        dg.AssetCheckResult(
+            check_name="beats_most_popular", passed=comparison.beats, severity=beats_severity, description=verdict,
+            metadata={"ndcg_at_10": round(comparison.ndcg, 4), "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
+                      "gap": round(comparison.gap, 4), "gap_standard_error": round(comparison.standard_error, 4)},
+        ),
+    ]
+    metrics = result.metrics
+    metadata = {
+        "published": dg.MetadataValue.bool(publish),
+        "path": dg.MetadataValue.path(store.url(target)),
+        "device": dg.MetadataValue.text(str(fit_device)),
+        "trained_on": dg.MetadataValue.text(f"train + val ({len(train) + len(val):,} ratings)"),
+        "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
+        "file_size_bytes": dg.MetadataValue.int(store.size(target)),
+        **{f"config_{name}": value for name, value in params.to_dict().items()},
+        **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
+    }
+    return dg.MaterializeResult(check_results=checks, metadata=metadata)
