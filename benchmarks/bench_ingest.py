@@ -36,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "output"
+GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
 VARIANTS = {
     "pyarrow": "pyarrow.csv.read_csv(path)",
     "default": "chunk 250, interval 50,000, checkpointed (document defaults)",
@@ -61,7 +62,7 @@ def size_label(n: int) -> str:
 
 
 def export_path(n: int) -> Path:
-    return OUTPUT / f"ratings_{size_label(n)}_u{N_USERS}_m{N_MOVIES}_s{SEED}.csv"
+    return OUTPUT / f"ratings_{size_label(n)}_u{N_USERS}_m{N_MOVIES}_s{SEED}_g{GENERATOR_VERSION}.csv"
 
 
 def peak_rss_mb() -> float:

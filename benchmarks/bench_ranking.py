@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
 OUT = ROOT / "benchmarks" / "output"
+GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
 N_USERS, N_MOVIES, SEED = 162_000, 59_000, 20240501  # the 25M export bench_ingest.py and bench_scale.py cache
 METRICS = ["ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "median_rating_count"]
 
@@ -238,7 +239,7 @@ def part_outside(frame, seeds) -> list[dict]:
 
 # ---- part 3 ---------------------------------------------------------------------------------------
 def export_25m() -> Path:
-    path = OUT / f"ratings_25M_u{N_USERS}_m{N_MOVIES}_s{SEED}.csv"
+    path = OUT / f"ratings_25M_u{N_USERS}_m{N_MOVIES}_s{SEED}_g{GENERATOR_VERSION}.csv"
     if not path.exists():
         from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
@@ -248,31 +249,42 @@ def export_25m() -> Path:
 
 
 def scale_child(path: str, device: str) -> dict:
-    """In a subprocess: read the export, split it, fit + evaluate + refit, top-10 with reasons for every user."""
-    import pyarrow.csv as pv
+    """In a subprocess: read the export, split it, choose + fit + evaluate + refit, top-10 with reasons for every user.
 
-    from recsys_assets.core.dataset import IdMapping, split_ratings
+    The split is ``train_test_split(test_size=0.2, random_state=42)`` over row positions, which assigns the
+    same rows as the ``rating_splits`` asset's split of the table, without holding a DataFrame."""
+    import pyarrow.csv as pv
+    from sklearn.model_selection import train_test_split
+
+    from recsys_assets.core.dataset import IdMapping
+    from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import Ratings, train_ranking_model
     from recsys_assets.core.recommender import Recommender
 
     phases = {}
     started = time.perf_counter()
-    table = pv.read_csv(path).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
-    users, movies = IdMapping.fit(table["user_id"]), IdMapping.fit(table["movie_id"])
-    train, val = split_ratings(table)
+    table = pv.read_csv(path, convert_options=pv.ConvertOptions(include_columns=["userId", "movieId", "rating"]))
+    raw_users, raw_movies = table["userId"].to_numpy(), table["movieId"].to_numpy()
+    ratings = table["rating"].to_numpy().astype(np.float32)
     del table
-
-    def arrays(f):
-        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
-
-    train, val = arrays(train), arrays(val)
+    users, movies = IdMapping.fit(raw_users), IdMapping.fit(raw_movies)
+    u, m = users.encode(raw_users).astype(np.int32), movies.encode(raw_movies).astype(np.int32)
+    del raw_users, raw_movies
+    train_idx, val_idx = train_test_split(np.arange(len(ratings)), test_size=0.2, random_state=42)
+    train = Ratings(u[train_idx], m[train_idx], ratings[train_idx])
+    val = Ratings(u[val_idx], m[val_idx], ratings[val_idx])
+    del u, m, ratings, train_idx, val_idx
     phases["read + split"] = time.perf_counter() - started
+    messages = []
     t = time.perf_counter()
-    result = train_ranking_model(train, val, len(users), len(movies), device=device)
+    result = train_ranking_model(train, val, len(users), len(movies), device=device, factors=FACTORS,
+                                 regularization=REGULARIZATION, log=messages.append)
+    selection_seconds = sum(c["fit_seconds"] for c in result.selection.candidates)
+    phases["choosing the capacity on an inner split"] = selection_seconds
     phases["held-out fit"] = result.evaluation_model.fit_seconds
     phases["evaluation (top-10 for the validation users, most popular)"] = (
-        time.perf_counter() - t - result.evaluation_model.fit_seconds - result.published_model.fit_seconds)
+        time.perf_counter() - t - result.evaluation_model.fit_seconds - result.published_model.fit_seconds - selection_seconds)
     phases["published fit (train + val)"] = result.published_model.fit_seconds
     model = RankingModel(result.published_model.user_factors, result.published_model.item_factors, users, movies,
                          result.published_seen, result.published_model.params)
@@ -283,6 +295,7 @@ def scale_child(path: str, device: str) -> dict:
     frame = rec.recommend_many(users.ids, k=10)
     phases["top-10 with reasons for every user"] = time.perf_counter() - t
     return {"phases": phases, "fit_and_top10_seconds": sum(v for k, v in phases.items() if k != "read + split"),
+            "chosen": {"factors": result.selection.params.factors, "regularization": result.selection.params.regularization},
             "ndcg_at_10": result.comparison.ndcg, "popular_ndcg_at_10": result.comparison.baseline_ndcg,
             "rows": len(frame), "users": len(users), "movies": len(movies), "device": device,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -313,7 +326,7 @@ def report(protocol, outside, scale, meta) -> tuple[str, str]:
             ndcg = f"**{r['ndcg_at_10']:.3f}**" if r["ndcg_at_10"] == best else f"{r['ndcg_at_10']:.3f}"
             table.append(f"| {r['ranker']} | {ndcg} | {r['precision_at_10']:.3f} | {r['recall_at_10']:.3f} | "
                          f"{r['hit_rate_at_10']:.3f} | {r['coverage']:.3f} | {r['median_rating_count']:.0f} | {r['fit_seconds']:.1f} |")
-        lines += ["## The protocol (80/20, `random_state=42`, relevant = rating >= 4, training movies excluded)", "", *table, ""]
+        lines += ["### The protocol (80/20, `random_state=42`, relevant = rating >= 4, training movies excluded)", "", *table, ""]
         readme += table + [""]
     if outside:
         table = ["| outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | most popular | vs iALS | vs most popular | chain s |",
@@ -321,7 +334,7 @@ def report(protocol, outside, scale, meta) -> tuple[str, str]:
         for r in outside:
             table.append(f"| {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | {r['most_popular']:.4f} | "
                          f"**{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {r['chain_seconds']:.0f} |")
-        lines += ["## Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)", "", *table, ""]
+        lines += ["### Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)", "", *table, ""]
         readme += ["Held out from the pipeline entirely (it is given 80% of ml-latest-small as its export and its published",
                    "`user_recommendations` are scored on the 20% it never saw; NDCG@10):", "", *table, ""]
     if scale:
@@ -330,24 +343,11 @@ def report(protocol, outside, scale, meta) -> tuple[str, str]:
                 f"fit, evaluation and top-10 with reasons for every user in **{scale['fit_and_top10_seconds'] / 60:.1f} min** "
                 f"with a peak of **{scale['peak_rss_mb'] / 1024:.1f} GB** ({phases}); NDCG@10 {scale['ndcg_at_10']:.3f} "
                 f"against most popular {scale['popular_ndcg_at_10']:.3f} on its validation split.")
-        lines += ["## Scale", "", text, ""]
+        lines += ["### Scale", "", text, ""]
         readme += [text, ""]
     readme.append(f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; no GPU was at hand for the CUDA path.)"
                   if not meta.get("gpu") else f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}, {meta['gpu']}.)")
     return "\n".join(lines) + "\n", "\n".join(readme)
-
-
-def replace_readme_block(text: str, name: str = "bench_ranking") -> None:
-    readme = ROOT / "README.md"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    content = readme.read_text()
-    if start not in content or end not in content:
-        print(f"README.md has no {start} ... {end} block; not updated")
-        return
-    head, rest = content.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-    print("README.md updated")
 
 
 def main():
@@ -380,7 +380,10 @@ def main():
     (OUT / "ranking.json").write_text(json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1))
     print(full)
     if not args.no_readme and protocol and outside and scale:
-        replace_readme_block(readme)
+        from benchmarks.readme_blocks import replace_block
+
+        replace_block("bench_ranking", readme)
+        replace_block("bench_ranking_full", full, readme=ROOT / "benchmarks" / "README.md")
 
 
 if __name__ == "__main__":

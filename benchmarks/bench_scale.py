@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "output"
+GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
 BIN = Path(sys.executable).parent
 N_USERS, N_MOVIES, SEED = 162_000, 59_000, 20240501  # the exports bench_ingest.py caches, shared
 CHAIN = [  # lineage order; rating_splits materializes both train_ratings and val_ratings
@@ -51,7 +52,7 @@ def parse_size(text: str) -> int:
 
 
 def export_for(n: int) -> Path:
-    path = OUT / f"ratings_{n // 1_000_000}M_u{N_USERS}_m{N_MOVIES}_s{SEED}.csv"
+    path = OUT / f"ratings_{n // 1_000_000}M_u{N_USERS}_m{N_MOVIES}_s{SEED}_g{GENERATOR_VERSION}.csv"
     if not path.exists():
         sys.path.insert(0, str(ROOT))
         from recsys_assets.core.sample_data import SampleSpec, write_sample_export

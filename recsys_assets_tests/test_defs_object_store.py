@@ -12,6 +12,7 @@ import fsspec
 import pytest
 import torch
 
+from recsys_assets import Recommender
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.definitions import ASSETS
 from recsys_assets.defs import ingest, training
@@ -45,7 +46,8 @@ def test_the_whole_chain_publishes_to_the_object_store(tiny_export, root, tmp_pa
     store = ArtifactStore(root)
     names = set(store.listdir(""))
     assert {f"tables/{t}.parquet" for t in TABLES} <= names
-    assert {"recommendation_model.pth", "training_loss.png", "rating_histogram.png"} <= names
+    assert {"recommendation_model.pth", "ranking_model.pth", "training_loss.png", "rating_histogram.png",
+            "model_evaluation.png"} <= names
     assert not [n for n in names if ".tmp" in n or n.startswith("checkpoints/")], names  # no staging keys, no stale checkpoints
     with store.read("recommendation_model.pth") as path:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -54,6 +56,9 @@ def test_the_whole_chain_publishes_to_the_object_store(tiny_export, root, tmp_pa
                     if e.asset_key == dg.AssetKey("recommendation_model"))
     assert model_md["path"].value == f"{root}/recommendation_model.pth"
     assert not (tmp_path / "work" / "recommendation_model.pth").exists()  # published to the store only
+    with store.read("recommendation_model.pth") as path, store.read("ranking_model.pth") as ranking_path:
+        rec = Recommender.load(path, ranking_path=ranking_path)
+    assert rec.ranker is not None and len(rec.recommend(int(rec.users.ids[0]), k=3)) == 3
 
 
 def test_a_load_that_died_on_one_machine_resumes_on_another(tiny_export, root, tmp_path, monkeypatch):

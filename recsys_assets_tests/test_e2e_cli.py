@@ -56,8 +56,9 @@ def test_cli_materialize_all_then_validate(tmp_path, tiny_export):
     out = _run([str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], env)
     assert "Validation successful" in out
 
+    assert (data_dir / "ranking_model.pth").exists() and (data_dir / "model_evaluation.png").exists()
     out = _run([str(BIN / "recsys"), "recommend", "--user", "1", "-k", "3", "--model", str(data_dir / "recommendation_model.pth")], env)
-    assert out.count("\n") >= 4 and "movie_id" in out
+    assert out.count("\n") >= 4 and "movie_id" in out and "because you rated" in out
 
 
 def test_cli_fails_clearly_on_a_missing_export(tmp_path):
@@ -71,7 +72,7 @@ def test_cli_fails_clearly_on_a_missing_export(tmp_path):
 
 
 def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
-    """The issue's acceptance run: all seven assets on ml-latest-small, then Recommender predicts."""
+    """The acceptance run: every asset on ml-latest-small, then Recommender predicts and ranks."""
     export = ml_small_ratings()
     data_dir = tmp_path / "data"
     env = _env(tmp_path, export, data_dir)
@@ -84,11 +85,22 @@ def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
     assert metrics["val_rmse"] < metrics["global_mean_rmse"] and metrics["val_rmse"] <= 0.855
     pred = rec.predict([1, 1], [1, 3])
     assert ((pred >= 0.5) & (pred <= 5.0)).all()
-    assert len(rec.recommend(1, k=10)) == 10
-    # ranking: the model's NDCG@10 on the validation split beats a random ranking's
+    top = rec.recommend(1, k=10)
+    assert len(top) == 10 and top.attrs["by"] == "ranking"
+    # ranking: the shipped ranker reaches the issue's bar and beats most popular by 1.5x; the rating
+    # model still beats a random ranking
     import pandas as pd
 
-    evaluation = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet").set_index("metric")
+    evaluation = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet").set_index("ranker")
+    ndcg = evaluation["ndcg_at_10"]
+    assert ndcg["ranking model (iALS)"] >= 0.29
+    assert ndcg["ranking model (iALS)"] >= 1.5 * ndcg["most popular"]
     n_movies, relevant_per_user = len(rec.movies), 5
     random_ndcg = 10 * relevant_per_user / n_movies  # generous upper estimate for a random top-10
-    assert evaluation.loc["ndcg_at_10", "model"] > random_ndcg
+    assert ndcg["rating model (MF)"] > random_ndcg
+    recs = pd.read_parquet(data_dir / "tables" / "user_recommendations.parquet")
+    assert recs["user_id"].nunique() == 610 and recs["reason"].str.startswith("because you rated").all()
+    # "Troll 2"-style picks are gone: the recommended movies are ones many people rated
+    counts = rec.ranker.seen.movie_counts()[rec.ranker.movies.encode(recs["movie_id"])]
+    assert float(pd.Series(counts).median()) >= 30
+    assert recs["movie_id"].value_counts().iloc[0] < 0.5 * 610  # no one film in every user's list

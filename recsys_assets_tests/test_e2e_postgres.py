@@ -25,7 +25,7 @@ from .conftest import REPO_ROOT, background_process, free_port
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 ASSETS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings",
-          "recommendation_model", "training_loss_plot", "user_recommendations", "model_evaluation"}
+          "recommendation_model", "training_loss_plot", "ranking_model", "user_recommendations", "model_evaluation"}
 
 
 def _pg_bindir() -> Path | None:

@@ -5,7 +5,14 @@ movie biases, a low-rank user x movie interaction and Gaussian noise), with a
 long-tailed activity per user and popularity per movie, rounds them to the
 0.5-5.0 half-star scale and stamps them with timestamps.  A model that learns
 biases and factors therefore beats the global-mean baseline clearly, as it
-does on real MovieLens data.  The same seed always gives the same file.
+does on real MovieLens data.
+
+Which movies a user rates follows taste as well as popularity, as in real
+catalogues (people mostly watch what they expect to like): a pair drawn by
+popularity is kept with probability ``sigmoid(taste_bias + taste_weight * z)``,
+``z`` the standardized user x movie affinity.  Without it (``taste_weight=0``)
+exposure would be random and no personalized ranking could beat a most-popular
+list.  The same seed always gives the same file.
 """
 
 import os
@@ -19,6 +26,7 @@ import pyarrow.csv as pacsv
 from recsys_assets.core.storage import atomic_path
 
 HEADER = ("userId", "movieId", "rating", "timestamp")
+GENERATOR_VERSION = 2  # 2: which movies a user rates follows taste (cached exports name the version)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class SampleSpec:
     n_movies: int = 4_000
     n_factors: int = 8
     noise_std: float = 0.75
+    taste_weight: float = 4.0  # how strongly affinity decides which movies a user rates (0: popularity only)
     seed: int = 42
 
 
@@ -45,16 +54,6 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
     rng = np.random.default_rng(spec.seed)
     user_weights = _long_tail_weights(rng, spec.n_users, 1.1)
     movie_weights = _long_tail_weights(rng, spec.n_movies, 1.5)
-
-    keys = np.empty(0, dtype=np.int64)
-    while keys.size < spec.n_ratings:
-        need = int((spec.n_ratings - keys.size) * 1.2) + 1_000
-        users = rng.choice(spec.n_users, size=need, p=user_weights)
-        movies = rng.choice(spec.n_movies, size=need, p=movie_weights)
-        keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
-    keys = np.sort(rng.choice(keys, size=spec.n_ratings, replace=False))
-    users, movies = np.divmod(keys, spec.n_movies)
-
     user_bias = rng.normal(0.0, 0.35, spec.n_users)
     # Popular movies are rated a little higher, as in real catalogues.
     popularity = np.log(movie_weights * spec.n_movies)
@@ -62,12 +61,32 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
     factor_std = (0.35 / spec.n_factors) ** 0.25
     user_factors = rng.normal(0.0, factor_std, (spec.n_users, spec.n_factors)).astype(np.float32)
     movie_factors = rng.normal(0.0, factor_std, (spec.n_movies, spec.n_factors)).astype(np.float32)
+    affinity_std = factor_std**2 * np.sqrt(spec.n_factors)  # std of a dot product of two factor rows
+
+    keys = np.empty(0, dtype=np.int64)
+    while keys.size < spec.n_ratings:
+        need = int((spec.n_ratings - keys.size) * 1.2) + 1_000
+        users = rng.choice(spec.n_users, size=need, p=user_weights)
+        movies = rng.choice(spec.n_movies, size=need, p=movie_weights)
+        if spec.taste_weight:
+            keep = np.empty(need, dtype=bool)
+            for start in range(0, need, 1_000_000):
+                u, m = users[start : start + 1_000_000], movies[start : start + 1_000_000]
+                z = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) / affinity_std
+                keep[start : start + 1_000_000] = rng.random(u.size) < 1.0 / (1.0 + np.exp(-spec.taste_weight * z))
+            users, movies = users[keep], movies[keep]
+        keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
+    keys = np.sort(rng.choice(keys, size=spec.n_ratings, replace=False))
+    users, movies = np.divmod(keys, spec.n_movies)
 
     ratings = np.empty(spec.n_ratings, dtype=np.float64)
     block = 1_000_000
+    # users rate what they like, so the kept pairs' mean affinity is positive: center it, to keep a 3.5 mean
+    sample = slice(0, min(spec.n_ratings, block))
+    interaction_mean = float(np.einsum("ij,ij->i", user_factors[users[sample]], movie_factors[movies[sample]]).mean())
     for start in range(0, spec.n_ratings, block):
         u, m = users[start : start + block], movies[start : start + block]
-        interaction = np.einsum("ij,ij->i", user_factors[u], movie_factors[m])
+        interaction = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) - interaction_mean
         noise = rng.normal(0.0, spec.noise_std, u.size)
         ratings[start : start + block] = 3.5 + user_bias[u] + movie_bias[m] + interaction + noise
     ratings = np.clip(np.round(ratings * 2.0) / 2.0, 0.5, 5.0)

@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.dataset import mappings_from_table
-from recsys_assets.core.ranking.ials import IALSParams, ials_device
+from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 from recsys_assets.core.storage import exclusive_lock
@@ -26,8 +26,11 @@ class RankingConfig(dg.Config):
     (benchmarks/tune_ranking.py), never on the reported validation figures.
     """
 
-    factors: int = Field(default=_DEFAULTS.factors, description="Size of the user and movie factors.")
-    regularization: float = Field(default=_DEFAULTS.regularization, description="L2 penalty on every factor (ALS's lambda).")
+    factors: list[int] = Field(
+        default=list(FACTORS), description="Size of the user and movie factors: several values are compared on an inner "
+        "split of the training data and the best is used; one value fixes it.")
+    regularization: list[float] = Field(
+        default=list(REGULARIZATION), description="L2 penalty on every factor (ALS's lambda): compared like factors.")
     alpha: float = Field(
         default=_DEFAULTS.alpha,
         description="Weight of a rated movie: confidence = 1 + alpha * 5 * (rating / 5) ** confidence_exponent; unrated movies weigh 1.",
@@ -45,7 +48,14 @@ class RankingConfig(dg.Config):
     )
 
     def params(self) -> IALSParams:
-        return IALSParams(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+        """The fixed settings (with the first candidate of each list); every candidate is validated here."""
+        if not self.factors or not self.regularization:
+            raise ValueError("factors and regularization need at least one value each")
+        for f in self.factors:
+            for r in self.regularization:
+                IALSParams(factors=f, regularization=r, alpha=self.alpha, confidence_exponent=self.confidence_exponent,
+                           iterations=self.iterations, seed=self.seed)
+        return IALSParams(factors=self.factors[0], regularization=self.regularization[0], alpha=self.alpha,
                           confidence_exponent=self.confidence_exponent, iterations=self.iterations, seed=self.seed)
 
 
@@ -57,6 +67,14 @@ RANKING_CHECKS = [
         "losing by more than noise fails and the model is not published.",
     ),
 ]
+
+
+def _candidates_table(candidates: list[dict]) -> str:
+    if not candidates:
+        return "one setting given: no comparison"
+    rows = ["| factors | regularization | NDCG@10 on the inner split | fit s |", "| ---: | ---: | ---: | ---: |"]
+    rows += [f"| {c['factors']} | {c['regularization']:g} | {c['inner_ndcg_at_10']:.4f} | {c['fit_seconds']:.1f} |" for c in candidates]
+    return "\n".join(rows)
 
 
 def _ratings(frame: pd.DataFrame, users, movies) -> Ratings:
@@ -93,12 +111,15 @@ def ranking_model(
     users, movies = mappings_from_table(user_movie_mappings)
     train, val = _ratings(train_ratings, users, movies), _ratings(val_ratings, users, movies)
     context.log.info(f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
-                     f"{len(users):,} users, {len(movies):,} movies; {params}")
+                     f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
+                     f"alpha {params.alpha:g}, confidence exponent {params.confidence_exponent:g}, {params.iterations} iterations")
     started = time.perf_counter()
     with exclusive_lock(storage.lock_dir / "ranking_model.lock", "ranking_model"):
         result = train_ranking_model(train, val, len(users), len(movies), params, device=fit_device,
-                                     threshold=config.relevance_threshold, noise_z=config.noise_z, log=context.log.info)
+                                     threshold=config.relevance_threshold, noise_z=config.noise_z, factors=config.factors,
+                                     regularization=config.regularization, log=context.log.info)
         comparison = result.comparison
+        params = result.selection.params
         finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
         publish = finite and not comparison.loses_beyond_noise
         model = RankingModel(
@@ -137,6 +158,7 @@ def ranking_model(
         "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         "file_size_bytes": dg.MetadataValue.int(store.size(target)),
         **{f"config_{name}": value for name, value in params.to_dict().items()},
+        "candidates": dg.MetadataValue.md(_candidates_table(result.selection.candidates)),
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
     }
     return dg.MaterializeResult(check_results=checks, metadata=metadata)
