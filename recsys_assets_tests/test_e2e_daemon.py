@@ -50,7 +50,7 @@ def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypa
             (good,) = _wait_for_runs(instance, 1, 420, log)
             assert good.status == dg.DagsterRunStatus.SUCCESS, log.read_text()[-4000:]
             checks = _check_results(instance, good.run_id)
-            assert len(checks) == 10 and all(checks.values()), checks
+            assert len(checks) == 12 and all(checks.values()), checks
             model = data / "recommendation_model.pth"
             digest = hashlib.sha256(model.read_bytes()).hexdigest()
 

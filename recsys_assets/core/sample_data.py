@@ -64,8 +64,10 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
     affinity_std = factor_std**2 * np.sqrt(spec.n_factors)  # std of a dot product of two factor rows
 
     keys = np.empty(0, dtype=np.int64)
+    kept_share = 1.0  # of the pairs drawn, the share that survives taste and de-duplication (learned per round)
     while keys.size < spec.n_ratings:
-        need = int((spec.n_ratings - keys.size) * 1.2) + 1_000
+        need = int((spec.n_ratings - keys.size) * 1.2 / kept_share) + 1_000
+        before = keys.size
         users = rng.choice(spec.n_users, size=need, p=user_weights)
         movies = rng.choice(spec.n_movies, size=need, p=movie_weights)
         if spec.taste_weight:
@@ -76,6 +78,7 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
                 keep[start : start + 1_000_000] = rng.random(u.size) < 1.0 / (1.0 + np.exp(-spec.taste_weight * z))
             users, movies = users[keep], movies[keep]
         keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
+        kept_share = max((keys.size - before) / need, 0.05)
     keys = np.sort(rng.choice(keys, size=spec.n_ratings, replace=False))
     users, movies = np.divmod(keys, spec.n_movies)
 

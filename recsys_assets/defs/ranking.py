@@ -96,11 +96,12 @@ def ranking_model(
 
     Implicit-feedback ALS (iALS): every rated movie is a positive weighted by its rating,
     every other movie a weak negative, so the factors learn what a user will watch and like
-    rather than how many stars they give. It is fitted on the training split and scored on
-    the validation split beside a most-popular list (these are the reported figures and
-    the publishing rule's evidence), then fitted again on training + validation with the
-    same settings: the published file uses every rating the pipeline saw. Loads with
-    torch.load(..., weights_only=True).
+    rather than how many stars they give. Its capacity (factors, regularization) is chosen
+    among the configured candidates on an inner split of the training split; it is then
+    fitted on the training split and scored on the validation split beside a most-popular
+    list (these are the reported figures and the publishing rule's evidence), and fitted
+    again on training + validation with the same settings: the published file uses every
+    rating the pipeline saw. Loads with torch.load(..., weights_only=True).
     """
     params = config.params()  # invalid settings fail here, before any work
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
@@ -126,7 +127,8 @@ def ranking_model(
             result.published_model.user_factors, result.published_model.item_factors, users, movies,
             result.published_seen, params, metrics=result.metrics, trained_on="train+val",
             info={"device": str(fit_device), "relevance_threshold": config.relevance_threshold,
-                  "evaluated_on": "a fit on train_ratings, scored on val_ratings"},
+                  "evaluated_on": "a fit on train_ratings, scored on val_ratings",
+                  "capacity_candidates": result.selection.candidates},
             evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
         )
         target = storage.RANKING_MODEL if publish else storage.REJECTED_RANKING_MODEL
