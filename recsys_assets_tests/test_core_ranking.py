@@ -235,3 +235,21 @@ def test_ranking_model_beats_most_popular_on_movielens_small():
     seen_keys = set((rows * len(movies) + cols).tolist())
     rec_keys = (np.repeat(np.arange(len(top.users)), 10) * len(movies) + top.movies.ravel()).tolist()
     assert not seen_keys & set(rec_keys)
+
+
+def test_capacity_is_chosen_on_an_inner_split_and_only_for_a_clear_gain():
+    from recsys_assets.core.ranking.train import select_params
+
+    users, movies, ratings = _synthetic(n_users=200, n_movies=60, per_user=20, seed=6)
+    train = Ratings(users, movies, ratings)
+    base = IALSParams(factors=8, iterations=5)
+    fixed = select_params(train, 200, 60, base, [8], [3.0])
+    assert fixed.params.regularization == 3.0 and fixed.candidates == []  # one value: no fitting
+    # a first candidate regularized to nothing loses clearly: the second replaces it
+    clear = select_params(train, 200, 60, base, [8], [1e7, 3.0])
+    assert clear.params.regularization == 3.0 and [c["chosen"] for c in clear.candidates] == [False, True]
+    # the same setting twice: no gain beyond noise, the first (the default) stays
+    tie = select_params(train, 200, 60, base, [8, 8], [3.0])
+    assert tie.candidates[0]["chosen"] and not tie.candidates[1]["chosen"]
+    # the validation split plays no part: the choice reads the training ratings only
+    assert clear.inner_users == 200

@@ -10,6 +10,7 @@
    published, so recommendations use every rating the pipeline saw.
 """
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -58,6 +59,7 @@ def select_params(
     max_users: int = 20_000,
     seed: int = 0,
     threshold: float = 4.0,
+    noise_z: float = 2.0,
     device: str | torch.device = "cpu",
     log: Callable[[str], None] = lambda message: None,
 ) -> Selection:
@@ -65,6 +67,9 @@ def select_params(
 
     At most ``max_users`` users' ratings take part (a random sample), which bounds
     the cost on large exports. One value of each fixes the setting without fitting.
+    The first combination is the default: another replaces it only when its NDCG@10
+    is higher by more than ``noise_z`` standard errors of the paired per-user gap, so
+    that a small inner split does not trade a good default for a lucky draw.
     """
     grid = [(int(f), float(r)) for f in factors for r in regularization]
     if not grid:
@@ -80,15 +85,26 @@ def select_params(
     u, m, r = train.users[keep], train.movies[keep], train.ratings[keep]
     matrix = UserItems.from_pairs(u[inner], m[inner], n_users, n_movies, r[inner])
     held = HeldOut.from_ratings(u[~inner], m[~inner], r[~inner], n_users, n_movies, threshold)
-    candidates = []
+    candidates, scores = [], []
     for f, reg in grid:
         params = replace(base, factors=f, regularization=reg)
         model = fit_ials(matrix, params, device=device)
-        ndcg = evaluate_rankers({"c": factor_ranker(model.user_factors, model.item_factors, matrix)}, matrix, held)["c"].metrics["ndcg_at_10"]
+        score = evaluate_rankers({"c": factor_ranker(model.user_factors, model.item_factors, matrix)}, matrix, held)["c"]
+        ndcg = score.metrics["ndcg_at_10"]
+        scores.append(score)
         candidates.append({"factors": f, "regularization": reg, "inner_ndcg_at_10": ndcg, "fit_seconds": model.fit_seconds})
         log(f"inner split: factors {f}, regularization {reg:g}: NDCG@10 {ndcg:.4f} ({model.fit_seconds:.1f} s)")
-    best = max(candidates, key=lambda c: c["inner_ndcg_at_10"])  # ties: the first listed
-    return Selection(replace(base, factors=best["factors"], regularization=best["regularization"]), candidates, len(users))
+    best = max(range(len(grid)), key=lambda i: candidates[i]["inner_ndcg_at_10"])  # ties: the first listed
+    if best != 0:
+        # the first candidate is the default: another replaces it only when clearly better, not by noise
+        versus = compare(scores[best], scores[0], z=noise_z)
+        if versus.gap <= noise_z * versus.standard_error:
+            log(f"factors {grid[best][0]}, regularization {grid[best][1]:g} is not better than the first candidate "
+                f"beyond noise (gap {versus.gap:+.4f} +/- {versus.standard_error:.4f}): keeping the first")
+            best = 0
+    for i, candidate in enumerate(candidates):
+        candidate["chosen"] = i == best
+    return Selection(replace(base, factors=grid[best][0], regularization=grid[best][1]), candidates, len(users))
 
 
 @dataclass
@@ -101,6 +117,7 @@ class RankingTraining:
     scores: dict[str, RankingScores]  # "ranking_model", "most_popular"
     comparison: Comparison
     selection: Selection
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -131,9 +148,20 @@ def train_ranking_model(
     ``noise_z``: how many standard errors of the paired per-user NDCG gap count as noise
     in the comparison with most-popular (:class:`Comparison`). ``factors`` and
     ``regularization`` (default: ``params``' own) are the candidates :func:`select_params` compares."""
+    clock = time.perf_counter()
+    seconds = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = now - clock
+        clock = now
+
     selection = select_params(train, n_users, n_movies, params, factors or [params.factors],
-                              regularization or [params.regularization], threshold=threshold, device=device, log=log)
+                              regularization or [params.regularization], threshold=threshold, noise_z=noise_z,
+                              device=device, log=log)
     params = selection.params
+    lap("choosing the capacity on an inner split")
     if selection.candidates:
         log(f"chose factors {params.factors}, regularization {params.regularization:g} on an inner split of "
             f"the training data ({selection.inner_users:,} users)")
@@ -144,14 +172,17 @@ def train_ranking_model(
         return lambda it, seconds: log(f"{stage}: ALS iteration {it}/{params.iterations} ({seconds:.2f} s)")
 
     held_out_fit = fit_ials(train_m, params, device=device, on_iteration=progress("held-out fit (training split)"))
+    lap("held-out fit (training split)")
     scores = evaluate_rankers(
         {"ranking_model": factor_ranker(held_out_fit.user_factors, held_out_fit.item_factors, train_m),
          "most_popular": popularity_ranker(train_m)},
         train_m, held, k,
     )
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
+    lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
     everything = train.concat(val)
     all_m = UserItems.from_pairs(everything.users, everything.movies, n_users, n_movies, everything.ratings)
     published = fit_ials(all_m, params, device=device, on_iteration=progress("published fit (training + validation)"))
-    return RankingTraining(held_out_fit, published, all_m, scores, comparison, selection)
+    lap("published fit (training + validation)")
+    return RankingTraining(held_out_fit, published, all_m, scores, comparison, selection, seconds)
