@@ -9,10 +9,13 @@ does on real MovieLens data.
 
 Which movies a user rates follows taste as well as popularity, as in real
 catalogues (people mostly watch what they expect to like): a pair drawn by
-popularity is kept with probability ``sigmoid(taste_bias + taste_weight * z)``,
-``z`` the standardized user x movie affinity.  Without it (``taste_weight=0``)
-exposure would be random and no personalized ranking could beat a most-popular
-list.  The same seed always gives the same file.
+popularity is kept with probability ``sigmoid(taste_weight * z)``, ``z`` the
+standardized user x movie affinity over the first half of the taste dimensions
+(what people choose to watch), while the rating uses all of them (how much they
+then like it).  Without it (``taste_weight=0``) exposure would be random and no
+personalized ranking could beat a most-popular list; with exposure on all the
+dimensions, ratings would hardly vary among the movies people pick.  The same
+seed always gives the same file.
 """
 
 import os
@@ -61,7 +64,10 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
     factor_std = (0.35 / spec.n_factors) ** 0.25
     user_factors = rng.normal(0.0, factor_std, (spec.n_users, spec.n_factors)).astype(np.float32)
     movie_factors = rng.normal(0.0, factor_std, (spec.n_movies, spec.n_factors)).astype(np.float32)
-    affinity_std = factor_std**2 * np.sqrt(spec.n_factors)  # std of a dot product of two factor rows
+    # what a user chooses to watch follows the first half of the taste dimensions (think genre);
+    # how much they then like it follows all of them, so ratings vary among the movies people pick
+    shown = max(spec.n_factors // 2, 1)
+    affinity_std = factor_std**2 * np.sqrt(shown)  # std of a dot product of two such half rows
 
     keys = np.empty(0, dtype=np.int64)
     kept_share = 1.0  # of the pairs drawn, the share that survives taste and de-duplication (learned per round)
@@ -74,7 +80,7 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
             keep = np.empty(need, dtype=bool)
             for start in range(0, need, 1_000_000):
                 u, m = users[start : start + 1_000_000], movies[start : start + 1_000_000]
-                z = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) / affinity_std
+                z = np.einsum("ij,ij->i", user_factors[u, :shown], movie_factors[m, :shown]) / affinity_std
                 keep[start : start + 1_000_000] = rng.random(u.size) < 1.0 / (1.0 + np.exp(-spec.taste_weight * z))
             users, movies = users[keep], movies[keep]
         keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
