@@ -34,6 +34,7 @@ CHAIN = [  # lineage order; rating_splits materializes both train_ratings and va
     ("train_ratings + val_ratings", "train_ratings,val_ratings"),
     ("recommendation_model", "recommendation_model"),
     ("training_loss_plot", "training_loss_plot"),
+    ("ranking_model", "ranking_model"),
     ("user_recommendations", "user_recommendations"),
     ("model_evaluation", "model_evaluation"),
 ]

@@ -89,6 +89,11 @@ def test_popularity_baseline_skips_seen():
     seen = UserItems.from_pairs(np.array([0, 0]), np.array([1, 3]), 2, 5)
     recs = popularity_top_n(counts, np.array([0, 1]), seen, k=2)
     assert recs.tolist() == [[2, 0], [1, 3]]
+    nearly_all = UserItems.from_pairs(np.zeros(4, int), np.array([0, 1, 2, 3]), 1, 5)
+    short = popularity_top_n(counts, np.array([0]), nearly_all, k=3)
+    assert short.tolist() == [[4, -1, -1]]  # one unseen movie left: the list is padded, not broken
+    held = HeldOut.from_sets({0: {4}}, n_users=1, n_movies=5)
+    assert ranking_metrics(short, np.array([0]), held, k=3).metrics["coverage"] == pytest.approx(1 / 5)
 
 
 def test_confidence_grows_with_the_rating():

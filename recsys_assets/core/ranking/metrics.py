@@ -66,6 +66,7 @@ def ranking_metrics(
     wanted = (users[scored][:, None] * n_movies + rec).ravel()
     pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
     hits = (keys[pos] == wanted).reshape(rec.shape) if len(keys) else np.zeros(rec.shape, bool)
+    hits &= rec >= 0  # -1 pads a list shorter than k
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1] if len(n_rel) else np.empty(0)
     ndcg = (hits * discounts[: rec.shape[1]]).sum(axis=1) / ideal if len(n_rel) else np.empty(0)
@@ -76,11 +77,11 @@ def ranking_metrics(
         f"precision_at_{k}": mean(n_hit / k),
         f"recall_at_{k}": mean(n_hit / np.maximum(n_rel, 1)),
         f"hit_rate_at_{k}": mean(n_hit > 0),
-        "coverage": len(np.unique(recommended)) / max(n_movies, 1),
+        "coverage": len(np.unique(recommended[recommended >= 0])) / max(n_movies, 1),
         "users_evaluated": int(scored.sum()),
     }
-    if movie_counts is not None and recommended.size:
-        metrics["median_rating_count"] = float(np.median(np.asarray(movie_counts)[recommended]))
+    if movie_counts is not None and (recommended >= 0).any():
+        metrics["median_rating_count"] = float(np.median(np.asarray(movie_counts)[recommended[recommended >= 0]]))
     return RankingScores(metrics, ndcg)
 
 

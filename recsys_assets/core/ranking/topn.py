@@ -62,13 +62,15 @@ def top_n(
 
 
 def popularity_top_n(counts: np.ndarray, users: np.ndarray, seen: UserItems | None, k: int) -> np.ndarray:
-    """The most-rated movies each user has not seen (the baseline every ranker must beat)."""
+    """The most-rated movies each user has not seen (the baseline every ranker must beat); a row is
+    padded with -1 when the user has seen all but fewer than ``k`` movies."""
     order = np.argsort(-np.asarray(counts), kind="stable")
     users = np.asarray(users, dtype=np.int64)
     k = min(k, len(order))
-    out = np.empty((len(users), k), dtype=np.int64)
+    out = np.full((len(users), k), -1, dtype=np.int64)
     for row, u in enumerate(users.tolist()):
         seen_u = seen.row(u) if seen is not None else np.empty(0, dtype=np.int32)
         picks = order[: k + len(seen_u)]
-        out[row] = picks[~np.isin(picks, seen_u)][:k]
+        picks = picks[~np.isin(picks, seen_u)][:k]
+        out[row, : len(picks)] = picks
     return out
