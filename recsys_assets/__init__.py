@@ -22,6 +22,9 @@ _EXPORTS = {
     "ExportError": "recsys_assets.core.loader",
     "MovieDataLoader": "recsys_assets.core.loader",
     "Recommender": "recsys_assets.core.recommender",
+    "IALSParams": "recsys_assets.core.ranking.ials",
+    "RankingModel": "recsys_assets.core.ranking.model",
+    "train_ranking_model": "recsys_assets.core.ranking.train",
     "TrainConfig": "recsys_assets.core.training",
     "train_model": "recsys_assets.core.training",
 }
