@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.artifact import ModelFileError, load_model_file
+from recsys_assets.core.artifact import load_model_file
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
@@ -328,5 +328,3 @@ class Recommender:
             return np.empty(0, dtype=np.int64)
         return self.seen_matrix.row(user_index)
 
-
-__all__ = ["Recommender", "ModelFileError"]

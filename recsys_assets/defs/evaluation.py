@@ -166,5 +166,6 @@ def model_evaluation(
         encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()
     metadata["chart"] = dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})")
     metadata["chart_path"] = dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT))
-    context.log.info("NDCG@%d: %s" % (k, ", ".join(f"{row.ranker} {getattr(row, f'ndcg_at_{k}'):.4f}" for row in frame.itertuples())))
+    summary = ", ".join(f"{row.ranker} {getattr(row, f'ndcg_at_{k}'):.4f}" for row in frame.itertuples())
+    context.log.info(f"NDCG@{k}: {summary}")
     return dg.Output(frame, metadata=metadata)

@@ -9,10 +9,28 @@
     train.py         held-out fit + scores, then the published fit on everything
 """
 
-from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker, popularity_ranker
-from recsys_assets.core.ranking.ials import IALSModel, IALSParams, confidence, explain, fit_ials, solve_users
+from recsys_assets.core.ranking.evaluate import (
+    Comparison,
+    compare,
+    evaluate_rankers,
+    factor_ranker,
+    popularity_ranker,
+)
+from recsys_assets.core.ranking.ials import (
+    IALSModel,
+    IALSParams,
+    confidence,
+    explain,
+    fit_ials,
+    solve_users,
+)
 from recsys_assets.core.ranking.interactions import UserItems, seen_matrix
-from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, paired_gap, ranking_metrics
+from recsys_assets.core.ranking.metrics import (
+    HeldOut,
+    RankingScores,
+    paired_gap,
+    ranking_metrics,
+)
 from recsys_assets.core.ranking.topn import TopN, popularity_top_n, top_n
 
 __all__ = [

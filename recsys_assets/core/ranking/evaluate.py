@@ -11,7 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, paired_gap, ranking_metrics
+from recsys_assets.core.ranking.metrics import (
+    HeldOut,
+    RankingScores,
+    paired_gap,
+    ranking_metrics,
+)
 from recsys_assets.core.ranking.topn import popularity_top_n, top_n
 
 Ranker = Callable[[np.ndarray, int], np.ndarray]

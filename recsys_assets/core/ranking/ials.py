@@ -34,7 +34,6 @@ import torch
 
 from recsys_assets.core.ranking.interactions import UserItems
 
-
 # The candidates the ranking_model asset compares on an inner split of each export's training data:
 # the best capacity differs by data set (128 factors on MovieLens, 16 on the project's synthetic sample).
 FACTORS = (128, 32, 16)
@@ -173,8 +172,8 @@ def _implicit_model(params: IALSParams, device: torch.device):
         from implicit.gpu.als import AlternatingLeastSquares
     else:
         from implicit.cpu.als import AlternatingLeastSquares
-    kwargs = dict(factors=params.factors, regularization=params.regularization, alpha=1.0,
-                  iterations=params.iterations, random_state=params.seed)
+    kwargs = {"factors": params.factors, "regularization": params.regularization, "alpha": 1.0,
+              "iterations": params.iterations, "random_state": params.seed}
     if device.type != "cuda":
         kwargs["num_threads"] = cpu_threads()
     # imported first, so that the limit reaches every BLAS library implicit loads; it warns at

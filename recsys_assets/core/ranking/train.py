@@ -17,7 +17,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker, popularity_ranker
+from recsys_assets.core.ranking.evaluate import (
+    Comparison,
+    compare,
+    evaluate_rankers,
+    factor_ranker,
+    popularity_ranker,
+)
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import HeldOut, RankingScores
