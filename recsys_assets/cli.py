@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ValueError) as exc:
         print(f"recsys: error: {exc}", file=sys.stderr)
         return 2
+    except OverflowError:  # an id beyond int64: no export can hold it
+        print("recsys: error: an id is out of range (ids are 64-bit integers)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -219,3 +219,5 @@ def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
     assert "either --user" in capsys.readouterr().err
     assert main(["similar", "--movie", "100", "-k", "2", "--model", str(path)]) == 0
     assert "movies like 100" in capsys.readouterr().out
+    assert main(["recommend", "--user", str(2**70), "--model", str(path)]) == 2  # no traceback
+    assert "out of range" in capsys.readouterr().err
