@@ -82,11 +82,7 @@ def protocol_split(frame, seed=42):
 
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame, test_size=0.2, random_state=seed)
-
-    def arrays(f):
-        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
-
-    return arrays(train), arrays(val), len(users), len(movies)
+    return Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies), len(users), len(movies)
 
 
 def rating_model(train, val, n_users, n_movies):

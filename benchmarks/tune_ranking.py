@@ -44,11 +44,7 @@ def load_protocol_split():
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings
     users, movies = build_mappings(ratings)
     train, val = split_ratings(ratings)
-
-    def arrays(frame):
-        return Ratings(users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32))
-
-    return arrays(train), arrays(val), len(users), len(movies), (train, users, movies)
+    return Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies), len(users), len(movies), (train, users, movies)
 
 
 def inner_ndcg(train, val, n_users, n_movies, params) -> float:
@@ -76,8 +72,7 @@ def main():
     inner = []
     for seed in [int(s) for s in args.inner_seeds.split(",")]:
         a, b = split_ratings(train_frame, test_size=0.2, random_state=seed)
-        inner.append(tuple(Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
-                           for f in (a, b)))
+        inner.append((Ratings.from_frame(a, users, movies), Ratings.from_frame(b, users, movies)))
     grid = QUICK if args.quick else GRID
     rows = []
     for values in itertools.product(*grid.values()):

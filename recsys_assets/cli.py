@@ -31,26 +31,13 @@ def _load_model(location: str, ranking_location: str | None = None):
     """The rating model by path or fsspec URL (s3://..., file://...), with the ranking model
     (``ranking_location``, default ``ranking_model.pth`` beside it, when that exists)."""
     from recsys_assets.core.artifact_store import ArtifactStore
-    from recsys_assets.core.recommender import RANKING_FILE, Recommender
+    from recsys_assets.core.recommender import Recommender
 
     folder, _, name = location.rpartition("/")
-    store = ArtifactStore(folder or ".")
-    if not store.exists(name):
-        raise ModelFileError(f"model file not found: {store.url(name)}; materialize recommendation_model first")
     if ranking_location is None:
-        ranking_store, ranking_name = store, RANKING_FILE
-        if not store.exists(RANKING_FILE):
-            with store.read(name) as path:
-                rec = Recommender.load(path)
-                rec.ranker = None
-                return rec
-    else:
-        ranking_folder, _, ranking_name = ranking_location.rpartition("/")
-        ranking_store = ArtifactStore(ranking_folder or ".")
-        if not ranking_store.exists(ranking_name):
-            raise ModelFileError(f"ranking model file not found: {ranking_store.url(ranking_name)}")
-    with store.read(name) as path, ranking_store.read(ranking_name) as ranking_path:
-        return Recommender.load(path, ranking_path=ranking_path)
+        return Recommender.from_store(ArtifactStore(folder or "."), name)
+    ranking_folder, _, ranking_name = ranking_location.rpartition("/")
+    return Recommender.from_store(ArtifactStore(folder or "."), name, ArtifactStore(ranking_folder or "."), ranking_name)
 
 
 def _sample(args) -> int:

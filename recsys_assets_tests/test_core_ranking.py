@@ -225,11 +225,8 @@ def test_ranking_model_beats_most_popular_on_movielens_small():
     frame = pd.read_csv(ml_small_ratings()).rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame)
-
-    def arrays(f):
-        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
-
-    result = train_ranking_model(arrays(train), arrays(val), len(users), len(movies))
+    result = train_ranking_model(Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies),
+                                 len(users), len(movies))
     ndcg = result.comparison.ndcg
     assert ndcg >= 1.5 * result.comparison.baseline_ndcg, result.comparison.describe()
     assert ndcg >= 0.29

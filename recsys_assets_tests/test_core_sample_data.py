@@ -1,6 +1,5 @@
 import re
 
-import numpy as np
 
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
@@ -15,11 +14,8 @@ def _ranking_on(spec):
     frame = generate_ratings(spec).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame)
-
-    def arrays(f):
-        return Ratings(users.encode(f["user_id"]), movies.encode(f["movie_id"]), f["rating"].to_numpy(np.float32))
-
-    return frame, train_ranking_model(arrays(train), arrays(val), len(users), len(movies), factors=[128], regularization=[100.0])
+    return frame, train_ranking_model(Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies),
+                                      len(users), len(movies), factors=[128], regularization=[100.0])
 
 
 def test_sample_export_is_movielens_like_and_taste_decides_what_is_rated():

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.artifact import load_model_file
+from recsys_assets.core.artifact import ModelFileError, load_model_file
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.topn import top_n
 
-RANKING_FILE = "ranking_model.pth"
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 
 
@@ -66,9 +66,28 @@ class Recommender:
         self.ranker = ranker
 
     @classmethod
-    def load(cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None) -> "Recommender":
+    def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
+        """Load the rating model ``name`` from an ``ArtifactStore`` (a folder or an fsspec URL) with the
+        ranking model: ``ranking_name`` in ``ranking_store`` (default: ``store``), which must exist, or
+        else ``ranking_model.pth`` in ``store`` when it exists."""
+        if not store.exists(name):
+            raise ModelFileError(f"model file not found: {store.url(name)}; materialize recommendation_model first")
+        if ranking_name is None:
+            ranking_store, ranking_name = store, RANKING_FILE
+            if not store.exists(RANKING_FILE):
+                with store.read(name) as path:
+                    return cls.load(path, find_ranking=False)
+        ranking_store = ranking_store or store
+        if not ranking_store.exists(ranking_name):
+            raise ModelFileError(f"ranking model file not found: {ranking_store.url(ranking_name)}")
+        with store.read(name) as path, ranking_store.read(ranking_name) as ranking_path:
+            return cls.load(path, ranking_path=ranking_path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None, *,
+             find_ranking: bool = True) -> "Recommender":
         """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
-        when it exists; pass ``ranking_path`` to name another, which must then exist)."""
+        when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist)."""
         payload = load_model_file(path)
         state = payload["model_state_dict"]
         config = payload.get("config", {})
@@ -77,11 +96,11 @@ class Recommender:
         seen = None
         if "seen_indptr" in payload:
             seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, len(movies))
-        if ranking_path is None:
-            sibling = Path(path).with_name(RANKING_FILE)
-            ranker = RankingModel.load(sibling) if sibling.exists() else None
-        else:
+        if ranking_path is not None:
             ranker = RankingModel.load(ranking_path)
+        else:
+            sibling = Path(path).with_name(RANKING_FILE)
+            ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
         return cls(
             global_mean=float(state["global_mean"]),
             user_bias=state["user_bias.weight"].numpy()[:, 0].astype(np.float64),
@@ -209,7 +228,7 @@ class Recommender:
         return frame[finite.ravel()].reset_index(drop=True)
 
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
-        counts = self._popularity()
+        counts = self.popularity()
         order = np.argsort(-counts, kind="stable")[: min(k, len(counts))]
         n = len(order)
         movie_ids = np.tile(self.movies.ids[order], len(user_ids))
@@ -223,7 +242,8 @@ class Recommender:
             "fallback": "popularity",
         })
 
-    def _popularity(self) -> np.ndarray:
+    def popularity(self) -> np.ndarray:
+        """Ratings per movie (rating model's index), the order of the most-popular fallback."""
         if self.movie_counts is not None:
             return np.asarray(self.movie_counts, dtype=np.float64)
         if self.seen_matrix is not None:
@@ -252,7 +272,7 @@ class Recommender:
         known = r.movies.known(movie_ids) if r is not None else np.zeros(len(movie_ids), bool)
         ignored = movie_ids[~known].tolist()
         if r is None or not known.any():
-            counts = self._popularity()
+            counts = self.popularity()
             counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
             order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
             frame = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "movie_id": self.movies.ids[order],

@@ -40,14 +40,7 @@ class EvaluationConfig(dg.Config):
 
 def _recommender(storage: RecsysStorage) -> Recommender:
     """The published rating model with the published ranking model, when there is one."""
-    store = storage.store
-    with store.read(storage.MODEL) as path:
-        if store.exists(storage.RANKING_MODEL):
-            with store.read(storage.RANKING_MODEL) as ranking_path:
-                return Recommender.load(path, ranking_path=ranking_path)
-        rec = Recommender.load(path)
-        rec.ranker = None  # only a published ranking model counts, never a stray sibling file
-        return rec
+    return Recommender.from_store(storage.store, storage.MODEL)
 
 
 def _titles(storage: RecsysStorage) -> pd.Series | None:
@@ -88,7 +81,7 @@ def user_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     frame["reason"] = np.where(frame["because_movie_id"] >= 0, "because you rated " + label, "").astype(object)
     if titles is not None:
         frame["title"] = frame["movie_id"].map(titles).astype("string")
-    counts = rec.ranker.seen.movie_counts() if rec.ranker is not None else rec._popularity()
+    counts = rec.ranker.seen.movie_counts() if rec.ranker is not None else rec.popularity()
     mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
     rec_counts = counts[mapping.encode(frame["movie_id"], unknown=0)]
     top_share = frame["movie_id"].value_counts().iloc[0] / max(len(user_ids), 1) if len(frame) else 0.0

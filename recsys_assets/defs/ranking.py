@@ -77,10 +77,6 @@ def _candidates_table(candidates: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _ratings(frame: pd.DataFrame, users, movies) -> Ratings:
-    return Ratings(users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32))
-
-
 @dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=RANKING_CHECKS, pool="recsys_training",
           op_tags=TRAINING_OP_TAGS)
 def ranking_model(
@@ -110,7 +106,7 @@ def ranking_model(
     if note:
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)
-    train, val = _ratings(train_ratings, users, movies), _ratings(val_ratings, users, movies)
+    train, val = Ratings.from_frame(train_ratings, users, movies), Ratings.from_frame(val_ratings, users, movies)
     context.log.info(f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
                      f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
                      f"alpha {params.alpha:g}, confidence exponent {params.confidence_exponent:g}, {params.iterations} iterations")

@@ -21,6 +21,7 @@ from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.loader import table_to_frame
+from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 
 DEFAULT_EXPORT_PATH = "data/ratings_export.csv"
 DEFAULT_DATA_DIR = "data"
@@ -72,7 +73,7 @@ class RecsysStorage(dg.ConfigurableResource):
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
     MODEL: ClassVar[str] = "recommendation_model.pth"
     REJECTED_MODEL: ClassVar[str] = "recommendation_model.rejected.pth"
-    RANKING_MODEL: ClassVar[str] = "ranking_model.pth"
+    RANKING_MODEL: ClassVar[str] = RANKING_FILE
     REJECTED_RANKING_MODEL: ClassVar[str] = "ranking_model.rejected.pth"
     LOSS_PLOT: ClassVar[str] = "training_loss.png"
     EVALUATION_PLOT: ClassVar[str] = "model_evaluation.png"

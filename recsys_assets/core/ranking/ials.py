@@ -165,9 +165,7 @@ def _implicit_model(params: IALSParams, device: torch.device):
     from threadpoolctl import threadpool_limits
 
     if device.type == "cuda":
-        import implicit.gpu
-
-        if not implicit.gpu.HAS_CUDA:
+        if not implicit_has_cuda():
             raise RuntimeError("device cuda was asked for, but the installed implicit has no CUDA support")
         from implicit.gpu.als import AlternatingLeastSquares
     else:
@@ -232,22 +230,14 @@ def solve_users(
     matrix: UserItems,
     params: IALSParams,
     *,
-    users: np.ndarray | None = None,
     device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Each user's exact least-squares factors against fixed movie factors (users without ratings: zeros).
-
-    Rows follow ``users`` (default: every row of ``matrix``).
-    """
-    users = np.arange(matrix.n_users) if users is None else np.asarray(users, dtype=np.int64)
+    """Every user's exact least-squares factors against fixed movie factors, one row per row of
+    ``matrix`` (users without ratings: zeros)."""
     Y = torch.from_numpy(np.ascontiguousarray(item_factors, dtype=np.float32)).to(device)
-    out = np.zeros((len(users), Y.shape[1]), dtype=np.float32)
-    where = {int(u): i for i, u in enumerate(users)} if len(users) != matrix.n_users else None
-    active = users[matrix.counts()[users] > 0]
-    for block in _blocks(Y, matrix, params, np.unique(active)):
-        x = torch.linalg.solve(block.A, block.b.unsqueeze(2)).squeeze(2).cpu().numpy()
-        rows = block.users if where is None else np.array([where[int(u)] for u in block.users])
-        out[rows] = x
+    out = np.zeros((matrix.n_users, Y.shape[1]), dtype=np.float32)
+    for block in _blocks(Y, matrix, params, np.flatnonzero(matrix.counts())):
+        out[block.users] = torch.linalg.solve(block.A, block.b.unsqueeze(2)).squeeze(2).cpu().numpy()
     return out
 
 

@@ -29,6 +29,7 @@ from recsys_assets.core.storage import atomic_path
 
 FORMAT_VERSION = 1
 ARCHITECTURE = "ials"
+FILE_NAME = "ranking_model.pth"  # its name in the data folder, beside recommendation_model.pth
 _REQUIRED = ("user_factors", "item_factors", "user_ids", "movie_ids", "seen_indptr", "seen_indices", "seen_ratings", "params")
 
 
@@ -46,9 +47,6 @@ class RankingModel:
     trained_on: str = "train+val"
     info: dict = field(default_factory=dict)
     evaluation: tuple[np.ndarray, np.ndarray] | None = None  # (user, item) factors of the held-out fit
-
-    def scores(self, user_index: int) -> np.ndarray:
-        return self.item_factors @ self.user_factors[user_index]
 
     def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
         """The factors of a user the model never saw, from their ratings (one least-squares solve)."""

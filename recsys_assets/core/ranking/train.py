@@ -37,6 +37,11 @@ class Ratings:
     movies: np.ndarray
     ratings: np.ndarray
 
+    @classmethod
+    def from_frame(cls, frame, users, movies) -> "Ratings":
+        """Index arrays of a ``user_id, movie_id, rating`` table under the given ``IdMapping``s."""
+        return cls(users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32))
+
     def __len__(self) -> int:
         return len(self.ratings)
 
