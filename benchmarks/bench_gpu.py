@@ -21,7 +21,7 @@ import torch
 
 from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
 from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, GraphedEpoch, count_weights
+from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
 from recsys_assets.core.sample_data import SampleSpec, generate_ratings
 from recsys_assets.core.training import TrainConfig, train_model
 
@@ -38,7 +38,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def autograd_rate(data, nu, nm, device, sparse, batches=1500, batch=1024):
+def autograd_rate(data, nu, nm, device, *, sparse, batches=1500, batch=1024):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 64, global_mean=3.5, init_std=0.01, sparse=sparse).to(device)
     params = list(model.parameters())
@@ -62,16 +62,15 @@ def autograd_rate(data, nu, nm, device, sparse, batches=1500, batch=1024):
     return batches * batch / (time.perf_counter() - t)
 
 
-def sgd_rate(data, nu, nm, device, batch, graphed, epochs=2, kernel="eager"):
+def sgd_rate(data, nu, nm, device, *, batch, graphed, epochs=2, kernel="eager"):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 64, global_mean=float(data.ratings.mean()), init_std=0.01, sparse=False).to(device)
     opt = FusedSGD(model.parameters(), lr=0.01 if batch <= 8192 else 0.002, kernel=kernel)
-    wu = count_weights(data.users, nu, 0.5)[data.users]
-    wi = count_weights(data.movies, nm, 0.5)[data.movies]
-    gm = float(model.global_mean)
+    weighted = WeightedRatings(data.users, data.movies, data.ratings,
+                               count_weights(data.users, nu, 0.5)[data.users], count_weights(data.movies, nm, 0.5)[data.movies])
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(data), generator=gen).to(device)
-    epoch = opt.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, gm)
+    epoch = opt.prepare_epoch(perm, weighted, float(model.global_mean))
     runner = GraphedEpoch(opt, model, epoch, batch, window=max(4, min(64, len(data) // batch))) if graphed else None
 
     def one():
@@ -79,7 +78,7 @@ def sgd_rate(data, nu, nm, device, batch, graphed, epochs=2, kernel="eager"):
             return runner.run(epoch)
         total = torch.zeros((), device=device)
         for s in range(0, len(data), batch):
-            total += opt.fit_slice(model, *(f[s : s + batch] for f in epoch.fields()))
+            total += opt.fit_slice(model, epoch[s : s + batch])
         return total
 
     one()
@@ -116,7 +115,8 @@ def main():
             u = torch.randperm(nu, device=device)[:4096]
             i = torch.randperm(nm, device=device)[:4096]
             r = torch.rand(4096, device=device) * 4.5 + 0.5
-            sq = opt.fit_batch(model, u, i, r, torch.rand(4096, device=device), torch.rand(4096, device=device))
+            sq = opt.fit_batch(model, WeightedRatings(u, i, r, torch.rand(4096, device=device),
+                                                      torch.rand(4096, device=device)))
             states.append((float(sq), {k: v.clone() for k, v in model.state_dict().items()}))
         same = all(torch.allclose(states[0][1][k], states[1][1][k], atol=1e-5) for k in states[0][1])
         results["kernel_matches_eager"] = bool(same and abs(states[0][0] - states[1][0]) < 1e-2 * abs(states[0][0]))
@@ -125,15 +125,15 @@ def main():
     for label, fn in [
         ("document: dense Adam, autograd, batch 1024", lambda: autograd_rate(data, nu, nm, device, sparse=False, batches=300)),
         ("SparseAdam, autograd, batch 1024", lambda: autograd_rate(data, nu, nm, device, sparse=True)),
-        ("FusedSGD eager, batch 1024", lambda: sgd_rate(data, nu, nm, device, 1024, graphed=False, epochs=1)[0]),
-        ("FusedSGD CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, 1024, graphed=device.type == "cuda")[0]),
-        ("FusedSGD eager, batch 262144", lambda: sgd_rate(data, nu, nm, device, 262_144, graphed=False, epochs=3)[0]),
-        ("FusedSGD eager, batch 1048576", lambda: sgd_rate(data, nu, nm, device, 1_048_576, graphed=False, epochs=3)[0]),
-        ("FusedSGD Triton kernel, batch 1024", lambda: sgd_rate(data, nu, nm, device, 1024, graphed=False, epochs=1, kernel="auto")[0]),
-        ("FusedSGD Triton + CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, 1024, graphed=device.type == "cuda", kernel="auto")[0]),
-        ("FusedSGD Triton + CUDA graphs, batch 4096", lambda: sgd_rate(data, nu, nm, device, 4096, graphed=device.type == "cuda", kernel="auto")[0]),
-        ("FusedSGD Triton kernel, batch 262144", lambda: sgd_rate(data, nu, nm, device, 262_144, graphed=False, epochs=3, kernel="auto")[0]),
-        ("FusedSGD Triton kernel, batch 1048576", lambda: sgd_rate(data, nu, nm, device, 1_048_576, graphed=False, epochs=3, kernel="auto")[0]),
+        ("FusedSGD eager, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=False, epochs=1)[0]),
+        ("FusedSGD CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda")[0]),
+        ("FusedSGD eager, batch 262144", lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3)[0]),
+        ("FusedSGD eager, batch 1048576", lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3)[0]),
+        ("FusedSGD Triton kernel, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=False, epochs=1, kernel="auto")[0]),
+        ("FusedSGD Triton + CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda", kernel="auto")[0]),
+        ("FusedSGD Triton + CUDA graphs, batch 4096", lambda: sgd_rate(data, nu, nm, device, batch=4096, graphed=device.type == "cuda", kernel="auto")[0]),
+        ("FusedSGD Triton kernel, batch 262144", lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3, kernel="auto")[0]),
+        ("FusedSGD Triton kernel, batch 1048576", lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3, kernel="auto")[0]),
     ]:
         try:
             rate = fn()

@@ -57,13 +57,13 @@ def run_ours(train, val, nu, nm, kernel="auto"):
 def first_use_seconds() -> float:
     """Seconds of the first compiled step in this process (outside the timed runs)."""
     from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD
+    from recsys_assets.core.optim import FusedSGD, WeightedRatings
 
     model = BiasedMF(4, 4, 64, global_mean=3.0, sparse=False)
     idx = torch.arange(4)
     optimizer = FusedSGD(model.parameters())
     t = time.perf_counter()
-    optimizer.fit_batch(model, idx, idx, torch.full((4,), 3.0), torch.ones(4), torch.ones(4))
+    optimizer.fit_batch(model, WeightedRatings(idx, idx, torch.full((4,), 3.0), torch.ones(4), torch.ones(4)))
     return time.perf_counter() - t
 
 
@@ -114,7 +114,7 @@ def scale_child(n: int) -> dict:
     """One size: generate, build tensors, time two epochs of the shipped trainer's step."""
     from recsys_assets.core.dataset import MovieRatingDataset, build_mappings
     from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD, count_weights
+    from recsys_assets.core.optim import FusedSGD, WeightedRatings, count_weights
     from recsys_assets.core.sample_data import SampleSpec, generate_ratings
     from recsys_assets.core.training import TrainConfig, _sgd_epoch
 
@@ -128,13 +128,14 @@ def scale_child(n: int) -> dict:
     model = BiasedMF(len(users), len(movies), cfg.embedding_dim, global_mean=float(data.ratings.mean()),
                      init_std=cfg.init_std, sparse=False)
     opt = FusedSGD(model.parameters(), cfg.learning_rate, cfg.reg_factors, cfg.reg_bias)
-    wu = count_weights(data.users, len(users), cfg.reg_count_exponent)[data.users]
-    wi = count_weights(data.movies, len(movies), cfg.reg_count_exponent)[data.movies]
+    weighted = WeightedRatings(data.users, data.movies, data.ratings,
+                               count_weights(data.users, len(users), cfg.reg_count_exponent)[data.users],
+                               count_weights(data.movies, len(movies), cfg.reg_count_exponent)[data.movies])
     gen = torch.Generator().manual_seed(0)
     times = []
     for _ in range(2):
         t = time.perf_counter()
-        sq = _sgd_epoch(model, opt, data, wu, wi, cfg.batch_size, gen)
+        sq = _sgd_epoch(model, opt, weighted, cfg.batch_size, gen)
         times.append(time.perf_counter() - t)
     return {"ratings": n, "epoch_seconds": min(times), "train_mse": float(sq) / n,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

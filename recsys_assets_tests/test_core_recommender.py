@@ -5,6 +5,7 @@ import torch
 from recsys_assets import Recommender
 from recsys_assets.core.artifact import ModelFileError, load_model_file, save_model_file
 from recsys_assets.core.model import BiasedMF
+from recsys_assets.core.report import ModelReport
 from recsys_assets.core.ranking import seen_matrix
 
 
@@ -20,12 +21,13 @@ def model_file(tmp_path):
     users, movies = np.array([0, 0, 1, 2]), np.array([0, 1, 2, 3])
     indptr, indices = seen_matrix(users, movies, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    report = ModelReport(metrics={"val_rmse": 1.0}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
+                         movie_counts=np.array([5, 1, 3, 9]))
     return save_model_file(
-        tmp_path / "recommendation_model.pth",
+        tmp_path / "recommendation_model.pth", report,
         model_state=model.state_dict(), optimizer_state=opt.state_dict(),
         user_ids=np.array([10, 20, 30]), movie_ids=np.array([100, 200, 300, 400]),
         config={"rating_min": 0.5, "rating_max": 5.0}, history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}],
-        metrics={"val_rmse": 1.0}, seen_indptr=indptr, seen_indices=indices, movie_counts=np.array([5, 1, 3, 9]),
     )
 
 
@@ -129,11 +131,12 @@ def _ranked_pair(tmp_path):
     torch.manual_seed(0)
     model = BiasedMF(n_users, n_movies, 4, global_mean=3.5, sparse=False)
     indptr, indices = seen_matrix(users, movies, n_users)
+    report = ModelReport(metrics={"ndcg_at_10": 0.01}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
+                         movie_counts=np.bincount(movies, minlength=n_movies))
     rating_file = save_model_file(
-        tmp_path / "recommendation_model.pth", model_state=model.state_dict(),
+        tmp_path / "recommendation_model.pth", report, model_state=model.state_dict(),
         optimizer_state=torch.optim.SGD(model.parameters(), lr=0.1).state_dict(), user_ids=user_ids, movie_ids=movie_ids,
-        config={}, history=[], metrics={"ndcg_at_10": 0.01}, seen_indptr=indptr, seen_indices=indices,
-        movie_counts=np.bincount(movies, minlength=n_movies),
+        config={}, history=[],
     )
     matrix = UserItems.from_pairs(users, movies, n_users, n_movies, ratings)
     params = IALSParams(factors=4, regularization=1.0, iterations=10)

@@ -12,7 +12,7 @@ from recsys_assets.core.loader import MovieDataLoader
 from recsys_assets.core.cleaning import clean_rating_data
 from recsys_assets.core.metrics import baselines, mae, rmse
 from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD
+from recsys_assets.core.optim import FusedSGD, WeightedRatings
 from recsys_assets.core.sample_data import SampleSpec, generate_ratings
 from recsys_assets.core.training import TrainConfig, TrainingDivergedError, train_model
 
@@ -37,8 +37,7 @@ def data():
 
 
 def _baselines(train, val, nu, nm):
-    return baselines(train.users.numpy(), train.movies.numpy(), train.ratings.numpy(),
-                     val.users.numpy(), val.movies.numpy(), val.ratings.numpy(), nu, nm)
+    return baselines(train.arrays(), val.arrays(), n_users=nu, n_movies=nm)
 
 
 def test_model_forward_is_biased_mf():
@@ -104,7 +103,7 @@ def test_fused_sgd_touches_only_the_batch_rows(kernel):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     opt = FusedSGD(model.parameters(), lr=0.05, kernel=kernel)
     users, movies = torch.tensor([3, 7, 3]), torch.tensor([10, 20, 30])
-    opt.fit_batch(model, users, movies, torch.tensor([5.0, 1.0, 4.0]), torch.ones(3), torch.ones(3))
+    opt.fit_batch(model, WeightedRatings(users, movies, torch.tensor([5.0, 1.0, 4.0]), torch.ones(3), torch.ones(3)))
     after = model.state_dict()
     changed_users = (after["user_factors.weight"] != before["user_factors.weight"]).any(1).nonzero().flatten().tolist()
     changed_movies = (after["movie_factors.weight"] != before["movie_factors.weight"]).any(1).nonzero().flatten().tolist()
@@ -123,8 +122,8 @@ def test_fused_sgd_step_is_the_documented_update(kernel):
         model.movie_bias.weight[0] = -0.5
     lr, rf, rb, wu, wi = 0.1, 0.2, 0.3, 2.0, 0.5
     opt = FusedSGD(model.parameters(), lr=lr, reg_factors=rf, reg_bias=rb, kernel=kernel)
-    sq = opt.fit_batch(model, torch.tensor([1]), torch.tensor([0]), torch.tensor([4.0]),
-                       torch.tensor([wu]), torch.tensor([wi]))
+    sq = opt.fit_batch(model, WeightedRatings(torch.tensor([1]), torch.tensor([0]), torch.tensor([4.0]),
+                                              torch.tensor([wu]), torch.tensor([wi])))
     p, q = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.25])
     e = 3.0 + 0.25 - 0.5 + float(p @ q) - 4.0
     assert float(sq) == pytest.approx(e * e)
@@ -143,7 +142,8 @@ def _epochs_with(kernel, epochs=3):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
     opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
-    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), users, movies, ratings, w, w, 512))
+    data = WeightedRatings(users, movies, ratings, w, w)
+    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), data, 512))
               for _ in range(epochs)]
     return losses, model.state_dict()
 

@@ -36,7 +36,7 @@ def test_definitions_load_with_exactly_the_documented_keys():
 
 
 def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
-    run_config = dg.RunConfig(ops={"recommendation_model": training.TrainingConfig(epochs=8)})
+    run_config = dg.RunConfig(ops={"recommendation_model": training.RecommendationModelConfig(epochs=8)})
     result = dg.materialize(ALL_ASSETS, resources=_resources(tiny_export, data_dir), run_config=run_config)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
@@ -123,7 +123,7 @@ def test_ranking_config_is_validated_before_any_work(tiny_export, data_dir):
 
 def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):
     with dg.instance_for_test() as instance:
-        run_config = dg.RunConfig(ops={"recommendation_model": training.TrainingConfig(epochs=2)})
+        run_config = dg.RunConfig(ops={"recommendation_model": training.RecommendationModelConfig(epochs=2)})
         result = dg.materialize(ALL_ASSETS[:5], resources=_resources(tiny_export, data_dir), run_config=run_config, instance=instance)
         assert result.success
         records = instance.all_logs(result.run_id)
@@ -217,3 +217,27 @@ def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, da
     md = _mats(result, "raw_ratings")[0].metadata
     assert md["resumed_rows"].value == 2_000 and md["dagster/row_count"].value == 4_000
     assert not ckpt.exists()  # discarded once the table is complete
+
+
+def test_the_kernel_rule_lives_in_one_place(monkeypatch):
+    """The config, the optimizer and the device resource all ask core/kernels.py."""
+    from recsys_assets.core import kernels
+    from recsys_assets.core.model import BiasedMF
+    from recsys_assets.core.optim import FusedSGD
+    from recsys_assets.core.training import TrainConfig
+
+    model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
+    for accept in (False, True):
+        if accept:
+            monkeypatch.setattr(kernels, "KERNELS", (*kernels.KERNELS, "fast"))
+        users = [
+            lambda: TrainConfig(kernel="fast").validate(),
+            lambda: FusedSGD(model.parameters(), kernel="fast"),
+            lambda: DeviceResource(device="cpu", kernel="fast").torch_device(),
+        ]
+        for use in users:
+            if accept:
+                use()
+            else:
+                with pytest.raises(ValueError, match="got 'fast'"):
+                    use()

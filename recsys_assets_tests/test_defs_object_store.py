@@ -40,7 +40,7 @@ def _resources(export, root, work):
 
 
 def test_the_whole_chain_publishes_to_the_object_store(tiny_export, root, tmp_path):
-    run_config = dg.RunConfig(ops={"recommendation_model": training.TrainingConfig(epochs=6)})
+    run_config = dg.RunConfig(ops={"recommendation_model": training.RecommendationModelConfig(epochs=6)})
     result = dg.materialize(ASSETS, resources=_resources(tiny_export, root, tmp_path / "work"), run_config=run_config)
     assert result.success
     store = ArtifactStore(root)

@@ -5,7 +5,7 @@ dicts only, so it loads with ``torch.load(path, weights_only=True)`` and no
 arbitrary object is ever unpickled.  Keys:
 
 ``model_state_dict``, ``optimizer_state_dict``, ``user_mapping`` and
-``movie_mapping`` (raw id -> index), as in the user's training document; plus
+``movie_mapping`` (raw id -> index), the keys of the original training script; plus
 ``format_version``, ``architecture``, ``config``, ``history``, ``metrics``,
 ``seen_indptr``/``seen_indices`` (the movies each user has rated, CSR) and
 ``movie_counts`` (ratings per movie, for cold-start fallbacks).
@@ -13,11 +13,15 @@ arbitrary object is ever unpickled.  Keys:
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from recsys_assets.core.storage import atomic_path
+
+if TYPE_CHECKING:
+    from recsys_assets.core.report import ModelReport
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")
@@ -29,6 +33,7 @@ class ModelFileError(ValueError):
 
 def save_model_file(
     path: str | os.PathLike,
+    report: "ModelReport",
     *,
     model_state: dict,
     optimizer_state: dict,
@@ -36,12 +41,10 @@ def save_model_file(
     movie_ids: np.ndarray,
     config: dict,
     history: list[dict],
-    metrics: dict,
-    seen_indptr: np.ndarray,
-    seen_indices: np.ndarray,
-    movie_counts: np.ndarray,
 ) -> Path:
-    """Write the model file atomically (temp file, then rename)."""
+    """Write the model file atomically (temp file, then rename).
+
+    ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.report.ModelReport`)."""
     payload = {
         "format_version": FORMAT_VERSION,
         "architecture": "biased_mf",
@@ -51,10 +54,10 @@ def save_model_file(
         "movie_mapping": {int(raw): i for i, raw in enumerate(movie_ids)},
         "config": dict(config),
         "history": [dict(h) for h in history],
-        "metrics": dict(metrics),
-        "seen_indptr": torch.from_numpy(np.ascontiguousarray(seen_indptr, dtype=np.int64)),
-        "seen_indices": torch.from_numpy(np.ascontiguousarray(seen_indices, dtype=np.int32)),
-        "movie_counts": torch.from_numpy(np.ascontiguousarray(movie_counts, dtype=np.int64)),
+        "metrics": dict(report.metrics),
+        "seen_indptr": torch.from_numpy(np.ascontiguousarray(report.seen_indptr, dtype=np.int64)),
+        "seen_indices": torch.from_numpy(np.ascontiguousarray(report.seen_indices, dtype=np.int32)),
+        "movie_counts": torch.from_numpy(np.ascontiguousarray(report.movie_counts, dtype=np.int64)),
     }
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -118,6 +118,10 @@ class MovieRatingDataset(Dataset):
     def __getitem__(self, idx):
         return self.users[idx], self.movies[idx], self.ratings[idx]
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(users, movies, ratings)`` as NumPy arrays (views of CPU tensors)."""
+        return tuple(t.detach().cpu().numpy() for t in (self.users, self.movies, self.ratings))  # type: ignore[return-value]
+
     def to(self, device) -> "MovieRatingDataset":
         out = MovieRatingDataset.__new__(MovieRatingDataset)
         out.users, out.movies, out.ratings = (t.to(device) for t in (self.users, self.movies, self.ratings))

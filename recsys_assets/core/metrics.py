@@ -36,8 +36,14 @@ def fit_biases(
     return mu, bu, bi
 
 
-def baselines(train_u, train_m, train_r, val_u, val_m, val_r, n_users, n_movies, rating_range=(0.5, 5.0)) -> dict:
+Triple = tuple[np.ndarray, np.ndarray, np.ndarray]  # (user indices, movie indices, ratings)
+
+
+def baselines(train: Triple, val: Triple, *, n_users: int, n_movies: int,
+              rating_range: tuple[float, float] = (0.5, 5.0)) -> dict[str, float]:
     """Validation RMSE of the global mean and of the bias-only model on the same split."""
+    train_u, train_m, train_r = train
+    val_u, val_m, val_r = val
     mu = float(np.mean(train_r))
     mu_b, bu, bi = fit_biases(train_u, train_m, train_r, n_users, n_movies)
     bias_pred = np.clip(mu_b + bu[val_u] + bi[val_m], *rating_range)

@@ -185,8 +185,10 @@ class Scratch:
         self._cache: dict = {}
         self._packed: tuple = ((), None)
 
-    def packed(self, users, movies, ratings, w_user, w_movie, global_mean: float):
-        tensors = (users, movies, ratings, w_user, w_movie)
+    def packed(self, ratings, global_mean: float):
+        """``ratings`` (a ``WeightedRatings``) as one structured array, cached while its tensors are unchanged."""
+        users, movies = ratings.users, ratings.movies
+        tensors = (users, movies, ratings.ratings, ratings.w_user, ratings.w_movie)
         # the same tensor objects (held here, so never freed and replaced), unmodified since (_version)
         key = (tensors, tuple(t._version for t in tensors), global_mean)
         cached = self._packed[0]
@@ -198,9 +200,9 @@ class Scratch:
             data = np.empty(n, RATING)
             data["user"] = _np(users)
             data["movie"] = _np(movies)
-            np.subtract(_np(ratings), np.float32(global_mean), out=data["residual"])
-            data["w_user"] = _np(w_user)
-            data["w_movie"] = _np(w_movie)
+            np.subtract(_np(ratings.ratings), np.float32(global_mean), out=data["residual"])
+            data["w_user"] = _np(ratings.w_user)
+            data["w_movie"] = _np(ratings.w_movie)
             self._packed = (key, data)
         return self._packed[1]
 
@@ -217,12 +219,12 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def sgd_epoch(model, users, movies, ratings, w_user, w_movie, order, batch_size: int,
-              lr: float, reg_factors: float, reg_bias: float, scratch: Scratch) -> torch.Tensor:
+def sgd_epoch(model, data, order, *, batch_size: int, lr: float, reg_factors: float, reg_bias: float,
+              scratch: Scratch) -> torch.Tensor:
     """Every batch of an epoch, in ``order``, on CPU tensors; returns the summed squared error (0-d tensor).
 
-    ``w_user``/``w_movie`` are the per-rating regularization weights (see
-    :func:`~recsys_assets.core.optim.count_weights`); the data is packed once per
+    ``data`` is a :class:`~recsys_assets.core.optim.WeightedRatings` (ratings with
+    per-rating regularization weights); the data is packed once per
     ``scratch`` and reused while the same tensors come back epoch after epoch.
     """
     P = model.user_factors.weight
@@ -232,10 +234,10 @@ def sgd_epoch(model, users, movies, ratings, w_user, w_movie, order, batch_size:
     for t in (P, Q, bu, bi):
         if not t.is_contiguous():
             raise ValueError("FusedSGD's CPU kernel needs contiguous parameters")
-    data = scratch.packed(users, movies, ratings, w_user, w_movie, float(model.global_mean))
+    packed = scratch.packed(data, float(model.global_mean))
     batch_size = min(batch_size, max(1, len(order)))
     total = _epoch(
-        _np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1), data, _np(order), batch_size,
+        _np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1), packed, _np(order), batch_size,
         np.float32(lr), np.float32(reg_factors), np.float32(reg_bias), scratch.get(batch_size, P.shape[1]),
     )
     return torch.tensor(total, dtype=torch.float32)

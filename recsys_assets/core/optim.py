@@ -26,6 +26,24 @@ from dataclasses import dataclass
 import torch
 from torch.optim import Optimizer
 
+from recsys_assets.core.kernels import check_kernel
+
+
+@dataclass
+class WeightedRatings:
+    """The training ratings as index tensors, with a per-rating regularization weight for each side.
+
+    ``w_user``/``w_movie`` are :func:`count_weights` of the rating's user and movie."""
+
+    users: torch.Tensor
+    movies: torch.Tensor
+    ratings: torch.Tensor
+    w_user: torch.Tensor
+    w_movie: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
 
 @dataclass
 class EpochBatches:
@@ -42,9 +60,21 @@ class EpochBatches:
     def __len__(self) -> int:
         return len(self.users)
 
-    def fields(self):
+    def fields(self) -> tuple[torch.Tensor, ...]:
         return (self.users, self.movies, self.residuals, self.shrink_user, self.shrink_movie,
                 self.bias_reg_user, self.bias_reg_movie)
+
+    def __getitem__(self, rows: slice) -> "EpochBatches":
+        """The batch of rows ``rows`` (views, no copies)."""
+        return EpochBatches(*(f[rows] for f in self.fields()))
+
+    def clone(self) -> "EpochBatches":
+        return EpochBatches(*(f.clone() for f in self.fields()))
+
+    def copy_(self, other: "EpochBatches") -> None:
+        """Overwrite these tensors in place with ``other``'s (same shapes)."""
+        for mine, theirs in zip(self.fields(), other.fields()):
+            mine.copy_(theirs)
 
 
 class FusedSGD(Optimizer):
@@ -53,8 +83,7 @@ class FusedSGD(Optimizer):
     def __init__(self, params, lr: float = 0.01, reg_factors: float = 0.1, reg_bias: float = 0.2, kernel: str = "auto"):
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        if kernel not in ("auto", "eager"):
-            raise ValueError(f"kernel must be 'auto' or 'eager', got {kernel!r}")
+        check_kernel(kernel)
         super().__init__(params, {"lr": lr, "reg_factors": reg_factors, "reg_bias": reg_bias})
         # "auto": one fused kernel per step: on CUDA with Triton installed (core/triton_sgd.py), on the
         # CPU with Numba installed (core/numba_sgd.py); "eager": the PyTorch operations below
@@ -68,15 +97,15 @@ class FusedSGD(Optimizer):
         g = self.param_groups[0]
         return g["lr"], g["reg_factors"], g["reg_bias"]
 
-    def prepare_epoch(self, perm, users, movies, ratings, w_user, w_movie, global_mean: float) -> EpochBatches:
+    def prepare_epoch(self, perm: torch.Tensor, data: WeightedRatings, global_mean: float) -> EpochBatches:
         """Gather an epoch's inputs in ``perm`` order and precompute the per-rating terms."""
         lr, reg_f, reg_b = self._hyper
-        wu = w_user.index_select(0, perm)
-        wi = w_movie.index_select(0, perm)
+        wu = data.w_user.index_select(0, perm)
+        wi = data.w_movie.index_select(0, perm)
         return EpochBatches(
-            users=users.index_select(0, perm),
-            movies=movies.index_select(0, perm),
-            residuals=ratings.index_select(0, perm).sub_(global_mean),
+            users=data.users.index_select(0, perm),
+            movies=data.movies.index_select(0, perm),
+            residuals=data.ratings.index_select(0, perm).sub_(global_mean),
             shrink_user=(wu * (-lr * reg_f)).unsqueeze_(1),
             shrink_movie=(wi * (-lr * reg_f)).unsqueeze_(1),
             bias_reg_user=wu.mul_(reg_b),
@@ -84,14 +113,15 @@ class FusedSGD(Optimizer):
         )
 
     @torch.no_grad()
-    def fit_slice(self, model, u, i, r, shrink_u, shrink_i, breg_u, breg_i) -> torch.Tensor:
-        """One update from prepared batch tensors; returns the summed squared error before it."""
+    def fit_slice(self, model, batch: EpochBatches) -> torch.Tensor:
+        """One update from a prepared batch; returns the summed squared error before it."""
         lr = self.param_groups[0]["lr"]
-        if self.kernel == "auto" and u.is_cuda:
+        if self.kernel == "auto" and batch.users.is_cuda:
             from recsys_assets.core import triton_sgd
 
-            if triton_sgd.available(u):
-                return triton_sgd.sgd_step(model, lr, u, i, r, shrink_u, shrink_i, breg_u, breg_i)
+            if triton_sgd.available(batch.users):
+                return triton_sgd.sgd_step(model, lr, batch)
+        u, i, r, shrink_u, shrink_i, breg_u, breg_i = batch.fields()
         P = model.user_factors.weight
         Q = model.movie_factors.weight
         bu = model.user_bias.weight.view(-1)
@@ -123,33 +153,32 @@ class FusedSGD(Optimizer):
         return cache[key]
 
     @torch.no_grad()
-    def fit_epoch(self, model, perm, users, movies, ratings, w_user, w_movie, batch_size: int) -> torch.Tensor:
+    def fit_epoch(self, model, perm: torch.Tensor, data: WeightedRatings, batch_size: int) -> torch.Tensor:
         """Updates from consecutive ``batch_size`` slices of the ratings taken in ``perm`` order.
 
-        ``w_user``/``w_movie`` are per-rating regularization weights.  On the CPU with Numba this
+        On the CPU with Numba this
         is one compiled call (core/numba_sgd.py); otherwise :meth:`prepare_epoch` and a
         :meth:`fit_slice` per batch.  Returns the summed squared error before each update.
         """
-        if self.kernel == "auto" and not users.is_cuda:
+        if self.kernel == "auto" and not data.users.is_cuda:
             from recsys_assets.core import numba_sgd
 
             if numba_sgd.available(model.user_factors.weight):
                 lr, reg_f, reg_b = self._hyper
                 scratch = self.__dict__.setdefault("_numba_scratch", numba_sgd.Scratch())
-                return numba_sgd.sgd_epoch(model, users, movies, ratings, w_user, w_movie, perm, batch_size,
-                                           lr, reg_f, reg_b, scratch)
-        epoch = self.prepare_epoch(perm, users, movies, ratings, w_user, w_movie, float(model.global_mean))
-        total = torch.zeros((), device=users.device)
-        fields = epoch.fields()
+                return numba_sgd.sgd_epoch(model, data, perm, batch_size=batch_size, lr=lr, reg_factors=reg_f,
+                                           reg_bias=reg_b, scratch=scratch)
+        epoch = self.prepare_epoch(perm, data, float(model.global_mean))
+        total = torch.zeros((), device=data.users.device)
         for start in range(0, len(epoch), batch_size):
-            total += self.fit_slice(model, *(f[start : start + batch_size] for f in fields))
+            total += self.fit_slice(model, epoch[start : start + batch_size])
         return total
 
     @torch.no_grad()
-    def fit_batch(self, model, users, movies, ratings, w_user, w_movie) -> torch.Tensor:
-        """One update from a plain batch (per-rating weights ``w``); returns its summed squared error."""
-        perm = torch.arange(len(users), device=users.device)
-        return self.fit_epoch(model, perm, users, movies, ratings, w_user, w_movie, max(1, len(users)))
+    def fit_batch(self, model, data: WeightedRatings) -> torch.Tensor:
+        """One update from a plain batch; returns its summed squared error."""
+        perm = torch.arange(len(data), device=data.users.device)
+        return self.fit_epoch(model, perm, data, max(1, len(data)))
 
 
 class GraphedEpoch:
@@ -165,7 +194,7 @@ class GraphedEpoch:
         self.batch_size, self.window = batch_size, window
         span = batch_size * window
         self.span = span
-        self.buffers = [t[:span].clone() for t in template.fields()]
+        self.buffers = template[:span].clone()
         self.total = torch.zeros((), device=template.users.device)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         saved = [p.detach().clone() for p in params]
@@ -187,22 +216,20 @@ class GraphedEpoch:
         bs = self.batch_size
         for k in range(self.window):
             sl = slice(k * bs, (k + 1) * bs)
-            self.total += self.optimizer.fit_slice(self.model, *(b[sl] for b in self.buffers))
+            self.total += self.optimizer.fit_slice(self.model, self.buffers[sl])
 
     def run(self, epoch: EpochBatches) -> torch.Tensor:
         """All of ``epoch``'s updates; returns its summed squared error (a device scalar)."""
         self.total.zero_()
         n = len(epoch)
-        fields = epoch.fields()
         start = 0
         while start + self.span <= n:
-            for buf, src in zip(self.buffers, fields):
-                buf.copy_(src[start : start + self.span])
+            self.buffers.copy_(epoch[start : start + self.span])
             self.graph.replay()
             start += self.span
         rest = torch.zeros((), device=self.total.device)
         for s in range(start, n, self.batch_size):
-            rest += self.optimizer.fit_slice(self.model, *(f[s : s + self.batch_size] for f in fields))
+            rest += self.optimizer.fit_slice(self.model, epoch[s : s + self.batch_size])
         return self.total + rest
 
 

@@ -32,7 +32,8 @@ from torch import nn
 from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.numba_sgd import epoch_order
-from recsys_assets.core.optim import FusedSGD, GraphedEpoch, count_weights
+from recsys_assets.core.kernels import check_kernel
+from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
 from recsys_assets.core.storage import atomic_path
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,7 @@ class TrainConfig:
             raise ValueError("regularization strengths must be non-negative")
         if self.patience < 0:
             raise ValueError(f"patience must be non-negative, got {self.patience}")
-        if self.kernel not in ("auto", "eager"):
-            raise ValueError(f"kernel must be 'auto' or 'eager', got {self.kernel!r}")
+        check_kernel(self.kernel)
         if self.rating_min >= self.rating_max:
             raise ValueError("rating_min must be below rating_max")
 
@@ -180,9 +180,12 @@ def train_model(
     if sgd:
         optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias,
                              kernel=config.kernel)
-        sample_wu = count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users]
-        sample_wi = count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies]
-        graphed = _graphed_runner(model, optimizer, train_dev, sample_wu, sample_wi, config, device)
+        weighted = WeightedRatings(
+            train_dev.users, train_dev.movies, train_dev.ratings,
+            w_user=count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users],
+            w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
+        )
+        graphed = _graphed_runner(model, optimizer, weighted, config, device)
     else:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
     clamp = (config.rating_min, config.rating_max)
@@ -221,9 +224,7 @@ def train_model(
         model.train()
         t0 = time.perf_counter()
         if sgd:
-            total_loss = _sgd_epoch(
-                model, optimizer, train_dev, sample_wu, sample_wi, config.batch_size, generator, graphed
-            )
+            total_loss = _sgd_epoch(model, optimizer, weighted, config.batch_size, generator, graphed)
         else:
             total_loss = _adam_epoch(model, optimizer, train_dev, config, generator)
         if device.type == "cuda":
@@ -306,17 +307,15 @@ def train_model(
     )
 
 
-def _sgd_epoch(model, optimizer: FusedSGD, data: MovieRatingDataset, wu, wi, batch_size: int, generator, graphed=None):
+def _sgd_epoch(model, optimizer: FusedSGD, data: WeightedRatings, batch_size: int, generator, graphed=None):
     """One shuffled pass of fused per-rating SGD; returns the summed squared error (a tensor)."""
     perm = epoch_order(len(data), generator).to(data.ratings.device)
     if graphed is not None:
-        return graphed.run(
-            optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
-        )
-    return optimizer.fit_epoch(model, perm, data.users, data.movies, data.ratings, wu, wi, batch_size)
+        return graphed.run(optimizer.prepare_epoch(perm, data, float(model.global_mean)))
+    return optimizer.fit_epoch(model, perm, data, batch_size)
 
 
-def _graphed_runner(model, optimizer, data, wu, wi, config: TrainConfig, device: torch.device):
+def _graphed_runner(model, optimizer, data: WeightedRatings, config: TrainConfig, device: torch.device):
     """A CUDA-graph epoch runner when training on CUDA with enough data for a window, else None."""
     if device.type != "cuda" or not config.cuda_graphs:
         return None
@@ -325,7 +324,7 @@ def _graphed_runner(model, optimizer, data, wu, wi, config: TrainConfig, device:
         return None
     try:
         perm = torch.arange(len(data), device=device)
-        template = optimizer.prepare_epoch(perm, data.users, data.movies, data.ratings, wu, wi, float(model.global_mean))
+        template = optimizer.prepare_epoch(perm, data, float(model.global_mean))
         return GraphedEpoch(optimizer, model, template, config.batch_size, window)
     except Exception as exc:  # graphs are an optimization: fall back to eager steps
         log.warning("CUDA graph capture failed (%s); training with eager steps", exc)

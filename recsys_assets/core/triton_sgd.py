@@ -57,8 +57,9 @@ if triton is not None:
         tl.atomic_add(q_ptr, qi * si[:, None] + neg * pu, mask=m2)
 
 
-def sgd_step(model, lr: float, u, i, r, shrink_u, shrink_i, breg_u, breg_i) -> torch.Tensor:
-    """The fused step; same arguments and result as ``FusedSGD.fit_slice``."""
+def sgd_step(model, lr: float, batch) -> torch.Tensor:
+    """The fused step on an :class:`~recsys_assets.core.optim.EpochBatches`; same result as ``FusedSGD.fit_slice``."""
+    u, i, r, shrink_u, shrink_i, breg_u, breg_i = batch.fields()
     P = model.user_factors.weight
     Q = model.movie_factors.weight
     n, dim = len(u), P.shape[1]

@@ -20,6 +20,7 @@ from pydantic import Field
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
+from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.loader import table_to_frame
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 
@@ -149,8 +150,7 @@ class DeviceResource(dg.ConfigurableResource):
     )
 
     def torch_device(self) -> torch.device:
-        if self.kernel not in ("auto", "eager"):
-            raise ValueError(f"kernel must be 'auto' or 'eager', got {self.kernel!r} (env RECSYS_KERNEL)")
+        check_kernel(self.kernel, hint=" (env RECSYS_KERNEL)")
         return resolve_device(self.device)
 
 

@@ -2,20 +2,19 @@
 
 import base64
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.artifact import load_model_file, save_model_file
-from recsys_assets.core.dataset import MovieRatingDataset, mappings_from_table
-from recsys_assets.core.metrics import baselines
+from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
 from recsys_assets.core.plots import plot_training_history
+from recsys_assets.core.report import ModelReport, build_report
 from recsys_assets.core.storage import exclusive_lock
-from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
-from recsys_assets.core.training import TrainConfig, train_model
+from recsys_assets.core.training import TrainConfig, TrainResult, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
@@ -23,17 +22,17 @@ OWNERS = ["team:recsys"]
 _DEFAULTS = TrainConfig()
 
 
-class TrainingConfig(dg.Config):
-    """Hyper-parameters of the model and the training loop.
+class RecommendationModelConfig(dg.Config):
+    """Hyper-parameters of the rating model and its training loop.
 
-    The user's document used Adam, batch_size=1024, learning_rate=0.001, epochs=10
-    (optimizer='adam' with those values); the shipped defaults are tuned for
-    accuracy and speed (see the README).
+    The defaults are tuned for accuracy and speed (README, "Training engine"). The
+    original script's settings are optimizer='adam', batch_size=1024,
+    learning_rate=0.001, epochs=10.
     """
 
     optimizer: str = Field(
         default=_DEFAULTS.optimizer,
-        description="'sgd': fused per-rating SGD (fast, tuned default); 'adam': the document's Adam on sparse embeddings.",
+        description="'sgd': fused per-rating SGD (fast, tuned default); 'adam': SparseAdam on sparse embeddings.",
     )
     embedding_dim: int = Field(default=_DEFAULTS.embedding_dim, description="Size of the user and movie embeddings.")
     batch_size: int = Field(default=_DEFAULTS.batch_size, description="Ratings per optimizer step.")
@@ -69,7 +68,7 @@ MODEL_CHECKS = [
           op_tags=TRAINING_OP_TAGS)
 def recommendation_model(
     context: dg.AssetExecutionContext,
-    config: TrainingConfig,
+    config: RecommendationModelConfig,
     storage: RecsysStorage,
     device: DeviceResource,
     user_movie_mappings: pd.DataFrame,
@@ -112,100 +111,84 @@ def recommendation_model(
             train, val, len(users), len(movies), train_config,
             device=torch_device, on_epoch=on_epoch, checkpoint_path=checkpoint,
         )
-        return _publish(context, storage, result, train, val, users, movies, train_config, torch_device, checkpoint, started)
+        report = build_report(result, train, val, n_users=len(users), n_movies=len(movies),
+                              rating_range=(train_config.rating_min, train_config.rating_max))
+        run = _TrainingRun(result, report, users, movies, train_config, checkpoint, started)
+        return _publish(context, storage, run)
 
 
-def _publish(context, storage, result, train, val, users, movies, train_config, torch_device, checkpoint, started):
-    """Check the trained model and publish its file only if the blocking checks pass."""
-    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
-    base = baselines(
-        train.users.numpy(), train.movies.numpy(), train.ratings.numpy(),
-        val.users.numpy(), val.movies.numpy(), val.ratings.numpy(),
-        len(users), len(movies), (train_config.rating_min, train_config.rating_max),
-    )
-    metrics = {
-        "train_loss": best["train_loss"],
-        "val_loss": best["val_loss"],
-        "val_rmse": best["val_rmse"],
-        "val_mae": best["val_mae"],
-        **base,
-    }
-    metrics["ndcg_at_10"] = _ranking_ndcg(result.model, train, val, len(users), len(movies))
-    all_users = np.concatenate([train.users.numpy(), val.users.numpy()])
-    all_movies = np.concatenate([train.movies.numpy(), val.movies.numpy()])
-    indptr, indices = seen_matrix(all_users, all_movies, len(users))
-    finite = result.model.all_finite()
-    beats_mean = bool(metrics["val_rmse"] < metrics["global_mean_rmse"])
-    beats_bias = bool(metrics["val_rmse"] < metrics["bias_only_rmse"])
-    publish = finite and beats_mean
+@dataclass(frozen=True)
+class _TrainingRun:
+    """One training's outcome and what publishing it needs."""
+
+    result: TrainResult
+    report: ModelReport
+    users: IdMapping
+    movies: IdMapping
+    config: TrainConfig
+    checkpoint: Path
+    started: float
+
+
+def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun") -> dg.MaterializeResult:
+    """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
+    result, report, metrics = run.result, run.report, run.report.metrics
     store = storage.store
-    target = storage.MODEL if publish else storage.REJECTED_MODEL
+    target = storage.MODEL if report.publish else storage.REJECTED_MODEL
     with store.write(target) as tmp:
         save_model_file(
-            tmp,
+            tmp, report,
             model_state=result.model.state_dict(),
             optimizer_state=result.optimizer.state_dict(),
-            user_ids=users.ids,
-            movie_ids=movies.ids,
-            config={**asdict(train_config), "n_users": len(users), "n_movies": len(movies)},
+            user_ids=run.users.ids,
+            movie_ids=run.movies.ids,
+            config={**asdict(run.config), "n_users": len(run.users), "n_movies": len(run.movies)},
             history=result.history,
-            metrics=metrics,
-            seen_indptr=indptr,
-            seen_indices=indices,
-            movie_counts=np.bincount(all_movies, minlength=len(movies)),
         )
-    checkpoint.unlink(missing_ok=True)
-    storage.drop_checkpoint(checkpoint.name)
-    if not publish:
+    run.checkpoint.unlink(missing_ok=True)
+    storage.drop_checkpoint(run.checkpoint.name)
+    if not report.publish:
         context.log.error(
-            f"model not published (finite weights: {finite}, beats global mean: {beats_mean}); "
-            f"it was saved to {store.url(target)} for inspection and the previous model file is unchanged"
+            f"model not published ({report.rejection}); it was saved to {store.url(target)} for inspection "
+            "and the previous model file is unchanged"
         )
-    rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
-    check_results = [
-        dg.AssetCheckResult(check_name="weights_finite", passed=finite, severity=dg.AssetCheckSeverity.ERROR,
-                            description="all weights finite" if finite else "NaN or infinite weights"),
-        dg.AssetCheckResult(check_name="beats_global_mean", passed=beats_mean, severity=dg.AssetCheckSeverity.ERROR,
-                            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
-                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]}),
-        dg.AssetCheckResult(check_name="beats_bias_only", passed=beats_bias, severity=dg.AssetCheckSeverity.WARN,
-                            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
-                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]}),
-    ]
     return dg.MaterializeResult(
-        check_results=check_results,
+        check_results=_check_results(report),
         metadata={
-            "published": dg.MetadataValue.bool(publish),
-            "train_loss": dg.MetadataValue.float(metrics["train_loss"]),
-            "val_loss": dg.MetadataValue.float(metrics["val_loss"]),
-            "val_rmse": dg.MetadataValue.float(metrics["val_rmse"]),
-            "val_mae": dg.MetadataValue.float(metrics["val_mae"]),
-            "global_mean_rmse": dg.MetadataValue.float(metrics["global_mean_rmse"]),
-            "bias_only_rmse": dg.MetadataValue.float(metrics["bias_only_rmse"]),
+            "published": dg.MetadataValue.bool(report.publish),
+            **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in
+               ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")},
             "epochs_run": dg.MetadataValue.int(result.epochs_run),
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
             "stopped_early": dg.MetadataValue.bool(result.stopped_early),
             "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
-            "device": dg.MetadataValue.text(str(torch_device)),
+            "device": dg.MetadataValue.text(result.device),
             "parameters": dg.MetadataValue.int(result.model.n_parameters),
             "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
-            "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - run.started, 3)),
             "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
             "file_size_bytes": dg.MetadataValue.int(store.size(target)),
             "path": dg.MetadataValue.path(store.url(target)),
-        }
+        },
     )
 
 
-def _ranking_ndcg(model, train, val, n_users: int, n_movies: int) -> float:
-    """NDCG@10 of ranking by predicted rating on the validation split (training movies excluded),
-    on the same protocol as the ranking model, so ``Recommender.similar_movies`` can use the better factors."""
-    state = model.state_dict()
-    seen = UserItems.from_pairs(train.users.numpy(), train.movies.numpy(), n_users, n_movies)
-    held = HeldOut.from_ratings(val.users.numpy(), val.movies.numpy(), val.ratings.numpy(), n_users, n_movies)
-    ranker = factor_ranker(state["user_factors.weight"].cpu().numpy(), state["movie_factors.weight"].cpu().numpy(), seen,
-                           movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0])
-    return float(evaluate_rankers({"rating": ranker}, seen, held)["rating"].metrics["ndcg_at_10"])
+def _check_results(report: ModelReport) -> list[dg.AssetCheckResult]:
+    metrics = report.metrics
+    rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
+    return [
+        dg.AssetCheckResult(check_name="weights_finite", passed=report.weights_finite,
+                            severity=dg.AssetCheckSeverity.ERROR,
+                            description="all weights finite" if report.weights_finite else "NaN or infinite weights"),
+        dg.AssetCheckResult(check_name="beats_global_mean", passed=report.beats_global_mean,
+                            severity=dg.AssetCheckSeverity.ERROR,
+                            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
+                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]}),
+        dg.AssetCheckResult(check_name="beats_bias_only", passed=report.beats_bias_only,
+                            severity=dg.AssetCheckSeverity.WARN,
+                            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
+                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]}),
+    ]
 
 
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)

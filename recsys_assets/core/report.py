@@ -1,0 +1,95 @@
+"""``ModelReport``: what a trained rating model scored, what it must beat, and whether it is published.
+
+The training asset builds one with :func:`build_report` and only turns it into
+check results and metadata; :func:`~recsys_assets.core.artifact.save_model_file`
+writes the report's metrics and seen-movie index into the model file.  The
+publishing rule lives here, in one place: a model is published when its
+weights are finite and its validation RMSE is below the global mean's.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsys_assets.core.dataset import MovieRatingDataset
+from recsys_assets.core.metrics import baselines
+from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """Metrics and baselines of one trained model on its validation split, and the seen-movie index.
+
+    ``metrics`` holds ``train_loss``, ``val_loss``, ``val_rmse``, ``val_mae``
+    (the best epoch's), ``global_mean_rmse``, ``bias_only_rmse`` and
+    ``ndcg_at_10``.  ``seen_indptr``/``seen_indices`` are the movies each user
+    has rated (CSR over user indices); ``movie_counts`` the ratings per movie.
+    """
+
+    metrics: dict[str, float]
+    weights_finite: bool
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    movie_counts: np.ndarray
+
+    @property
+    def beats_global_mean(self) -> bool:
+        return bool(self.metrics.get("val_rmse", np.inf) < self.metrics.get("global_mean_rmse", -np.inf))
+
+    @property
+    def beats_bias_only(self) -> bool:
+        return bool(self.metrics.get("val_rmse", np.inf) < self.metrics.get("bias_only_rmse", -np.inf))
+
+    @property
+    def publish(self) -> bool:
+        """The blocking rule: finite weights and a validation RMSE below the global mean's."""
+        return self.weights_finite and self.beats_global_mean
+
+    @property
+    def rejection(self) -> str | None:
+        """Why the model is not published, or None when it is."""
+        if self.publish:
+            return None
+        reasons = []
+        if not self.weights_finite:
+            reasons.append("NaN or infinite weights")
+        if not self.beats_global_mean:
+            reasons.append(
+                f"val RMSE {self.metrics.get('val_rmse', float('nan')):.4f} is not below the global mean's "
+                f"{self.metrics.get('global_mean_rmse', float('nan')):.4f}"
+            )
+        return "; ".join(reasons)
+
+
+def build_report(result, train: MovieRatingDataset, val: MovieRatingDataset, *, n_users: int, n_movies: int,
+                 rating_range: tuple[float, float] = (0.5, 5.0)) -> ModelReport:
+    """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits."""
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else {}
+    metrics = {name: float(best.get(name, float("nan"))) for name in ("train_loss", "val_loss", "val_rmse", "val_mae")}
+    metrics.update(baselines(train.arrays(), val.arrays(), n_users=n_users, n_movies=n_movies,
+                             rating_range=rating_range))
+    finite = bool(result.model.all_finite())
+    metrics["ndcg_at_10"] = rating_ndcg(result.model.state_dict(), train, val, n_users=n_users, n_movies=n_movies) \
+        if finite else float("nan")
+    all_users = np.concatenate([train.arrays()[0], val.arrays()[0]])
+    all_movies = np.concatenate([train.arrays()[1], val.arrays()[1]])
+    indptr, indices = seen_matrix(all_users, all_movies, n_users)
+    return ModelReport(
+        metrics=metrics,
+        weights_finite=finite,
+        seen_indptr=indptr,
+        seen_indices=indices,
+        movie_counts=np.bincount(all_movies, minlength=n_movies),
+    )
+
+
+def rating_ndcg(state: dict, train: MovieRatingDataset, val: MovieRatingDataset, *, n_users: int, n_movies: int) -> float:
+    """NDCG@10 of ranking by predicted rating on the validation split (training movies excluded).
+
+    Same protocol as the ranking model's, so ``Recommender.similar_movies`` can use the better factors."""
+    train_u, train_m, _ = train.arrays()
+    seen = UserItems.from_pairs(train_u, train_m, n_users, n_movies)
+    held = HeldOut.from_ratings(*val.arrays(), n_users, n_movies)
+    ranker = factor_ranker(state["user_factors.weight"].cpu().numpy(), state["movie_factors.weight"].cpu().numpy(), seen,
+                           movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0])
+    return float(evaluate_rankers({"rating": ranker}, seen, held)["rating"].metrics["ndcg_at_10"])
