@@ -196,7 +196,7 @@ def part_outside(frame, seeds) -> list[dict]:
     from recsys_assets.core.dataset import IdMapping, split_ratings
     from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
     from recsys_assets.definitions import ASSETS
-    from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+    from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
     rows = []
     for seed in seeds:
@@ -205,8 +205,7 @@ def part_outside(frame, seeds) -> list[dict]:
             export = Path(tmp) / "ratings_export.csv"
             seen_part.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(export, index=False)
             data = Path(tmp) / "data"
-            resources = {"storage": RecsysStorage(export_path=str(export), data_dir=str(data)),
-                         "device": DeviceResource(device="cpu"), "io_manager": ParquetIOManager(base_dir=str(data / "tables"))}
+            resources = resources_for(RecsysStorage(export_path=str(export), data_dir=str(data)), DeviceResource(device="cpu"))
             started = time.perf_counter()
             with dg.instance_for_test() as instance:
                 result = dg.materialize(ASSETS, resources=resources, instance=instance)

@@ -29,14 +29,14 @@ def main():
 
     from benchmarks.readme_blocks import replace_block
     from recsys_assets.definitions import ASSETS
-    from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+    from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
     if not (ML_SMALL / "ratings.csv").exists():
         sys.exit(f"{ML_SMALL} not found")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        resources = {"storage": RecsysStorage(export_path=str(ML_SMALL / "ratings.csv"), data_dir=str(data)),
-                     "device": DeviceResource(device="cpu"), "io_manager": ParquetIOManager(base_dir=str(data / "tables"))}
+        resources = resources_for(RecsysStorage(export_path=str(ML_SMALL / "ratings.csv"), data_dir=str(data)),
+                                  DeviceResource(device="cpu"))
         with dg.instance_for_test() as instance:
             assert dg.materialize(ASSETS, resources=resources, instance=instance).success
         shown = []

@@ -1,6 +1,6 @@
 """recsys: small command-line helpers around the pipeline's core.
 
-    recsys sample [--path data/ratings_export.csv] [--ratings 100000] [--force]
+    recsys sample [--path data/ratings_export.csv] [--n-ratings 100000] [--force]
     recsys recommend --user 42 [-k 10] [--by ranking|rating] [--model data/recommendation_model.pth]
     recsys recommend --rated 318:5,296:4.5 [-k 10]      (someone the model never saw)
     recsys similar --movie 1 [-k 10] [--model ...]
@@ -12,19 +12,19 @@ RECSYS_MOVIES_PATH).
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from recsys_assets.core.artifact import ModelFileError
+from recsys_assets import settings
+from recsys_assets.core.model_file import ModelFileError
 
 
 def _default_export() -> str:
-    return os.environ.get("RECSYS_EXPORT_PATH") or "data/ratings_export.csv"
+    return settings.EXPORT_PATH.get()
 
 
 def _default_model() -> str:
-    return (os.environ.get("RECSYS_DATA_DIR") or "data").rstrip("/") + "/recommendation_model.pth"
+    return settings.data_path("recommendation_model.pth")
 
 
 def _load_model(location: str, ranking_location: str | None = None):
@@ -47,7 +47,7 @@ def _sample(args) -> int:
     if path.exists() and not args.force:
         print(f"{path} exists; keeping it (use --force to overwrite)")
         return 0
-    spec = SampleSpec(n_ratings=args.ratings, n_users=args.users, n_movies=args.movies, seed=args.seed)
+    spec = SampleSpec(n_ratings=args.n_ratings, n_users=args.n_users, n_movies=args.n_movies, seed=args.seed)
     write_sample_export(path, spec)
     print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
     return 0
@@ -141,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sample", help="generate a synthetic ratings export")
-    p.add_argument("--path", default=_default_export())
-    p.add_argument("--ratings", type=int, default=100_000)
-    p.add_argument("--users", type=int, default=1_000)
-    p.add_argument("--movies", type=int, default=4_000)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--path", default=_default_export(), help="where to write it (default: $RECSYS_EXPORT_PATH)")
+    p.add_argument("--n-ratings", type=int, default=100_000, help="how many ratings (default 100000)")
+    p.add_argument("--n-users", type=int, default=1_000, help="how many users (default 1000)")
+    p.add_argument("--n-movies", type=int, default=4_000, help="how many movies (default 4000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=_sample)
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                             help="the rating model file or URL (default: $RECSYS_DATA_DIR/recommendation_model.pth)")
     model_args.add_argument("--ranking-model", default=None,
                             help="the ranking model file or URL (default: ranking_model.pth beside --model, when present)")
-    model_args.add_argument("--movies", default=os.environ.get("RECSYS_MOVIES_PATH"), help="MovieLens movies.csv for titles")
+    model_args.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
     p = sub.add_parser("recommend", parents=[model_args], help="top-k movies for a user from the trained models")
     p.add_argument("--user", type=int, help="a user id from the export")
     p.add_argument("--rated", help="ratings of someone the model never saw, MOVIE:RATING,... (e.g. 318:5,296:4.5)")

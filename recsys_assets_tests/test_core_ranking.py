@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys_assets.core.artifact import ModelFileError
+from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking import (
     HeldOut,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
-from recsys_assets.core.artifact import ModelFileError, load_model_file, save_model_file
+from recsys_assets.core.model_file import ModelFileError, load_model_file, save_model_file
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.report import ModelReport
 from recsys_assets.core.ranking import seen_matrix

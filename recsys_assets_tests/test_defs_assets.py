@@ -6,7 +6,7 @@ import torch
 from recsys_assets import Recommender
 from recsys_assets.definitions import ASSETS, defs
 from recsys_assets.defs import features, ingest, ranking, training
-from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
 ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, recommendations, evaluation
 KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model",
@@ -15,11 +15,7 @@ EVAL_KEYS = {"user_recommendations", "model_evaluation"}
 
 
 def _resources(export, data_dir, device="cpu"):
-    return {
-        "storage": RecsysStorage(export_path=str(export), data_dir=str(data_dir)),
-        "device": DeviceResource(device=device),
-        "io_manager": ParquetIOManager(base_dir=str(data_dir / "tables")),
-    }
+    return resources_for(RecsysStorage(export_path=str(export), data_dir=str(data_dir)), DeviceResource(device=device))
 
 
 def _mats(result, key):
@@ -196,7 +192,8 @@ def test_device_env_var_sets_the_resource(monkeypatch):
     resources = default_resources()
     assert resources["device"].device == dg.EnvVar("RECSYS_DEVICE")
     assert resources["device"].kernel == dg.EnvVar("RECSYS_KERNEL")
-    assert resources["io_manager"].base_dir == "/tmp/x/tables"
+    assert resources["storage"].data_dir == dg.EnvVar("RECSYS_DATA_DIR")
+    assert resources["io_manager"].storage is resources["storage"]  # tables live where the storage says
 
 
 def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, data_dir):

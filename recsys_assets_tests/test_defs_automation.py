@@ -12,7 +12,7 @@ from recsys_assets.core.loader import MovieDataLoader
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.defs import automation, checks, features, ingest, training
-from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
 ASSETS = [
     ingest.raw_ratings, ingest.cleaned_ratings, features.user_movie_mappings, features.rating_splits,
@@ -26,8 +26,7 @@ def _storage(export, data_dir):
 
 
 def _resources(export, data_dir):
-    return {"storage": _storage(export, data_dir), "device": DeviceResource(device="cpu"),
-            "io_manager": ParquetIOManager(base_dir=str(data_dir / "tables"))}
+    return resources_for(_storage(export, data_dir), DeviceResource(device="cpu"))
 
 
 def _tick(instance, storage, cursor=None):

@@ -16,7 +16,7 @@ from recsys_assets import Recommender
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.definitions import ASSETS
 from recsys_assets.defs import ingest, training
-from recsys_assets.defs.resources import DeviceResource, ParquetIOManager, RecsysStorage
+from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
 TABLES = {"raw_ratings", "cleaned_ratings", "cleaned_ratings_quarantine", "user_movie_mappings", "train_ratings",
           "val_ratings", "user_recommendations", "model_evaluation"}
@@ -33,9 +33,8 @@ def root():
 
 def _resources(export, root, work):
     return {
-        "storage": RecsysStorage(export_path=str(export), data_dir=root, work_dir=str(work)),
-        "device": DeviceResource(device="cpu"),
-        "io_manager": ParquetIOManager(base_dir=f"{root}/tables"),
+        **resources_for(RecsysStorage(export_path=str(export), data_dir=root, work_dir=str(work)),
+                        DeviceResource(device="cpu")),
     }
 
 

@@ -1,7 +1,7 @@
 """``ModelReport``: what a trained rating model scored, what it must beat, and whether it is published.
 
 The training asset builds one with :func:`build_report` and only turns it into
-check results and metadata; :func:`~recsys_assets.core.artifact.save_model_file`
+check results and metadata; :func:`~recsys_assets.core.model_file.save_model_file`
 writes the report's metrics and seen-movie index into the model file.  The
 publishing rule lives here, in one place: a model is published when its
 weights are finite and its validation RMSE is below the global mean's.

@@ -13,10 +13,10 @@
 """
 
 import json
-import os
 
 import dagster as dg
 
+from recsys_assets import settings
 from recsys_assets.core.exports import ExportLook
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -38,7 +38,7 @@ def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
 
 @dg.sensor(
     job=retrain_job,
-    minimum_interval_seconds=int(os.environ.get("RECSYS_SENSOR_INTERVAL", "30")),
+    minimum_interval_seconds=settings.SENSOR_INTERVAL.integer(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests one retraining run per new, completely written export (by fingerprint).",
 )
@@ -88,7 +88,5 @@ def build_retrain_schedule(cron: str, timezone: str, force: bool) -> dg.Schedule
 
 
 retrain_schedule = build_retrain_schedule(
-    os.environ.get("RECSYS_RETRAIN_CRON", "0 3 * * *"),
-    os.environ.get("RECSYS_TIMEZONE", "UTC"),
-    os.environ.get("RECSYS_RETRAIN_FORCE", "") in ("1", "true", "yes"),
+    settings.RETRAIN_CRON.get(), settings.TIMEZONE.get(), settings.RETRAIN_FORCE.flag()
 )

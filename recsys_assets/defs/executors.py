@@ -14,9 +14,9 @@ or ``'.[celery]'``).  The training step asks for a GPU on both through
 :data:`TRAINING_OP_TAGS`; the local executors ignore those tags.
 """
 
-import os
-
 import dagster as dg
+
+from recsys_assets import settings
 
 EXECUTORS = ("multiprocess", "in_process", "k8s", "celery")
 
@@ -77,7 +77,7 @@ def celery_executor() -> dg.ExecutorDefinition:
 
 def executor_from_env(name: str | None = None) -> dg.ExecutorDefinition | None:
     """The executor named by ``name`` or ``RECSYS_EXECUTOR``; None means Dagster's default."""
-    name = (name or os.environ.get("RECSYS_EXECUTOR") or "multiprocess").strip()
+    name = (name or settings.EXECUTOR.get()).strip()
     if name == "multiprocess":
         return None
     if name == "in_process":

@@ -74,13 +74,13 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     export = storage.export
     if storage.restore_checkpoints():
         context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
-    mirror = storage.store if not storage.is_local else None
+    remote = not storage.is_local
     last_mirror = [time.monotonic()]
 
     def on_checkpoint(rows: int, done: int, total: int) -> None:
         progress(rows, done, total)
-        if mirror is not None and time.monotonic() - last_mirror[0] >= 10.0:  # a remote store: mirror now and then
-            storage.mirror_checkpoints(mirror)
+        if remote and time.monotonic() - last_mirror[0] >= 10.0:  # a remote store: mirror now and then
+            storage.mirror_checkpoints()
             last_mirror[0] = time.monotonic()
 
     loader = MovieDataLoader(
@@ -99,8 +99,8 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     except (ExportError, CheckpointBusyError) as exc:  # not transient: fail without retries
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except BaseException:
-        if mirror is not None:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
-            storage.mirror_checkpoints(mirror)
+        if remote:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
+            storage.mirror_checkpoints()
         raise
     seconds = time.perf_counter() - started
     stats = loader.stats

@@ -1,11 +1,12 @@
 """Resources: where data lives, which torch device trains, and how tables are stored.
 
-Environment differences live here, read from environment variables:
-``RECSYS_EXPORT_PATH``, ``RECSYS_DATA_DIR``, ``RECSYS_DEVICE`` and ``RECSYS_KERNEL``.
+Environment differences live here: :func:`default_resources` builds them from the
+variables that ``recsys_assets/settings.py`` names (``RECSYS_EXPORT_PATH``,
+``RECSYS_DATA_DIR``, ``RECSYS_DEVICE``, ...), as ``EnvVar``s the UI shows.
 """
 
+import functools
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 from typing import ClassVar
@@ -23,20 +24,25 @@ from recsys_assets.core.exports import current_export
 from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.loader import table_to_frame
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
+from recsys_assets import settings
+from recsys_assets.settings import Setting
 
-DEFAULT_EXPORT_PATH = "data/ratings_export.csv"
-DEFAULT_DATA_DIR = "data"
+
+@functools.lru_cache(maxsize=16)
+def _store(location: str) -> ArtifactStore:
+    """One store per location, shared by every use of the resource in a process."""
+    return ArtifactStore(location)
 
 
 class RecsysStorage(dg.ConfigurableResource):
     """Where the ratings export is read from and where artifacts are written."""
 
     export_path: str = Field(
-        default=DEFAULT_EXPORT_PATH,
+        default=settings.EXPORT_PATH.default,
         description="The ratings export to ingest (MovieLens ratings.csv format); env RECSYS_EXPORT_PATH.",
     )
     data_dir: str = Field(
-        default=DEFAULT_DATA_DIR,
+        default=settings.DATA_DIR.default,
         description="Folder or fsspec URL (s3://bucket/prefix, gs://..., file://...) for tables, checkpoints, "
         "the model file and plots; env RECSYS_DATA_DIR.",
     )
@@ -64,7 +70,7 @@ class RecsysStorage(dg.ConfigurableResource):
         if self.drop_dir:
             return Path(self.drop_dir)
         store = self.store
-        return (Path(store.root) if store.is_local else self.root) / "exports"
+        return (Path(store.root) if store.is_local else self.work_folder) / "exports"
 
     @property
     def export(self) -> Path:
@@ -83,15 +89,15 @@ class RecsysStorage(dg.ConfigurableResource):
 
     @property
     def store(self) -> ArtifactStore:
-        """Where tables, the model, plots and (mirrored) checkpoints are published."""
-        return ArtifactStore(self.data_dir)
+        """Where tables, the model, plots and (mirrored) checkpoints are published (one cached store)."""
+        return _store(self.data_dir)
 
     @property
     def is_local(self) -> bool:
         return self.store.is_local
 
     @property
-    def root(self) -> Path:
+    def work_folder(self) -> Path:
         """The local working folder (``data_dir`` itself when it is local)."""
         if self.work_dir:
             return Path(self.work_dir)
@@ -103,11 +109,11 @@ class RecsysStorage(dg.ConfigurableResource):
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.root / self.CHECKPOINTS
+        return self.work_folder / self.CHECKPOINTS
 
     @property
     def lock_dir(self) -> Path:
-        return self.root / "locks"
+        return self.work_folder / "locks"
 
     def table_name(self, name: str) -> str:
         return f"tables/{name}.parquet"
@@ -119,12 +125,12 @@ class RecsysStorage(dg.ConfigurableResource):
             return 0
         return self.store.pull_dir(self.CHECKPOINTS, self.checkpoint_dir)
 
-    def mirror_checkpoints(self, store: "ArtifactStore | None" = None) -> int:
+    def mirror_checkpoints(self) -> int:
         """Remote store: upload the local checkpoints that changed (parts first, manifests last)."""
         if self.is_local:
             return 0
         skip = lambda name: name.endswith((".lock", ".tmp", ".hwm")) or "/." in f"/{name}"  # noqa: E731
-        return (store or self.store).push_dir(self.checkpoint_dir, self.CHECKPOINTS, skip=skip)
+        return self.store.push_dir(self.checkpoint_dir, self.CHECKPOINTS, skip=skip)
 
     def drop_checkpoint(self, name: str) -> None:
         """Remove a finished checkpoint's mirror (the local copy is removed by its owner)."""
@@ -155,19 +161,19 @@ class DeviceResource(dg.ConfigurableResource):
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores pandas DataFrames as Parquet files ``<base_dir>/<asset>.parquet``, published atomically.
+    """Stores pandas DataFrames as Parquet files ``<data_dir>/tables/<asset>.parquet``, published atomically.
 
-    ``base_dir`` is a local folder or an fsspec URL (``s3://bucket/recsys/tables``)."""
+    The folder comes from the storage resource, so tables always sit beside the model file."""
 
-    base_dir: str = Field(default=f"{DEFAULT_DATA_DIR}/tables", description="Folder or URL of the Parquet tables.")
+    storage: dg.ResourceDependency[RecsysStorage]
 
-    def _name(self, key: dg.AssetKey) -> str:
-        return f"{'__'.join(key.path)}.parquet"
+    def _location(self, key: dg.AssetKey) -> tuple[ArtifactStore, str]:
+        return self.storage.store, self.storage.table_name("__".join(key.path))
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}")
-        store, name = ArtifactStore(self.base_dir), self._name(context.asset_key)
+        store, name = self._location(context.asset_key)
         table = pa.Table.from_pandas(obj, preserve_index=False)
         with store.write(name) as tmp:
             pq.write_table(table, tmp, compression="zstd")
@@ -181,7 +187,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        store, name = ArtifactStore(self.base_dir), self._name(context.asset_key)
+        store, name = self._location(context.asset_key)
         try:
             with store.read(name) as path:
                 return table_to_frame(pq.read_table(path))
@@ -191,21 +197,23 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             ) from None
 
 
-def _env_or(name: str, default: str):
+def _env_or(setting: Setting):
     """An ``EnvVar`` (shown as such in the UI) when the variable is set, else the default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+    return dg.EnvVar(setting.name) if setting.is_set() else setting.default
+
+
+def resources_for(storage: RecsysStorage, device: DeviceResource | None = None) -> dict:
+    """The three resources every asset run needs, with tables stored through ``storage``."""
+    return {"storage": storage, "device": device or DeviceResource(), "io_manager": ParquetIOManager(storage=storage)}
 
 
 def default_resources() -> dict:
-    data_dir = os.environ.get("RECSYS_DATA_DIR") or DEFAULT_DATA_DIR
-    return {
-        "storage": RecsysStorage(
-            export_path=_env_or("RECSYS_EXPORT_PATH", DEFAULT_EXPORT_PATH),
-            data_dir=_env_or("RECSYS_DATA_DIR", DEFAULT_DATA_DIR),
-            drop_dir=_env_or("RECSYS_DROP_DIR", ""),
-            movies_path=_env_or("RECSYS_MOVIES_PATH", ""),
-            work_dir=_env_or("RECSYS_WORK_DIR", ""),
-        ),
-        "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto"), kernel=_env_or("RECSYS_KERNEL", "auto")),
-        "io_manager": ParquetIOManager(base_dir=f"{data_dir.rstrip('/')}/tables"),
-    }
+    """The resources of the definitions, from the environment (``recsys_assets/settings.py``)."""
+    storage = RecsysStorage(
+        export_path=_env_or(settings.EXPORT_PATH),
+        data_dir=_env_or(settings.DATA_DIR),
+        drop_dir=_env_or(settings.DROP_DIR),
+        movies_path=_env_or(settings.MOVIES_PATH),
+        work_dir=_env_or(settings.WORK_DIR),
+    )
+    return resources_for(storage, DeviceResource(device=_env_or(settings.DEVICE), kernel=_env_or(settings.KERNEL)))

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.artifact import load_model_file, save_model_file
+from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.report import ModelReport, build_report
@@ -100,12 +100,10 @@ def recommendation_model(
     with exclusive_lock(storage.lock_dir / "recommendation_model.lock", "recommendation_model"):
         if storage.restore_checkpoints():
             context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
-        mirror = None if storage.is_local else storage.store
 
         def on_epoch(record: dict) -> None:
             log_epoch(record)
-            if mirror is not None:  # the epoch's checkpoint is written: mirror it for a rerun elsewhere
-                storage.mirror_checkpoints(mirror)
+            storage.mirror_checkpoints()  # a remote store: mirror the epoch's checkpoint for a rerun elsewhere
 
         result = train_model(
             train, val, len(users), len(movies), train_config,

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from recsys_assets import settings
 from recsys_assets.core.ranking.interactions import UserItems
 
 # The candidates the ranking_model asset compares on an inner split of each export's training data:
@@ -92,9 +93,8 @@ class IALSModel:
 
 def cpu_threads() -> int:
     """The CPUs this process may run on (its affinity mask), or ``RECSYS_THREADS`` when set."""
-    configured = os.environ.get("RECSYS_THREADS", "").strip()
-    if configured:
-        return max(int(configured), 1)
+    if settings.THREADS.is_set():
+        return settings.THREADS.integer()
     try:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # pragma: no cover - not Linux

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_assets.core.artifact import ModelFileError
+from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
