@@ -65,6 +65,14 @@ def _fresh_defs_state_storage():
     base._current_storage.set(None)
 
 
+@pytest.fixture
+def model_file(tmp_path):
+    """A small rating model file with hand-set weights (recsys_assets_tests/model_files.py)."""
+    from .model_files import hand_set_model_file
+
+    return hand_set_model_file(tmp_path)
+
+
 # --- helpers for the end-to-end tests that start real Dagster processes --------------------------
 def make_dagster_home(path: Path) -> Path:
     """A DAGSTER_HOME folder with telemetry off and its sqlite storages already created.

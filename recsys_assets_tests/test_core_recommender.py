@@ -3,32 +3,11 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
-from recsys_assets.core.model_file import ModelFileError, load_model_file, save_model_file
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.report import ModelReport
-from recsys_assets.core.ranking import seen_matrix
+from recsys_assets.core.model_file import ModelFileError, load_model_file
+
+from .model_files import ranked_pair
 
 
-@pytest.fixture
-def model_file(tmp_path):
-    torch.manual_seed(0)
-    model = BiasedMF(3, 4, 2, global_mean=3.0, sparse=False)
-    with torch.no_grad():
-        model.user_bias.weight[:, 0] = torch.tensor([0.5, -0.5, 0.0])
-        model.movie_bias.weight[:, 0] = torch.tensor([1.0, 0.0, -1.0, 0.2])
-        model.user_factors.weight[:] = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-        model.movie_factors.weight[:] = torch.tensor([[2.0, 0.0], [0.0, 0.5], [0.0, 0.0], [0.3, 0.3]])
-    users, movies = np.array([0, 0, 1, 2]), np.array([0, 1, 2, 3])
-    indptr, indices = seen_matrix(users, movies, 3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    report = ModelReport(metrics={"val_rmse": 1.0}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
-                         movie_counts=np.array([5, 1, 3, 9]))
-    return save_model_file(
-        tmp_path / "recommendation_model.pth", report,
-        model_state=model.state_dict(), optimizer_state=opt.state_dict(),
-        user_ids=np.array([10, 20, 30]), movie_ids=np.array([100, 200, 300, 400]),
-        config={"rating_min": 0.5, "rating_max": 5.0}, history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}],
-    )
 
 
 def test_file_loads_with_weights_only_and_has_the_documents_keys(model_file):
@@ -94,60 +73,13 @@ def test_recommend_many_and_similar_movies(model_file):
         rec.similar_movies(42)
 
 
-def test_cli_recommend_and_similar(model_file, tmp_path, capsys):
-    from recsys_assets.cli import main
-
-    movies = tmp_path / "movies.csv"
-    movies.write_text("movieId,title,genres\n100,Alpha (1990),Drama\n300,Gamma (1992),Drama\n400,Delta (1993),Comedy\n")
-    assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
-    out = capsys.readouterr().out
-    assert "Delta (1993)" in out and "Gamma (1992)" in out
-    assert main(["similar", "--movie", "100", "-k", "1", "--model", str(model_file)]) == 0
-    assert "400" in capsys.readouterr().out
-    assert main(["recommend", "--user", "10", "--model", str(tmp_path / "missing.pth")]) == 2
-    assert "model file not found" in capsys.readouterr().err
-    assert main(["similar", "--movie", "7", "--model", str(model_file)]) == 2
-    assert "not known" in capsys.readouterr().err
 
 
 # --- with a ranking model beside the rating model ----------------------------------------------
-def _ranked_pair(tmp_path):
-    """A rating model and a ranking model fitted on the same small synthetic ratings."""
-    from recsys_assets.core.dataset import IdMapping
-    from recsys_assets.core.ranking import IALSParams, UserItems, fit_ials
-    from recsys_assets.core.ranking.model import RankingModel
-
-    rng = np.random.default_rng(0)
-    n_users, n_movies = 60, 30
-    users, movies = [], []
-    for u in range(n_users):
-        group = np.arange(15) if u % 2 == 0 else np.arange(15, 30)
-        picks = rng.choice(group, 10, replace=False)
-        users += [u] * 10
-        movies += picks.tolist()
-    users, movies = np.array(users), np.array(movies)
-    ratings = rng.choice([3.0, 4.0, 5.0], len(users)).astype(np.float32)
-    user_ids, movie_ids = np.arange(n_users) + 1, np.arange(n_movies) * 10 + 100
-    torch.manual_seed(0)
-    model = BiasedMF(n_users, n_movies, 4, global_mean=3.5, sparse=False)
-    indptr, indices = seen_matrix(users, movies, n_users)
-    report = ModelReport(metrics={"ndcg_at_10": 0.01}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
-                         movie_counts=np.bincount(movies, minlength=n_movies))
-    rating_file = save_model_file(
-        tmp_path / "recommendation_model.pth", report, model_state=model.state_dict(),
-        optimizer_state=torch.optim.SGD(model.parameters(), lr=0.1).state_dict(), user_ids=user_ids, movie_ids=movie_ids,
-        config={}, history=[],
-    )
-    matrix = UserItems.from_pairs(users, movies, n_users, n_movies, ratings)
-    params = IALSParams(factors=4, regularization=1.0, iterations=10)
-    fitted = fit_ials(matrix, params)
-    RankingModel(fitted.user_factors, fitted.item_factors, IdMapping(user_ids), IdMapping(movie_ids), matrix, params,
-                 metrics={"val_ndcg_at_10": 0.2}).save(tmp_path / "ranking_model.pth")
-    return rating_file, matrix, user_ids, movie_ids
 
 
 def test_recommendations_come_from_the_ranking_model_with_rating_and_reason(tmp_path):
-    path, matrix, user_ids, movie_ids = _ranked_pair(tmp_path)
+    path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
     rec = Recommender.load(path)  # ranking_model.pth beside it is found
     assert rec.ranker is not None
     top = rec.recommend(1, k=5)
@@ -166,7 +98,7 @@ def test_recommendations_come_from_the_ranking_model_with_rating_and_reason(tmp_
 
 
 def test_recommend_many_is_recommend_for_each_user(tmp_path):
-    path, *_ = _ranked_pair(tmp_path)
+    path, *_ = ranked_pair(tmp_path)
     rec = Recommender.load(path)
     many = rec.recommend_many([3, 1, 999], k=4)
     assert many["user_id"].tolist() == [3] * 4 + [1] * 4 + [999] * 4
@@ -179,7 +111,7 @@ def test_recommend_many_is_recommend_for_each_user(tmp_path):
 
 
 def test_someone_new_gets_recommendations_from_a_few_ratings(tmp_path):
-    path, _, _, movie_ids = _ranked_pair(tmp_path)
+    path, _, _, movie_ids = ranked_pair(tmp_path)
     rec = Recommender.load(path)
     liked = {int(movie_ids[20]): 5.0, int(movie_ids[22]): 4.5, 12345: 4.0}  # second-half movies, one unknown
     top = rec.recommend_for_ratings(liked, k=5)
@@ -195,7 +127,7 @@ def test_someone_new_gets_recommendations_from_a_few_ratings(tmp_path):
 
 
 def test_similar_movies_use_the_better_ranker_and_name_the_query(tmp_path):
-    path, *_ = _ranked_pair(tmp_path)
+    path, *_ = ranked_pair(tmp_path)
     rec = Recommender.load(path)
     assert rec.similar_by == "ranking"  # ranking NDCG 0.2 beats the rating model's 0.01
     frame = rec.similar_movies(100, k=3)
@@ -205,22 +137,3 @@ def test_similar_movies_use_the_better_ranker_and_name_the_query(tmp_path):
     assert rec.similar_by == "rating"
 
 
-def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
-    from recsys_assets.cli import main
-
-    path, _, _, movie_ids = _ranked_pair(tmp_path)
-    assert main(["recommend", "--user", "1", "-k", "3", "--model", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert "because you rated" in out and "predicted" in out
-    assert main(["recommend", "--user", "1", "-k", "3", "--by", "rating", "--model", str(path)]) == 0
-    assert "because you rated" not in capsys.readouterr().out
-    assert main(["recommend", "--rated", f"{movie_ids[20]}:5,{movie_ids[22]}:4.5", "-k", "3", "--model", str(path)]) == 0
-    assert "because you rated" in capsys.readouterr().out
-    assert main(["recommend", "--rated", "318-5", "--model", str(path)]) == 2
-    assert "MOVIE:RATING" in capsys.readouterr().err
-    assert main(["recommend", "--model", str(path)]) == 2
-    assert "either --user" in capsys.readouterr().err
-    assert main(["similar", "--movie", "100", "-k", "2", "--model", str(path)]) == 0
-    assert "movies like 100" in capsys.readouterr().out
-    assert main(["recommend", "--user", str(2**70), "--model", str(path)]) == 2  # no traceback
-    assert "out of range" in capsys.readouterr().err

@@ -1,13 +1,10 @@
 import hashlib
 import json
-import os
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core import quality
-from recsys_assets.core.exports import current_export
 from recsys_assets.core.loader import MovieDataLoader
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from recsys_assets.core.storage import exclusive_lock
@@ -99,19 +96,6 @@ def test_run_keys_deduplicate_requests(tmp_path, data_dir):
         assert repeat.run_key == first.run_key
 
 
-def test_drop_folder_newest_complete_file_is_the_current_export(tmp_path):
-    drop = tmp_path / "exports"
-    drop.mkdir()
-    fixed = tmp_path / "fixed.csv"
-    assert current_export(fixed, drop) == fixed
-    older = drop / "2026-01.csv"
-    older.write_text("x")
-    newer = drop / "2026-02.csv"
-    newer.write_text("y")
-    os.utime(older, ns=(1, 1_000_000_000))
-    (drop / "2026-03.csv.part").write_text("z")  # still being copied
-    (drop / ".2026-03.csv.tmp").write_text("z")
-    assert current_export(fixed, drop) == newer
 
 
 # ------------------------------------------------------------------------- schedule
@@ -133,19 +117,6 @@ def test_schedule_skips_when_unchanged_and_runs_when_changed_or_forced(tmp_path,
 
 
 # --------------------------------------------------------------------------- checks
-def test_quality_rules_on_good_and_bad_tables():
-    good = pd.DataFrame({"user_id": [1, 1, 2], "movie_id": [1, 2, 1], "rating": [4.0, 3.5, 5.0], "timestamp": [1, 2, 3]})
-    for rule in (quality.non_empty, quality.no_nulls, quality.ratings_in_scale, quality.unique_pairs):
-        assert rule(good)[0]
-    assert not quality.non_empty(good.iloc[:0])[0]
-    assert not quality.no_nulls(good.assign(rating=[4.0, None, 5.0]))[0]
-    assert not quality.ratings_in_scale(good.assign(rating=[4.0, 7.0, 5.0]))[0]
-    assert not quality.unique_pairs(pd.concat([good, good.iloc[:1]]))[0]
-    assert quality.splits_disjoint(good.iloc[:2], good.iloc[2:])[0]
-    assert not quality.splits_disjoint(good.iloc[:2], good.iloc[1:])[0]
-    assert quality.split_sizes(good.iloc[:8 // 4], good.iloc[2:], 0.2)[0]
-    big = pd.DataFrame({"user_id": range(100), "movie_id": 0})
-    assert not quality.split_sizes(big.iloc[:70], big.iloc[70:], 0.2)[0]
 
 
 def test_checks_pass_on_a_good_run_and_a_bad_model_is_not_published(tmp_path, data_dir):

@@ -1,0 +1,40 @@
+"""The ``recsys`` command: recommend, similar, and their errors (no tracebacks)."""
+
+from .model_files import ranked_pair
+
+
+def test_cli_recommend_and_similar(model_file, tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    movies = tmp_path / "movies.csv"
+    movies.write_text("movieId,title,genres\n100,Alpha (1990),Drama\n300,Gamma (1992),Drama\n400,Delta (1993),Comedy\n")
+    assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
+    out = capsys.readouterr().out
+    assert "Delta (1993)" in out and "Gamma (1992)" in out
+    assert main(["similar", "--movie", "100", "-k", "1", "--model", str(model_file)]) == 0
+    assert "400" in capsys.readouterr().out
+    assert main(["recommend", "--user", "10", "--model", str(tmp_path / "missing.pth")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["similar", "--movie", "7", "--model", str(model_file)]) == 2
+    assert "not known" in capsys.readouterr().err
+
+
+def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    path, _, _, movie_ids = ranked_pair(tmp_path)
+    assert main(["recommend", "--user", "1", "-k", "3", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "because you rated" in out and "predicted" in out
+    assert main(["recommend", "--user", "1", "-k", "3", "--by", "rating", "--model", str(path)]) == 0
+    assert "because you rated" not in capsys.readouterr().out
+    assert main(["recommend", "--rated", f"{movie_ids[20]}:5,{movie_ids[22]}:4.5", "-k", "3", "--model", str(path)]) == 0
+    assert "because you rated" in capsys.readouterr().out
+    assert main(["recommend", "--rated", "318-5", "--model", str(path)]) == 2
+    assert "MOVIE:RATING" in capsys.readouterr().err
+    assert main(["recommend", "--model", str(path)]) == 2
+    assert "either --user" in capsys.readouterr().err
+    assert main(["similar", "--movie", "100", "-k", "2", "--model", str(path)]) == 0
+    assert "movies like 100" in capsys.readouterr().out
+    assert main(["recommend", "--user", str(2**70), "--model", str(path)]) == 2  # no traceback
+    assert "out of range" in capsys.readouterr().err
