@@ -53,40 +53,6 @@ def _sample(args) -> int:
     return 0
 
 
-def _titles(movies_path: str | None):
-    if not movies_path:
-        return None
-    import pandas as pd
-
-    path = Path(movies_path)
-    if not path.exists():
-        raise ValueError(f"movies file not found: {path}")
-    return pd.read_csv(path, usecols=["movieId", "title"]).set_index("movieId")["title"]
-
-
-def _name(movie_id: int, titles) -> str:
-    title = titles.get(movie_id) if titles is not None else None
-    return f"{movie_id} ({title})" if isinstance(title, str) else str(movie_id)
-
-
-def _show_recommendations(frame, titles) -> str:
-    """The table a person reads: rank, movie, predicted rating, score and the reason."""
-    import pandas as pd
-
-    shown = pd.DataFrame({"rank": frame["rank"], "movie_id": frame["movie_id"]})
-    if titles is not None:
-        shown["title"] = frame["movie_id"].map(titles).fillna("")
-    shown["predicted"] = frame["predicted_rating"].map(lambda v: f"{v:.2f}")
-    if frame.attrs.get("by") == "ranking":
-        shown["score"] = frame["score"].map(lambda v: f"{v:.3f}")
-        shown["because you rated"] = [_name(int(m), titles) if m >= 0 else "" for m in frame["because_movie_id"]]
-    elif frame.attrs.get("by") == "popularity":
-        shown["ratings"] = frame["score"].map(lambda v: f"{v:,.0f}")
-    else:  # by predicted rating: the unclamped value that orders the list
-        shown["score"] = frame["score"].map(lambda v: f"{v:.2f}")
-    return shown.to_string(index=False)
-
-
 def _parse_rated(text: str) -> dict[int, float]:
     ratings = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -105,8 +71,10 @@ def _parse_rated(text: str) -> dict[int, float]:
 def _recommend(args) -> int:
     if (args.user is None) == (args.rated is None):
         raise ValueError("give either --user ID or --rated MOVIE:RATING,...")
+    from recsys_assets.core.presentation import read_titles, recommendations_table
+
     rec = _load_model(args.model, args.ranking_model)
-    titles = _titles(args.movies)
+    titles = read_titles(args.movies)
     if args.rated is not None:
         frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k)
         if frame.attrs.get("ignored"):
@@ -119,18 +87,20 @@ def _recommend(args) -> int:
             print(f"user {args.user} is unknown to the model: showing the most popular movies")
         elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
             print("no ranking model found: ordered by predicted rating")
-    print(_show_recommendations(frame, titles))
+    print(recommendations_table(frame, titles).to_string(index=False))
     return 0
 
 
 def _similar(args) -> int:
+    from recsys_assets.core.presentation import movie_name, read_titles
+
     rec = _load_model(args.model, args.ranking_model)
     try:
         frame = rec.similar_movies(args.movie, k=args.k)
     except KeyError as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
-    titles = _titles(args.movies)
-    print(f"movies like {_name(args.movie, titles)}, by the {frame.attrs['by']} model's movie factors:")
+    titles = read_titles(args.movies)
+    print(f"movies like {movie_name(args.movie, titles)}, by the {frame.attrs['by']} model's movie factors:")
     if titles is not None:
         frame = frame.assign(title=frame["movie_id"].map(titles).fillna(""))
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -38,3 +38,16 @@ def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
     assert "movies like 100" in capsys.readouterr().out
     assert main(["recommend", "--user", str(2**70), "--model", str(path)]) == 2  # no traceback
     assert "out of range" in capsys.readouterr().err
+
+
+def test_titles_cannot_drive_the_terminal(model_file, tmp_path, capsys):
+    """A title holding escape codes is printed without its control characters (CLI and asset share the rule)."""
+    from recsys_assets.cli import main
+    from recsys_assets.core.presentation import read_titles
+
+    movies = tmp_path / "movies.csv"
+    movies.write_text('movieId,title,genres\n300,"\x1b]0;owned\x07Gamma\x1b[31m (1992)",Drama\n400,"Delta\r (1993)",Comedy\n')
+    assert read_titles(movies).to_dict() == {300: "]0;ownedGamma[31m (1992)", 400: "Delta (1993)"}
+    assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
+    out = capsys.readouterr().out
+    assert "Gamma" in out and "\x1b" not in out and "\x07" not in out and "\r" not in out

@@ -10,6 +10,7 @@ from pydantic import Field
 from recsys_assets.core.dataset import IdMapping, mappings_from_table
 from recsys_assets.core.metrics import mae, rmse
 from recsys_assets.core.plots import plot_ranker_comparison
+from recsys_assets.core.presentation import read_titles, reasons
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.recommender import Recommender
@@ -43,14 +44,6 @@ def _recommender(storage: RecsysStorage) -> Recommender:
     return Recommender.from_store(storage.store, storage.MODEL)
 
 
-def _titles(storage: RecsysStorage) -> pd.Series | None:
-    path = storage.movies_file
-    if path is None or not path.exists():
-        return None
-    movies = pd.read_csv(path, usecols=["movieId", "title"])
-    return movies.set_index("movieId")["title"]
-
-
 def _markdown(frame: pd.DataFrame) -> str:
     try:
         return frame.to_markdown(index=False, floatfmt=".3f")
@@ -75,10 +68,8 @@ def user_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     frame = rec.recommend_many(user_ids, k=config.k, by=config.by).drop(columns=["fallback"])
     frame["predicted_rating"] = frame["predicted_rating"].astype(np.float32)
     frame["score"] = frame["score"].astype(np.float32)
-    titles = _titles(storage)
-    named = frame["because_movie_id"].map(titles).astype(object) if titles is not None else pd.Series(None, index=frame.index, dtype=object)
-    label = named.where(named.notna(), "movie " + frame["because_movie_id"].astype(str))
-    frame["reason"] = np.where(frame["because_movie_id"] >= 0, "because you rated " + label, "").astype(object)
+    titles = read_titles(storage.movies_file, required=False)
+    frame["reason"] = reasons(frame["because_movie_id"], titles)
     if titles is not None:
         frame["title"] = frame["movie_id"].map(titles).astype("string")
     counts = rec.ranker.seen.movie_counts() if rec.ranker is not None else rec.popularity()
