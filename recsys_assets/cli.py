@@ -4,6 +4,8 @@
     recsys recommend --user 42 [-k 10] [--by ranking|rating] [--model data/recommendation_model.pth]
     recsys recommend --rated 318:5,296:4.5 [-k 10]      (someone the model never saw)
     recsys similar --movie 1 [-k 10] [--model ...]
+    recsys models [--data-dir data]                      (the kept published models)
+    recsys rollback [VERSION] [--ranking] [--data-dir data]
 
 Recommendations are ranked by the ranking model (data/ranking_model.pth, beside the
 rating model) and show the rating model's predicted rating and the rated movie behind
@@ -107,6 +109,45 @@ def _similar(args) -> int:
     return 0
 
 
+MODEL_FILES = {"rating": "recommendation_model.pth", "ranking": "ranking_model.pth"}
+
+
+def _models(args) -> int:
+    from recsys_assets.core.artifact_store import ArtifactStore
+    from recsys_assets.core.model_history import ModelHistory
+
+    store = ArtifactStore(args.data_dir)
+    for kind, name in MODEL_FILES.items():
+        history = ModelHistory(store, name)
+        versions, current = history.versions(), history.current()
+        print(f"{kind} model ({store.url(name)}):")
+        if not versions:
+            print("  no kept versions")
+            continue
+        for v in versions:
+            metrics = v.record.get("metrics", {})
+            figure = (f"val RMSE {metrics['val_rmse']:.4f}" if "val_rmse" in metrics else
+                      f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}" if "val_ndcg_at_10" in metrics else "")
+            data = v.record.get("data", {})
+            marker = "*" if v.name == current else " "
+            print(f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
+                  f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
+                  f"export {str(v.record.get('export_fingerprint') or '-')[:12]}")
+    print("(* = the published file)")
+    return 0
+
+
+def _rollback(args) -> int:
+    from recsys_assets.core.artifact_store import ArtifactStore
+    from recsys_assets.core.model_history import ModelHistory
+
+    name = MODEL_FILES["ranking" if args.ranking else "rating"]
+    store = ArtifactStore(args.data_dir)
+    chosen = ModelHistory(store, name).rollback(args.version)
+    print(f"restored {store.url(name)} to {chosen.name} (published {chosen.record.get('published_at', '?')})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="order by the ranking model (default) or by predicted rating")
     p.set_defaults(func=_recommend)
     p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
-    p.add_argument("--movie", type=int, required=True)
+    p.add_argument("--movie", type=int, required=True, help="the movie id to find neighbours of")
     p.set_defaults(func=_similar)
+    data_args = argparse.ArgumentParser(add_help=False)
+    data_args.add_argument("--data-dir", default=settings.DATA_DIR.get(),
+                           help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)")
+    p = sub.add_parser("models", parents=[data_args], help="list the kept published models (newest first)")
+    p.set_defaults(func=_models)
+    p = sub.add_parser("rollback", parents=[data_args], help="publish a kept model version again")
+    p.add_argument("version", nargs="?", help="the version to restore, e.g. v0003 (default: the one before the current)")
+    p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
+    p.set_defaults(func=_rollback)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

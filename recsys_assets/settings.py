@@ -91,6 +91,9 @@ TIMEZONE = Setting("RECSYS_TIMEZONE", "UTC", "the time zone of `RECSYS_RETRAIN_C
 RETRAIN_FORCE = Setting(
     "RECSYS_RETRAIN_FORCE", "", "`1`: the schedule retrains even when the export is unchanged", shown_default="off",
 )
+FORCE_PUBLISH = Setting(
+    "RECSYS_FORCE_PUBLISH", "", "`1`: publish a new model even when the promotion rule rejects it", shown_default="off",
+)
 CELERY_BROKER = Setting("RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset")
 CELERY_BACKEND = Setting("RECSYS_CELERY_BACKEND", "", "Celery result backend URL", shown_default="unset")
 DAGSTER_HOME = Setting(
@@ -99,7 +102,7 @@ DAGSTER_HOME = Setting(
 
 SETTINGS: tuple[Setting, ...] = (
     EXPORT_PATH, DATA_DIR, WORK_DIR, DROP_DIR, MOVIES_PATH, EXECUTOR, DEVICE, KERNEL, THREADS,
-    SENSOR_INTERVAL, RETRAIN_CRON, TIMEZONE, RETRAIN_FORCE, CELERY_BROKER, CELERY_BACKEND, DAGSTER_HOME,
+    SENSOR_INTERVAL, RETRAIN_CRON, TIMEZONE, RETRAIN_FORCE, FORCE_PUBLISH, CELERY_BROKER, CELERY_BACKEND, DAGSTER_HOME,
 )
 
 

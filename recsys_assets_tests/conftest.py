@@ -44,8 +44,11 @@ def dagster_home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch):
-    for name in ("RECSYS_EXPORT_PATH", "RECSYS_DATA_DIR", "RECSYS_DEVICE", "RECSYS_KERNEL", "RECSYS_MOVIES_PATH"):
-        monkeypatch.delenv(name, raising=False)
+    from recsys_assets import settings
+
+    for setting in settings.SETTINGS:  # every variable the project reads, except DAGSTER_HOME
+        if setting.name.startswith("RECSYS_"):
+            monkeypatch.delenv(setting.name, raising=False)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 

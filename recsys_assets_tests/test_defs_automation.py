@@ -123,7 +123,7 @@ def test_checks_pass_on_a_good_run_and_a_bad_model_is_not_published(tmp_path, da
     export = write_sample_export(tmp_path / "ratings.csv", SMALL)
     with dg.instance_for_test() as instance:
         good = dg.materialize(ASSETS, resources=_resources(export, data_dir), instance=instance)
-        assert good.success and all(_checks(good).values()) and len(_checks(good)) == 10
+        assert good.success and all(_checks(good).values()) and len(_checks(good)) == 11
         model = data_dir / "recommendation_model.pth"
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
 

@@ -7,12 +7,14 @@ publishing rule lives here, in one place: a model is published when its
 weights are finite and its validation RMSE is below the global mean's.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
-from recsys_assets.core.dataset import MovieRatingDataset
+from recsys_assets.core.dataset import IdMapping, MovieRatingDataset
 from recsys_assets.core.metrics import baselines
+from recsys_assets.core.promotion import DataSize, Evidence, Promotion, PromotionPolicy, decide, fresh_mask, rmse_evidence
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
 
 
@@ -31,6 +33,12 @@ class ModelReport:
     seen_indptr: np.ndarray
     seen_indices: np.ndarray
     movie_counts: np.ndarray
+    promotion: Promotion | None = None  # against the published model (None: not decided)
+
+    @property
+    def data_size(self) -> DataSize:
+        """Users, movies and ratings (train + validation) the model was built from."""
+        return DataSize(len(self.seen_indptr) - 1, len(self.movie_counts), len(self.seen_indices))
 
     @property
     def beats_global_mean(self) -> bool:
@@ -41,9 +49,14 @@ class ModelReport:
         return bool(self.metrics.get("val_rmse", np.inf) < self.metrics.get("bias_only_rmse", -np.inf))
 
     @property
+    def promotable(self) -> bool:
+        """The promotion rule lets this model replace the published one."""
+        return self.promotion is None or self.promotion.publish
+
+    @property
     def publish(self) -> bool:
-        """The blocking rule: finite weights and a validation RMSE below the global mean's."""
-        return self.weights_finite and self.beats_global_mean
+        """The blocking rule: finite weights, a validation RMSE below the global mean's, and promotable."""
+        return self.weights_finite and self.beats_global_mean and self.promotable
 
     @property
     def rejection(self) -> str | None:
@@ -58,6 +71,8 @@ class ModelReport:
                 f"val RMSE {self.metrics.get('val_rmse', float('nan')):.4f} is not below the global mean's "
                 f"{self.metrics.get('global_mean_rmse', float('nan')):.4f}"
             )
+        if self.promotion is not None:
+            reasons += self.promotion.reasons
         return "; ".join(reasons)
 
 
@@ -93,3 +108,38 @@ def rating_ndcg(state: dict, train: MovieRatingDataset, val: MovieRatingDataset,
     ranker = factor_ranker(state["user_factors.weight"].cpu().numpy(), state["movie_factors.weight"].cpu().numpy(), seen,
                            movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0])
     return float(evaluate_rankers({"rating": ranker}, seen, held)["rating"].metrics["ndcg_at_10"])
+
+
+def rating_evidence(model, val: MovieRatingDataset, users: IdMapping, movies: IdMapping, current) -> Evidence:
+    """The candidate ``model`` and the published :class:`~recsys_assets.core.recommender.Recommender`
+    ``current``, scored on the validation ratings ``current`` never trained on (clamped predictions)."""
+    val_users, val_movies, ratings = val.arrays()
+    raw_users, raw_movies = users.ids[val_users], movies.ids[val_movies]
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        candidate = model(val.users.to(device), val.movies.to(device)).clamp(*current.rating_range).cpu().numpy()
+    if current.seen_matrix is None:  # a file without its training pairs: no rating is known to be fresh
+        fresh = np.zeros(len(ratings), bool)
+    else:
+        fresh = fresh_mask(current.seen_matrix.keys(), current.users.encode(raw_users, unknown=-1),
+                           current.movies.encode(raw_movies, unknown=-1), len(current.movies))
+    return rmse_evidence(candidate, current.predict(raw_users, raw_movies), ratings.astype(np.float64), fresh)
+
+
+def published_size(current) -> DataSize:
+    """The data size of a published :class:`~recsys_assets.core.recommender.Recommender`'s rating model."""
+    recorded = DataSize.from_dict(current.info.get("config", {}))
+    if recorded is not None:
+        return recorded
+    ratings = current.seen_matrix.nnz if current.seen_matrix is not None else 0
+    return DataSize(len(current.users), len(current.movies), ratings)
+
+
+def with_promotion(report: ModelReport, model, val: MovieRatingDataset, *, users: IdMapping, movies: IdMapping,
+                   current, policy: PromotionPolicy) -> ModelReport:
+    """``report`` with the promotion decision against ``current`` (the published Recommender, or None)."""
+    if current is None:
+        return replace(report, promotion=decide(report.data_size, None, None, policy))
+    evidence = rating_evidence(model, val, users, movies, current) if report.weights_finite else None
+    return replace(report, promotion=decide(report.data_size, published_size(current), evidence, policy))

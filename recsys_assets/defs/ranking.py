@@ -8,18 +8,22 @@ import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.dataset import mappings_from_table
+from recsys_assets.core.promotion import DataSize, Promotion, PromotionPolicy, decide
+from recsys_assets.core.ranking import UserItems, factor_ranker
+from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
 from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
 from recsys_assets.core.ranking.model import RankingModel
-from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+from recsys_assets.core.ranking.train import RankingTraining, Ratings, train_ranking_model
 from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 OWNERS = ["team:recsys"]
 _DEFAULTS = IALSParams()
 
 
-class RankingConfig(dg.Config):
+class RankingConfig(PromotionConfig):
     """Settings of the ranking model (implicit-feedback ALS) and of its publishing rule.
 
     The defaults were chosen on inner splits of the training split of ml-latest-small
@@ -66,6 +70,11 @@ RANKING_CHECKS = [
         description="NDCG@10 on the validation split beats a most-popular list. Losing within noise warns; "
         "losing by more than noise fails and the model is not published.",
     ),
+    dg.AssetCheckSpec(
+        "not_worse_than_published", asset="ranking_model", blocking=True,
+        description="The data did not shrink, and on validation ratings the published ranking model never trained "
+        "on, the new model's NDCG@10 is within the tolerance of the published model's.",
+    ),
 ]
 
 
@@ -100,6 +109,7 @@ def ranking_model(
     rating the pipeline saw. Loads with torch.load(..., weights_only=True).
     """
     params = config.params()  # invalid settings fail here, before any work
+    policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
     fit_device, note = ials_device(device.torch_device(), explicit=device.device.strip().lower() != "auto")
@@ -118,7 +128,9 @@ def ranking_model(
         comparison = result.comparison
         params = result.selection.params
         finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
-        publish = finite and not comparison.loses_beyond_noise
+        promotion = ranking_promotion(context, storage, result, train, val, users=users, movies=movies,
+                                      policy=policy, threshold=config.relevance_threshold)
+        publish = finite and not comparison.loses_beyond_noise and promotion.publish
         model = RankingModel(
             result.published_model.user_factors, result.published_model.item_factors, users, movies,
             result.published_seen, params, metrics=result.metrics, trained_on="train+val",
@@ -131,10 +143,16 @@ def ranking_model(
         store = storage.store
         with store.write(target) as tmp:
             model.save(tmp)
+        version = None
+        if publish:
+            version = record_version(context, storage, storage.RANKING_MODEL, {
+                "metrics": result.metrics, "config": params.to_dict(), "data": DataSize(len(users), len(movies), len(train) + len(val)).to_dict(),
+                "promotion": promotion.describe()}, config.keep_versions)
     verdict = comparison.describe()
     if not publish:
-        context.log.error(f"ranking model not published ({'non-finite factors' if not finite else verdict}); saved to "
-                          f"{store.url(target)} for inspection, the previous ranking model is unchanged")
+        why = "non-finite factors" if not finite else "; ".join(promotion.reasons) or verdict
+        context.log.error(f"ranking model not published ({why}); saved to {store.url(target)} for inspection, "
+                          "the previous ranking model is unchanged")
     else:
         context.log.info(f"published {store.url(target)}: {verdict}")
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
@@ -146,10 +164,13 @@ def ranking_model(
             metadata={"ndcg_at_10": round(comparison.ndcg, 4), "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
                       "gap": round(comparison.gap, 4), "gap_standard_error": round(comparison.standard_error, 4)},
         ),
+        promotion_check("not_worse_than_published", promotion),
     ]
     metrics = result.metrics
     metadata = {
         "published": dg.MetadataValue.bool(publish),
+        "version": dg.MetadataValue.text(version or "not published"),
+        "promotion": dg.MetadataValue.text(promotion.describe()),
         "path": dg.MetadataValue.path(store.url(target)),
         "device": dg.MetadataValue.text(str(fit_device)),
         "trained_on": dg.MetadataValue.text(f"train + val ({len(train) + len(val):,} ratings)"),
@@ -160,3 +181,18 @@ def ranking_model(
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
     }
     return dg.MaterializeResult(check_results=checks, metadata=metadata)
+
+
+def ranking_promotion(context: dg.AssetExecutionContext, storage: RecsysStorage, result: RankingTraining,
+                      train: Ratings, val: Ratings, *, users, movies, policy: PromotionPolicy,
+                      threshold: float) -> Promotion:
+    """The promotion decision against the published ranking model (core/promotion.py's rule)."""
+    size = DataSize(len(users), len(movies), len(train) + len(val))
+    current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
+    if current is None:
+        return decide(size, None, None, policy)
+    seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
+    candidate = factor_ranker(result.evaluation_model.user_factors, result.evaluation_model.item_factors, seen)
+    evidence = fresh_ndcg_evidence(current, candidate, users, movies, val, threshold=threshold)
+    published = DataSize(len(current.users), len(current.movies), current.seen.nnz)
+    return decide(size, published, evidence, policy)

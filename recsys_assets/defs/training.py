@@ -12,17 +12,20 @@ from pydantic import Field
 from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
 from recsys_assets.core.plots import plot_training_history
-from recsys_assets.core.report import ModelReport, build_report
+from recsys_assets.core.promotion import Promotion
+from recsys_assets.core.recommender import Recommender
+from recsys_assets.core.report import ModelReport, build_report, with_promotion
 from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.core.training import TrainConfig, TrainResult, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 OWNERS = ["team:recsys"]
 _DEFAULTS = TrainConfig()
 
 
-class RecommendationModelConfig(dg.Config):
+class RecommendationModelConfig(PromotionConfig):
     """Hyper-parameters of the rating model and its training loop.
 
     The defaults are tuned for accuracy and speed (README, "Training engine"). The
@@ -51,7 +54,7 @@ class RecommendationModelConfig(dg.Config):
 
     def to_train_config(self, **environment) -> TrainConfig:
         """The core's config; ``environment`` adds the device resource's settings (``kernel``)."""
-        return TrainConfig(**self.model_dump(), **environment)
+        return TrainConfig(**self.model_dump(exclude=PromotionConfig.field_names()), **environment)
 
 
 MODEL_CHECKS = [
@@ -61,6 +64,9 @@ MODEL_CHECKS = [
                       description="Validation RMSE is below the global-mean baseline's."),
     dg.AssetCheckSpec("beats_bias_only", asset="recommendation_model", blocking=False,
                       description="Validation RMSE is below the bias-only baseline's (warning)."),
+    dg.AssetCheckSpec("not_worse_than_published", asset="recommendation_model", blocking=True,
+                      description="The data did not shrink, and on validation ratings the published model never "
+                      "trained on, the new model's RMSE is within the tolerance of the published model's."),
 ]
 
 
@@ -84,6 +90,7 @@ def recommendation_model(
     """
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
     train_config = config.to_train_config(kernel=device.kernel)
+    policy = config.policy()
     users, movies = mappings_from_table(user_movie_mappings)
     train = MovieRatingDataset.from_frame(train_ratings, users, movies)
     val = MovieRatingDataset.from_frame(val_ratings, users, movies)
@@ -111,8 +118,10 @@ def recommendation_model(
         )
         report = build_report(result, train, val, n_users=len(users), n_movies=len(movies),
                               rating_range=(train_config.rating_min, train_config.rating_max))
+        current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
+        report = with_promotion(report, result.model, val, users=users, movies=movies, current=current, policy=policy)
         run = _TrainingRun(result, report, users, movies, train_config, checkpoint, started)
-        return _publish(context, storage, run)
+        return _publish(context, storage, run, keep=config.keep_versions)
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,8 @@ class _TrainingRun:
     started: float
 
 
-def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun") -> dg.MaterializeResult:
+def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun", *,
+             keep: int) -> dg.MaterializeResult:
     """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
     result, report, metrics = run.result, run.report, run.report.metrics
     store = storage.store
@@ -140,20 +150,30 @@ def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_T
             optimizer_state=result.optimizer.state_dict(),
             user_ids=run.users.ids,
             movie_ids=run.movies.ids,
-            config={**asdict(run.config), "n_users": len(run.users), "n_movies": len(run.movies)},
+            config={**asdict(run.config), **report.data_size.to_dict()},
             history=result.history,
         )
+    version = None
+    if report.publish:
+        version = record_version(context, storage, storage.MODEL, {
+            "metrics": metrics, "config": asdict(run.config), "data": report.data_size.to_dict(),
+            "promotion": report.promotion.describe() if report.promotion else "",
+        }, keep)
     run.checkpoint.unlink(missing_ok=True)
     storage.drop_checkpoint(run.checkpoint.name)
     if not report.publish:
         context.log.error(
             f"model not published ({report.rejection}); it was saved to {store.url(target)} for inspection "
-            "and the previous model file is unchanged"
+            "and the previous model file is unchanged (force_publish or RECSYS_FORCE_PUBLISH=1 publishes anyway)"
         )
+    elif report.promotion is not None and report.promotion.forced:
+        context.log.warning(f"model published by force: {report.promotion.describe()}")
     return dg.MaterializeResult(
         check_results=_check_results(report),
         metadata={
             "published": dg.MetadataValue.bool(report.publish),
+            "version": dg.MetadataValue.text(version or "not published"),
+            "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
             **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in
                ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")},
             "epochs_run": dg.MetadataValue.int(result.epochs_run),
@@ -186,6 +206,7 @@ def _check_results(report: ModelReport) -> list[dg.AssetCheckResult]:
                             severity=dg.AssetCheckSeverity.WARN,
                             description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
                             metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]}),
+        promotion_check("not_worse_than_published", report.promotion or Promotion(True)),
     ]
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.promotion import Evidence, fresh_mask
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import (
     HeldOut,
@@ -68,3 +70,27 @@ class Comparison:
 def compare(scores: RankingScores, baseline: RankingScores, k: int = 10, z: float = 2.0) -> Comparison:
     gap, se = paired_gap(scores.ndcg_per_user, baseline.ndcg_per_user)
     return Comparison(scores.metrics[f"ndcg_at_{k}"], baseline.metrics[f"ndcg_at_{k}"], gap, se, z)
+
+
+def fresh_ndcg_evidence(current, candidate: Ranker, users: IdMapping, movies: IdMapping, val, *,
+                        threshold: float = 4.0, k: int = 10) -> Evidence:
+    """The candidate ranker (in ``users``/``movies`` indices) and the published ``RankingModel`` ``current``,
+    scored on the same validation ratings that ``current`` never trained on, for users it knows.
+
+    Each ranker masks its own training ratings; a movie ``current`` recommends that the new
+    mappings do not know counts as a miss."""
+    raw_users, raw_movies = users.ids[val.users], movies.ids[val.movies]
+    current_users = current.users.encode(raw_users, unknown=-1)
+    fresh = fresh_mask(current.seen.keys(), current_users, current.movies.encode(raw_movies, unknown=-1),
+                       len(current.movies)) & (current_users >= 0)
+    held = HeldOut.from_ratings(val.users[fresh], val.movies[fresh], val.ratings[fresh], len(users), len(movies),
+                                threshold)
+    metric = f"val NDCG@{k}"
+    if not len(held.users):
+        return Evidence(metric, float("nan"), float("nan"), int(fresh.sum()), lower_is_better=False)
+    ranked = candidate(held.users, k)
+    theirs = top_n(current.user_factors, current.item_factors, current.seen, k=k,
+                   users=current.users.encode(users.ids[held.users])).movies
+    theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
+    ndcg = lambda recommended: ranking_metrics(recommended, held.users, held, k).metrics[f"ndcg_at_{k}"]  # noqa: E731
+    return Evidence(metric, ndcg(ranked), ndcg(theirs), int(fresh.sum()), lower_is_better=False)

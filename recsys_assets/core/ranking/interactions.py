@@ -57,6 +57,11 @@ class UserItems:
     def row(self, user: int) -> np.ndarray:
         return self.indices[self.indptr[user] : self.indptr[user + 1]]
 
+    def keys(self) -> np.ndarray:
+        """Every pair as ``user * n_movies + movie``, sorted (for membership tests with ``searchsorted``)."""
+        users = np.repeat(np.arange(self.n_users, dtype=np.int64), self.counts())
+        return np.sort(users * self.n_movies + self.indices.astype(np.int64))
+
     def row_values(self, user: int) -> np.ndarray:
         if self.values is None:
             raise ValueError("this matrix holds no ratings")

@@ -1,0 +1,150 @@
+"""Model promotion: a new model replaces the published one only when it is at least as good and its data did not shrink.
+
+Two rules, applied to the rating model and the ranking model alike:
+
+* **No shrinking data.** The candidate's users, movies and ratings must each be
+  at least ``min_data_ratio`` of the published model's (default 0.5): a small
+  valid export (a test file, a partial dump) cannot replace a model trained on
+  the full catalogue.
+* **No worse on fresh evidence.** Both models are scored on the candidate's
+  validation ratings that the published model never saw in training (the
+  "fresh" ratings; a rating it trained on would flatter it).  The candidate
+  must not be worse than the published model by more than the tolerance
+  (``rmse_tolerance`` stars of validation RMSE, ``ndcg_tolerance`` of NDCG@10).
+  The ranking candidate's evidence is its fit on the training split alone, which
+  saw less data than the published fit on train + validation did; its larger
+  tolerance absorbs that handicap.
+  With fewer than ``min_fresh_ratings`` fresh ratings there is nothing fair to
+  compare, and the rule is not applied (the decision says so).
+
+``force`` (the asset's ``force_publish`` or ``RECSYS_FORCE_PUBLISH=1``)
+publishes anyway, and the decision records that it was forced.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """How much data a model was trained on."""
+
+    users: int
+    movies: int
+    ratings: int
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataSize | None":
+        """From a model file's recorded sizes, or None when the file predates them."""
+        try:
+            return cls(int(values["n_users"]), int(values["n_movies"]), int(values["n_ratings"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n_users": self.users, "n_movies": self.movies, "n_ratings": self.ratings}
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """The promotion rule's settings (see the module docstring)."""
+
+    min_data_ratio: float = 0.5
+    rmse_tolerance: float = 0.01
+    ndcg_tolerance: float = 0.02
+    min_fresh_ratings: int = 100
+    force: bool = False
+
+    def validate(self) -> "PromotionPolicy":
+        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.min_data_ratio > 1:
+            raise ValueError(f"min_data_ratio must be at most 1, got {self.min_data_ratio}")
+        if self.min_fresh_ratings < 1:
+            raise ValueError(f"min_fresh_ratings must be at least 1, got {self.min_fresh_ratings}")
+        return self
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Both models' score on the same fresh validation ratings (``lower_is_better`` for errors)."""
+
+    metric: str
+    candidate: float
+    current: float
+    fresh_ratings: int
+    lower_is_better: bool
+
+    @property
+    def worse_by(self) -> float:
+        """How much worse the candidate is (negative: better)."""
+        gap = self.candidate - self.current
+        return gap if self.lower_is_better else -gap
+
+    def describe(self) -> str:
+        return (f"{self.metric} {self.candidate:.4f} against the published model's {self.current:.4f} "
+                f"on {self.fresh_ratings:,} validation ratings it never trained on")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Whether the candidate may replace the published model, and why."""
+
+    publish: bool
+    reasons: list[str] = field(default_factory=list)  # why not (empty when it may)
+    notes: list[str] = field(default_factory=list)  # what was compared, or why nothing was
+    forced: bool = False
+
+    def describe(self) -> str:
+        return "; ".join(self.reasons + self.notes) or "no published model to compare with"
+
+
+def decide(candidate: DataSize, current: DataSize | None, evidence: Evidence | None,
+           policy: PromotionPolicy) -> Promotion:
+    """The promotion decision for a candidate (``current`` None: nothing is published yet)."""
+    if current is None:
+        return Promotion(True, notes=["no published model to compare with"])
+    reasons, notes = [], []
+    for name in ("users", "movies", "ratings"):
+        before, now = getattr(current, name), getattr(candidate, name)
+        if now < policy.min_data_ratio * before:
+            reasons.append(f"{now:,} {name} against the published model's {before:,} "
+                           f"(below {policy.min_data_ratio:.0%}: the data shrank)")
+    if evidence is None or evidence.fresh_ratings < policy.min_fresh_ratings:
+        fresh = 0 if evidence is None else evidence.fresh_ratings
+        notes.append(f"not compared with the published model: {fresh:,} fresh validation ratings "
+                     f"(at least {policy.min_fresh_ratings:,} needed)")
+    else:
+        tolerance = policy.rmse_tolerance if evidence.lower_is_better else policy.ndcg_tolerance
+        if evidence.worse_by > tolerance:
+            reasons.append(f"worse than the published model: {evidence.describe()} (tolerance {tolerance:g})")
+        else:
+            notes.append(evidence.describe())
+    if reasons and policy.force:
+        return Promotion(True, notes=[f"forced despite: {r}" for r in reasons] + notes, forced=True)
+    return Promotion(not reasons, reasons, notes)
+
+
+def fresh_mask(seen_keys: np.ndarray, user_index: np.ndarray, movie_index: np.ndarray, n_movies: int) -> np.ndarray:
+    """Which pairs a model never trained on: ``seen_keys`` are its sorted ``user * n_movies + movie`` keys;
+    an index of -1 (a user or movie the model does not know) is always fresh."""
+    user_index, movie_index = np.asarray(user_index, np.int64), np.asarray(movie_index, np.int64)
+    known = (user_index >= 0) & (movie_index >= 0)
+    keys = np.where(known, user_index * n_movies + movie_index, -1)
+    if len(seen_keys) == 0:
+        return np.ones(len(keys), bool)
+    pos = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
+    return ~(known & (seen_keys[pos] == keys))
+
+
+def rmse_evidence(candidate_pred: np.ndarray, current_pred: np.ndarray, ratings: np.ndarray,
+                  fresh: np.ndarray) -> Evidence:
+    """Validation RMSE of both models' (clamped) predictions on the fresh ratings."""
+    n = int(fresh.sum())
+    err = lambda pred: float(np.sqrt(np.mean((pred[fresh] - ratings[fresh]) ** 2))) if n else float("nan")
+    return Evidence("val RMSE", err(np.asarray(candidate_pred, np.float64)), err(np.asarray(current_pred, np.float64)),
+                    n, lower_is_better=True)

@@ -1,0 +1,93 @@
+"""What the model assets share to publish safely: the promotion settings, the published model, the kept versions.
+
+The rule itself is plain Python in ``core/promotion.py``; this module turns its
+decision into a check result and records each published file in the model
+history (``data/models/``), which ``recsys models`` and ``recsys rollback`` read.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from recsys_assets import settings
+from recsys_assets.core.model_file import ModelFileError
+from recsys_assets.core.model_history import ModelHistory
+from recsys_assets.core.promotion import Promotion, PromotionPolicy
+from recsys_assets.defs.resources import RecsysStorage
+
+_POLICY = PromotionPolicy()
+
+
+class PromotionConfig(dg.Config):
+    """When a newly trained model may replace the published one (shared by both model assets)."""
+
+    force_publish: bool = Field(
+        default=False,
+        description="Publish even when the promotion rule rejects the model (also RECSYS_FORCE_PUBLISH=1).",
+    )
+    min_data_ratio: float = Field(
+        default=_POLICY.min_data_ratio,
+        description="The new model's users, movies and ratings must each be at least this share of the "
+        "published model's (0.5: an export half the size or less is refused).",
+    )
+    rmse_tolerance: float = Field(
+        default=_POLICY.rmse_tolerance,
+        description="Rating model: how much higher its validation RMSE may be than the published model's, "
+        "both scored on validation ratings the published model never trained on.",
+    )
+    ndcg_tolerance: float = Field(
+        default=_POLICY.ndcg_tolerance,
+        description="Ranking model: how much lower its NDCG@10 may be than the published model's, on the same "
+        "fresh validation ratings.",
+    )
+    min_fresh_ratings: int = Field(
+        default=_POLICY.min_fresh_ratings,
+        description="Fewest fresh validation ratings for the comparison with the published model; with fewer "
+        "it is skipped (the data-size rule still applies).",
+    )
+    keep_versions: int = Field(default=5, description="Published models kept in <data_dir>/models/ for rollback.")
+
+    def policy(self) -> PromotionPolicy:
+        """The validated rule (a NaN or out-of-range setting fails the step before any work)."""
+        if self.keep_versions < 1:
+            raise ValueError(f"keep_versions must be at least 1, got {self.keep_versions}")
+        return PromotionPolicy(
+            min_data_ratio=self.min_data_ratio, rmse_tolerance=self.rmse_tolerance, ndcg_tolerance=self.ndcg_tolerance,
+            min_fresh_ratings=self.min_fresh_ratings, force=self.force_publish or settings.FORCE_PUBLISH.flag(),
+        ).validate()
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return set(PromotionConfig.model_fields)
+
+
+def load_published(context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, loader):
+    """The published file ``name`` read by ``loader(path)``, or None when there is none or it is unreadable."""
+    store = storage.store
+    if not store.exists(name):
+        return None
+    try:
+        with store.read(name) as path:
+            return loader(path)
+    except ModelFileError as exc:  # a broken published file cannot veto its replacement
+        context.log.warning(f"the published {name} is unreadable ({exc}); the new model is not compared with it")
+        return None
+
+
+def promotion_check(check_name: str, promotion: Promotion) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=check_name, passed=promotion.publish and not promotion.forced,
+        severity=dg.AssetCheckSeverity.ERROR if not promotion.publish else dg.AssetCheckSeverity.WARN,
+        description=promotion.describe(),
+        metadata={"forced": promotion.forced},
+    )
+
+
+def record_version(context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, record: dict,
+                   keep: int) -> str:
+    """Keep a copy of the just-published ``name`` in the model history; returns its version."""
+    from recsys_assets.defs.automation import last_ingested_fingerprint
+
+    record = {**record, "export_fingerprint": last_ingested_fingerprint(context.instance), "run_id": context.run.run_id}
+    version = ModelHistory(storage.store, name, keep=keep).record(record)
+    context.log.info(f"{name} published as {version.name} (kept in {storage.store.url('models')})")
+    return version.name

@@ -1,0 +1,79 @@
+"""A good model is never lost: promotion against the published model, kept versions, rollback."""
+
+import hashlib
+
+import dagster as dg
+
+from recsys_assets.cli import main
+from recsys_assets.core.sample_data import SampleSpec, write_sample_export
+from recsys_assets.definitions import ASSETS
+from recsys_assets.defs import ranking, training
+from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
+
+from .conftest import TINY
+
+CHAIN = ASSETS[:7]  # ingest .. recommendation_model, training_loss_plot, ranking_model
+FULL = TINY  # 4,000 ratings, 120 users
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run(export, data_dir, **config):
+    run_config = dg.RunConfig(ops={
+        "recommendation_model": training.RecommendationModelConfig(epochs=5, **config),
+        "ranking_model": ranking.RankingConfig(**config),
+    })
+    return dg.materialize(CHAIN, resources=resources_for(RecsysStorage(export_path=str(export), data_dir=str(data_dir)),
+                                                         DeviceResource(device="cpu")),
+                          run_config=run_config, raise_on_error=False)
+
+
+def _check(result, asset, name):
+    return next(e.asset_check_evaluation_data for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                and e.asset_check_evaluation_data.asset_check_key.asset_key == dg.AssetKey(asset)
+                and e.asset_check_evaluation_data.asset_check_key.name == name)
+
+
+def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path, data_dir, capsys):
+    export = write_sample_export(tmp_path / "ratings.csv", FULL)
+    assert _run(export, data_dir).success
+    rating, ranking_file = data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth"
+    before = _digest(rating), _digest(ranking_file)
+
+    # a valid export a third the size: every check on its own data passes
+    write_sample_export(export, SampleSpec(n_ratings=1_500, n_users=40, n_movies=150, seed=3))
+    small = _run(export, data_dir)
+    assert not small.success
+    assert _check(small, "recommendation_model", "beats_global_mean").passed  # a good model of its own data
+    for asset in ("recommendation_model", "ranking_model"):
+        check = _check(small, asset, "not_worse_than_published")
+        assert not check.passed and "the data shrank" in check.description
+    assert (_digest(rating), _digest(ranking_file)) == before
+    assert (data_dir / "recommendation_model.rejected.pth").exists()
+    assert (data_dir / "ranking_model.rejected.pth").exists()
+
+    # a deliberate override publishes it, and the history keeps both versions
+    forced = _run(export, data_dir, force_publish=True)
+    assert forced.success and _digest(rating) != before[0]
+    assert main(["models", "--data-dir", str(data_dir)]) == 0
+    listing = capsys.readouterr().out
+    assert "*v0002" in listing and " v0001" in listing
+
+    # roll back: the good model is back, byte for byte
+    assert main(["rollback", "--data-dir", str(data_dir)]) == 0
+    assert main(["rollback", "--ranking", "--data-dir", str(data_dir)]) == 0
+    assert (_digest(rating), _digest(ranking_file)) == before
+    assert main(["rollback", "v0009", "--data-dir", str(data_dir)]) == 2
+    assert "no version 'v0009'" in capsys.readouterr().err
+
+
+def test_a_retrain_on_the_same_export_is_published(tmp_path, data_dir):
+    """Nothing fresh to compare on and no shrinking: the rule lets an equal model through."""
+    export = write_sample_export(tmp_path / "ratings.csv", FULL)
+    assert _run(export, data_dir).success
+    again = _run(export, data_dir)
+    assert again.success
+    assert "fresh validation ratings" in _check(again, "recommendation_model", "not_worse_than_published").description
