@@ -259,3 +259,28 @@ def test_epoch_order_is_a_uniform_reproducible_permutation():
     assert len(counts) == 24 and max(counts.values()) < 1.25 * 500 and min(counts.values()) > 0.75 * 500
     firsts = Counter(int(epoch_order(50_000, g)[0]) * 10 // 50_000 for _ in range(1_000))
     assert len(firsts) == 10 and min(firsts.values()) > 60  # the first slot is not stuck in one bucket
+
+
+def test_the_defaults_train_to_finite_weights_on_a_small_dense_export():
+    """The first 10k ratings of ml-latest-small (66 users, up to 574 ratings each): one user repeats many
+    times in a 4096-rating batch, and the summed steps diverged; the step size now backs off instead."""
+    import pandas as pd
+
+    frame = pd.read_csv(ml_small_ratings(), nrows=10_000).rename(columns={"userId": "user_id", "movieId": "movie_id"})
+    users, movies = build_mappings(frame)
+    train_frame, val_frame = split_ratings(frame)
+    train = MovieRatingDataset.from_frame(train_frame, users, movies)
+    val = MovieRatingDataset.from_frame(val_frame, users, movies)
+    result = train_model(train, val, len(users), len(movies), TrainConfig())
+    assert result.model.all_finite()
+    assert result.learning_rate_backoffs and result.final_learning_rate < TrainConfig().learning_rate
+    best = result.history[result.best_epoch - 1]
+    base = _baselines(train, val, len(users), len(movies))
+    assert best["val_rmse"] < base["global_mean_rmse"]
+
+
+@pytest.mark.parametrize("field, value", [("min_delta", math.nan), ("init_std", -0.1), ("learning_rate", math.inf),
+                                          ("init_std", math.nan), ("reg_bias", math.nan)])
+def test_nan_and_out_of_range_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value}).validate()

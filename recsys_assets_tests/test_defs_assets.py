@@ -129,6 +129,9 @@ def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):
         assert epoch_msgs[0].splitlines()[:3][0] == "Epoch 1/2:"
         assert epoch_msgs[0].splitlines()[1].startswith("Training Loss: ")
         assert epoch_msgs[0].splitlines()[2].startswith("Validation Loss: ")
+        assert "val RMSE" in epoch_msgs[0].splitlines()[3] and "to go" in epoch_msgs[0].splitlines()[3]
+        final = [m for m in messages if m.startswith("training finished:")]
+        assert len(final) == 1 and "ran all 2 epochs" in final[0] and "best epoch" in final[0]
 
 
 def test_config_overrides_reach_the_loader_and_split(tiny_export, data_dir):

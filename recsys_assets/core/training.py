@@ -14,16 +14,20 @@ accurate:
   embeddings with the L2 penalty on the batch's rows in the loss;
 * training stops when the validation loss has not improved by ``min_delta``
   for ``patience`` epochs, and the best epoch's weights are restored;
+* an epoch that diverges (a training loss more than twice the previous epoch's,
+  or non-finite loss or weights) is run again from the previous epoch's weights
+  with half the step size, up to ``MAX_BACKOFFS`` times;
 * a per-epoch checkpoint lets an interrupted training resume where it stopped.
 """
 
+import copy
 import hashlib
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +42,8 @@ from recsys_assets.core.storage import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
+MAX_BACKOFFS = 4  # halvings of the step size after a diverged epoch before training gives up
+DIVERGENCE_RATIO = 2.0  # an epoch whose training loss more than doubles the previous one's is diverging
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -82,6 +88,13 @@ class TrainConfig:
         return cls(**values)
 
     def validate(self) -> None:
+        for name, value in asdict(self).items():  # NaN or infinity in any number is refused first
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if not self.init_std >= 0:
+            raise ValueError(f"init_std must be non-negative, got {self.init_std}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be non-negative, got {self.min_delta}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("embedding_dim", "batch_size", "epochs", "eval_batch_size"):
@@ -110,6 +123,8 @@ class TrainResult:
     ratings_per_second: float
     resumed_from_epoch: int = 0
     device: str = "cpu"
+    learning_rate_backoffs: list[dict] = field(default_factory=list)  # {"epoch", "learning_rate"} per halving
+    final_learning_rate: float = 0.0
 
 
 def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None) -> tuple[float, float, float]:
@@ -219,10 +234,13 @@ def train_model(
     if start_epoch and bad_epochs > config.patience:
         stopped_early = True
     epoch = start_epoch
+    backoffs: list[dict] = []
+    initial_loss = float(((train_dev.ratings.double() - global_mean) ** 2).mean())  # the loss before any step
     while epoch < config.epochs and not stopped_early:
         epoch += 1
         model.train()
         t0 = time.perf_counter()
+        last_good = _clone_state(model), (None if sgd else copy.deepcopy(optimizer.state_dict()))
         if sgd:
             total_loss = _sgd_epoch(model, optimizer, weighted, config.batch_size, generator, graphed)
         else:
@@ -230,11 +248,29 @@ def train_model(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_loss = float(total_loss) / len(train_dev)
-        if not math.isfinite(train_loss):
-            raise TrainingDivergedError(
-                f"training loss became {train_loss} in epoch {epoch}; lower learning_rate "
-                f"(now {config.learning_rate}) or raise regularization"
-            )
+        reference = history[-1]["train_loss"] if history else initial_loss
+        if not (math.isfinite(train_loss) and train_loss <= DIVERGENCE_RATIO * reference and model.all_finite()):
+            # a step too large for this data (many repeats of a row in one batch add up): restart the
+            # epoch from the last good weights with half the step size, a few times at most
+            lr = optimizer.param_groups[0]["lr"]
+            if len(backoffs) >= MAX_BACKOFFS:
+                raise TrainingDivergedError(
+                    f"training loss became {train_loss} in epoch {epoch} after {len(backoffs)} halvings of the "
+                    f"step size (now {lr:g}); lower learning_rate (configured {config.learning_rate}) or batch_size, "
+                    "or raise regularization"
+                )
+            model.load_state_dict(last_good[0])
+            if last_good[1] is not None:
+                optimizer.load_state_dict(last_good[1])
+            for group in optimizer.param_groups:
+                group["lr"] = lr / 2
+            if sgd and graphed is not None:  # the captured steps hold the old step size
+                graphed = _graphed_runner(model, optimizer, weighted, config, device)
+            backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
+            log.warning("epoch %d diverged (training loss %s); restarting it from epoch %d's weights with "
+                        "learning rate %g", epoch, train_loss, epoch - 1, lr / 2)
+            epoch -= 1
+            continue
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         trained_ratings += len(train_dev)
@@ -304,6 +340,8 @@ def train_model(
         ratings_per_second=trained_ratings / train_seconds if train_seconds > 0 else 0.0,
         resumed_from_epoch=start_epoch,
         device=str(device),
+        learning_rate_backoffs=backoffs,
+        final_learning_rate=float(optimizer.param_groups[0]["lr"]),
     )
 
 
@@ -347,3 +385,24 @@ def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig,
         total += loss.detach() * len(ratings)
     return total
 
+
+
+def epoch_summary(record: dict) -> str:
+    """One epoch's figures, each labelled, with the time left if every remaining epoch ran."""
+    left = (record["epochs"] - record["epoch"]) * record["elapsed"] / max(record["epoch"], 1)
+    return (f"val RMSE {record['val_rmse']:.4f}, val MAE {record['val_mae']:.4f}, epoch time {record['seconds']:.1f}s, "
+            f"elapsed {record['elapsed']:.1f}s, at most {left:.0f}s to go")
+
+
+def training_summary(result: TrainResult, config: TrainConfig) -> str:
+    """The training's last log line: why it stopped, which epoch was kept, its validation RMSE and the time."""
+    if not result.history:
+        return "no epoch was run"
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    last = result.history[-1]["epoch"]
+    how = (f"stopped early at epoch {last}/{config.epochs} (no improvement for {config.patience} epochs)"
+           if result.stopped_early else f"ran all {last} epochs")
+    backoff = (f"; step size halved {len(result.learning_rate_backoffs)} time(s) to {result.final_learning_rate:g}"
+               if result.learning_rate_backoffs else "")
+    return (f"training finished: {how}; best epoch {result.best_epoch} restored (val RMSE {best['val_rmse']:.4f}); "
+            f"{result.train_seconds:.1f}s training{backoff}")

@@ -16,7 +16,7 @@ from recsys_assets.core.promotion import Promotion
 from recsys_assets.core.recommender import Recommender
 from recsys_assets.core.report import ModelReport, build_report, with_promotion
 from recsys_assets.core.storage import exclusive_lock
-from recsys_assets.core.training import TrainConfig, TrainResult, train_model
+from recsys_assets.core.training import TrainConfig, TrainResult, epoch_summary, train_model, training_summary
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
@@ -100,7 +100,7 @@ def recommendation_model(
     )
 
     def log_epoch(record: dict) -> None:
-        context.log.info(f"{record['message']}\n(val RMSE {record['val_rmse']:.4f}, {record['seconds']:.1f}s, {record['elapsed']:.1f}s elapsed)")
+        context.log.info(f"{record['message']}\n{epoch_summary(record)}")
 
     checkpoint = storage.checkpoint_dir / "recommendation_model.training.pt"
     started = time.perf_counter()
@@ -116,6 +116,7 @@ def recommendation_model(
             train, val, len(users), len(movies), train_config,
             device=torch_device, on_epoch=on_epoch, checkpoint_path=checkpoint,
         )
+        context.log.info(training_summary(result, train_config))
         report = build_report(result, train, val, n_users=len(users), n_movies=len(movies),
                               rating_range=(train_config.rating_min, train_config.rating_max))
         current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
@@ -180,6 +181,8 @@ def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_T
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
             "stopped_early": dg.MetadataValue.bool(result.stopped_early),
             "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
+            "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
+            "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
             "device": dg.MetadataValue.text(result.device),
             "parameters": dg.MetadataValue.int(result.model.n_parameters),
             "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
