@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")

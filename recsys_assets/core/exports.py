@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_assets.core.loader import source_identity
+from recsys_assets.core.ingest.checkpoint import source_identity
 
 EXPORT_SUFFIXES = (".csv", ".dat", ".data", ".tsv", ".txt")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")

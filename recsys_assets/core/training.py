@@ -33,7 +33,7 @@ from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.numba_sgd import epoch_order
 from recsys_assets.core.optim import FusedSGD, GraphedEpoch, count_weights
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
 from recsys_assets.core.exports import export_fingerprint
-from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
+from recsys_assets.core.ingest import BusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -96,7 +96,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     started = time.perf_counter()
     try:
         table = loader.load_table()
-    except (ExportError, CheckpointBusyError) as exc:  # not transient: fail without retries
+    except (ExportError, BusyError) as exc:  # not transient: fail without retries
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except BaseException:
         if mirror is not None:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it

@@ -11,7 +11,7 @@ from recsys_assets.core.dataset import mappings_from_table
 from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
-from recsys_assets.core.storage import exclusive_lock
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 

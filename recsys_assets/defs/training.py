@@ -13,7 +13,7 @@ from recsys_assets.core.artifact import load_model_file, save_model_file
 from recsys_assets.core.dataset import MovieRatingDataset, mappings_from_table
 from recsys_assets.core.metrics import baselines
 from recsys_assets.core.plots import plot_training_history
-from recsys_assets.core.storage import exclusive_lock
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
 from recsys_assets.core.training import TrainConfig, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
