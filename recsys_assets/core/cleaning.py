@@ -7,10 +7,12 @@ reason it was rejected:
 =====================  ===========================================================
 reason                 meaning
 =====================  ===========================================================
-malformed_line         the line does not split into the expected number of fields
+malformed_line         the line does not split into the expected number of fields, has a carriage
+                       return inside it, or is longer than the loader's ``max_line_bytes``
+invalid_encoding       the line is not valid UTF-8
 missing_field          a required field is empty
 non_numeric            an id, rating or timestamp is not a number (ids: not an integer)
-invalid_id             a user or movie id is negative
+invalid_id             a user or movie id is negative or does not fit int64
 rating_off_scale       the rating is NaN, infinite or outside the rating scale
 duplicate_superseded   the same (user, movie) was rated again later; the latest wins
 =====================  ===========================================================
@@ -31,6 +33,7 @@ from recsys_assets.core.formats import CANONICAL_COLUMNS, REQUIRED_COLUMNS, reso
 
 REASONS = (
     "malformed_line",
+    "invalid_encoding",
     "missing_field",
     "non_numeric",
     "invalid_id",
@@ -70,6 +73,7 @@ class _Column:
     absent: np.ndarray | None = None  # bool; None: nothing absent
     floats: np.ndarray | None = None  # float64 source values, only when the input was not integer-typed
     unusable: np.ndarray | None = None  # bool: not integral, not finite or out of int64 range
+    out_of_range: np.ndarray | None = None  # bool: a whole number beyond int64 (part of ``unusable``)
     source: pd.Series | None = None  # the input column, when ``ints`` is exactly its values (int64, no nulls)
 
 
@@ -107,8 +111,10 @@ def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> 
         with np.errstate(invalid="ignore"):
             in_range = np.abs(floats) < _TWO63  # False for inf and NaN
             unusable = ~absent & ~(in_range & (floats % 1 == 0))
+            out_of_range = ~absent & np.isfinite(floats) & ~in_range
         ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
-        return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None)
+        return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None,
+                       out_of_range=out_of_range if out_of_range.any() else None)
     # text or mixed objects: the shared number rule; whole numbers keep their exact value
     parsed = numbers.parse_text(values)
     errors.add(parsed.unparsed | parsed.nan_text, f"non_numeric:{col}")
@@ -121,7 +127,8 @@ def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> 
         truncated = np.where(np.abs(floats) < _TWO63, floats, 0).astype(np.int64)  # fractional values truncate
     ints = np.where(parsed.integral, parsed.ints, truncated)
     unusable = ~absent & ~parsed.integral
-    return _Column(ints, absent_or_none, floats, unusable if unusable.any() else None)
+    out_of_range = parsed.out_of_range if parsed.out_of_range.any() else None
+    return _Column(ints, absent_or_none, floats, unusable if unusable.any() else None, out_of_range=out_of_range)
 
 
 @dataclass
@@ -284,7 +291,9 @@ def clean_rating_data(
     if work.errors.codes is not None:
         code[work.errors.codes != None] = -1  # noqa: E711
     for col, column in (("user_id", work.user_id), ("movie_id", work.movie_id)):
-        if column.unusable is not None:  # not an integer (fractional, infinite, beyond int64)
+        if column.out_of_range is not None:
+            reject(column.out_of_range, "invalid_id", f"{col} does not fit int64")
+        if column.unusable is not None:  # not an integer (fractional, infinite)
             reject(column.unusable, "non_numeric", col)
         reject(column.ints < 0, "invalid_id", f"{col} is negative")
     with np.errstate(invalid="ignore"):

@@ -48,6 +48,9 @@ class Parsed:
     malformed: int = 0
 
 
+RAW_TEXT_LIMIT = 1024  # bytes of a too-long line kept as its raw text
+
+
 @dataclass
 class _Lines:
     """Where the lines of a segment lie in its (normalised) bytes."""
@@ -57,6 +60,38 @@ class _Lines:
     ends: np.ndarray  # exclusive, line ending removed
     numbers: np.ndarray  # 1-based line numbers
     blank: np.ndarray  # bool
+    rejected: np.ndarray | None = None  # object: an error code for lines rejected before splitting fields
+
+
+def _reject_lines(lines: _Lines, fmt: ExportFormat, max_line_bytes: int | None) -> None:
+    """Mark lines no field parser should see: too long, a carriage return inside, not UTF-8.
+
+    Each becomes a quarantined row (``malformed_line`` or ``invalid_encoding``)
+    and the load goes on.
+    """
+    data, starts, ends = lines.data, lines.starts, lines.ends
+    codes = np.full(len(starts), None, dtype=object)
+    if max_line_bytes is not None:
+        codes[(ends - starts) > max_line_bytes] = f"malformed_line:longer than {max_line_bytes} bytes"
+    if b"\r" in data:  # a CR that does not end its line: Arrow would split the line there
+        cr = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 13)
+        at = np.searchsorted(starts, cr, side="right") - 1
+        lone = np.unique(at[cr < ends[at]])
+        lone = lone[codes[lone] == None]  # noqa: E711
+        codes[lone] = "malformed_line:carriage return inside the line"
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            for i in np.flatnonzero(codes == None).tolist():  # noqa: E711
+                line = data[starts[i] : ends[i]]
+                if not line.isascii():
+                    try:
+                        line.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        codes[i] = f"invalid_encoding:byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
+    if (codes != None).any():  # noqa: E711
+        lines.rejected = codes
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -70,6 +105,8 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def _line_text(data: bytes, start: int, end: int, fmt: ExportFormat) -> str:
+    if end - start > RAW_TEXT_LIMIT:  # a too-long line: its start only, never the whole line
+        return _line_text(data, start, start + RAW_TEXT_LIMIT, fmt) + f"... [{end - start} bytes]"
     raw = data[start:end]
     if fmt.double_colon:
         raw = raw.replace(DAT_REPLACEMENT, DAT_SEPARATOR)
@@ -110,7 +147,8 @@ def _from_strings(columns: dict[str, pd.Series], n: int) -> tuple[dict, np.ndarr
             usable = ~(parsed.absent | parsed.unparsed)
             out[col] = pa.array(parsed.floats, pa.float64(), mask=~usable)
             continue
-        errors[(errors == None) & parsed.out_of_range] = f"non_numeric:{col}"  # noqa: E711
+        out_of_range = f"invalid_id:{col} does not fit int64" if col != "timestamp" else f"non_numeric:{col}"
+        errors[(errors == None) & parsed.out_of_range] = out_of_range  # noqa: E711
         errors[(errors == None) & ~parsed.absent & ~parsed.integral] = f"non_numeric:{col}"  # noqa: E711
         out[col] = pa.array(parsed.ints, pa.int64(), mask=~parsed.integral)
     return out, errors
@@ -138,8 +176,9 @@ def parse_clean(buf, start: int, end: int, *, first_line: int, n_lines: int, fmt
     exact path (:func:`parse_segment`): a quote, a carriage return that does not
     end a line, a blank or malformed line (the row count differs from the line
     count, or Arrow rejects the row), a field that does not convert to its type,
-    or an empty field.  When it returns a table, :func:`parse_segment` would
-    return the same rows.
+    an empty field, or bytes that are not UTF-8.  When it returns a table,
+    :func:`parse_segment` would return the same rows.  (Lines longer than the
+    loader's ``max_line_bytes`` are kept off this path by the caller.)
     """
     if n_lines == 0 or end <= start:
         return None
@@ -147,6 +186,11 @@ def parse_clean(buf, start: int, end: int, *, first_line: int, n_lines: int, fmt
         return None
     if buf.find(b"\r", start, end) >= 0 and buf.count(b"\r", start, end) != buf.count(b"\r\n", start, end):
         return None
+    if np.frombuffer(buf, dtype=np.uint8, count=end - start, offset=start).max() >= 0x80:
+        try:  # a line that is not UTF-8 is quarantined by the exact path
+            str(memoryview(buf)[start:end], "utf-8")
+        except UnicodeDecodeError:
+            return None
     if fmt.double_colon:
         data = pa.py_buffer(bytes(buf[start:end]).replace(DAT_SEPARATOR, DAT_REPLACEMENT))
     else:
@@ -180,12 +224,15 @@ def _split_lines(segment: bytes, first_line: int, fmt: ExportFormat) -> _Lines:
     return _Lines(data, starts, ends, line_numbers, ends == starts)
 
 
-def parse_segment(segment: bytes, first_line: int, fmt: ExportFormat) -> Parsed:
+def parse_segment(segment: bytes, first_line: int, fmt: ExportFormat, *, max_line_bytes: int | None = None) -> Parsed:
     """Exact path: parse whole lines of an export into a :data:`RAW_SCHEMA` table.
 
-    Blank lines are skipped (they are not rows); every other line becomes a row.
+    Blank lines are skipped (they are not rows); every other line becomes a
+    row.  Lines longer than ``max_line_bytes``, with a carriage return inside
+    or not valid UTF-8 become rows with an error code (see :func:`_reject_lines`).
     """
     lines = _split_lines(segment, first_line, fmt)
+    _reject_lines(lines, fmt, max_line_bytes)
     data, starts, ends, blank = lines.data, lines.starts, lines.ends, lines.blank
     if b'"' in data:
         return _parse_quoted(lines, fmt)
@@ -193,7 +240,8 @@ def parse_segment(segment: bytes, first_line: int, fmt: ExportFormat) -> Parsed:
     arr = np.frombuffer(data, dtype=np.uint8)
     delims = np.flatnonzero(arr == fmt.delimiter[0])
     n_fields = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
-    good = (n_fields == fmt.n_fields) & ~blank
+    rejected = lines.rejected != None if lines.rejected is not None else np.zeros(len(starts), dtype=bool)  # noqa: E711
+    good = (n_fields == fmt.n_fields) & ~blank & ~rejected
     malformed = ~good & ~blank
     if good.all():
         good_data = data
@@ -214,7 +262,10 @@ def parse_segment(segment: bytes, first_line: int, fmt: ExportFormat) -> Parsed:
                 if nulls.any():
                     errors[(errors == None) & nulls] = f"missing_field:{col}"  # noqa: E711
         except pa.ArrowInvalid:  # text in a numeric column: parse this segment leniently
-            strings = _read_arrow(good_data, fmt, typed=False)
+            try:
+                strings = _read_arrow(good_data, fmt, typed=False)
+            except pa.ArrowInvalid:  # not expected after _reject_lines; line by line is always possible
+                return _parse_quoted(lines, fmt)
             columns, errors = _from_strings(
                 {name: strings.column(name).to_pandas() for name in strings.column_names}, len(good_idx)
             )
@@ -233,7 +284,11 @@ def _parse_quoted(lines: _Lines, fmt: ExportFormat) -> Parsed:
     values: dict[str, list] = {c: [] for c in names}
     good_idx, bad_idx = [], []
     delimiter = chr(fmt.delimiter[0])
+    rejected = lines.rejected
     for i in np.flatnonzero(~lines.blank):
+        if rejected is not None and rejected[i] is not None:
+            bad_idx.append(i)
+            continue
         text = lines.data[lines.starts[i] : lines.ends[i]].decode("utf-8", errors="replace")
         try:
             fields = next(csv.reader([text], delimiter=delimiter, strict=True))
@@ -267,10 +322,13 @@ def _assemble(lines: _Lines, good_idx: np.ndarray, columns: dict, errors: np.nda
     if len(bad_idx) == 0:
         return table
     n_bad = len(bad_idx)
+    codes = [f"malformed_line:expected {fmt.n_fields} fields"] * n_bad
+    if lines.rejected is not None:
+        codes = [lines.rejected[i] or code for i, code in zip(bad_idx.tolist(), codes)]
     bad = _table(
         lines.numbers[bad_idx],
         {col: pa.nulls(n_bad, t) for col, t in VALUE_TYPES.items()},
-        [f"malformed_line:expected {fmt.n_fields} fields"] * n_bad,
+        codes,
         [_line_text(lines.data, lines.starts[i], lines.ends[i], fmt) for i in bad_idx],
     )
     merged = pa.concat_tables([table, bad])
