@@ -90,3 +90,32 @@ def test_non_utf8_in_an_unused_column_is_quarantined_on_the_fast_path_too(tmp_pa
     bad = clean_fast[clean_fast["error"].notna()]
     assert bad["line"].tolist() == [502] and bad["error"].str.startswith("invalid_encoding").all()
     pd.testing.assert_frame_equal(clean_fast, exact)
+
+
+# ----------------------------------------------------------------- (7) lock, then discard
+def test_a_discard_never_pulls_the_checkpoint_from_under_a_newer_load(tiny_export, tmp_path):
+    ckpt = tmp_path / "ckpt.json"
+    finished = MovieDataLoader(tiny_export, ckpt, 100, 500)  # a load that has just finished
+    calls = []
+
+    def discard_in_the_gap(rows, done, total):
+        if not calls:  # the finished load discards while the newer one is writing its parts
+            calls.append(finished.discard_checkpoint())
+
+    newer = MovieDataLoader(tiny_export, ckpt, 100, 500, on_checkpoint=discard_in_the_gap)
+    assert len(newer.load()) == 4_000  # used to fail with FileNotFoundError on its next part
+    assert calls == [False] and ckpt.exists()
+    assert finished.discard_checkpoint() is True and not ckpt.exists() and not finished.parts_dir.exists()
+
+
+def test_discard_happens_under_the_lock(tiny_export, tmp_path, monkeypatch):
+    held = []
+    real = CheckpointStore.discard
+    monkeypatch.setattr(CheckpointStore, "discard", lambda self: (held.append(self.is_locked), real(self)))
+    ckpt = tmp_path / "ckpt.json"
+    loader = MovieDataLoader(tiny_export, ckpt, 100, 1_000)
+    loader.load()
+    ckpt.write_text("{garbage")  # the next load discards a corrupt checkpoint
+    MovieDataLoader(tiny_export, ckpt, 100, 1_000).load()
+    loader.discard_checkpoint()
+    assert held == [True, True]

@@ -110,8 +110,8 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         context.log.info(f"resumed {stats.resumed_rows:,} rows from the checkpoint; re-read {stats.reread_rows:,}")
     frame = table_to_frame(table)
     # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
-    loader.discard_checkpoint()
-    storage.drop_checkpoint(Path(checkpoint).name)
+    if loader.discard_checkpoint():  # False: a newer load holds it and discards it in turn
+        storage.drop_checkpoint(Path(checkpoint).name)
     return dg.Output(
         frame,
         metadata={

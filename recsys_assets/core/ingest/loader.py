@@ -59,6 +59,7 @@ from recsys_assets.core.ingest.parse import (
     parse_segment,
     table_to_frame,
 )
+from recsys_assets.core.locks import BusyError
 
 log = logging.getLogger(__name__)
 
@@ -266,10 +267,27 @@ class MovieDataLoader:
         tables = load.tables
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
-    def discard_checkpoint(self) -> None:
-        """Remove the manifest and its parts (call after the result has been published)."""
-        if self.checkpoint is not None:
-            self.checkpoint.discard()
+    def discard_checkpoint(self) -> bool:
+        """Remove the manifest and its parts (call after the result has been published).
+
+        The removal happens under the checkpoint's lock, so a load that started
+        after this one released it never sees its files vanish.  When such a
+        load holds the lock, the checkpoint is left to it (it resumes from it
+        and discards it in turn) and this returns False.
+        """
+        store = self.checkpoint
+        if store is None:
+            return True
+        if store.is_locked:
+            store.discard()
+            return True
+        try:
+            with store.locked():
+                store.discard()
+        except BusyError:
+            log.info("checkpoint %s is in use by another load; leaving it to that load", store.manifest)
+            return False
+        return True
 
     def read_layout(self) -> ExportLayout:
         """Detect the export's format from its first line; where the data lines start."""
