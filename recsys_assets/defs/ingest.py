@@ -13,11 +13,20 @@ from pydantic import Field
 
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
 from recsys_assets.core.exports import export_fingerprint
-from recsys_assets.core.ingest import BusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
+from recsys_assets.core.ingest import (
+    BusyError,
+    CheckpointPathError,
+    ExportError,
+    MovieDataLoader,
+    confined_checkpoint_path,
+    read_lines,
+    table_to_frame,
+)
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.defs.resources import RecsysStorage
 
 OWNERS = ["team:recsys"]
+DEFAULT_CHECKPOINT = "raw_ratings.checkpoint.json"
 
 
 class RawRatingsConfig(dg.Config):
@@ -27,7 +36,8 @@ class RawRatingsConfig(dg.Config):
     checkpoint_interval: int = Field(default=50000, description="Rows between checkpoints.")
     checkpoint_file: str = Field(
         default="",
-        description="Checkpoint manifest path (JSON; never a pickle). Empty: <data_dir>/checkpoints/raw_ratings.checkpoint.json.",
+        description="Checkpoint manifest file name (JSON; never a pickle) inside the checkpoint folder "
+        "(<work folder>/checkpoints); a name that leads outside it is refused. Empty: raw_ratings.checkpoint.json.",
     )
     delimiter: Optional[str] = Field(default=None, description="Field separator; empty: detect (',', tab, '::', ';', '|').")
     has_header: Optional[bool] = Field(default=None, description="Whether line 1 is a header; empty: detect.")
@@ -62,7 +72,10 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     from its last checkpoint. Lines that cannot be parsed are kept with an error
     code and their raw text, for cleaning to quarantine.
     """
-    checkpoint = config.checkpoint_file or str(storage.checkpoint_dir / "raw_ratings.checkpoint.json")
+    try:  # before anything is touched: the load deletes its manifest and <manifest>.parts/ when done
+        checkpoint = str(confined_checkpoint_path(storage.checkpoint_dir, config.checkpoint_file, default=DEFAULT_CHECKPOINT))
+    except CheckpointPathError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     last_log = [0.0]
 
     def progress(rows: int, done: int, total: int) -> None:

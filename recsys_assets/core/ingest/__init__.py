@@ -9,7 +9,9 @@
 from recsys_assets.core.formats import ExportError
 from recsys_assets.core.ingest.checkpoint import (
     MANIFEST_VERSION,
+    CheckpointPathError,
     CheckpointStore,
+    confined_checkpoint_path,
     source_identity,
 )
 from recsys_assets.core.ingest.framing import read_lines
@@ -30,12 +32,14 @@ __all__ = [
     "RAW_SCHEMA",
     "BusyError",
     "CheckpointBusyError",
+    "CheckpointPathError",
     "CheckpointStore",
     "ExportError",
     "ExportLayout",
     "LoadStats",
     "MovieDataLoader",
     "Parsed",
+    "confined_checkpoint_path",
     "parse_clean",
     "parse_segment",
     "read_lines",

@@ -79,6 +79,37 @@ class Resumed:
     reread_rows: int = 0
 
 
+class CheckpointPathError(ValueError):
+    """A checkpoint path that would reach outside the checkpoint folder."""
+
+
+def confined_checkpoint_path(folder: str | os.PathLike, name: str, *, default: str) -> Path:
+    """The manifest path for ``name`` (``default`` when empty), refused unless it stays inside ``folder``.
+
+    A load discards its manifest and ``<manifest>.parts/`` when it is done, so a
+    manifest path that reached any other file would delete it.  ``name`` is
+    taken relative to ``folder``; after resolving ``..`` and symbolic links it
+    must lie inside ``folder`` and end in ``.json``.  Nothing is touched here.
+    """
+    folder = Path(folder)
+    path = Path(name or default)
+    if not path.is_absolute():
+        path = folder / path
+    inside = folder.resolve()
+    resolved = path.resolve()
+    if resolved == inside or not resolved.is_relative_to(inside):
+        raise CheckpointPathError(
+            f"checkpoint_file {name!r} is outside the checkpoint folder {folder}; "
+            "use a file name inside it (for example 'raw_ratings.checkpoint.json')"
+        )
+    if resolved.suffix != ".json":
+        raise CheckpointPathError(
+            f"checkpoint_file {name!r} must be a .json manifest name inside {folder} "
+            "(the load deletes it, and <name>.parts/, when it is done)"
+        )
+    return resolved
+
+
 def part_name(k: int) -> str:
     return f"part-{k:06d}.arrow"
 
