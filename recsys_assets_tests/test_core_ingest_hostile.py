@@ -119,3 +119,104 @@ def test_discard_happens_under_the_lock(tiny_export, tmp_path, monkeypatch):
     MovieDataLoader(tiny_export, ckpt, 100, 1_000).load()
     loader.discard_checkpoint()
     assert held == [True, True]
+
+
+# ------------------------------------------------------- (6) linear reads, a maximum line length
+def test_a_huge_first_line_is_read_in_linear_time(tmp_path):
+    import time
+
+    path = tmp_path / "junk.csv"
+    path.write_bytes(b"x" * (48 << 20) + b"\n1,2,3\n")  # used to take ~O(n^2): tens of seconds
+    started = time.perf_counter()
+    with pytest.raises(ExportError, match="cannot recognise a separator"):
+        MovieDataLoader(path, None, max_line_bytes=None).load()
+    assert time.perf_counter() - started < 5
+
+
+def test_a_too_long_header_fails_clearly_without_reading_it_all(tmp_path, monkeypatch):
+    path = tmp_path / "junk.csv"
+    path.write_bytes(b"userId,movieId,rating," + b"x" * (8 << 20) + b"\n1,2,3,4\n")
+    with pytest.raises(ExportError, match=r"line 1 is longer than max_line_bytes \(1,048,576 bytes\)") as err:
+        MovieDataLoader(path, tmp_path / "ckpt.json").load()
+    assert str(path) in str(err.value) and not (tmp_path / "ckpt.json").exists()
+
+
+def _long_line_export(tmp_path, junk_bytes: int, *, at_end: bool = False):
+    clean = write_sample_export(tmp_path / "clean.csv", SampleSpec(n_ratings=3_000, n_users=50, n_movies=300, seed=4))
+    lines = clean.read_bytes().split(b"\n")
+    junk = b"7,8,3.0," + b"9" * junk_bytes  # would even parse, were it not too long
+    path = tmp_path / "long.csv"
+    if at_end:
+        path.write_bytes(b"\n".join(lines[:-1]) + b"\n" + junk)
+    else:
+        path.write_bytes(b"\n".join(lines[:1_001]) + b"\n" + junk + b"\n" + b"\n".join(lines[1_001:]))
+    return path
+
+
+@pytest.mark.parametrize("block_bytes", [32 << 20, 64 << 10, 4_096])
+@pytest.mark.parametrize("at_end", [False, True], ids=["middle", "last"])
+def test_a_too_long_data_line_is_quarantined_with_its_number_and_the_load_goes_on(tmp_path, block_bytes, at_end):
+    path = _long_line_export(tmp_path, 3 << 20, at_end=at_end)
+    limit = 1 << 20
+    loader = MovieDataLoader(path, tmp_path / "ckpt.json", 100, 500, block_bytes=block_bytes)
+    df = loader.load()
+    assert len(df) == 3_001
+    junk_line = 3_002 if at_end else 1_002
+    bad = df[df["error"].notna()]
+    assert bad["line"].tolist() == [junk_line]
+    assert bad["error"].item() == f"malformed_line:longer than {limit} bytes"
+    assert bad["raw"].item().startswith("7,8,3.0,999") and len(bad["raw"].item()) < 1_100  # never the whole line
+    good = df[df["error"].isna()]
+    expected = pd.read_csv(tmp_path / "clean.csv")
+    assert good["user_id"].tolist() == expected["userId"].tolist()
+    assert good["line"].tolist() == [n for n in range(2, 3_003) if n != junk_line]
+    assert loader.stats.malformed_rows == 1
+
+    # a load interrupted after the cut line resumes at the right byte offset
+    ckpt = tmp_path / "resume.json"
+    seen = []
+
+    def stop_after_the_junk(rows, done, total):
+        seen.append(rows)
+        if rows >= junk_line - 1:  # the part holding the junk line is written
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        MovieDataLoader(path, ckpt, 100, 500, block_bytes=block_bytes, on_checkpoint=stop_after_the_junk).load()
+    resumed = MovieDataLoader(path, ckpt, 100, 500, block_bytes=block_bytes)
+    pd.testing.assert_frame_equal(resumed.load(), df)
+    assert resumed.stats.resumed_rows >= junk_line - 1
+
+
+def test_max_line_bytes_is_configurable(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(HEADER + "1,10,4.0,100\n2,10,4.0," + "1" * 40 + "\n3,10,4.0,300\n")
+    assert MovieDataLoader(path, None).load()["error"].tolist()[1] == "non_numeric:timestamp"  # 1 MiB: fine
+    df = MovieDataLoader(path, None, max_line_bytes=35).load()
+    assert _errors(df) == {2: None, 3: "malformed_line:longer than 35 bytes", 4: None}
+
+
+def test_read_lines_skips_long_unwanted_lines_without_keeping_them(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"h\n" + b"x" * 100_000 + b"\nwanted\nlast")
+    assert read_lines(path, [3, 4], block_bytes=1_000) == {3: "wanted", 4: "last"}
+
+
+def test_a_huge_data_line_is_never_held_whole(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "export.csv"
+    with open(path, "wb") as f:
+        f.write(HEADER.encode() + b"1,10,4.0,100\n")
+        f.write(b"2,10,4.0,")
+        for _ in range(64):
+            f.write(b"9" * (1 << 20))
+        f.write(b"\n3,10,4.0,300\n")
+    tracemalloc.start()
+    try:
+        df = MovieDataLoader(path, tmp_path / "ckpt.json", block_bytes=1 << 20).load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _errors(df) == {2: None, 3: "malformed_line:longer than 1048576 bytes", 4: None}
+    assert peak < 24 << 20  # a 64 MiB line, read through a bounded buffer

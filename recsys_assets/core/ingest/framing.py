@@ -9,7 +9,7 @@ boundaries; :func:`read_lines` fetches the exact text of given line numbers.
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -52,14 +52,19 @@ class FirstLine:
     text: bytes
     start: int  # byte offset of the line (after a BOM)
     next_offset: int  # byte offset of the line after it (the file size when there is none)
+    too_long: bool = False  # longer than the limit given to read_first_line (``text`` is cut short)
 
 
-def read_first_line(f: BinaryIO, *, block_bytes: int = 1 << 16) -> FirstLine:
-    """Read the first line of ``f`` (from its start), in blocks collected in a list (linear time)."""
+def read_first_line(f: BinaryIO, *, max_line_bytes: int | None = None, block_bytes: int = 1 << 16) -> FirstLine:
+    """Read the first line of ``f`` (from its start), in blocks collected in a list (linear time).
+
+    Stops reading once the line is known to be longer than ``max_line_bytes``.
+    """
     f.seek(0)
     blocks: list[bytes] = []
     total = 0
-    while True:
+    limit = None if max_line_bytes is None else max_line_bytes + len(BOM) + 2  # BOM and CRLF do not count
+    while limit is None or total <= limit:
         block = f.read(block_bytes)
         if not block:
             break
@@ -70,23 +75,60 @@ def read_first_line(f: BinaryIO, *, block_bytes: int = 1 << 16) -> FirstLine:
     head = b"".join(blocks)
     start = len(BOM) if head.startswith(BOM) else 0
     end = head.find(b"\n", start)
-    line = head[start:] if end < 0 else head[start:end]
-    return FirstLine(line.rstrip(b"\r"), start, total if end < 0 else end + 1)
+    line = (head[start:] if end < 0 else head[start:end]).rstrip(b"\r")
+    too_long = max_line_bytes is not None and len(line) > max_line_bytes
+    return FirstLine(line, start, total if end < 0 else end + 1, too_long)
+
+
+class Segment(NamedTuple):
+    """Whole lines ``buf[start:end]``: ``lines`` of them, standing for ``file_bytes`` bytes of the file.
+
+    ``file_bytes`` exceeds ``end - start`` when a too-long line was cut short
+    in the buffer (see :func:`iter_regions`).
+    """
+
+    start: int
+    end: int
+    lines: int
+    file_bytes: int
 
 
 @dataclass
 class Region:
-    """Consecutive segments ``(start, end, lines)`` of ``buf``, each ending on a line boundary.
+    """Consecutive segments of ``buf``, each ending on a line boundary.
 
     ``buf`` is the reader's reusable buffer: it is only valid until the
-    generator that produced the region is resumed.
+    generator that produced the region is resumed.  ``may_have_long_lines``:
+    a line in the region may be longer than the reader's ``max_line_bytes``
+    (a conservative flag; False means none is).
     """
 
     buf: bytearray
-    segments: list[tuple[int, int, int]]
+    segments: list[Segment]
+    may_have_long_lines: bool = False
 
 
-def iter_regions(f: BinaryIO, *, lines_per_segment: int, block_bytes: int) -> Iterator[Region]:
+def _may_have_long_lines(cum: np.ndarray, n_bytes: int, max_line_bytes: int | None) -> bool:
+    """Whether ``n_bytes`` of buffer with newline counts ``cum`` per piece may hold a line over the limit.
+
+    Such a line covers at least ``max_line_bytes // _PIECE - 1`` whole pieces
+    without a newline; no such run of empty pieces means no such line.
+    """
+    if max_line_bytes is None or n_bytes <= max_line_bytes:
+        return False
+    run = max_line_bytes // _PIECE - 1
+    if run < 1:
+        return True
+    empty = np.diff(cum) == 0
+    if not empty.any():
+        return False
+    edges = np.diff(np.concatenate(([0], empty.astype(np.int8), [0])))
+    return bool((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max() >= run)
+
+
+def iter_regions(
+    f: BinaryIO, *, lines_per_segment: int, block_bytes: int, max_line_bytes: int | None = None
+) -> Iterator[Region]:
     """Read ``f`` from its current position to the end, one segment of ``lines_per_segment`` lines at a time.
 
     Reads go into one reusable buffer that holds the unconsumed tail of the
@@ -95,11 +137,18 @@ def iter_regions(f: BinaryIO, *, lines_per_segment: int, block_bytes: int) -> It
     for newlines once.  Each yielded region holds every whole segment in the
     buffer; the last one holds the file's last lines, possibly without a final
     newline.
+
+    A line longer than ``max_line_bytes`` is kept only up to ``max_line_bytes
+    + 2`` bytes (enough for the parser to see that it is too long); the rest of
+    it is read and dropped, so memory stays bounded by the limit plus a block.
     """
     buf = bytearray(block_bytes)
     filled = 0
     masks: list[np.ndarray] = []  # newline masks of buf[:filled], one per read (each byte scanned once)
     n_newlines = 0
+    line_start = 0  # where the line being read starts in buf
+    cuts: list[list[int]] = []  # [position in buf, bytes dropped there] for too-long lines cut short
+    skipping = False  # inside a too-long line, dropping bytes up to its newline
     eof = False
     while not eof:
         if len(buf) - filled < block_bytes:
@@ -110,29 +159,51 @@ def iter_regions(f: BinaryIO, *, lines_per_segment: int, block_bytes: int) -> It
         eof = not got
         if got:
             new = np.frombuffer(buf, dtype=np.uint8, count=got, offset=filled) == 10
+            if skipping:
+                if not new.any():
+                    cuts[-1][1] += got
+                    continue
+                p = int(np.argmax(new))
+                cuts[-1][1] += p
+                buf[filled : filled + got - p] = buf[filled + p : filled + got]
+                new, got, skipping = new[p:], got - p, False
             masks.append(new)
             n_newlines += int(np.count_nonzero(new))
             filled += got
+            if max_line_bytes is not None:
+                if new.any():
+                    line_start = filled - int(np.argmax(new[::-1]))
+                if filled - line_start > max_line_bytes + 2:  # cut the line short; drop the rest
+                    keep = line_start + max_line_bytes + 2
+                    cuts.append([keep, filled - keep])
+                    masks = [np.concatenate(masks)[:keep]]
+                    filled, skipping = keep, True
         if not filled:
             break
+        if skipping and not eof:
+            continue
         if n_newlines < lines_per_segment and not eof:
             continue  # the segment needs more than a block: read on
         mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
+        cum = _piece_counts(mask)
         n_full = n_newlines // lines_per_segment
         boundaries = np.arange(1, n_full + 1, dtype=np.int64) * lines_per_segment - 1
-        ends = (_newline_positions(mask, _piece_counts(mask), boundaries) + 1).tolist()
-        segments = [(0 if k == 0 else ends[k - 1], ends[k], lines_per_segment) for k in range(n_full)]
+        ends = (_newline_positions(mask, cum, boundaries) + 1).tolist()
+        bounds = [(0 if k == 0 else ends[k - 1], ends[k], lines_per_segment) for k in range(n_full)]
         cut = ends[-1] if ends else 0
         n_newlines -= n_full * lines_per_segment
         if eof and cut < filled:  # the last lines, possibly without a final newline
-            segments.append((cut, filled, n_newlines + (0 if buf[filled - 1] == 10 else 1)))
+            bounds.append((cut, filled, n_newlines + (0 if buf[filled - 1] == 10 else 1)))
             cut = filled
-        if segments:
-            yield Region(buf, segments)
+        if bounds:
+            segments = [Segment(s, e, k, e - s + sum(d for pos, d in cuts if s < pos <= e)) for s, e, k in bounds]
+            yield Region(buf, segments, _may_have_long_lines(cum, cut, max_line_bytes))
         masks = [mask[cut:filled]] if cut < filled else []
         del mask
         buf[: filled - cut] = memoryview(buf)[cut:filled]  # keep the tail, in place
         filled -= cut
+        line_start = max(0, line_start - cut)
+        cuts = [[pos - cut, d] for pos, d in cuts if pos > cut]
 
 
 def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 20) -> dict[int, str]:
@@ -145,6 +216,7 @@ def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 2
     out: dict[int, str] = {}
     if not len(wanted):
         return out
+    wanted_set = set(wanted.tolist())
     line = 1  # number of the line that starts at the beginning of buf
     buf = b""
     with open(path, "rb") as f:
@@ -165,6 +237,9 @@ def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 2
                 out[int(n)] = text.decode("utf-8", errors="replace")
             if eof or hi == len(wanted):
                 break
+            if not len(newlines) and line not in wanted_set:
+                buf = b""  # inside a long line nobody asked for: do not keep it
+                continue
             cut = int(newlines[-1]) + 1 if len(newlines) else 0
             line += len(newlines)
             buf = buf[cut:]

@@ -63,6 +63,8 @@ from recsys_assets.core.locks import BusyError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
 
 @dataclass(kw_only=True)
 class LoadStats:
@@ -106,6 +108,7 @@ class _Load:
     stats: LoadStats
     store: CheckpointStore | None
     on_checkpoint: Callable[[int, int, int], None] | None
+    max_line_bytes: int | None
 
     def run(self, *, lines_per_segment: int, block_bytes: int) -> None:
         """Read from ``progress.offset`` to the end of the source, checkpointing every segment."""
@@ -114,7 +117,9 @@ class _Load:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.progress.offset)
-                for region in iter_regions(f, lines_per_segment=lines_per_segment, block_bytes=block_bytes):
+                regions = iter_regions(f, lines_per_segment=lines_per_segment, block_bytes=block_bytes,
+                                       max_line_bytes=self.max_line_bytes)
+                for region in regions:
                     self.consume(region)
         finally:
             if self.store is not None:
@@ -129,22 +134,32 @@ class _Load:
 
         Several segments are first tried as one fast-path call (many
         checkpoints' worth of lines at once); when that fails each segment
-        takes the fast path on its own, or else the exact path.
+        takes the fast path on its own, or else the exact path.  A region that
+        may hold a line over ``max_line_bytes`` takes the exact path, which
+        quarantines such lines.
         """
         buf, segments, fmt = region.buf, region.segments, self.layout.fmt
+        fast = not region.may_have_long_lines
         whole = None
-        if len(segments) > 1:
-            whole = parse_clean(buf, segments[0][0], segments[-1][1], first_line=self.progress.next_line,
-                                n_lines=sum(k for _, _, k in segments), fmt=fmt)
+        if fast and len(segments) > 1:
+            whole = parse_clean(buf, segments[0].start, segments[-1].end, first_line=self.progress.next_line,
+                                n_lines=sum(seg.lines for seg in segments), fmt=fmt)
         row = 0
-        for s, e, k in segments:
+        for seg in segments:
             if whole is not None:  # the whole region was clean: slice it at the segment boundaries
-                parsed = Parsed(whole.slice(row, k), k)
-                row += k
+                parsed = Parsed(whole.slice(row, seg.lines), seg.lines)
+                row += seg.lines
             else:
-                table = parse_clean(buf, s, e, first_line=self.progress.next_line, n_lines=k, fmt=fmt)
-                parsed = Parsed(table, k) if table is not None else parse_segment(bytes(buf[s:e]), self.progress.next_line, fmt)
-            self.commit(parsed, e - s)
+                table = None
+                if fast:
+                    table = parse_clean(buf, seg.start, seg.end, first_line=self.progress.next_line,
+                                        n_lines=seg.lines, fmt=fmt)
+                if table is not None:
+                    parsed = Parsed(table, seg.lines)
+                else:
+                    parsed = parse_segment(bytes(buf[seg.start : seg.end]), self.progress.next_line, fmt,
+                                           max_line_bytes=self.max_line_bytes)
+            self.commit(parsed, seg.file_bytes)
 
     def commit(self, parsed: Parsed, n_bytes: int) -> None:
         """Account for one parsed segment of ``n_bytes`` bytes and checkpoint it."""
@@ -177,6 +192,10 @@ class MovieDataLoader:
         on_checkpoint: called as ``on_checkpoint(rows_so_far, bytes_done, bytes_total)``
             after each checkpoint (or each interval when checkpointing is off).
         block_bytes: size of the reads from disk.
+        max_line_bytes: the longest line accepted (default 1 MiB; ``None``: no limit).
+            A longer data line is quarantined (``malformed_line``) with its line
+            number and only its start kept as ``raw``; it is never held whole in
+            memory.  A longer first line (the header) fails the load.
     """
 
     def __init__(
@@ -191,11 +210,14 @@ class MovieDataLoader:
         column_map: dict[str, str] | None = None,
         on_checkpoint: Callable[[int, int, int], None] | None = None,
         block_bytes: int = 32 << 20,
+        max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES,
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
         if checkpoint_interval < 1:
             raise ValueError(f"checkpoint_interval must be at least 1, got {checkpoint_interval}")
+        if max_line_bytes is not None and max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1 (or None), got {max_line_bytes}")
         self.file_path = Path(file_path)
         self.checkpoint_file = Path(checkpoint_file) if checkpoint_file else None
         self.chunk_size = chunk_size
@@ -205,6 +227,7 @@ class MovieDataLoader:
         self.column_map = column_map
         self.on_checkpoint = on_checkpoint
         self.block_bytes = block_bytes
+        self.max_line_bytes = max_line_bytes
         self.stats = LoadStats()
         self.checkpoint = CheckpointStore(self.checkpoint_file) if self.checkpoint_file is not None else None
 
@@ -293,7 +316,12 @@ class MovieDataLoader:
         """Detect the export's format from its first line; where the data lines start."""
         path = self.file_path
         with open(path, "rb") as f:
-            first = read_first_line(f)
+            first = read_first_line(f, max_line_bytes=self.max_line_bytes)
+        if first.too_long:
+            raise ExportError(
+                f"{path}: line 1 is longer than max_line_bytes ({self.max_line_bytes:,} bytes); "
+                "a ratings export starts with a short header or rating line - is this the right file?"
+            )
         if not first.text.strip():
             raise ExportError(f"{path}: line 1 is empty; expected a header or a rating")
         try:
@@ -331,4 +359,5 @@ class MovieDataLoader:
             stats=self.stats,
             store=store,
             on_checkpoint=self.on_checkpoint,
+            max_line_bytes=self.max_line_bytes,
         )
