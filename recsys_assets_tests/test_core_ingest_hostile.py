@@ -220,3 +220,59 @@ def test_a_huge_data_line_is_never_held_whole(tmp_path):
         tracemalloc.stop()
     assert _errors(df) == {2: None, 3: "malformed_line:longer than 1048576 bytes", 4: None}
     assert peak < 24 << 20  # a 64 MiB line, read through a bounded buffer
+
+
+# ------------------------------------------------------------------- (10) gzip exports, identity
+def test_a_gzip_export_is_read_and_resumes(tiny_export, tmp_path):
+    gz = tmp_path / "ratings.csv.gz"
+    gz.write_bytes(gzip.compress(tiny_export.read_bytes()))
+    expected = MovieDataLoader(tiny_export, None).load()
+    pd.testing.assert_frame_equal(MovieDataLoader(gz, None).load(), expected)
+
+    ckpt = tmp_path / "ckpt.json"
+    progress = []
+
+    def stop(rows, done, total):
+        progress.append((done, total))
+        if rows >= 2_000:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        MovieDataLoader(gz, ckpt, 100, 500, block_bytes=4_096, on_checkpoint=stop).load()
+    assert all(done <= total == gz.stat().st_size for done, total in progress)  # progress in file bytes
+    resumed = MovieDataLoader(gz, ckpt, 100, 500, block_bytes=4_096)
+    pd.testing.assert_frame_equal(resumed.load(), expected)
+    assert resumed.stats.resumed_rows == 2_000 and resumed.stats.read_rows == 2_000
+
+
+def test_a_damaged_gzip_export_fails_clearly(tiny_export, tmp_path):
+    gz = tmp_path / "ratings.csv.gz"
+    gz.write_bytes(gzip.compress(tiny_export.read_bytes())[:5_000])
+    with pytest.raises(ExportError, match="damaged or truncated"):
+        MovieDataLoader(gz, None).load()
+
+
+def test_an_in_place_edit_keeping_size_and_mtime_is_noticed_in_a_sampled_block(tmp_path):
+    export = write_sample_export(tmp_path / "big.csv", SampleSpec(n_ratings=150_000, n_users=500, n_movies=3_000, seed=9))
+    ckpt = tmp_path / "ckpt.json"
+    with pytest.raises(RuntimeError):
+        MovieDataLoader(export, ckpt, 250, 50_000, on_checkpoint=lambda *a: (_ for _ in ()).throw(RuntimeError())).load()
+    st = export.stat()
+    data = bytearray(export.read_bytes())
+    i = checkpoint_module._sample_offsets(st.st_size)[0] + 100  # inside a sampled block, in the checkpointed rows
+    while not chr(data[i]).isdigit():
+        i += 1
+    data[i] = ord("7") if data[i] != ord("7") else ord("8")  # one digit of one rating line, same size
+    export.write_bytes(bytes(data))
+    os.utime(export, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert export.stat().st_size == st.st_size and export.stat().st_mtime_ns == st.st_mtime_ns
+    loader = MovieDataLoader(export, ckpt, 250, 50_000)
+    loader.load()
+    assert loader.stats.resumed_rows == 0 and "changed" in loader.stats.restart_reason
+
+
+def test_a_gzip_export_in_the_drop_folder_counts_as_an_export(tmp_path):
+    from recsys_assets.core.exports import is_complete_name
+
+    assert is_complete_name(tmp_path / "ratings.csv.gz") and is_complete_name(tmp_path / "u.data.gz")
+    assert not is_complete_name(tmp_path / "ratings.csv.gz.part")

@@ -4,9 +4,11 @@ On disk, for a manifest ``<name>`` (format version :data:`MANIFEST_VERSION`):
 
 * ``<name>``: ``{"body": {...}, "checksum": sha256(body)}``, replaced atomically
   at each checkpoint.  The body binds the checkpoint to the source file (path,
-  size, modification time and content fingerprint, see :func:`source_identity`)
-  and to the format settings, and records the progress (byte offset, next line
-  number, counts, number of parts, whether the load completed);
+  size, modification time, a fingerprint of its first and last MiB and one of
+  16 blocks sampled across the rest, see :func:`source_identity`) and to the
+  format settings, and records the progress (byte offset in the text - for a
+  gzip export, in the decompressed text - next line number, counts, number of
+  parts, whether the load completed);
 * ``<name>.parts/part-000001.arrow`` ...: the rows parsed between two
   checkpoints, uncompressed Arrow IPC files, each written to a temporary name
   and renamed.  Nothing is ever unpickled;
@@ -16,6 +18,13 @@ On disk, for a manifest ``<name>`` (format version :data:`MANIFEST_VERSION`):
 
 A manifest that is corrupt, of another version, for another source or format,
 or whose parts are missing is logged as a warning and the load starts over.
+
+Limit: the source's identity reads about 3 MiB of it, not all of it.  An edit
+in place that keeps the size and the modification time (which takes a tool
+that deliberately restores it) and changes none of the bytes read is not
+noticed, and a resume would reuse the rows checkpointed before the edit.
+Remove the checkpoint (``MovieDataLoader.discard_checkpoint``) after such an
+edit, or publish a new export as a new file, as exporters normally do.
 """
 
 import hashlib
@@ -39,22 +48,50 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 2  # 2: parts are Arrow IPC files (1: Parquet)
 _FINGERPRINT_BYTES = 1 << 20
+_SAMPLES = 16  # blocks of _SAMPLE_BYTES sampled between the first and last MiB
+_SAMPLE_BYTES = 1 << 16
 _PART_STRING_COLUMNS = ("error", "raw")
 _PART_INT_COLUMNS = ("user_id", "movie_id", "timestamp")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
-def source_identity(path: Path) -> dict:
-    """Size, modification time and a fingerprint of the first and last MiB."""
+def _sample_offsets(size: int) -> list[int]:
+    """Where the :data:`_SAMPLES` blocks of ``sampled`` lie: evenly between the first and last MiB."""
+    inner = size - 2 * _FINGERPRINT_BYTES
+    if inner <= 0:
+        return []
+    return [_FINGERPRINT_BYTES + inner * k // (_SAMPLES + 1) for k in range(1, _SAMPLES + 1)]
+
+
+def source_identity(path: Path, *, sample: bool = False) -> dict:
+    """Size, modification time and a fingerprint of the first and last MiB.
+
+    ``sample``: also ``sampled``, a fingerprint of :data:`_SAMPLES` blocks of
+    64 KiB spread evenly over the rest of the file (1 MiB more to read).  The
+    checkpoint compares it too, so an in-place edit that keeps the size and the
+    modification time is noticed when it touches the first or last MiB or a
+    sampled block.  An edit that touches none of them is not noticed: such an
+    edit needs a tool that deliberately restores the modification time; remove
+    the checkpoint after one.  (``fingerprint`` alone is what the export's
+    fingerprint, compared by the sensor, is made of.)
+    """
     st = path.stat()
     digest = hashlib.blake2b(digest_size=16)
     digest.update(str(st.st_size).encode())
+    identity = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     with open(path, "rb") as f:
         digest.update(f.read(_FINGERPRINT_BYTES))
         if st.st_size > _FINGERPRINT_BYTES:
             f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
             digest.update(f.read())
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "fingerprint": digest.hexdigest()}
+        identity["fingerprint"] = digest.hexdigest()
+        if sample:
+            sampled = hashlib.blake2b(digest_size=16)
+            for offset in _sample_offsets(st.st_size):
+                f.seek(offset)
+                sampled.update(f.read(_SAMPLE_BYTES))
+            identity["sampled"] = sampled.hexdigest()
+    return identity
 
 
 @dataclass(kw_only=True)
@@ -243,11 +280,8 @@ class CheckpointStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return None, self._start_over(f"checkpoint is corrupt ({type(exc).__name__}: {exc})")
         src, expected = body["source"], self._head["source"]
-        if (src["size"], src["mtime_ns"], src["fingerprint"]) != (
-            expected["size"],
-            expected["mtime_ns"],
-            expected["fingerprint"],
-        ):
+        keys = ("size", "mtime_ns", "fingerprint", "sampled")  # a manifest without "sampled" starts over
+        if any(src.get(k) != expected.get(k) for k in keys):
             return None, self._start_over("the export changed since the checkpoint was written")
         if body["format"] != self._head["format"]:
             return None, self._start_over("the export's format settings changed")

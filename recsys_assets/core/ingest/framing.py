@@ -1,11 +1,14 @@
 """Framing: reading an export in blocks and cutting it into whole lines.
 
-Nothing here parses a field.  :func:`read_first_line` finds the header (or
+Nothing here parses a field.  :func:`open_export` opens an export, plain or
+gzip-compressed (recognised by its magic bytes, whatever its name);
+:func:`read_first_line` finds the header (or
 first data line); :func:`iter_regions` reads the data region through one
 reusable buffer and hands out runs of checkpoint segments that end on line
 boundaries; :func:`read_lines` fetches the exact text of given line numbers.
 """
 
+import gzip
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +19,23 @@ import numpy as np
 from recsys_assets.core.formats import BOM
 
 _PIECE = 1 << 16
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str | os.PathLike) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_export(path: str | os.PathLike) -> BinaryIO:
+    """Open an export for reading bytes, decompressing it when it is gzip (offsets are then in the text)."""
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def compressed_position(f: BinaryIO) -> int | None:
+    """How far into the file on disk a reader from :func:`open_export` has got, for a gzip export."""
+    raw = getattr(f, "fileobj", None) if isinstance(f, gzip.GzipFile) else None
+    return raw.tell() if raw is not None else None
 
 
 def _piece_counts(mask: np.ndarray) -> np.ndarray:
@@ -219,7 +239,7 @@ def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 2
     wanted_set = set(wanted.tolist())
     line = 1  # number of the line that starts at the beginning of buf
     buf = b""
-    with open(path, "rb") as f:
+    with open_export(path) as f:
         while True:
             block = f.read(block_bytes)
             eof = not block

@@ -32,8 +32,10 @@ checkpoint boundary, else per segment, else the exact line-by-line path), and
 module composes them around one per-load object, :class:`_Load`.
 """
 
+import gzip
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +54,14 @@ from recsys_assets.core.ingest.checkpoint import (
     Progress,
     source_identity,
 )
-from recsys_assets.core.ingest.framing import Region, iter_regions, read_first_line
+from recsys_assets.core.ingest.framing import (
+    Region,
+    compressed_position,
+    is_gzip,
+    iter_regions,
+    open_export,
+    read_first_line,
+)
 from recsys_assets.core.ingest.parse import (
     Parsed,
     parse_clean,
@@ -109,14 +118,16 @@ class _Load:
     store: CheckpointStore | None
     on_checkpoint: Callable[[int, int, int], None] | None
     max_line_bytes: int | None
+    reader: object = None  # the open export while run() reads it
 
     def run(self, *, lines_per_segment: int, block_bytes: int) -> None:
         """Read from ``progress.offset`` to the end of the source, checkpointing every segment."""
         if self.store is not None:
             self.store.open()
         try:
-            with open(self.path, "rb") as f:
-                f.seek(self.progress.offset)
+            with open_export(self.path) as f:
+                self.reader = f
+                f.seek(self.progress.offset)  # a gzip export decompresses up to it again
                 regions = iter_regions(f, lines_per_segment=lines_per_segment, block_bytes=block_bytes,
                                        max_line_bytes=self.max_line_bytes)
                 for region in regions:
@@ -175,14 +186,15 @@ class _Load:
             self.store.commit(parsed.table, p)
             self.stats.checkpoints_written += 1
         if self.on_checkpoint is not None:
-            self.on_checkpoint(p.rows, p.offset, self.stats.source_bytes)
+            done = compressed_position(self.reader) if self.reader is not None else None
+            self.on_checkpoint(p.rows, p.offset if done is None else done, self.stats.source_bytes)
 
 
 class MovieDataLoader:
     """Load a ratings export in chunks, checkpointing progress so a killed load resumes.
 
     Args:
-        file_path: the export (CSV, ``.dat`` or tab-separated).
+        file_path: the export (CSV, ``.dat`` or tab-separated), plain or gzip-compressed.
         checkpoint_file: path of the checkpoint manifest; its Arrow IPC parts live
             in ``<checkpoint_file>.parts/``.  ``None`` disables checkpointing.
         chunk_size: rows per chunk, the granularity of progress.
@@ -260,9 +272,17 @@ class MovieDataLoader:
         size = path.stat().st_size
         if size == 0:
             raise ExportError(f"{path}: the export is empty (0 bytes)")
+        try:
+            return self._load_table(path, size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            if not is_gzip(path):
+                raise
+            raise ExportError(f"{path}: the gzip-compressed export is damaged or truncated ({exc})") from exc
+
+    def _load_table(self, path: Path, size: int) -> pa.Table:
         layout = self.read_layout()
         fmt = layout.fmt
-        identity = source_identity(path)
+        identity = source_identity(path, sample=True)
         self.stats = LoadStats(
             source_bytes=size,
             source_fingerprint=identity["fingerprint"],
@@ -315,7 +335,7 @@ class MovieDataLoader:
     def read_layout(self) -> ExportLayout:
         """Detect the export's format from its first line; where the data lines start."""
         path = self.file_path
-        with open(path, "rb") as f:
+        with open_export(path) as f:
             first = read_first_line(f, max_line_bytes=self.max_line_bytes)
         if first.too_long:
             raise ExportError(
