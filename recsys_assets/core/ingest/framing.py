@@ -191,8 +191,9 @@ def iter_regions(
             n_newlines += int(np.count_nonzero(new))
             filled += got
             if max_line_bytes is not None:
-                if new.any():
-                    line_start = filled - int(np.argmax(new[::-1]))
+                last = buf.rfind(b"\n", filled - got, filled)  # memrchr: stops at the last newline
+                if last >= 0:
+                    line_start = last + 1
                 if filled - line_start > max_line_bytes + 2:  # cut the line short; drop the rest
                     keep = line_start + max_line_bytes + 2
                     cuts.append([keep, filled - keep])
