@@ -1,11 +1,8 @@
 """Hostile inputs to the ingest (issue 14): each test failed before its fix."""
 
 import gzip
-import json
 import os
-import threading
 
-import numpy as np
 import pandas as pd
 import pytest
 
