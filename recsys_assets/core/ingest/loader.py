@@ -133,6 +133,7 @@ class _Load:
                 for region in regions:
                     self.consume(region)
         finally:
+            self.reader = None
             if self.store is not None:
                 self.store.close()
         if self.store is not None:
