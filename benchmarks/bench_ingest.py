@@ -159,7 +159,7 @@ def child_measure(args) -> dict:
                 "base_rss_mb": base, "check": check, "quarantined": 0}
 
     from recsys_assets.core.cleaning import clean_rating_data
-    from recsys_assets.core.loader import MovieDataLoader
+    from recsys_assets.core.ingest import MovieDataLoader
 
     interval = {"default": 50_000, "nockpt": 50_000, "tuned": args.tuned_interval}[args.variant]
     ckpt_dir = Path(tempfile.mkdtemp(prefix="bench-ckpt-", dir=OUTPUT))

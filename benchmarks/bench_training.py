@@ -36,7 +36,7 @@ OUT = ROOT / "benchmarks" / "output"
 def load_split():
     from recsys_assets.core.cleaning import clean_rating_data
     from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-    from recsys_assets.core.loader import MovieDataLoader
+    from recsys_assets.core.ingest import MovieDataLoader
 
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings
     users, movies = build_mappings(ratings)

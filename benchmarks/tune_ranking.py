@@ -38,7 +38,7 @@ def load_protocol_split():
     """The protocol's train and validation splits as index arrays, and the table sizes."""
     from recsys_assets.core.cleaning import clean_rating_data
     from recsys_assets.core.dataset import build_mappings, split_ratings
-    from recsys_assets.core.loader import MovieDataLoader
+    from recsys_assets.core.ingest import MovieDataLoader
     from recsys_assets.core.ranking.train import Ratings
 
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings

@@ -4,7 +4,7 @@ The plain-Python core (no Dagster imports) is importable on its own::
 
     from recsys_assets import MovieDataLoader, clean_rating_data, Recommender
 
-Names are imported on first use, so ``import recsys_assets.core.loader`` does not
+Names are imported on first use, so ``import recsys_assets.core.ingest`` does not
 pay for importing PyTorch.
 """
 
@@ -19,8 +19,8 @@ _EXPORTS = {
     "MovieRatingDataset": "recsys_assets.core.dataset",
     "build_mappings": "recsys_assets.core.dataset",
     "split_ratings": "recsys_assets.core.dataset",
-    "ExportError": "recsys_assets.core.loader",
-    "MovieDataLoader": "recsys_assets.core.loader",
+    "ExportError": "recsys_assets.core.ingest",
+    "MovieDataLoader": "recsys_assets.core.ingest",
     "Recommender": "recsys_assets.core.recommender",
     "IALSParams": "recsys_assets.core.ranking.ials",
     "RankingModel": "recsys_assets.core.ranking.model",

@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys_assets.core.cleaning import DataQualityError, clean_rating_data
-from recsys_assets.core.loader import MovieDataLoader
+from recsys_assets.core.ingest import MovieDataLoader
 
 
 def _frame(rows):

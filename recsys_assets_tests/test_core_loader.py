@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader
+from recsys_assets.core.ingest import BusyError, CheckpointStore, ExportError, MovieDataLoader
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 from .conftest import REPO_ROOT
@@ -143,13 +143,9 @@ def test_checkpoint_is_json_not_pickle(tiny_export, tmp_path):
 
 def test_second_loader_on_same_checkpoint_is_refused(tiny_export, tmp_path):
     ckpt = tmp_path / "ckpt.json"
-    first = MovieDataLoader(tiny_export, ckpt)
-    first._acquire_lock()
-    try:
-        with pytest.raises(CheckpointBusyError, match="in use"):
+    with CheckpointStore(ckpt).locked():
+        with pytest.raises(BusyError, match="in use"):
             MovieDataLoader(tiny_export, ckpt).load()
-    finally:
-        first._release_lock()
 
 
 @pytest.mark.parametrize(
@@ -247,7 +243,7 @@ def test_messy_lines_are_kept_with_reasons(tmp_path):
 KILL_SCRIPT = textwrap.dedent(
     """
     import sys, time
-    from recsys_assets.core.loader import MovieDataLoader
+    from recsys_assets.core.ingest import MovieDataLoader
     def slow(rows, done, total):
         print(rows, flush=True)
         time.sleep(0.05)
@@ -285,7 +281,7 @@ def test_sigkill_mid_load_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_read_lines_returns_exact_text(tmp_path):
-    from recsys_assets.core.loader import read_lines
+    from recsys_assets.core.ingest import read_lines
 
     path = tmp_path / "f.csv"
     path.write_bytes(b"\xef\xbb\xbfh1\r\na,b\r\n\r\nlast")
@@ -296,12 +292,11 @@ def test_read_lines_returns_exact_text(tmp_path):
 # --- fast path (one Arrow call over many checkpoint segments) against the exact per-line path ---
 def _exact_parse(path):
     """The whole data region through the exact line-by-line parser, as one segment."""
-    from recsys_assets.core.loader import parse_segment
+    from recsys_assets.core.ingest import parse_segment
 
-    loader = MovieDataLoader(path)
-    fmt, offset = loader._read_format(path)
-    table, _, blank, malformed = parse_segment(path.read_bytes()[offset:], 2 if fmt.has_header else 1, fmt)
-    return table.to_pandas(), blank, malformed
+    layout = MovieDataLoader(path).read_layout()
+    parsed = parse_segment(path.read_bytes()[layout.data_offset:], layout.first_line, layout.fmt)
+    return parsed.table.to_pandas(), parsed.blank, parsed.malformed
 
 
 MESSY_BLOCK = (

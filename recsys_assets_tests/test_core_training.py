@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-from recsys_assets.core.loader import MovieDataLoader
+from recsys_assets.core.ingest import MovieDataLoader
 from recsys_assets.core.cleaning import clean_rating_data
 from recsys_assets.core.metrics import baselines, mae, rmse
 from recsys_assets.core.model import BiasedMF

@@ -200,7 +200,7 @@ def test_device_env_var_sets_the_resource(monkeypatch):
 
 
 def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, data_dir):
-    from recsys_assets.core.loader import MovieDataLoader
+    from recsys_assets.core.ingest import MovieDataLoader
 
     class Killed(Exception):
         pass

@@ -5,9 +5,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.loader import MovieDataLoader
+from recsys_assets.core.ingest import CheckpointStore
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
-from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.defs import automation, checks, features, ingest, training
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
@@ -157,12 +157,8 @@ def test_overlapping_runs_cannot_corrupt_shared_artifacts(tmp_path, data_dir):
     assert hashlib.sha256(model.read_bytes()).hexdigest() == digest
 
     # another run is loading the export (it holds the checkpoint's lock): the ingest fails clearly
-    other = MovieDataLoader(export, data_dir / "checkpoints" / "raw_ratings.checkpoint.json")
-    other._acquire_lock()
-    try:
+    with CheckpointStore(data_dir / "checkpoints" / "raw_ratings.checkpoint.json").locked():
         result = dg.materialize(ASSETS[:1], resources=resources, raise_on_error=False)
-    finally:
-        other._release_lock()
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "in use by another load" in failure.step_failure_data.error.to_string()
     assert pd.read_parquet(data_dir / "tables" / "raw_ratings.parquet").shape[0] == SMALL.n_ratings

@@ -3,7 +3,7 @@
 Tables, the model file, plots and checkpoints are written through :meth:`ArtifactStore.write`,
 which hands out a local temporary file and publishes it in one step when the block ends:
 
-* local root: ``os.replace`` of a temp file beside the target (:func:`~recsys_assets.core.storage.atomic_path`);
+* local root: ``os.replace`` of a temp file beside the target (:func:`~recsys_assets.core.atomic.atomic_path`);
 * any other fsspec filesystem (``s3://``, ``gs://``, ``az://``, ``memory://``...): upload to a
   temporary key beside the target, then move it into place.  On object stores a key appears
   whole or not at all, so a reader sees the previous version or the new one, never a part.
@@ -28,7 +28,7 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 
 class ArtifactStore:

@@ -7,10 +7,12 @@ reason it was rejected:
 =====================  ===========================================================
 reason                 meaning
 =====================  ===========================================================
-malformed_line         the line does not split into the expected number of fields
+malformed_line         the line does not split into the expected number of fields, has a carriage
+                       return inside it, or is longer than the loader's ``max_line_bytes``
+invalid_encoding       the line is not valid UTF-8
 missing_field          a required field is empty
 non_numeric            an id, rating or timestamp is not a number (ids: not an integer)
-invalid_id             a user or movie id is negative
+invalid_id             a user or movie id is negative or does not fit int64
 rating_off_scale       the rating is NaN, infinite or outside the rating scale
 duplicate_superseded   the same (user, movie) was rated again later; the latest wins
 =====================  ===========================================================
@@ -26,16 +28,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core import numbers
+from recsys_assets.core.formats import CANONICAL_COLUMNS, REQUIRED_COLUMNS, resolve_columns
+
 REASONS = (
     "malformed_line",
+    "invalid_encoding",
     "missing_field",
     "non_numeric",
     "invalid_id",
     "rating_off_scale",
     "duplicate_superseded",
 )
-CLEAN_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
-_INPUT_ALIASES = {"userId": "user_id", "movieId": "movie_id", "itemId": "movie_id", "item_id": "movie_id"}
+CLEAN_COLUMNS = CANONICAL_COLUMNS
 
 
 class DataQualityError(ValueError):
@@ -68,6 +73,7 @@ class _Column:
     absent: np.ndarray | None = None  # bool; None: nothing absent
     floats: np.ndarray | None = None  # float64 source values, only when the input was not integer-typed
     unusable: np.ndarray | None = None  # bool: not integral, not finite or out of int64 range
+    out_of_range: np.ndarray | None = None  # bool: a whole number beyond int64 (part of ``unusable``)
     source: pd.Series | None = None  # the input column, when ``ints`` is exactly its values (int64, no nulls)
 
 
@@ -90,62 +96,39 @@ def _is_int_dtype(dtype) -> bool:
     return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def _text_numbers(values: pd.Series, col: str, errors: _Errors) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """Parse text (or mixed objects) exactly: integers stay integers (nullable), the rest floats.
-
-    Returns ``(numbers, absent, nan_text)``; marks unparseable values ``non_numeric`` in ``errors``.
-    """
-    absent = values.isna().to_numpy(dtype=bool, copy=True)
-    blank = values.astype("string").str.strip().eq("").fillna(False).to_numpy(dtype=bool)
-    if blank.any():  # empty text is absent (and would make pd.to_numeric fall back to float64)
-        absent |= blank
-        values = values.mask(blank)
-    numbers = pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable")
-    nan_text = np.zeros(len(values), dtype=bool)
-    unparsed = numbers.isna().to_numpy(dtype=bool) & ~absent
-    if unparsed.any():
-        idx = np.flatnonzero(unparsed)
-        text = values.iloc[idx].astype("string").str.strip()
-        empty = (text == "").to_numpy(dtype=bool)
-        is_nan = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool)
-        absent[idx[empty]] = True
-        if col == "rating":
-            nan_text[idx[is_nan & ~empty]] = True
-            bad = idx[~empty & ~is_nan]
-        else:
-            bad = idx[~empty]
-        mask = np.zeros(len(values), dtype=bool)
-        mask[bad] = True
-        errors.add(mask, f"non_numeric:{col}")
-    return numbers, absent, nan_text
-
-
 def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> _Column:
     """An id or timestamp column as exact int64 (never through float64 when the input is integer)."""
     if values is None:
         return _Column(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
-    absent_extra = None
-    if not (_is_int_dtype(values.dtype) or pd.api.types.is_float_dtype(values.dtype)):
-        values, absent_extra, _ = _text_numbers(values, col, errors)
     if _is_int_dtype(values.dtype):
         absent = values.isna().to_numpy(dtype=bool) if values.hasnans else None
-        if absent_extra is not None and absent_extra.any():
-            absent = absent_extra if absent is None else absent | absent_extra
-        if absent is not None and not absent.any():
-            absent = None
         if absent is None and values.dtype == np.int64:
             return _Column(values.to_numpy(), source=values)
-        ints = values.to_numpy(dtype=np.int64, na_value=0)
-        return _Column(ints, absent)
-    floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    absent = np.isnan(floats)
-    if absent_extra is not None:
-        absent |= absent_extra
+        return _Column(values.to_numpy(dtype=np.int64, na_value=0), absent)
+    if pd.api.types.is_float_dtype(values.dtype):
+        floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        absent = np.isnan(floats)
+        with np.errstate(invalid="ignore"):
+            in_range = np.abs(floats) < _TWO63  # False for inf and NaN
+            unusable = ~absent & ~(in_range & (floats % 1 == 0))
+            out_of_range = ~absent & np.isfinite(floats) & ~in_range
+        ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
+        return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None,
+                       out_of_range=out_of_range if out_of_range.any() else None)
+    # text or mixed objects: the shared number rule; whole numbers keep their exact value
+    parsed = numbers.parse_text(values)
+    errors.add(parsed.unparsed | parsed.nan_text, f"non_numeric:{col}")
+    absent = parsed.absent | parsed.unparsed | parsed.nan_text
+    absent_or_none = absent if absent.any() else None
+    if (parsed.integral | absent).all():
+        return _Column(parsed.ints, absent_or_none)
+    floats = np.where(absent, np.nan, parsed.floats)
     with np.errstate(invalid="ignore"):
-        in_range = np.abs(floats) < _TWO63  # False for inf and NaN
-        unusable = ~absent & ~(in_range & (floats % 1 == 0))
-    ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
-    return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None)
+        truncated = np.where(np.abs(floats) < _TWO63, floats, 0).astype(np.int64)  # fractional values truncate
+    ints = np.where(parsed.integral, parsed.ints, truncated)
+    unusable = ~absent & ~parsed.integral
+    out_of_range = parsed.out_of_range if parsed.out_of_range.any() else None
+    return _Column(ints, absent_or_none, floats, unusable if unusable.any() else None, out_of_range=out_of_range)
 
 
 @dataclass
@@ -162,8 +145,10 @@ class _Work:
 
 
 def _standardise(df: pd.DataFrame) -> _Work:
-    df = df.rename(columns={k: v for k, v in _INPUT_ALIASES.items() if k in df.columns})
-    missing = [c for c in ("user_id", "movie_id", "rating") if c not in df.columns]
+    names = list(df.columns)
+    aliases = {names[i]: canon for canon, i in resolve_columns(names).items() if canon not in df.columns}
+    df = df.rename(columns=aliases)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"ratings table lacks column(s) {', '.join(missing)}; got {list(df.columns)}")
     n = len(df)
@@ -188,8 +173,9 @@ def _standardise(df: pd.DataFrame) -> _Work:
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         rating = values.to_numpy(dtype=np.float64, na_value=np.nan)  # NaN: off the scale, not missing
     else:
-        numbers, rating_absent, _ = _text_numbers(values, "rating", errors)
-        rating = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        parsed = numbers.parse_text(values)
+        errors.add(parsed.unparsed, "non_numeric:rating")
+        rating, rating_absent = parsed.floats, parsed.absent
         if rating_absent.any():
             errors.add(rating_absent, "missing_field:rating")
         else:
@@ -276,7 +262,7 @@ def clean_rating_data(
 ) -> CleanedRatings:
     """Validate and de-duplicate ratings.
 
-    ``df`` is the output of :class:`~recsys_assets.core.loader.MovieDataLoader`
+    ``df`` is the output of :class:`~recsys_assets.core.ingest.MovieDataLoader`
     (``line, user_id, movie_id, rating, timestamp, error, raw``) or any table
     with MovieLens columns (``userId, movieId, rating[, timestamp]``).
 
@@ -305,7 +291,9 @@ def clean_rating_data(
     if work.errors.codes is not None:
         code[work.errors.codes != None] = -1  # noqa: E711
     for col, column in (("user_id", work.user_id), ("movie_id", work.movie_id)):
-        if column.unusable is not None:  # not an integer (fractional, infinite, beyond int64)
+        if column.out_of_range is not None:
+            reject(column.out_of_range, "invalid_id", f"{col} does not fit int64")
+        if column.unusable is not None:  # not an integer (fractional, infinite)
             reject(column.unusable, "non_numeric", col)
         reject(column.ints < 0, "invalid_id", f"{col} is negative")
     with np.errstate(invalid="ignore"):

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_assets.core.loader import source_identity
+from recsys_assets.core.ingest.checkpoint import source_identity
 
-EXPORT_SUFFIXES = (".csv", ".dat", ".data", ".tsv", ".txt")
+EXPORT_SUFFIXES = (".csv", ".dat", ".data", ".tsv", ".txt", ".csv.gz", ".dat.gz", ".data.gz", ".tsv.gz", ".txt.gz")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")
 
 
@@ -23,7 +23,7 @@ def is_complete_name(path: Path) -> bool:
     return (
         not name.startswith(".")
         and not name.endswith(TEMP_SUFFIXES)
-        and (name.endswith(EXPORT_SUFFIXES) or name == "u.data")
+        and (name.endswith(EXPORT_SUFFIXES) or name in ("u.data", "u.data.gz"))
     )
 
 

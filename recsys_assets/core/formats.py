@@ -8,6 +8,11 @@ Supported out of the box:
   (``user_id``, ``item_id``, ``score`` ...) or through an explicit column map;
 * MovieLens ``ratings.dat`` (``::``-separated, no header) and ``u.data``
   (tab-separated, no header), in the order user, movie, rating, timestamp.
+
+This module is also the one home of the export schema: the canonical column
+names, which of them are required, and the aliases by which a header (or a
+table handed to :func:`recsys_assets.core.cleaning.clean_rating_data`) may
+name them (:func:`resolve_columns`).
 """
 
 from dataclasses import dataclass
@@ -24,6 +29,10 @@ _ALIASES = {
     "rating": {"rating", "ratings", "score", "stars", "value"},
     "timestamp": {"timestamp", "time", "ts", "unix_timestamp", "date"},
 }
+
+
+class ExportError(ValueError):
+    """The export cannot be loaded at all (missing, empty, header only, unrecognisable)."""
 
 
 class ExportFormatError(ValueError):
@@ -47,6 +56,27 @@ class ExportFormat:
 
 def _normalise_name(name: str) -> str:
     return name.strip().strip('"').strip("'").strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def resolve_columns(names, column_map: dict[str, str] | None = None) -> dict[str, int]:
+    """Canonical column -> position of the first name in ``names`` that means it.
+
+    Names are compared normalised (case, surrounding quotes and spaces, ``-``
+    and spaces as ``_``) against :data:`_ALIASES` and ``column_map`` (a name in
+    the file -> a canonical column, which extends the aliases).
+    """
+    lookup = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
+    for src, canon in (column_map or {}).items():
+        if canon not in CANONICAL_COLUMNS:
+            raise ExportFormatError(f"column_map target {canon!r} is not one of {', '.join(CANONICAL_COLUMNS)}")
+        lookup[_normalise_name(src)] = canon
+    normalised = [_normalise_name(str(n)) for n in names]
+    columns: dict[str, int] = {}
+    for i, name in enumerate(normalised):
+        canon = lookup.get(name)
+        if canon is not None and canon not in columns:
+            columns[canon] = i
+    return columns
 
 
 def _looks_numeric(field: str) -> bool:
@@ -105,18 +135,7 @@ def detect_format(
         columns = {name: i for i, name in enumerate(names) if name in CANONICAL_COLUMNS}
     else:
         names = tuple(_normalise_name(f) for f in fields)
-        lookup = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
-        for src, canon in (column_map or {}).items():
-            if canon not in CANONICAL_COLUMNS:
-                raise ExportFormatError(
-                    f"column_map target {canon!r} is not one of {', '.join(CANONICAL_COLUMNS)}"
-                )
-            lookup[_normalise_name(src)] = canon
-        columns: dict[str, int] = {}
-        for i, name in enumerate(names):
-            canon = lookup.get(name)
-            if canon is not None and canon not in columns:
-                columns[canon] = i
+        columns = resolve_columns(names, column_map)
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             raise ExportFormatError(

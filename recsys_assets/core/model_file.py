@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 if TYPE_CHECKING:
     from recsys_assets.core.report import ModelReport

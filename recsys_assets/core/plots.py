@@ -8,7 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from recsys_assets.core.storage import atomic_path  # noqa: E402
+from recsys_assets.core.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 HEADER = ("userId", "movieId", "rating", "timestamp")
 GENERATOR_VERSION = 2  # 2: which movies a user rates follows taste (cached exports name the version)

@@ -36,9 +36,9 @@ from torch import nn
 from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.numba_sgd import epoch_order
+from recsys_assets.core.atomic import atomic_path
 from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
-from recsys_assets.core.storage import atomic_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1

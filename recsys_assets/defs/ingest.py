@@ -13,11 +13,20 @@ from pydantic import Field
 
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
 from recsys_assets.core.exports import export_fingerprint
-from recsys_assets.core.loader import CheckpointBusyError, ExportError, MovieDataLoader, read_lines, table_to_frame
+from recsys_assets.core.ingest import (
+    BusyError,
+    CheckpointPathError,
+    ExportError,
+    MovieDataLoader,
+    confined_checkpoint_path,
+    read_lines,
+    table_to_frame,
+)
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.defs.resources import RecsysStorage
 
 OWNERS = ["team:recsys"]
+DEFAULT_CHECKPOINT = "raw_ratings.checkpoint.json"
 
 
 class RawRatingsConfig(dg.Config):
@@ -27,7 +36,8 @@ class RawRatingsConfig(dg.Config):
     checkpoint_interval: int = Field(default=50000, description="Rows between checkpoints.")
     checkpoint_file: str = Field(
         default="",
-        description="Checkpoint manifest path (JSON; never a pickle). Empty: <data_dir>/checkpoints/raw_ratings.checkpoint.json.",
+        description="Checkpoint manifest file name (JSON; never a pickle) inside the checkpoint folder "
+        "(<work folder>/checkpoints); a name that leads outside it is refused. Empty: raw_ratings.checkpoint.json.",
     )
     delimiter: Optional[str] = Field(default=None, description="Field separator; empty: detect (',', tab, '::', ';', '|').")
     has_header: Optional[bool] = Field(default=None, description="Whether line 1 is a header; empty: detect.")
@@ -62,7 +72,10 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     from its last checkpoint. Lines that cannot be parsed are kept with an error
     code and their raw text, for cleaning to quarantine.
     """
-    checkpoint = config.checkpoint_file or str(storage.checkpoint_dir / "raw_ratings.checkpoint.json")
+    try:  # before anything is touched: the load deletes its manifest and <manifest>.parts/ when done
+        checkpoint = str(confined_checkpoint_path(storage.checkpoint_dir, config.checkpoint_file, default=DEFAULT_CHECKPOINT))
+    except CheckpointPathError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     last_log = [0.0]
 
     def progress(rows: int, done: int, total: int) -> None:
@@ -96,7 +109,7 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     started = time.perf_counter()
     try:
         table = loader.load_table()
-    except (ExportError, CheckpointBusyError) as exc:  # not transient: fail without retries
+    except (ExportError, BusyError) as exc:  # not transient: fail without retries
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except BaseException:
         if remote:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
@@ -110,8 +123,8 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
         context.log.info(f"resumed {stats.resumed_rows:,} rows from the checkpoint; re-read {stats.reread_rows:,}")
     frame = table_to_frame(table)
     # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
-    loader.discard_checkpoint()
-    storage.drop_checkpoint(Path(checkpoint).name)
+    if loader.discard_checkpoint():  # False: a newer load holds it and discards it in turn
+        storage.drop_checkpoint(Path(checkpoint).name)
     return dg.Output(
         frame,
         metadata={

@@ -13,8 +13,8 @@ from recsys_assets.core.ranking import UserItems, factor_ranker
 from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
 from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
 from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.ranking.train import RankingTraining, Ratings, train_ranking_model
-from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage

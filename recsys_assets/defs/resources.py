@@ -21,8 +21,8 @@ from pydantic import Field
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
+from recsys_assets.core.ingest import table_to_frame
 from recsys_assets.core.kernels import check_kernel
-from recsys_assets.core.loader import table_to_frame
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets import settings
 from recsys_assets.settings import Setting

@@ -12,10 +12,10 @@ from pydantic import Field
 from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
 from recsys_assets.core.plots import plot_training_history
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import Promotion
 from recsys_assets.core.recommender import Recommender
 from recsys_assets.core.report import ModelReport, build_report, with_promotion
-from recsys_assets.core.storage import exclusive_lock
 from recsys_assets.core.training import TrainConfig, TrainResult, epoch_summary, train_model, training_summary
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version

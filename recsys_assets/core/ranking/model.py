@@ -25,7 +25,7 @@ from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.storage import atomic_path
+from recsys_assets.core.atomic import atomic_path
 
 FORMAT_VERSION = 1
 ARCHITECTURE = "ials"

@@ -1,0 +1,380 @@
+"""The loader's checkpoint: a JSON manifest, Arrow IPC parts, a lock and a high-water mark.
+
+On disk, for a manifest ``<name>`` (format version :data:`MANIFEST_VERSION`):
+
+* ``<name>``: ``{"body": {...}, "checksum": sha256(body)}``, replaced atomically
+  at each checkpoint.  The body binds the checkpoint to the source file (path,
+  size, modification time, a fingerprint of its first and last MiB and one of
+  16 blocks sampled across the rest, see :func:`source_identity`) and to the
+  format settings, and records the progress (byte offset in the text - for a
+  gzip export, in the decompressed text - next line number, counts, number of
+  parts, whether the load completed);
+* ``<name>.parts/part-000001.arrow`` ...: the rows parsed between two
+  checkpoints, uncompressed Arrow IPC files, each written to a temporary name
+  and renamed.  Nothing is ever unpickled;
+* ``<name>.lock``: the advisory lock that keeps two loads off one checkpoint;
+* ``<name>.hwm``: the next line number reached by a killed load (written in
+  place, fixed width) - it only feeds the ``reread_rows`` statistic.
+
+A manifest that is corrupt, of another version, for another source or format,
+or whose parts are missing is logged as a warning and the load starts over.
+
+Limit: the source's identity reads about 3 MiB of it, not all of it.  An edit
+in place that keeps the size and the modification time (which takes a tool
+that deliberately restores it) and changes none of the bytes read is not
+noticed, and a resume would reuse the rows checkpointed before the edit.
+Remove the checkpoint (``MovieDataLoader.discard_checkpoint``) after such an
+edit, or publish a new export as a new file, as exporters normally do.
+"""
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401 - pa.ipc
+
+from recsys_assets.core.atomic import atomic_path, atomic_write_bytes, fixed_tmp_path
+from recsys_assets.core.formats import ExportFormat
+from recsys_assets.core.ingest.parse import RAW_SCHEMA
+from recsys_assets.core.locks import FileLock
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 2  # 2: parts are Arrow IPC files (1: Parquet)
+_FINGERPRINT_BYTES = 1 << 20
+_SAMPLES = 16  # blocks of _SAMPLE_BYTES sampled between the first and last MiB
+_SAMPLE_BYTES = 1 << 16
+_PART_STRING_COLUMNS = ("error", "raw")
+_PART_INT_COLUMNS = ("user_id", "movie_id", "timestamp")
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _sample_offsets(size: int) -> list[int]:
+    """Where the :data:`_SAMPLES` blocks of ``sampled`` lie: evenly between the first and last MiB."""
+    inner = size - 2 * _FINGERPRINT_BYTES
+    if inner <= 0:
+        return []
+    return [_FINGERPRINT_BYTES + inner * k // (_SAMPLES + 1) for k in range(1, _SAMPLES + 1)]
+
+
+def source_identity(path: Path, *, sample: bool = False) -> dict:
+    """Size, modification time and a fingerprint of the first and last MiB.
+
+    ``sample``: also ``sampled``, a fingerprint of :data:`_SAMPLES` blocks of
+    64 KiB spread evenly over the rest of the file (1 MiB more to read).  The
+    checkpoint compares it too, so an in-place edit that keeps the size and the
+    modification time is noticed when it touches the first or last MiB or a
+    sampled block.  An edit that touches none of them is not noticed: such an
+    edit needs a tool that deliberately restores the modification time; remove
+    the checkpoint after one.  (``fingerprint`` alone is what the export's
+    fingerprint, compared by the sensor, is made of.)
+    """
+    st = path.stat()
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(st.st_size).encode())
+    identity = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    with open(path, "rb") as f:
+        digest.update(f.read(_FINGERPRINT_BYTES))
+        if st.st_size > _FINGERPRINT_BYTES:
+            f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
+            digest.update(f.read())
+        identity["fingerprint"] = digest.hexdigest()
+        if sample:
+            sampled = hashlib.blake2b(digest_size=16)
+            for offset in _sample_offsets(st.st_size):
+                f.seek(offset)
+                sampled.update(f.read(_SAMPLE_BYTES))
+            identity["sampled"] = sampled.hexdigest()
+    return identity
+
+
+@dataclass(kw_only=True)
+class Progress:
+    """How far a load has got: what a manifest records."""
+
+    offset: int  # byte offset of the next line to read
+    next_line: int  # its 1-based line number
+    rows: int = 0
+    blank_lines: int = 0
+    malformed_rows: int = 0
+    parts: int = 0  # part-000001.arrow .. part-<parts>.arrow
+    complete: bool = False
+
+
+@dataclass
+class Resumed:
+    """What :meth:`CheckpointStore.resume` found: the progress and the rows of its parts."""
+
+    progress: Progress
+    tables: list[pa.Table] = field(default_factory=list)
+    reread_rows: int = 0
+
+
+class CheckpointPathError(ValueError):
+    """A checkpoint path that would reach outside the checkpoint folder."""
+
+
+def confined_checkpoint_path(folder: str | os.PathLike, name: str, *, default: str) -> Path:
+    """The manifest path for ``name`` (``default`` when empty), refused unless it stays inside ``folder``.
+
+    A load discards its manifest and ``<manifest>.parts/`` when it is done, so a
+    manifest path that reached any other file would delete it.  ``name`` is
+    taken relative to ``folder``; after resolving ``..`` and symbolic links it
+    must lie inside ``folder`` and end in ``.json``.  Nothing is touched here.
+    """
+    folder = Path(folder)
+    path = Path(name or default)
+    if not path.is_absolute():
+        path = folder / path
+    inside = folder.resolve()
+    resolved = path.resolve()
+    if resolved == inside or not resolved.is_relative_to(inside):
+        raise CheckpointPathError(
+            f"checkpoint_file {name!r} is outside the checkpoint folder {folder}; "
+            "use a file name inside it (for example 'raw_ratings.checkpoint.json')"
+        )
+    if resolved.suffix != ".json":
+        raise CheckpointPathError(
+            f"checkpoint_file {name!r} must be a .json manifest name inside {folder} "
+            "(the load deletes it, and <name>.parts/, when it is done)"
+        )
+    return resolved
+
+
+def part_name(k: int) -> str:
+    return f"part-{k:06d}.arrow"
+
+
+def write_part(table: pa.Table, target: Path) -> None:
+    """Write one checkpoint part as an Arrow IPC file, atomically (temporary name, then rename).
+
+    Uncompressed (LZ4 or Parquet encoding would cost more than the parsing)
+    and lossless but compact, since every byte written also costs the kernel
+    writeback time: string columns that are entirely null (the usual ``error``
+    and ``raw``) are stored as Arrow's null type (no buffers), integer columns
+    whose values fit are stored as int32, and a ``line`` column that simply
+    counts up is stored as its first value in the schema metadata.
+    """
+    fields, columns = [], []
+    meta = {}
+    for name, column in zip(table.column_names, table.columns):
+        n = len(column)
+        if name in _PART_STRING_COLUMNS and column.null_count == n:
+            column = pa.nulls(n, pa.null())
+        elif name == "line" and n and column.null_count == 0:
+            first = column[0].as_py()
+            if column[n - 1].as_py() == first + n - 1 and (n < 3 or pc.all(pc.equal(
+                    pc.subtract(column, pa.array(np.arange(first, first + n, dtype=np.int64))), 0)).as_py()):
+                meta[b"first_line"] = str(first).encode()
+                continue
+        elif name in _PART_INT_COLUMNS and n:
+            lo_hi = pc.min_max(column)
+            lo, hi = lo_hi["min"].as_py(), lo_hi["max"].as_py()
+            if lo is not None and lo >= _INT32_MIN and hi <= _INT32_MAX:
+                column = column.cast(pa.int32())
+        fields.append(pa.field(name, column.type))
+        columns.append(column)
+    stored = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=meta or None))
+    with atomic_path(target, fixed_tmp=True) as tmp:  # only the lock holder writes parts
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, stored.schema) as writer:
+            writer.write_table(stored)
+
+
+def read_part(path: Path) -> pa.Table:
+    """Read and check one checkpoint part, restoring :data:`RAW_SCHEMA` (see :func:`write_part`)."""
+    with pa.OSFile(str(path), "rb") as source:
+        table = pa.ipc.open_file(source).read_all()
+    meta = table.schema.metadata or {}
+    names = table.column_names
+    if "line" not in names and b"first_line" in meta:
+        first = int(meta[b"first_line"])
+        table = table.add_column(0, "line", pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
+    if table.column_names != RAW_SCHEMA.names:
+        raise ValueError(f"{path.name}: columns {table.column_names}")
+    columns = []
+    for fld, column in zip(RAW_SCHEMA, table.columns):
+        if column.type != fld.type:
+            if fld.name in _PART_STRING_COLUMNS and column.type == pa.null():
+                column = pa.nulls(len(column), fld.type)
+            elif fld.name in _PART_INT_COLUMNS and column.type == pa.int32():
+                column = column.cast(pa.int64())
+            else:
+                raise ValueError(f"{path.name}: column {fld.name} is {column.type}, expected {fld.type}")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
+
+
+def _checksum(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _format_doc(fmt: ExportFormat) -> dict:
+    return {
+        "delimiter": fmt.delimiter.hex(),
+        "has_header": fmt.has_header,
+        "field_names": list(fmt.field_names),
+        "columns": fmt.columns,
+    }
+
+
+class CheckpointStore:
+    """The checkpoint of one manifest path: resume, commit, finish and discard (see the module docs).
+
+    Use as ``with store.locked(): ...``; every method but :meth:`discard` and
+    :meth:`locked` expects the lock to be held.  :meth:`bind` names the source
+    and format the checkpoint is for, before :meth:`resume` or :meth:`commit`.
+    """
+
+    def __init__(self, manifest: str | os.PathLike):
+        self.manifest = Path(manifest)
+        self.parts_dir = self._sidecar(".parts")
+        self._lock = FileLock(
+            self._sidecar(".lock"),
+            f"checkpoint {self.manifest}",
+            busy_message=(
+                f"checkpoint {self.manifest} is in use by another load; "
+                "wait for it to finish or use another checkpoint_file"
+            ),
+        )
+        self._hwm_fd: int | None = None
+        self._head: dict | None = None
+
+    def _sidecar(self, suffix: str) -> Path:
+        return self.manifest.with_name(self.manifest.name + suffix)
+
+    # ------------------------------------------------------------------ lock
+    def locked(self) -> FileLock:
+        """The checkpoint's lock, as a context manager (raises ``BusyError`` when another load holds it)."""
+        self.manifest.parent.mkdir(parents=True, exist_ok=True)
+        return self._lock
+
+    @property
+    def is_locked(self) -> bool:
+        return self._lock.held
+
+    # --------------------------------------------------------------- resume
+    def bind(self, source: Path, identity: dict, fmt: ExportFormat) -> None:
+        """Name the source (its path and :func:`source_identity`) and format this checkpoint is for."""
+        self._head = {"source": {"path": str(source.resolve()), **identity}, "format": _format_doc(fmt)}
+
+    def resume(self) -> tuple[Resumed | None, str | None]:
+        """The checkpointed progress and rows, or ``(None, why not)``; a checkpoint that cannot be resumed is removed."""
+        assert self._head is not None, "bind() first"
+        if not self.manifest.exists():
+            if self.parts_dir.exists():  # parts of a load killed before its first manifest
+                self.discard()
+            return None, None
+        try:
+            doc = json.loads(self.manifest.read_bytes())
+            body = doc["body"]
+            if doc["checksum"] != _checksum(body):
+                raise ValueError("checksum mismatch")
+            if body["version"] != MANIFEST_VERSION:
+                raise ValueError(f"manifest version {body['version']}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return None, self._start_over(f"checkpoint is corrupt ({type(exc).__name__}: {exc})")
+        src, expected = body["source"], self._head["source"]
+        keys = ("size", "mtime_ns", "fingerprint", "sampled")  # a manifest without "sampled" starts over
+        if any(src.get(k) != expected.get(k) for k in keys):
+            return None, self._start_over("the export changed since the checkpoint was written")
+        if body["format"] != self._head["format"]:
+            return None, self._start_over("the export's format settings changed")
+        tables = []
+        try:
+            for k in range(1, body["parts"] + 1):
+                tables.append(read_part(self.parts_dir / part_name(k)))
+            found = sum(t.num_rows for t in tables)
+            if found != body["rows"]:
+                raise ValueError(f"parts hold {found} rows, the manifest says {body['rows']}")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            return None, self._start_over(f"checkpoint part unreadable ({exc})")
+        progress = Progress(
+            offset=body["offset"],
+            next_line=body["next_line"],
+            rows=body["rows"],
+            blank_lines=body["blank_lines"],
+            malformed_rows=body["malformed_rows"],
+            parts=body["parts"],
+            complete=body["complete"],
+        )
+        listed = {part_name(k) for k in range(1, progress.parts + 1)}
+        for orphan in self.parts_dir.glob("*") if self.parts_dir.exists() else []:
+            if orphan.name not in listed:  # written by a load killed before its manifest
+                orphan.unlink(missing_ok=True)
+        reread = 0
+        hwm = self._sidecar(".hwm")
+        if hwm.exists():
+            try:
+                reread = max(0, int(hwm.read_text()) - progress.next_line)
+            except ValueError:
+                pass
+        return Resumed(progress, tables, reread), None
+
+    def _start_over(self, reason: str) -> str:
+        log.warning("checkpoint %s not resumed: %s; loading from the start", self.manifest, reason)
+        self.discard()
+        return reason
+
+    # --------------------------------------------------------------- commit
+    def open(self) -> None:
+        """Prepare to commit: the parts folder and the high-water mark file."""
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        if self._hwm_fd is None:
+            self._hwm_fd = os.open(self._sidecar(".hwm"), os.O_WRONLY | os.O_CREAT, 0o666)
+
+    def close(self) -> None:
+        fd, self._hwm_fd = self._hwm_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def commit(self, table: pa.Table, progress: Progress) -> None:
+        """Checkpoint the rows parsed since the last commit; ``progress`` already counts them.
+
+        Order: high-water mark, part (then ``progress.parts`` counts it), manifest.
+        """
+        assert self._hwm_fd is not None, "open() first"
+        # fixed width, written in place: a reader sees a whole number or (after a crash) a
+        # torn one, which resume ignores; it only feeds the reread_rows statistic
+        os.pwrite(self._hwm_fd, b"%020d" % progress.next_line, 0)
+        write_part(table, self.parts_dir / part_name(progress.parts + 1))
+        progress.parts += 1
+        self._write_manifest(progress)
+
+    def finish(self, progress: Progress) -> None:
+        """Record that the load reached the end of the source."""
+        progress.complete = True
+        self._write_manifest(progress)
+
+    def _write_manifest(self, progress: Progress) -> None:
+        assert self._head is not None, "bind() first"
+        body = {
+            "version": MANIFEST_VERSION,
+            **self._head,
+            "offset": progress.offset,
+            "next_line": progress.next_line,
+            "rows": progress.rows,
+            "blank_lines": progress.blank_lines,
+            "malformed_rows": progress.malformed_rows,
+            "parts": progress.parts,
+            "complete": progress.complete,
+        }
+        doc = {"body": body, "checksum": _checksum(body)}
+        atomic_write_bytes(self.manifest, json.dumps(doc).encode(), fixed_tmp=True)  # only the lock holder writes
+
+    # -------------------------------------------------------------- discard
+    def discard(self) -> None:
+        """Remove the manifest, its parts and the high-water mark (the lock file stays)."""
+        self.close()
+        self.manifest.unlink(missing_ok=True)
+        fixed_tmp_path(self.manifest).unlink(missing_ok=True)
+        self._sidecar(".hwm").unlink(missing_ok=True)
+        if self.parts_dir.exists():
+            for p in self.parts_dir.iterdir():
+                p.unlink(missing_ok=True)
+            self.parts_dir.rmdir()
