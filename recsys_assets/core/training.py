@@ -386,23 +386,3 @@ def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig,
     return total
 
 
-
-def epoch_summary(record: dict) -> str:
-    """One epoch's figures, each labelled, with the time left if every remaining epoch ran."""
-    left = (record["epochs"] - record["epoch"]) * record["elapsed"] / max(record["epoch"], 1)
-    return (f"val RMSE {record['val_rmse']:.4f}, val MAE {record['val_mae']:.4f}, epoch time {record['seconds']:.1f}s, "
-            f"elapsed {record['elapsed']:.1f}s, at most {left:.0f}s to go")
-
-
-def training_summary(result: TrainResult, config: TrainConfig) -> str:
-    """The training's last log line: why it stopped, which epoch was kept, its validation RMSE and the time."""
-    if not result.history:
-        return "no epoch was run"
-    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
-    last = result.history[-1]["epoch"]
-    how = (f"stopped early at epoch {last}/{config.epochs} (no improvement for {config.patience} epochs)"
-           if result.stopped_early else f"ran all {last} epochs")
-    backoff = (f"; step size halved {len(result.learning_rate_backoffs)} time(s) to {result.final_learning_rate:g}"
-               if result.learning_rate_backoffs else "")
-    return (f"training finished: {how}; best epoch {result.best_epoch} restored (val RMSE {best['val_rmse']:.4f}); "
-            f"{result.train_seconds:.1f}s training{backoff}")

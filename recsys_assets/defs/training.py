@@ -15,8 +15,8 @@ from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import Promotion
 from recsys_assets.core.recommender import Recommender
-from recsys_assets.core.report import ModelReport, build_report, with_promotion
-from recsys_assets.core.training import TrainConfig, TrainResult, epoch_summary, train_model, training_summary
+from recsys_assets.core.report import ModelReport, build_report, epoch_summary, training_summary, with_promotion
+from recsys_assets.core.training import TrainConfig, TrainResult, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
