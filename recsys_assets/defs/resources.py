@@ -209,3 +209,9 @@ def default_resources() -> dict:
         "device": DeviceResource(device=_env_or("RECSYS_DEVICE", "auto"), kernel=_env_or("RECSYS_KERNEL", "auto")),
         "io_manager": ParquetIOManager(base_dir=f"{data_dir.rstrip('/')}/tables"),
     }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The code location's resources (loaded with the rest of the defs folder)."""
+    return dg.Definitions(resources=default_resources())
