@@ -10,6 +10,7 @@ chosen by ``RECSYS_EXECUTOR`` (``defs/executors.py``).
 recsys_assets.definitions`` and ``workspace.yaml`` load the same ``defs``.
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +18,13 @@ import dagster as dg
 from recsys_assets.defs import evaluation, executors, features, ingest, ranking, training
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+# `dg launch --assets '*'` and `dagster asset materialize --select '*'` import this module, then parse
+# '*' with Dagster's own selection parser, which passes AssetSelection.all a beta parameter and warns
+# about that in the command's output. Only that one message is silenced, in that process.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `include_sources` of function `AssetSelection\.all`", category=dg.BetaWarning
+)
 
 # The asset chain in pipeline order. The code location does not read this list (it loads the defs
 # folder); tests and benchmarks materialize it, or a prefix of it, in process.
