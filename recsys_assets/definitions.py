@@ -51,7 +51,9 @@ def load_defs_folder() -> dg.Definitions:
         return dg.load_from_defs_folder(path_within_project=PACKAGE_DIR)
     from recsys_assets import defs as defs_package
 
-    return dg.ComponentTree.from_module(defs_package, PACKAGE_DIR.parent).build_defs()
+    with warnings.catch_warnings():  # load_from_defs_folder silences its internal preview calls the same way
+        warnings.simplefilter("ignore", category=dg.PreviewWarning)
+        return dg.ComponentTree.from_module(defs_package, PACKAGE_DIR.parent).build_defs()
 
 
 def build_definitions(executor: str | None = None) -> dg.Definitions:
