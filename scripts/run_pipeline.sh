@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: set up .venv, make sure an export exists, and materialize every asset.
-# Runs and lineage persist in .dagster_home/ (sqlite). Extra arguments go to `dagster asset materialize`.
+# Runs and lineage persist in .dagster_home/ (sqlite). Extra arguments go to `dg launch`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
-mkdir -p "$DAGSTER_HOME"
-[ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+. scripts/local_env.sh  # DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
 export_path="${RECSYS_EXPORT_PATH:-data/ratings_export.csv}"
 if [ ! -f "$export_path" ]; then
   if [ -n "${RECSYS_EXPORT_PATH:-}" ]; then
@@ -14,8 +12,8 @@ if [ ! -f "$export_path" ]; then
   fi
   .venv/bin/recsys sample --path "$export_path"
 fi
-echo "==> materializing all assets (DAGSTER_HOME=$DAGSTER_HOME)"
-.venv/bin/dagster asset materialize --select '*' -m recsys_assets.definitions "$@"
+echo "==> materializing all assets: dg launch --assets '*' (DAGSTER_HOME=$DAGSTER_HOME)"
+dg launch --assets '*' "$@"
 echo "==> done: models at ${RECSYS_DATA_DIR:-data}/recommendation_model.pth and ranking_model.pth, plot at ${RECSYS_DATA_DIR:-data}/training_loss.png"
 .venv/bin/python - <<'PY'
 import os

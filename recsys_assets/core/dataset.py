@@ -83,7 +83,7 @@ def mappings_from_table(table: pd.DataFrame) -> tuple[IdMapping, IdMapping]:
 def split_ratings(
     ratings: pd.DataFrame, test_size: float = 0.2, random_state: int = 42
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The document's split: ``train_test_split(test_size=0.2, random_state=42)``."""
+    """A seeded random split into training and validation ratings (scikit-learn's ``train_test_split``)."""
     if len(ratings) < 2:
         raise ValueError(f"need at least 2 ratings to split, got {len(ratings)}")
     from sklearn.model_selection import train_test_split  # here: importing sklearn costs ~2 s per step process

@@ -5,7 +5,7 @@ dicts only, so it loads with ``torch.load(path, weights_only=True)`` and no
 arbitrary object is ever unpickled.  Keys:
 
 ``model_state_dict``, ``optimizer_state_dict``, ``user_mapping`` and
-``movie_mapping`` (raw id -> index), the keys of the original training script; plus
+``movie_mapping`` (raw id -> index), a PyTorch checkpoint's usual keys; plus
 ``format_version``, ``architecture``, ``config``, ``history``, ``metrics``,
 ``seen_indptr``/``seen_indices`` (the movies each user has rated, CSR) and
 ``movie_counts`` (ratings per movie, for cold-start fallbacks).

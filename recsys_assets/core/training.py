@@ -1,16 +1,15 @@
 """The training loop: mini-batch MSE with sparse updates, validation every epoch, early stopping.
 
-It follows the user's training document (``nn.MSELoss``, Adam, shuffled
-batches, validation under ``torch.no_grad()`` each epoch, ``Epoch i/N``,
-``Training Loss``, ``Validation Loss``) with the changes that make it fast and
-accurate:
+It minimizes ``nn.MSELoss`` over shuffled batches and validates under
+``torch.no_grad()`` every epoch (``Epoch i/N``, ``Training Loss``,
+``Validation Loss``); what makes it fast and accurate:
 
 * batches are slices of preloaded tensors under a fresh permutation per epoch,
   never samples collated one at a time;
 * the default optimizer is :class:`~recsys_assets.core.optim.FusedSGD`:
   per-rating SGD with count-weighted L2, applied a batch at a time to the
   batch's rows only (a compiled Numba kernel on the CPU, Triton on CUDA);
-  ``optimizer="adam"`` is the document's Adam, as ``SparseAdam`` on sparse
+  ``optimizer="adam"`` is plain Adam, as ``SparseAdam`` on sparse
   embeddings with the L2 penalty on the batch's rows in the loss;
 * training stops when the validation loss has not improved by ``min_delta``
   for ``patience`` epochs, and the best epoch's weights are restored;
@@ -56,9 +55,9 @@ class TrainConfig:
     """Hyper-parameters.
 
     The defaults are tuned (README, "Training engine"): per-rating SGD with
-    count-weighted L2 and early stopping.  The user's document trained with
-    ``Adam(lr=0.001)``, batch 1024, 10 epochs: :meth:`document` gives exactly
-    that (``optimizer="adam"``, which is ``SparseAdam`` on sparse embeddings).
+    count-weighted L2 and early stopping.  :meth:`document` gives plain
+    ``Adam(lr=0.001)``, batch 1024, 10 epochs, no L2 (``optimizer="adam"``,
+    which is ``SparseAdam`` on sparse embeddings).
     """
 
     optimizer: str = "sgd"
@@ -81,7 +80,7 @@ class TrainConfig:
 
     @classmethod
     def document(cls, **overrides) -> "TrainConfig":
-        """The settings of the user's training document: Adam, lr 0.001, batch 1024, 10 epochs."""
+        """Plain Adam: lr 0.001, batch 1024, 10 epochs, no L2 penalty (``overrides`` replace any of them)."""
         values = {"optimizer": "adam", "batch_size": 1024, "learning_rate": 0.001, "epochs": 10,
                   "reg_factors": 0.0, "reg_bias": 0.0, "patience": 10}
         values.update(overrides)
@@ -175,7 +174,7 @@ def train_model(
 
     ``on_epoch`` receives a record per epoch (``epoch``, ``epochs``,
     ``train_loss``, ``val_loss``, ``val_rmse``, ``seconds``, ``elapsed``,
-    ``message``), where ``message`` is the document's three lines.
+    ``message``), where ``message`` is the epoch's log text.
     ``checkpoint_path``, if given, is written after every epoch and resumed
     from when it matches this data and configuration.
     """
@@ -370,7 +369,7 @@ def _graphed_runner(model, optimizer, data: WeightedRatings, config: TrainConfig
 
 
 def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig, generator) -> torch.Tensor:
-    """The document's loop: MSELoss, backward, (Sparse)Adam step, over shuffled batches."""
+    """One Adam epoch: MSELoss, backward, (Sparse)Adam step, over shuffled batches."""
     criterion = nn.MSELoss()
     total = torch.zeros((), device=data.ratings.device)
     for users, movies, ratings in data.batches(config.batch_size, shuffle=True, generator=generator):

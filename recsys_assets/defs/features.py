@@ -10,7 +10,7 @@ OWNERS = ["team:recsys"]
 
 
 class SplitConfig(dg.Config):
-    """The document's split: train_test_split(test_size=0.2, random_state=42)."""
+    """How the ratings are split into training and validation sets: a seeded random split (scikit-learn's train_test_split)."""
 
     test_size: float = Field(default=0.2, description="Share of ratings held out for validation.")
     random_state: int = Field(default=42, description="Seed of the split.")

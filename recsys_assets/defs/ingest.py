@@ -30,7 +30,7 @@ DEFAULT_CHECKPOINT = "raw_ratings.checkpoint.json"
 
 
 class RawRatingsConfig(dg.Config):
-    """How the export is read (the document's MovieDataLoader settings)."""
+    """How the export is read: chunks and checkpoints, delimiter, header and column names."""
 
     chunk_size: int = Field(default=250, description="Rows per chunk; checkpoints fall on whole chunks.")
     checkpoint_interval: int = Field(default=50000, description="Rows between checkpoints.")

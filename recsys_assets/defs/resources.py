@@ -217,3 +217,9 @@ def default_resources() -> dict:
         work_dir=_env_or(settings.WORK_DIR),
     )
     return resources_for(storage, DeviceResource(device=_env_or(settings.DEVICE), kernel=_env_or(settings.KERNEL)))
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The code location's resources (loaded with the rest of the defs folder)."""
+    return dg.Definitions(resources=default_resources())

@@ -1,0 +1,14 @@
+# Sourced from the repo root by run_pipeline.sh and ui.sh: the local Dagster instance and folders.
+# * DAGSTER_HOME (default .dagster_home/, sqlite) gets deploy/local/dagster.yaml when it has no
+#   dagster.yaml (or only the telemetry line that earlier versions wrote): telemetry off, pool limits.
+# * The drop folder for new exports (data/exports/, or RECSYS_DROP_DIR) exists.
+# * .venv is the active environment, so `dg` finds the project's own.
+export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
+mkdir -p "$DAGSTER_HOME"
+if [ ! -f "$DAGSTER_HOME/dagster.yaml" ] \
+  || [ "$(cat "$DAGSTER_HOME/dagster.yaml")" = "$(printf 'telemetry:\n  enabled: false')" ]; then
+  cp deploy/local/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+fi
+drop_dir="${RECSYS_DROP_DIR:-${RECSYS_DATA_DIR:-data}/exports}"
+case "$drop_dir" in *://*) ;; *) mkdir -p "$drop_dir" ;; esac
+export VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH"
