@@ -4,6 +4,7 @@
     recsys recommend --user 42 [-k 10] [--by ranking|rating] [--model data/recommendation_model.pth]
     recsys recommend --rated 318:5,296:4.5 [-k 10]      (someone the model never saw)
     recsys similar --movie 1 [-k 10] [--model ...]
+    recsys metrics [--model ...]                          (the published models' validation figures)
     recsys models [--data-dir data]                      (the kept published models)
     recsys rollback [VERSION] [--ranking] [--data-dir data]
 
@@ -35,11 +36,20 @@ def _load_model(location: str, ranking_location: str | None = None):
     from recsys_assets.core.artifact_store import ArtifactStore
     from recsys_assets.core.recommender import Recommender
 
-    folder, _, name = location.rpartition("/")
+    folder, name = _split_location(location)
     if ranking_location is None:
-        return Recommender.from_store(ArtifactStore(folder or "."), name)
-    ranking_folder, _, ranking_name = ranking_location.rpartition("/")
-    return Recommender.from_store(ArtifactStore(folder or "."), name, ArtifactStore(ranking_folder or "."), ranking_name)
+        return Recommender.from_store(ArtifactStore(folder), name)
+    ranking_folder, ranking_name = _split_location(ranking_location)
+    return Recommender.from_store(ArtifactStore(folder), name, ArtifactStore(ranking_folder), ranking_name)
+
+
+def _split_location(location: str) -> tuple[str, str]:
+    """(folder, file name) of a URL, or of a local path resolved against the current folder."""
+    if "://" in location:
+        folder, _, name = location.rpartition("/")
+        return folder, name
+    path = Path(location).expanduser().resolve()
+    return str(path.parent), path.name
 
 
 def _sample(args) -> int:
@@ -112,6 +122,22 @@ def _similar(args) -> int:
 MODEL_FILES = {"rating": "recommendation_model.pth", "ranking": "ranking_model.pth"}
 
 
+def _metrics(args) -> int:
+    """The published models' figures on their validation split (what run_pipeline.sh ends with)."""
+    rec = _load_model(args.model, args.ranking_model)
+    m = rec.info.get("metrics", {})
+    figure = lambda metrics, key: f"{metrics[key]:.4f}" if key in metrics else "n/a"  # noqa: E731
+    print(f"rating model:  validation RMSE {figure(m, 'val_rmse')} (global mean {figure(m, 'global_mean_rmse')}, "
+          f"bias only {figure(m, 'bias_only_rmse')}); {len(rec.users):,} users, {len(rec.movies):,} movies")
+    if rec.ranker is not None:
+        r = rec.ranker.metrics
+        print(f"ranking model: NDCG@10 {figure(r, 'val_ndcg_at_10')} (most popular {figure(r, 'popular_ndcg_at_10')}, "
+              f"ordering by predicted rating {figure(m, 'ndcg_at_10')})")
+    else:
+        print("ranking model: none published")
+    return 0
+
+
 def _models(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
     from recsys_assets.core.model_history import ModelHistory
@@ -175,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
     p.add_argument("--movie", type=int, required=True, help="the movie id to find neighbours of")
     p.set_defaults(func=_similar)
+    p = sub.add_parser("metrics", parents=[model_args], help="the published models' validation figures")
+    p.set_defaults(func=_metrics)
     data_args = argparse.ArgumentParser(add_help=False)
     data_args.add_argument("--data-dir", default=settings.DATA_DIR.get(),
                            help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)")

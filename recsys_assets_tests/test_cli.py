@@ -51,3 +51,15 @@ def test_titles_cannot_drive_the_terminal(model_file, tmp_path, capsys):
     assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
     out = capsys.readouterr().out
     assert "Gamma" in out and "\x1b" not in out and "\x07" not in out and "\r" not in out
+
+
+def test_paths_are_resolved_against_the_current_folder(model_file, tmp_path, monkeypatch, capsys):
+    from recsys_assets.cli import main
+
+    assert main(["recommend", "--user", "10", "--model", "/nope.pth"]) == 2
+    assert "/nope.pth" in capsys.readouterr().err
+    monkeypatch.chdir(model_file.parent)
+    assert main(["recommend", "--user", "10", "-k", "1", "--model", model_file.name]) == 0
+    assert main(["metrics", "--model", model_file.name]) == 0
+    out = capsys.readouterr().out
+    assert "validation RMSE 1.0000 (global mean n/a" in out and "ranking model: none published" in out

@@ -15,13 +15,4 @@ fi
 echo "==> materializing all assets: dg launch --assets '*' (DAGSTER_HOME=$DAGSTER_HOME)"
 dg launch --assets '*' "$@"
 echo "==> done: models at ${RECSYS_DATA_DIR:-data}/recommendation_model.pth and ranking_model.pth, plot at ${RECSYS_DATA_DIR:-data}/training_loss.png"
-.venv/bin/python - <<'PY'
-import os
-from recsys_assets import Recommender
-rec = Recommender.load(os.path.join(os.environ.get("RECSYS_DATA_DIR") or "data", "recommendation_model.pth"))
-m = rec.info["metrics"]
-print(f"validation RMSE {m['val_rmse']:.4f} (global mean {m['global_mean_rmse']:.4f}, bias only {m['bias_only_rmse']:.4f})")
-if rec.ranker is not None:
-    r = rec.ranker.metrics
-    print(f"ranking NDCG@10 {r['val_ndcg_at_10']:.4f} (most popular {r['popular_ndcg_at_10']:.4f}, rating model {m['ndcg_at_10']:.4f})")
-PY
+.venv/bin/recsys metrics
