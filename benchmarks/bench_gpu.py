@@ -66,8 +66,13 @@ def sgd_rate(data, nu, nm, device, *, batch, graphed, epochs=2, kernel="eager"):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 64, global_mean=float(data.ratings.mean()), init_std=0.01, sparse=False).to(device)
     opt = FusedSGD(model.parameters(), lr=0.01 if batch <= 8192 else 0.002, kernel=kernel)
-    weighted = WeightedRatings(data.users, data.movies, data.ratings,
-                               count_weights(data.users, nu, 0.5)[data.users], count_weights(data.movies, nm, 0.5)[data.movies])
+    weighted = WeightedRatings(
+        data.users,
+        data.movies,
+        data.ratings,
+        count_weights(data.users, nu, 0.5)[data.users],
+        count_weights(data.movies, nm, 0.5)[data.movies],
+    )
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(data), generator=gen).to(device)
     epoch = opt.prepare_epoch(perm, weighted, float(model.global_mean))
@@ -115,25 +120,56 @@ def main():
             u = torch.randperm(nu, device=device)[:4096]
             i = torch.randperm(nm, device=device)[:4096]
             r = torch.rand(4096, device=device) * 4.5 + 0.5
-            sq = opt.fit_batch(model, WeightedRatings(u, i, r, torch.rand(4096, device=device),
-                                                      torch.rand(4096, device=device)))
+            sq = opt.fit_batch(
+                model, WeightedRatings(u, i, r, torch.rand(4096, device=device), torch.rand(4096, device=device))
+            )
             states.append((float(sq), {k: v.clone() for k, v in model.state_dict().items()}))
         same = all(torch.allclose(states[0][1][k], states[1][1][k], atol=1e-5) for k in states[0][1])
         results["kernel_matches_eager"] = bool(same and abs(states[0][0] - states[1][0]) < 1e-2 * abs(states[0][0]))
-        print(f"Triton step matches eager step: {results['kernel_matches_eager']} (sq {states[0][0]:.3f} vs {states[1][0]:.3f})", flush=True)
+        print(
+            f"Triton step matches eager step: {results['kernel_matches_eager']} (sq {states[0][0]:.3f} vs {states[1][0]:.3f})",
+            flush=True,
+        )
     rows = []
     for label, fn in [
-        ("document: dense Adam, autograd, batch 1024", lambda: autograd_rate(data, nu, nm, device, sparse=False, batches=300)),
+        (
+            "document: dense Adam, autograd, batch 1024",
+            lambda: autograd_rate(data, nu, nm, device, sparse=False, batches=300),
+        ),
         ("SparseAdam, autograd, batch 1024", lambda: autograd_rate(data, nu, nm, device, sparse=True)),
         ("FusedSGD eager, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=False, epochs=1)[0]),
-        ("FusedSGD CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda")[0]),
-        ("FusedSGD eager, batch 262144", lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3)[0]),
-        ("FusedSGD eager, batch 1048576", lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3)[0]),
-        ("FusedSGD Triton kernel, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=False, epochs=1, kernel="auto")[0]),
-        ("FusedSGD Triton + CUDA graphs, batch 1024", lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda", kernel="auto")[0]),
-        ("FusedSGD Triton + CUDA graphs, batch 4096", lambda: sgd_rate(data, nu, nm, device, batch=4096, graphed=device.type == "cuda", kernel="auto")[0]),
-        ("FusedSGD Triton kernel, batch 262144", lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3, kernel="auto")[0]),
-        ("FusedSGD Triton kernel, batch 1048576", lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3, kernel="auto")[0]),
+        (
+            "FusedSGD CUDA graphs, batch 1024",
+            lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda")[0],
+        ),
+        (
+            "FusedSGD eager, batch 262144",
+            lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3)[0],
+        ),
+        (
+            "FusedSGD eager, batch 1048576",
+            lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3)[0],
+        ),
+        (
+            "FusedSGD Triton kernel, batch 1024",
+            lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=False, epochs=1, kernel="auto")[0],
+        ),
+        (
+            "FusedSGD Triton + CUDA graphs, batch 1024",
+            lambda: sgd_rate(data, nu, nm, device, batch=1024, graphed=device.type == "cuda", kernel="auto")[0],
+        ),
+        (
+            "FusedSGD Triton + CUDA graphs, batch 4096",
+            lambda: sgd_rate(data, nu, nm, device, batch=4096, graphed=device.type == "cuda", kernel="auto")[0],
+        ),
+        (
+            "FusedSGD Triton kernel, batch 262144",
+            lambda: sgd_rate(data, nu, nm, device, batch=262_144, graphed=False, epochs=3, kernel="auto")[0],
+        ),
+        (
+            "FusedSGD Triton kernel, batch 1048576",
+            lambda: sgd_rate(data, nu, nm, device, batch=1_048_576, graphed=False, epochs=3, kernel="auto")[0],
+        ),
     ]:
         try:
             rate = fn()
@@ -149,14 +185,21 @@ def main():
     train, val = split_ratings(df)
     tr, va = MovieRatingDataset.from_frame(train, u, m), MovieRatingDataset.from_frame(val, u, m)
     acc = {}
-    for dev in ([device, torch.device("cpu")] if device.type == "cuda" else [device]):
+    for dev in [device, torch.device("cpu")] if device.type == "cuda" else [device]:
         t = time.perf_counter()
         res = train_model(tr, va, len(u), len(m), TrainConfig(), device=dev)
         best = res.history[res.best_epoch - 1]
-        acc[str(dev)] = {"val_rmse": best["val_rmse"], "epochs": res.epochs_run, "seconds": time.perf_counter() - t,
-                         "ratings_per_second": res.ratings_per_second}
-        print(f"train_model defaults on {dev}: val RMSE {best['val_rmse']:.4f}, {res.epochs_run} epochs, "
-              f"{time.perf_counter() - t:.1f}s, {res.ratings_per_second / 1e6:.2f} M ratings/s", flush=True)
+        acc[str(dev)] = {
+            "val_rmse": best["val_rmse"],
+            "epochs": res.epochs_run,
+            "seconds": time.perf_counter() - t,
+            "ratings_per_second": res.ratings_per_second,
+        }
+        print(
+            f"train_model defaults on {dev}: val RMSE {best['val_rmse']:.4f}, {res.epochs_run} epochs, "
+            f"{time.perf_counter() - t:.1f}s, {res.ratings_per_second / 1e6:.2f} M ratings/s",
+            flush=True,
+        )
     results["accuracy"] = acc
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "gpu.json"), "w") as f:

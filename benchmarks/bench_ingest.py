@@ -36,7 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "benchmarks" / "output"
-GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+# recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+GENERATOR_VERSION = 2
 VARIANTS = {
     "pyarrow": "pyarrow.csv.read_csv(path)",
     "default": "chunk 250, interval 50,000, checkpointed (document defaults)",
@@ -155,8 +156,15 @@ def child_measure(args) -> dict:
         import pyarrow.compute as pc
 
         check = [int(round(pc.sum(table.column(i)).as_py() * (2 if i == 2 else 1))) for i in range(4)]
-        return {"rows": table.num_rows, "load_s": t1 - t0, "clean_s": 0.0, "peak_rss_mb": peak,
-                "base_rss_mb": base, "check": check, "quarantined": 0}
+        return {
+            "rows": table.num_rows,
+            "load_s": t1 - t0,
+            "clean_s": 0.0,
+            "peak_rss_mb": peak,
+            "base_rss_mb": base,
+            "check": check,
+            "quarantined": 0,
+        }
 
     from recsys_assets.core.cleaning import clean_rating_data
     from recsys_assets.core.ingest import MovieDataLoader
@@ -187,11 +195,24 @@ def child_measure(args) -> dict:
     finally:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     r = result.ratings
-    check = [int(r["user_id"].sum()), int(r["movie_id"].sum()), int(round(float(r["rating"].astype("float64").sum()) * 2)),
-             int(r["timestamp"].sum())]
-    out = {"rows": len(r), "raw_rows": len(df), "load_s": t1 - t0, "clean_s": t2 - t1, "peak_rss_mb": peak,
-           "base_rss_mb": base, "check": check, "quarantined": len(result.quarantine),
-           "checkpoints_written": loader.stats.checkpoints_written, "checkpoint_bytes": ckpt_bytes}
+    check = [
+        int(r["user_id"].sum()),
+        int(r["movie_id"].sum()),
+        int(round(float(r["rating"].astype("float64").sum()) * 2)),
+        int(r["timestamp"].sum()),
+    ]
+    out = {
+        "rows": len(r),
+        "raw_rows": len(df),
+        "load_s": t1 - t0,
+        "clean_s": t2 - t1,
+        "peak_rss_mb": peak,
+        "base_rss_mb": base,
+        "check": check,
+        "quarantined": len(result.quarantine),
+        "checkpoints_written": loader.stats.checkpoints_written,
+        "checkpoint_bytes": ckpt_bytes,
+    }
     if profiler:
         import io
         import pstats
@@ -226,7 +247,11 @@ def run_child(argv: list[str], timeout: float, mem_limit_mb: float) -> dict:
     wall = time.perf_counter() - started
     if killed or proc.returncode != 0:
         tail = stderr.strip().splitlines()[-3:] if stderr else []
-        return {"error": killed or f"exit {proc.returncode}: {' | '.join(tail)}", "wall_s": wall, "max_rss_seen_mb": max_seen}
+        return {
+            "error": killed or f"exit {proc.returncode}: {' | '.join(tail)}",
+            "wall_s": wall,
+            "max_rss_seen_mb": max_seen,
+        }
     result = json.loads(stdout.strip().splitlines()[-1])
     result["wall_s"] = wall
     return result
@@ -246,13 +271,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1M,5M,25M", help="comma-separated row counts (default 1M,5M,25M)")
     ap.add_argument("--variants", default="pyarrow,default,tuned,nockpt", help=f"subset of {','.join(VARIANTS)}")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="rounds per size (default: 3 up to 1M, 2 up to 5M, 1 above); the best round is reported")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="rounds per size (default: 3 up to 1M, 2 up to 5M, 1 above); the best round is reported",
+    )
     ap.add_argument("--tuned-interval", type=int, default=1_000_000)
     ap.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     ap.add_argument("--mem-limit-gb", type=float, default=18, help="kill a child whose RSS passes this")
-    ap.add_argument("--profile", default=None, metavar="VARIANT",
-                    help="instead of measuring, cProfile one run of VARIANT per size into output/profile_*.txt")
+    ap.add_argument(
+        "--profile",
+        default=None,
+        metavar="VARIANT",
+        help="instead of measuring, cProfile one run of VARIANT per size into output/profile_*.txt",
+    )
     # internal: child mode
     ap.add_argument("--child", choices=["generate", "measure"], help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
@@ -295,14 +328,28 @@ def main() -> int:
             if "error" in g:
                 print(f"[{size_label(n)}] generator failed: {g['error']}", flush=True)
                 continue
-            print(f"[{size_label(n)}] generated in {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:,.0f} MB", flush=True)
+            print(
+                f"[{size_label(n)}] generated in {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:,.0f} MB", flush=True
+            )
         warm_cache(path)
 
         if args.profile:
             prof = OUTPUT / f"profile_{size_label(n)}_{args.profile}.pstats"
-            r = run_child(["measure", "--path", str(path), "--variant", args.profile,
-                           "--tuned-interval", str(args.tuned_interval), "--profile-out", str(prof)],
-                          args.timeout, mem_limit)
+            r = run_child(
+                [
+                    "measure",
+                    "--path",
+                    str(path),
+                    "--variant",
+                    args.profile,
+                    "--tuned-interval",
+                    str(args.tuned_interval),
+                    "--profile-out",
+                    str(prof),
+                ],
+                args.timeout,
+                mem_limit,
+            )
             print(f"[{size_label(n)}] profile of {args.profile}: {r}", flush=True)
             print(prof.with_suffix(".cumulative.txt").read_text() if "error" not in r else "", flush=True)
             continue
@@ -310,18 +357,24 @@ def main() -> int:
         repeats = args.repeats or (3 if n <= 1_000_000 else 2 if n <= 5_000_000 else 1)
         runs = {v: [] for v in variants}
         for rnd in range(repeats):
-            order = variants[rnd % len(variants):] + variants[: rnd % len(variants)]  # rotate: fair under drift
+            order = variants[rnd % len(variants) :] + variants[: rnd % len(variants)]  # rotate: fair under drift
             for v in order:
-                r = run_child(["measure", "--path", str(path), "--variant", v,
-                               "--tuned-interval", str(args.tuned_interval)], args.timeout, mem_limit)
+                r = run_child(
+                    ["measure", "--path", str(path), "--variant", v, "--tuned-interval", str(args.tuned_interval)],
+                    args.timeout,
+                    mem_limit,
+                )
                 r["loadavg"] = loadavg()
                 runs[v].append(r)
                 if "error" in r:
                     print(f"[{size_label(n)}] round {rnd + 1} {v:8s} FAILED: {r['error']}", flush=True)
                 else:
                     total = r["load_s"] + r["clean_s"]
-                    print(f"[{size_label(n)}] round {rnd + 1} {v:8s} load {r['load_s']:7.2f} s  clean {r['clean_s']:6.2f} s  "
-                          f"{fmt_rate(n / total)} rows/s  peak {r['peak_rss_mb']:,.0f} MB  (load avg {r['loadavg']})", flush=True)
+                    print(
+                        f"[{size_label(n)}] round {rnd + 1} {v:8s} load {r['load_s']:7.2f} s  clean {r['clean_s']:6.2f} s  "
+                        f"{fmt_rate(n / total)} rows/s  peak {r['peak_rss_mb']:,.0f} MB  (load avg {r['loadavg']})",
+                        flush=True,
+                    )
         results[n] = runs
 
     load_end = loadavg()
@@ -353,8 +406,10 @@ def main() -> int:
             settings = VARIANTS[v].format(tuned=args.tuned_interval)
             if v not in best:
                 err = runs[v][0]["error"] if runs[v] else "not run"
-                lines.append(f"| {size_label(n)} | {mb:,.0f} MB | {v} | {settings} | - | - | - | - | - | "
-                             f"{runs[v][0].get('max_rss_seen_mb', 0):,.0f}+ | failed: {err} |")
+                lines.append(
+                    f"| {size_label(n)} | {mb:,.0f} MB | {v} | {settings} | - | - | - | - | - | "
+                    f"{runs[v][0].get('max_rss_seen_mb', 0):,.0f}+ | failed: {err} |"
+                )
                 continue
             r = best[v]
             total = r["load_s"] + r["clean_s"]
@@ -363,16 +418,25 @@ def main() -> int:
             spread = [x["load_s"] + x["clean_s"] for x in ok[v]]
             runs_txt = f"{len(ok[v])}" + (f" ({min(spread):.2f}-{max(spread):.2f} s)" if len(spread) > 1 else "")
             clean = f"{r['clean_s']:.2f}" if v != "pyarrow" else "-"
-            lines.append(f"| {size_label(n)} | {mb:,.0f} MB | {v} | {settings} | {r['load_s']:.2f} | {clean} | {total:.2f} | "
-                         f"{fmt_rate(rate)} | {ratio} | {r['peak_rss_mb']:,.0f} | {runs_txt} |")
-            summary.setdefault(size_label(n), {})[v] = {**r, "rows_per_s": rate,
-                                                       "vs_pyarrow": rate / anchor_rate if anchor_rate else None}
+            lines.append(
+                f"| {size_label(n)} | {mb:,.0f} MB | {v} | {settings} | {r['load_s']:.2f} | {clean} | {total:.2f} | "
+                f"{fmt_rate(rate)} | {ratio} | {r['peak_rss_mb']:,.0f} | {runs_txt} |"
+            )
+            summary.setdefault(size_label(n), {})[v] = {
+                **r,
+                "rows_per_s": rate,
+                "vs_pyarrow": rate / anchor_rate if anchor_rate else None,
+            }
     gen_lines = []
     for n, g in generation.items():
         if "error" in g:
-            gen_lines.append(f"- generator, {size_label(n)} rows: FAILED ({g['error']}, max RSS seen {g['max_rss_seen_mb']:,.0f} MB)")
+            gen_lines.append(
+                f"- generator, {size_label(n)} rows: FAILED ({g['error']}, max RSS seen {g['max_rss_seen_mb']:,.0f} MB)"
+            )
         else:
-            gen_lines.append(f"- generator, {size_label(n)} rows: {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:,.0f} MB")
+            gen_lines.append(
+                f"- generator, {size_label(n)} rows: {g['seconds']:.1f} s, peak RSS {g['peak_rss_mb']:,.0f} MB"
+            )
 
     md = "\n".join(
         [
@@ -390,10 +454,21 @@ def main() -> int:
     )
     print("\n" + md)
     (OUTPUT / "ingest.md").write_text(md + "\n")
-    (OUTPUT / "ingest.json").write_text(json.dumps(
-        {"machine": machine, "loadavg_start": load_start, "loadavg_end": load_end, "elapsed_s": elapsed,
-         "generation": {size_label(n): g for n, g in generation.items()}, "summary": summary,
-         "runs": {size_label(n): runs for n, runs in results.items()}}, indent=1, default=str))
+    (OUTPUT / "ingest.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "loadavg_start": load_start,
+                "loadavg_end": load_end,
+                "elapsed_s": elapsed,
+                "generation": {size_label(n): g for n, g in generation.items()},
+                "summary": summary,
+                "runs": {size_label(n): runs for n, runs in results.items()},
+            },
+            indent=1,
+            default=str,
+        )
+    )
     return 1 if problems else 0
 
 

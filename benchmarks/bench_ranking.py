@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
 OUT = ROOT / "benchmarks" / "output"
-GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+# recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+GENERATOR_VERSION = 2
 N_USERS, N_MOVIES, SEED = 162_000, 59_000, 20240501  # the 25M export bench_ingest.py and bench_scale.py cache
 METRICS = ["ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10", "coverage", "median_rating_count"]
 
@@ -54,7 +55,9 @@ def anchor_ials(matrix, factors=64, regularization=30.0, iterations=15, seed=0):
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):
-        model = AlternatingLeastSquares(factors=factors, regularization=regularization, iterations=iterations, random_state=seed)
+        model = AlternatingLeastSquares(
+            factors=factors, regularization=regularization, iterations=iterations, random_state=seed
+        )
         model.fit(matrix.to_scipy(1.0 + matrix.values), show_progress=False)
     return model.user_factors, model.item_factors
 
@@ -89,11 +92,20 @@ def rating_model(train, val, n_users, n_movies):
     from recsys_assets.core.dataset import MovieRatingDataset
     from recsys_assets.core.training import TrainConfig, train_model
 
-    result = train_model(MovieRatingDataset(train.users, train.movies, train.ratings),
-                         MovieRatingDataset(val.users, val.movies, val.ratings), n_users, n_movies, TrainConfig())
+    result = train_model(
+        MovieRatingDataset(train.users, train.movies, train.ratings),
+        MovieRatingDataset(val.users, val.movies, val.ratings),
+        n_users,
+        n_movies,
+        TrainConfig(),
+    )
     state = result.model.state_dict()
-    return (state["user_factors.weight"].numpy(), state["movie_factors.weight"].numpy(),
-            state["movie_bias.weight"].numpy()[:, 0], float(state["global_mean"]))
+    return (
+        state["user_factors.weight"].numpy(),
+        state["movie_factors.weight"].numpy(),
+        state["movie_bias.weight"].numpy()[:, 0],
+        float(state["global_mean"]),
+    )
 
 
 def prior_weight(train, n_users, n_movies) -> float:
@@ -141,7 +153,8 @@ def part_protocol(frame) -> list[dict]:
     rankers[name] = factor_ranker(m.user_factors, m.item_factors, seen)
 
     (P, Q, bias, _), fit_seconds["rating model: squared-error MF (`recommendation_model`)"] = timed(
-        lambda: rating_model(train, val, n_users, n_movies))
+        lambda: rating_model(train, val, n_users, n_movies)
+    )
     rankers["rating model: squared-error MF (`recommendation_model`)"] = factor_ranker(P, Q, seen, movie_bias=bias)
     rankers["most popular"] = popularity_ranker(seen)
     fit_seconds["most popular"] = 0.0
@@ -154,7 +167,9 @@ def part_protocol(frame) -> list[dict]:
     binary = seen.to_scipy(np.ones(seen.nnz, dtype=np.float32))
     with threadpool_limits(1, "blas"):
         bpr = BayesianPersonalizedRanking(factors=64, iterations=100, random_state=0)
-        _, fit_seconds["BPR (`implicit`, 64 factors, 100 iterations)"] = timed(lambda: bpr.fit(binary, show_progress=False))
+        _, fit_seconds["BPR (`implicit`, 64 factors, 100 iterations)"] = timed(
+            lambda: bpr.fit(binary, show_progress=False)
+        )
     rankers["BPR (`implicit`, 64 factors, 100 iterations)"] = factor_ranker(bpr.user_factors, bpr.item_factors, seen)
     knn = CosineRecommender(K=50)
     _, fit_seconds["item-kNN, cosine (`implicit`, K 50)"] = timed(lambda: knn.fit(binary, show_progress=False))
@@ -167,14 +182,23 @@ def part_protocol(frame) -> list[dict]:
     (X, B), fit_seconds["EASE (closed form, lambda 200, float32)"] = timed(lambda: ease_scores(seen))
     rankers["EASE (closed form, lambda 200, float32)"] = lambda users, k: _ease_top(X, B, seen, users, k)
     (aP, aQ), fit_seconds["iALS anchor (`implicit`, confidence 1 + rating, 64 factors, reg 30, 15 iterations)"] = timed(
-        lambda: anchor_ials(seen))
-    rankers["iALS anchor (`implicit`, confidence 1 + rating, 64 factors, reg 30, 15 iterations)"] = factor_ranker(aP, aQ, seen)
+        lambda: anchor_ials(seen)
+    )
+    rankers["iALS anchor (`implicit`, confidence 1 + rating, 64 factors, reg 30, 15 iterations)"] = factor_ranker(
+        aP, aQ, seen
+    )
 
     scores = evaluate_rankers(rankers, seen, held)
     rows = []
     for name, s in scores.items():
-        rows.append({"ranker": name, **{k: s.metrics[k] for k in METRICS}, "fit_seconds": fit_seconds[name],
-                     "users": s.metrics["users_evaluated"]})
+        rows.append(
+            {
+                "ranker": name,
+                **{k: s.metrics[k] for k in METRICS},
+                "fit_seconds": fit_seconds[name],
+                "users": s.metrics["users_evaluated"],
+            }
+        )
         print(f"{s.metrics['ndcg_at_10']:.4f}  {name}", flush=True)
     return rows
 
@@ -205,7 +229,9 @@ def part_outside(frame, seeds) -> list[dict]:
             export = Path(tmp) / "ratings_export.csv"
             seen_part.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(export, index=False)
             data = Path(tmp) / "data"
-            resources = resources_for(RecsysStorage(export_path=str(export), data_dir=str(data)), DeviceResource(device="cpu"))
+            resources = resources_for(
+                RecsysStorage(export_path=str(export), data_dir=str(data)), DeviceResource(device="cpu")
+            )
             started = time.perf_counter()
             with dg.instance_for_test() as instance:
                 result = dg.materialize(ASSETS, resources=resources, instance=instance)
@@ -213,7 +239,7 @@ def part_outside(frame, seeds) -> list[dict]:
             assert result.success
             recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
         users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
-        enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731
+        enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731, B023 - used in this iteration
         su, sm = enc(seen_part)
         seen = UserItems.from_pairs(su, sm, len(users), len(movies), seen_part["rating"].to_numpy(np.float32))
         hu, hm = enc(hidden)
@@ -224,14 +250,19 @@ def part_outside(frame, seeds) -> list[dict]:
         pipeline[users.encode(recs["user_id"]).reshape(-1, 10)[:, 0]] = movies.encode(recs["movie_id"]).reshape(-1, 10)
         aP, aQ = anchor_ials(seen)
         out = {"seed": seed, "chain_seconds": chain_seconds, "users": int(len(eval_users))}
-        for name, recommended in (("pipeline", pipeline[eval_users]),
-                                  ("ials_anchor", factor_ranker(aP, aQ, seen)(eval_users, 10)),
-                                  ("most_popular", popularity_ranker(seen)(eval_users, 10))):
+        for name, recommended in (
+            ("pipeline", pipeline[eval_users]),
+            ("ials_anchor", factor_ranker(aP, aQ, seen)(eval_users, 10)),
+            ("most_popular", popularity_ranker(seen)(eval_users, 10)),
+        ):
             out[name] = ranking_metrics(recommended, eval_users, held, 10).metrics["ndcg_at_10"]
         out["vs_ials"] = out["pipeline"] / out["ials_anchor"]
         out["vs_popular"] = out["pipeline"] / out["most_popular"]
-        print(f"seed {seed}: pipeline {out['pipeline']:.4f}, iALS anchor {out['ials_anchor']:.4f} "
-              f"({out['vs_ials']:.3f}x), most popular {out['most_popular']:.4f} ({out['vs_popular']:.2f}x)", flush=True)
+        print(
+            f"seed {seed}: pipeline {out['pipeline']:.4f}, iALS anchor {out['ials_anchor']:.4f} "
+            f"({out['vs_ials']:.3f}x), most popular {out['most_popular']:.4f} ({out['vs_popular']:.2f}x)",
+            flush=True,
+        )
         rows.append(out)
     return rows
 
@@ -275,33 +306,59 @@ def scale_child(path: str, device: str) -> dict:
     val = Ratings(u[val_idx], m[val_idx], ratings[val_idx])
     del u, m, ratings, train_idx, val_idx
     phases["read + split"] = time.perf_counter() - started
-    result = train_ranking_model(train, val, len(users), len(movies), device=device, factors=FACTORS,
-                                 regularization=REGULARIZATION)
+    result = train_ranking_model(
+        train, val, len(users), len(movies), device=device, factors=FACTORS, regularization=REGULARIZATION
+    )
     phases.update(result.seconds)
-    model = RankingModel(result.published_model.user_factors, result.published_model.item_factors, users, movies,
-                         result.published_seen, result.published_model.params)
-    rec = Recommender(global_mean=3.5, user_bias=np.zeros(len(users)), movie_bias=np.zeros(len(movies)),
-                      user_factors=np.zeros((len(users), 1), np.float32), movie_factors=np.zeros((len(movies), 1), np.float32),
-                      users=users, movies=movies, ranker=model)
+    model = RankingModel(
+        result.published_model.user_factors,
+        result.published_model.item_factors,
+        users,
+        movies,
+        result.published_seen,
+        result.published_model.params,
+    )
+    rec = Recommender(
+        global_mean=3.5,
+        user_bias=np.zeros(len(users)),
+        movie_bias=np.zeros(len(movies)),
+        user_factors=np.zeros((len(users), 1), np.float32),
+        movie_factors=np.zeros((len(movies), 1), np.float32),
+        users=users,
+        movies=movies,
+        ranker=model,
+    )
     t = time.perf_counter()
     frame = rec.recommend_many(users.ids, k=10)
     phases["top-10 with reasons for every user"] = time.perf_counter() - t
-    return {"phases": phases, "fit_and_top10_seconds": sum(v for k, v in phases.items() if k != "read + split"),
-            "chosen": {"factors": result.selection.params.factors, "regularization": result.selection.params.regularization},
-            "ndcg_at_10": result.comparison.ndcg, "popular_ndcg_at_10": result.comparison.baseline_ndcg,
-            "rows": len(frame), "users": len(users), "movies": len(movies), "device": device,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "phases": phases,
+        "fit_and_top10_seconds": sum(v for k, v in phases.items() if k != "read + split"),
+        "chosen": {
+            "factors": result.selection.params.factors,
+            "regularization": result.selection.params.regularization,
+        },
+        "ndcg_at_10": result.comparison.ndcg,
+        "popular_ndcg_at_10": result.comparison.baseline_ndcg,
+        "rows": len(frame),
+        "users": len(users),
+        "movies": len(movies),
+        "device": device,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def part_scale(device: str) -> dict:
     path = export_25m()
-    code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_ranking import scale_child; " \
-           f"print('RESULT ' + json.dumps(scale_child({str(path)!r}, {device!r})))"
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_ranking import scale_child; "
+        f"print('RESULT ' + json.dumps(scale_child({str(path)!r}, {device!r})))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"scale run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     print(f"25M: fit + top-10 {out['fit_and_top10_seconds']:.0f} s, peak RSS {out['peak_rss_mb']:,.0f} MB", flush=True)
     return out
 
@@ -311,35 +368,63 @@ def report(protocol, outside, scale, meta) -> tuple[str, str]:
     lines = [f"Measured {meta['date']} on {meta['machine']}; implicit {meta['implicit']}, torch {meta['torch']}.", ""]
     readme = []
     if protocol:
-        table = ["| top-10 ranker, ml-latest-small, same split | NDCG@10 | precision@10 | recall@10 | hit rate | coverage | median ratings of the recommended | fit s |",
-                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        table = [
+            "| top-10 ranker, ml-latest-small, same split | NDCG@10 | precision@10 | recall@10 | hit rate | coverage | median ratings of the recommended | fit s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         best = max(r["ndcg_at_10"] for r in protocol)
         for r in sorted(protocol, key=lambda r: -r["ndcg_at_10"]):
             ndcg = f"**{r['ndcg_at_10']:.3f}**" if r["ndcg_at_10"] == best else f"{r['ndcg_at_10']:.3f}"
-            table.append(f"| {r['ranker']} | {ndcg} | {r['precision_at_10']:.3f} | {r['recall_at_10']:.3f} | "
-                         f"{r['hit_rate_at_10']:.3f} | {r['coverage']:.3f} | {r['median_rating_count']:.0f} | {r['fit_seconds']:.1f} |")
-        lines += ["### The protocol (80/20, `random_state=42`, relevant = rating >= 4, training movies excluded)", "", *table, ""]
+            table.append(
+                f"| {r['ranker']} | {ndcg} | {r['precision_at_10']:.3f} | {r['recall_at_10']:.3f} | "
+                f"{r['hit_rate_at_10']:.3f} | {r['coverage']:.3f} | {r['median_rating_count']:.0f} | {r['fit_seconds']:.1f} |"
+            )
+        lines += [
+            "### The protocol (80/20, `random_state=42`, relevant = rating >= 4, training movies excluded)",
+            "",
+            *table,
+            "",
+        ]
         readme += table + [""]
     if outside:
-        table = ["| outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | most popular | vs iALS | vs most popular | chain s |",
-                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        table = [
+            "| outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | most popular | vs iALS | vs most popular | chain s |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for r in outside:
-            table.append(f"| {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | {r['most_popular']:.4f} | "
-                         f"**{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {r['chain_seconds']:.0f} |")
-        lines += ["### Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)", "", *table, ""]
-        readme += ["Held out from the pipeline entirely (it is given 80% of ml-latest-small as its export and its published",
-                   "`user_recommendations` are scored on the 20% it never saw; NDCG@10):", "", *table, ""]
+            table.append(
+                f"| {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | {r['most_popular']:.4f} | "
+                f"**{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {r['chain_seconds']:.0f} |"
+            )
+        lines += [
+            "### Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)",
+            "",
+            *table,
+            "",
+        ]
+        readme += [
+            "Held out from the pipeline entirely (it is given 80% of ml-latest-small as its export and its published",
+            "`user_recommendations` are scored on the 20% it never saw; NDCG@10):",
+            "",
+            *table,
+            "",
+        ]
     if scale:
         phases = " + ".join(f"{k} {v:.0f} s" for k, v in scale["phases"].items())
-        text = (f"On the 25M-rating synthetic export ({scale['users']:,} users x {scale['movies']:,} movies, {scale['device']}; "
-                f"chosen: {scale['chosen']['factors']} factors, regularization {scale['chosen']['regularization']:g}): "
-                f"capacity choice, fits, evaluation and top-10 with reasons for every user in **{scale['fit_and_top10_seconds'] / 60:.1f} min** "
-                f"with a peak of **{scale['peak_rss_mb'] / 1024:.1f} GB** ({phases}); NDCG@10 {scale['ndcg_at_10']:.3f} "
-                f"against most popular {scale['popular_ndcg_at_10']:.3f} on its validation split.")
+        text = (
+            f"On the 25M-rating synthetic export ({scale['users']:,} users x {scale['movies']:,} movies, {scale['device']}; "
+            f"chosen: {scale['chosen']['factors']} factors, regularization {scale['chosen']['regularization']:g}): "
+            f"capacity choice, fits, evaluation and top-10 with reasons for every user in **{scale['fit_and_top10_seconds'] / 60:.1f} min** "
+            f"with a peak of **{scale['peak_rss_mb'] / 1024:.1f} GB** ({phases}); NDCG@10 {scale['ndcg_at_10']:.3f} "
+            f"against most popular {scale['popular_ndcg_at_10']:.3f} on its validation split."
+        )
         lines += ["### Scale", "", text, ""]
         readme += [text, ""]
-    readme.append(f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; no GPU was at hand for the CUDA path.)"
-                  if not meta.get("gpu") else f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}, {meta['gpu']}.)")
+    readme.append(
+        f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; no GPU was at hand for the CUDA path.)"
+        if not meta.get("gpu")
+        else f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}, {meta['gpu']}.)"
+    )
     return "\n".join(lines) + "\n", "\n".join(readme)
 
 
@@ -355,9 +440,13 @@ def main():
     import pandas as pd
     import torch
 
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs",
-            "implicit": implicit.__version__, "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs",
+        "implicit": implicit.__version__,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
     protocol = outside = scale = None
     if not args.scale_only:
         if not ML_SMALL.exists():
@@ -370,7 +459,9 @@ def main():
     full, readme = report(protocol, outside, scale, meta)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ranking.md").write_text(full)
-    (OUT / "ranking.json").write_text(json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1))
+    (OUT / "ranking.json").write_text(
+        json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1)
+    )
     print(full)
     if not args.no_readme and protocol and outside and scale:
         from benchmarks.readme_blocks import replace_block

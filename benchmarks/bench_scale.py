@@ -24,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "output"
-GENERATOR_VERSION = 2  # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+# recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
+GENERATOR_VERSION = 2
 BIN = Path(sys.executable).parent
 N_USERS, N_MOVIES, SEED = 162_000, 59_000, 20240501  # the exports bench_ingest.py caches, shared
 CHAIN = [  # lineage order; rating_splits materializes both train_ratings and val_ratings
@@ -97,14 +98,31 @@ def main() -> int:
     home, data = work / "home", work / "data"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(export),
-               RECSYS_DEVICE=args.device, RECSYS_EXECUTOR="in_process", MPLBACKEND="Agg")
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_DEVICE=args.device,
+        RECSYS_EXECUTOR="in_process",
+        MPLBACKEND="Agg",
+    )
     started = time.perf_counter()
     load_start = os.getloadavg()[0]
     rows = []
     for label, selection in CHAIN:
-        cmd = [sys.executable, "-c", WRAPPER, str(BIN / "dagster"), "asset", "materialize", "--select", selection,
-               "-m", "recsys_assets.definitions"]
+        cmd = [
+            sys.executable,
+            "-c",
+            WRAPPER,
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "--select",
+            selection,
+            "-m",
+            "recsys_assets.definitions",
+        ]
         print(f"==> {label}", flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -138,7 +156,12 @@ def main() -> int:
     metrics = model.get("metrics", {})
     if metrics:
         lines.append(
-            "model: " + ", ".join(f"{k} {float(v):.4f}" for k, v in metrics.items() if k in ("val_rmse", "global_mean_rmse", "bias_only_rmse"))
+            "model: "
+            + ", ".join(
+                f"{k} {float(v):.4f}"
+                for k, v in metrics.items()
+                if k in ("val_rmse", "global_mean_rmse", "bias_only_rmse")
+            )
             + f"; epochs run {len(model.get('history', []))}"
         )
     text = "\n".join(lines)

@@ -41,8 +41,14 @@ def load_split():
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings
     users, movies = build_mappings(ratings)
     train, val = split_ratings(ratings)
-    return (MovieRatingDataset.from_frame(train, users, movies), MovieRatingDataset.from_frame(val, users, movies),
-            len(users), len(movies), train, val)
+    return (
+        MovieRatingDataset.from_frame(train, users, movies),
+        MovieRatingDataset.from_frame(val, users, movies),
+        len(users),
+        len(movies),
+        train,
+        val,
+    )
 
 
 def run_ours(train, val, nu, nm, kernel="auto"):
@@ -50,8 +56,12 @@ def run_ours(train, val, nu, nm, kernel="auto"):
 
     result = train_model(train, val, nu, nm, TrainConfig(kernel=kernel))
     best = result.history[result.best_epoch - 1]
-    return {"val_rmse": best["val_rmse"], "seconds": result.train_seconds, "ratings_per_second": result.ratings_per_second,
-            "epochs": result.epochs_run}
+    return {
+        "val_rmse": best["val_rmse"],
+        "seconds": result.train_seconds,
+        "ratings_per_second": result.ratings_per_second,
+        "epochs": result.epochs_run,
+    }
 
 
 def first_use_seconds() -> float:
@@ -90,7 +100,12 @@ def run_document(train, val, nu, nm, epochs=10):
         seconds += time.perf_counter() - t
         evaluate(model, val)
     _, val_rmse, _ = evaluate(model, val, clamp=(0.5, 5.0))
-    return {"val_rmse": val_rmse, "seconds": seconds, "ratings_per_second": len(train) * epochs / seconds, "epochs": epochs}
+    return {
+        "val_rmse": val_rmse,
+        "seconds": seconds,
+        "ratings_per_second": len(train) * epochs / seconds,
+        "epochs": epochs,
+    }
 
 
 def run_surprise(train_df, val_df):
@@ -106,8 +121,12 @@ def run_surprise(train_df, val_df):
     algo.fit(trainset)
     seconds = time.perf_counter() - t
     preds = algo.test(list(zip(val_df["user_id"], val_df["movie_id"], val_df["rating"].astype(float))))
-    return {"val_rmse": accuracy.rmse(preds, verbose=False), "seconds": seconds,
-            "ratings_per_second": len(train_df) * algo.n_epochs / seconds, "epochs": algo.n_epochs}
+    return {
+        "val_rmse": accuracy.rmse(preds, verbose=False),
+        "seconds": seconds,
+        "ratings_per_second": len(train_df) * algo.n_epochs / seconds,
+        "epochs": algo.n_epochs,
+    }
 
 
 def scale_child(n: int) -> dict:
@@ -125,20 +144,34 @@ def scale_child(n: int) -> dict:
     del df
     cfg = TrainConfig()
     torch.manual_seed(0)
-    model = BiasedMF(len(users), len(movies), cfg.embedding_dim, global_mean=float(data.ratings.mean()),
-                     init_std=cfg.init_std, sparse=False)
+    model = BiasedMF(
+        len(users),
+        len(movies),
+        cfg.embedding_dim,
+        global_mean=float(data.ratings.mean()),
+        init_std=cfg.init_std,
+        sparse=False,
+    )
     opt = FusedSGD(model.parameters(), cfg.learning_rate, cfg.reg_factors, cfg.reg_bias)
-    weighted = WeightedRatings(data.users, data.movies, data.ratings,
-                               count_weights(data.users, len(users), cfg.reg_count_exponent)[data.users],
-                               count_weights(data.movies, len(movies), cfg.reg_count_exponent)[data.movies])
+    weighted = WeightedRatings(
+        data.users,
+        data.movies,
+        data.ratings,
+        count_weights(data.users, len(users), cfg.reg_count_exponent)[data.users],
+        count_weights(data.movies, len(movies), cfg.reg_count_exponent)[data.movies],
+    )
     gen = torch.Generator().manual_seed(0)
     times = []
     for _ in range(2):
         t = time.perf_counter()
         sq = _sgd_epoch(model, opt, weighted, cfg.batch_size, gen)
         times.append(time.perf_counter() - t)
-    return {"ratings": n, "epoch_seconds": min(times), "train_mse": float(sq) / n,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "ratings": n,
+        "epoch_seconds": min(times),
+        "train_mse": float(sq) / n,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def parse_size(text: str) -> int:
@@ -166,8 +199,12 @@ def main():
     if ML_SMALL.exists():
         train, val, nu, nm, train_df, val_df = load_split()
         compile_s = first_use_seconds()
-        runs = {"this trainer (defaults)": [], "this trainer, kernel=eager": [],
-                "document: per-sample DataLoader + Adam": [], "Surprise SVD()": []}
+        runs = {
+            "this trainer (defaults)": [],
+            "this trainer, kernel=eager": [],
+            "document: per-sample DataLoader + Adam": [],
+            "Surprise SVD()": [],
+        }
         for _ in range(args.rounds):
             runs["this trainer (defaults)"].append(run_ours(train, val, nu, nm))
             runs["this trainer, kernel=eager"].append(run_ours(train, val, nu, nm, kernel="eager"))
@@ -185,25 +222,42 @@ def main():
         ]
         for name, r in best.items():
             ratio = f"{r['ratings_per_second'] / surprise_rate:.2f}x" if surprise_rate else "-"
-            lines.append(f"| {name} | {r['val_rmse']:.4f} | {r['epochs']} | {r['seconds']:.2f} | {r['ratings_per_second'] / 1e6:.2f} M | {ratio} |")
-        lines += ["", f"Numba kernel, first use in this process (compile, or load from its on-disk cache): {compile_s:.1f} s"]
+            lines.append(
+                f"| {name} | {r['val_rmse']:.4f} | {r['epochs']} | {r['seconds']:.2f} | {r['ratings_per_second'] / 1e6:.2f} M | {ratio} |"
+            )
+        lines += [
+            "",
+            f"Numba kernel, first use in this process (compile, or load from its on-disk cache): {compile_s:.1f} s",
+        ]
         results["ml_small"] = runs
         results["numba_first_use_seconds"] = compile_s
     else:
         lines.append(f"ml-latest-small not found at {ML_SMALL}: part 1 skipped")
     if not args.skip_scale:
         sizes = [parse_size(s) for s in args.scale.split(",")]
-        lines += ["", "Scale: one epoch of the shipped trainer (batch 4096, 64 factors) on synthetic ratings, 162,000 users x 59,000 movies", "",
-                  "| ratings | epoch s | ratings/s | peak RSS MB |", "| ---: | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "Scale: one epoch of the shipped trainer (batch 4096, 64 factors) on synthetic ratings, 162,000 users x 59,000 movies",
+            "",
+            "| ratings | epoch s | ratings/s | peak RSS MB |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
         scale = []
         for n in sizes:
-            proc = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True
+            )
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             scale.append(r)
-            lines.append(f"| {n / 1e6:g}M | {r['epoch_seconds']:.2f} | {n / r['epoch_seconds'] / 1e6:.2f} M | {r['peak_rss_mb']:,.0f} |")
+            lines.append(
+                f"| {n / 1e6:g}M | {r['epoch_seconds']:.2f} | {n / r['epoch_seconds'] / 1e6:.2f} M | {r['peak_rss_mb']:,.0f} |"
+            )
         if len(scale) > 1:
             ratio = scale[-1]["epoch_seconds"] / scale[0]["epoch_seconds"]
-            lines += ["", f"epoch time {sizes[-1] / 1e6:g}M / {sizes[0] / 1e6:g}M = {ratio:.1f} (ratings ratio {sizes[-1] / sizes[0]:g})"]
+            lines += [
+                "",
+                f"epoch time {sizes[-1] / 1e6:g}M / {sizes[0] / 1e6:g}M = {ratio:.1f} (ratings ratio {sizes[-1] / sizes[0]:g})",
+            ]
         results["scale"] = scale
     lines.append(f"\nload average at end {os.getloadavg()[0]:.2f}")
     text = "\n".join(lines)

@@ -35,14 +35,21 @@ def main():
         sys.exit(f"{ML_SMALL} not found")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        resources = resources_for(RecsysStorage(export_path=str(ML_SMALL / "ratings.csv"), data_dir=str(data)),
-                                  DeviceResource(device="cpu"))
+        resources = resources_for(
+            RecsysStorage(export_path=str(ML_SMALL / "ratings.csv"), data_dir=str(data)), DeviceResource(device="cpu")
+        )
         with dg.instance_for_test() as instance:
             assert dg.materialize(ASSETS, resources=resources, instance=instance).success
         shown = []
         for command in COMMANDS:
-            args = [str(Path(sys.executable).parent / "recsys"), *command.split()[1:],
-                    "--model", str(data / "recommendation_model.pth"), "--movies", str(ML_SMALL / "movies.csv")]
+            args = [
+                str(Path(sys.executable).parent / "recsys"),
+                *command.split()[1:],
+                "--model",
+                str(data / "recommendation_model.pth"),
+                "--movies",
+                str(ML_SMALL / "movies.csv"),
+            ]
             proc = subprocess.run(args, capture_output=True, text=True, check=True)
             shown.append(f"$ {command} --movies movies.csv\n{proc.stdout.rstrip()}")
     replace_block("cli_examples", "```\n" + "\n".join(shown) + "\n```")

@@ -31,7 +31,13 @@ GRID = {  # a first, broader pass (factors 64-192, regularization 15-60, alpha 0
     "confidence_exponent": [1.0, 3.0, 5.0, 6.0, 8.0],
     "iterations": [15],
 }
-QUICK = {"factors": [64, 128], "regularization": [30.0], "alpha": [1.0], "confidence_exponent": [1.0, 3.0], "iterations": [15]}
+QUICK = {
+    "factors": [64, 128],
+    "regularization": [30.0],
+    "alpha": [1.0],
+    "confidence_exponent": [1.0, 3.0],
+    "iterations": [15],
+}
 
 
 def load_protocol_split():
@@ -44,7 +50,13 @@ def load_protocol_split():
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings
     users, movies = build_mappings(ratings)
     train, val = split_ratings(ratings)
-    return Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies), len(users), len(movies), (train, users, movies)
+    return (
+        Ratings.from_frame(train, users, movies),
+        Ratings.from_frame(val, users, movies),
+        len(users),
+        len(movies),
+        (train, users, movies),
+    )
 
 
 def inner_ndcg(train, val, n_users, n_movies, params) -> float:
@@ -91,8 +103,10 @@ def main():
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for mean, p, scores, seconds in rows:
-        lines.append(f"| {mean:.4f} | {', '.join(f'{s:.4f}' for s in scores)} | {p.factors} | {p.regularization:g} | "
-                     f"{p.alpha:g} | {p.confidence_exponent:g} | {p.iterations} | {seconds:.1f} |")
+        lines.append(
+            f"| {mean:.4f} | {', '.join(f'{s:.4f}' for s in scores)} | {p.factors} | {p.regularization:g} | "
+            f"{p.alpha:g} | {p.confidence_exponent:g} | {p.iterations} | {seconds:.1f} |"
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "tune_ranking.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:12]))

@@ -72,7 +72,9 @@ def _parse_rated(text: str) -> dict[int, float]:
         try:
             ratings[int(movie)] = float(value)
         except ValueError:
-            raise ValueError(f"--rated expects MOVIE:RATING pairs separated by commas (e.g. 318:5,296:4.5), got {item!r}") from None
+            raise ValueError(
+                f"--rated expects MOVIE:RATING pairs separated by commas (e.g. 318:5,296:4.5), got {item!r}"
+            ) from None
         if not sep:
             raise ValueError(f"--rated expects MOVIE:RATING pairs, got {item!r}")
     if not ratings:
@@ -127,12 +129,16 @@ def _metrics(args) -> int:
     rec = _load_model(args.model, args.ranking_model)
     m = rec.info.get("metrics", {})
     figure = lambda metrics, key: f"{metrics[key]:.4f}" if key in metrics else "n/a"  # noqa: E731
-    print(f"rating model:  validation RMSE {figure(m, 'val_rmse')} (global mean {figure(m, 'global_mean_rmse')}, "
-          f"bias only {figure(m, 'bias_only_rmse')}); {len(rec.users):,} users, {len(rec.movies):,} movies")
+    print(
+        f"rating model:  validation RMSE {figure(m, 'val_rmse')} (global mean {figure(m, 'global_mean_rmse')}, "
+        f"bias only {figure(m, 'bias_only_rmse')}); {len(rec.users):,} users, {len(rec.movies):,} movies"
+    )
     if rec.ranker is not None:
         r = rec.ranker.metrics
-        print(f"ranking model: NDCG@10 {figure(r, 'val_ndcg_at_10')} (most popular {figure(r, 'popular_ndcg_at_10')}, "
-              f"ordering by predicted rating {figure(m, 'ndcg_at_10')})")
+        print(
+            f"ranking model: NDCG@10 {figure(r, 'val_ndcg_at_10')} (most popular {figure(r, 'popular_ndcg_at_10')}, "
+            f"ordering by predicted rating {figure(m, 'ndcg_at_10')})"
+        )
     else:
         print("ranking model: none published")
     return 0
@@ -152,13 +158,20 @@ def _models(args) -> int:
             continue
         for v in versions:
             metrics = v.record.get("metrics", {})
-            figure = (f"val RMSE {metrics['val_rmse']:.4f}" if "val_rmse" in metrics else
-                      f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}" if "val_ndcg_at_10" in metrics else "")
+            figure = (
+                f"val RMSE {metrics['val_rmse']:.4f}"
+                if "val_rmse" in metrics
+                else f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}"
+                if "val_ndcg_at_10" in metrics
+                else ""
+            )
             data = v.record.get("data", {})
             marker = "*" if v.name == current else " "
-            print(f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
-                  f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
-                  f"export {str(v.record.get('export_fingerprint') or '-')[:12]}")
+            print(
+                f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
+                f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
+                f"export {str(v.record.get('export_fingerprint') or '-')[:12]}"
+            )
     print("(* = the published file)")
     return 0
 
@@ -175,7 +188,9 @@ def _rollback(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sample", help="generate a synthetic ratings export")
     p.add_argument("--path", default=_default_export(), help="where to write it (default: $RECSYS_EXPORT_PATH)")
@@ -187,16 +202,28 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_sample)
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
     model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")
-    model_args.add_argument("--model", default=_default_model(),
-                            help="the rating model file or URL (default: $RECSYS_DATA_DIR/recommendation_model.pth)")
-    model_args.add_argument("--ranking-model", default=None,
-                            help="the ranking model file or URL (default: ranking_model.pth beside --model, when present)")
-    model_args.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
+    model_args.add_argument(
+        "--model",
+        default=_default_model(),
+        help="the rating model file or URL (default: $RECSYS_DATA_DIR/recommendation_model.pth)",
+    )
+    model_args.add_argument(
+        "--ranking-model",
+        default=None,
+        help="the ranking model file or URL (default: ranking_model.pth beside --model, when present)",
+    )
+    model_args.add_argument(
+        "--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles"
+    )
     p = sub.add_parser("recommend", parents=[model_args], help="top-k movies for a user from the trained models")
     p.add_argument("--user", type=int, help="a user id from the export")
     p.add_argument("--rated", help="ratings of someone the model never saw, MOVIE:RATING,... (e.g. 318:5,296:4.5)")
-    p.add_argument("--by", choices=("ranking", "rating"), default="ranking",
-                   help="order by the ranking model (default) or by predicted rating")
+    p.add_argument(
+        "--by",
+        choices=("ranking", "rating"),
+        default="ranking",
+        help="order by the ranking model (default) or by predicted rating",
+    )
     p.set_defaults(func=_recommend)
     p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
     p.add_argument("--movie", type=int, required=True, help="the movie id to find neighbours of")
@@ -204,12 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("metrics", parents=[model_args], help="the published models' validation figures")
     p.set_defaults(func=_metrics)
     data_args = argparse.ArgumentParser(add_help=False)
-    data_args.add_argument("--data-dir", default=settings.DATA_DIR.get(),
-                           help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)")
+    data_args.add_argument(
+        "--data-dir",
+        default=settings.DATA_DIR.get(),
+        help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)",
+    )
     p = sub.add_parser("models", parents=[data_args], help="list the kept published models (newest first)")
     p.set_defaults(func=_models)
     p = sub.add_parser("rollback", parents=[data_args], help="publish a kept model version again")
-    p.add_argument("version", nargs="?", help="the version to restore, e.g. v0003 (default: the one before the current)")
+    p.add_argument(
+        "version", nargs="?", help="the version to restore, e.g. v0003 (default: the one before the current)"
+    )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
     p.set_defaults(func=_rollback)
     args = parser.parse_args(argv)

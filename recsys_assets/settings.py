@@ -55,55 +55,94 @@ class Setting:
 
 EXPORT_PATH = Setting("RECSYS_EXPORT_PATH", "data/ratings_export.csv", "the export to ingest")
 DATA_DIR = Setting(
-    "RECSYS_DATA_DIR", "data",
+    "RECSYS_DATA_DIR",
+    "data",
     "tables, checkpoints, model files and plots: a folder or an fsspec URL such as `s3://bucket/recsys` "
-    "(see \"Production deployment\")",
+    '(see "Production deployment")',
     shown_default="`data/`",
 )
 WORK_DIR = Setting(
-    "RECSYS_WORK_DIR", "", "local folder for in-progress checkpoints and locks",
+    "RECSYS_WORK_DIR",
+    "",
+    "local folder for in-progress checkpoints and locks",
     shown_default="`RECSYS_DATA_DIR` when local, else a temp folder",
 )
-DROP_DIR = Setting("RECSYS_DROP_DIR", "", "drop folder for new exports (below)", shown_default="`<RECSYS_DATA_DIR>/exports`")
+DROP_DIR = Setting(
+    "RECSYS_DROP_DIR", "", "drop folder for new exports (below)", shown_default="`<RECSYS_DATA_DIR>/exports`"
+)
 MOVIES_PATH = Setting(
-    "RECSYS_MOVIES_PATH", "", "MovieLens `movies.csv` for titles in `user_recommendations` and `recsys`",
+    "RECSYS_MOVIES_PATH",
+    "",
+    "MovieLens `movies.csv` for titles in `user_recommendations` and `recsys`",
     shown_default="unset",
 )
 EXECUTOR = Setting(
-    "RECSYS_EXECUTOR", "multiprocess",
-    "`multiprocess`, `in_process`, `k8s`, `celery` (see \"Production deployment\")",
+    "RECSYS_EXECUTOR",
+    "multiprocess",
+    '`multiprocess`, `in_process`, `k8s`, `celery` (see "Production deployment")',
 )
 DEVICE = Setting(
-    "RECSYS_DEVICE", "auto",
+    "RECSYS_DEVICE",
+    "auto",
     "`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N`, `mps`; an unavailable device fails the "
     "training step before it starts",
 )
 KERNEL = Setting(
-    "RECSYS_KERNEL", "auto",
+    "RECSYS_KERNEL",
+    "auto",
     "the SGD step: `auto` runs the compiled kernel (Numba on the CPU, Triton on CUDA) when installed, "
     "`eager` plain PyTorch operations (same updates, slower)",
 )
 THREADS = Setting(
-    "RECSYS_THREADS", "", "CPU threads of the ranking model's fit", shown_default="the CPUs this process may use",
+    "RECSYS_THREADS",
+    "",
+    "CPU threads of the ranking model's fit",
+    shown_default="the CPUs this process may use",
 )
 SENSOR_INTERVAL = Setting("RECSYS_SENSOR_INTERVAL", "30", "seconds between looks at the current export (below)")
 RETRAIN_CRON = Setting("RECSYS_RETRAIN_CRON", "0 3 * * *", "when `retrain_schedule` runs (below)")
 TIMEZONE = Setting("RECSYS_TIMEZONE", "UTC", "the time zone of `RECSYS_RETRAIN_CRON`")
 RETRAIN_FORCE = Setting(
-    "RECSYS_RETRAIN_FORCE", "", "`1`: the schedule retrains even when the export is unchanged", shown_default="off",
+    "RECSYS_RETRAIN_FORCE",
+    "",
+    "`1`: the schedule retrains even when the export is unchanged",
+    shown_default="off",
 )
 FORCE_PUBLISH = Setting(
-    "RECSYS_FORCE_PUBLISH", "", "`1`: publish a new model even when the promotion rule rejects it", shown_default="off",
+    "RECSYS_FORCE_PUBLISH",
+    "",
+    "`1`: publish a new model even when the promotion rule rejects it",
+    shown_default="off",
 )
-CELERY_BROKER = Setting("RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset")
+CELERY_BROKER = Setting(
+    "RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset"
+)
 CELERY_BACKEND = Setting("RECSYS_CELERY_BACKEND", "", "Celery result backend URL", shown_default="unset")
 DAGSTER_HOME = Setting(
-    "DAGSTER_HOME", "", "Dagster's run and event storage", shown_default="set by the scripts to `.dagster_home/`",
+    "DAGSTER_HOME",
+    "",
+    "Dagster's run and event storage",
+    shown_default="set by the scripts to `.dagster_home/`",
 )
 
 SETTINGS: tuple[Setting, ...] = (
-    EXPORT_PATH, DATA_DIR, WORK_DIR, DROP_DIR, MOVIES_PATH, EXECUTOR, DEVICE, KERNEL, THREADS,
-    SENSOR_INTERVAL, RETRAIN_CRON, TIMEZONE, RETRAIN_FORCE, FORCE_PUBLISH, CELERY_BROKER, CELERY_BACKEND, DAGSTER_HOME,
+    EXPORT_PATH,
+    DATA_DIR,
+    WORK_DIR,
+    DROP_DIR,
+    MOVIES_PATH,
+    EXECUTOR,
+    DEVICE,
+    KERNEL,
+    THREADS,
+    SENSOR_INTERVAL,
+    RETRAIN_CRON,
+    TIMEZONE,
+    RETRAIN_FORCE,
+    FORCE_PUBLISH,
+    CELERY_BROKER,
+    CELERY_BACKEND,
+    DAGSTER_HOME,
 )
 
 

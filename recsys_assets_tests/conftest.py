@@ -105,7 +105,9 @@ def free_port() -> int:
 def background_process(args: list[str], env: dict, log: Path):
     """Run ``args`` from the repo root in its own process group; stop the whole group on exit."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield proc
     finally:

@@ -22,13 +22,22 @@ def hand_set_model_file(tmp_path):
     users, movies = np.array([0, 0, 1, 2]), np.array([0, 1, 2, 3])
     indptr, indices = seen_matrix(users, movies, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    report = ModelReport(metrics={"val_rmse": 1.0}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
-                         movie_counts=np.array([5, 1, 3, 9]))
+    report = ModelReport(
+        metrics={"val_rmse": 1.0},
+        weights_finite=True,
+        seen_indptr=indptr,
+        seen_indices=indices,
+        movie_counts=np.array([5, 1, 3, 9]),
+    )
     return save_model_file(
-        tmp_path / "recommendation_model.pth", report,
-        model_state=model.state_dict(), optimizer_state=opt.state_dict(),
-        user_ids=np.array([10, 20, 30]), movie_ids=np.array([100, 200, 300, 400]),
-        config={"rating_min": 0.5, "rating_max": 5.0}, history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}],
+        tmp_path / "recommendation_model.pth",
+        report,
+        model_state=model.state_dict(),
+        optimizer_state=opt.state_dict(),
+        user_ids=np.array([10, 20, 30]),
+        movie_ids=np.array([100, 200, 300, 400]),
+        config={"rating_min": 0.5, "rating_max": 5.0},
+        history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 1.1}],
     )
 
 
@@ -52,16 +61,33 @@ def ranked_pair(tmp_path):
     torch.manual_seed(0)
     model = BiasedMF(n_users, n_movies, 4, global_mean=3.5, sparse=False)
     indptr, indices = seen_matrix(users, movies, n_users)
-    report = ModelReport(metrics={"ndcg_at_10": 0.01}, weights_finite=True, seen_indptr=indptr, seen_indices=indices,
-                         movie_counts=np.bincount(movies, minlength=n_movies))
+    report = ModelReport(
+        metrics={"ndcg_at_10": 0.01},
+        weights_finite=True,
+        seen_indptr=indptr,
+        seen_indices=indices,
+        movie_counts=np.bincount(movies, minlength=n_movies),
+    )
     rating_file = save_model_file(
-        tmp_path / "recommendation_model.pth", report, model_state=model.state_dict(),
-        optimizer_state=torch.optim.SGD(model.parameters(), lr=0.1).state_dict(), user_ids=user_ids, movie_ids=movie_ids,
-        config={}, history=[],
+        tmp_path / "recommendation_model.pth",
+        report,
+        model_state=model.state_dict(),
+        optimizer_state=torch.optim.SGD(model.parameters(), lr=0.1).state_dict(),
+        user_ids=user_ids,
+        movie_ids=movie_ids,
+        config={},
+        history=[],
     )
     matrix = UserItems.from_pairs(users, movies, n_users, n_movies, ratings)
     params = IALSParams(factors=4, regularization=1.0, iterations=10)
     fitted = fit_ials(matrix, params)
-    RankingModel(fitted.user_factors, fitted.item_factors, IdMapping(user_ids), IdMapping(movie_ids), matrix, params,
-                 metrics={"val_ndcg_at_10": 0.2}).save(tmp_path / "ranking_model.pth")
+    RankingModel(
+        fitted.user_factors,
+        fitted.item_factors,
+        IdMapping(user_ids),
+        IdMapping(movie_ids),
+        matrix,
+        params,
+        metrics={"val_ndcg_at_10": 0.2},
+    ).save(tmp_path / "ranking_model.pth")
     return rating_file, matrix, user_ids, movie_ids

@@ -28,7 +28,9 @@ def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
     assert "because you rated" in out and "predicted" in out
     assert main(["recommend", "--user", "1", "-k", "3", "--by", "rating", "--model", str(path)]) == 0
     assert "because you rated" not in capsys.readouterr().out
-    assert main(["recommend", "--rated", f"{movie_ids[20]}:5,{movie_ids[22]}:4.5", "-k", "3", "--model", str(path)]) == 0
+    assert (
+        main(["recommend", "--rated", f"{movie_ids[20]}:5,{movie_ids[22]}:4.5", "-k", "3", "--model", str(path)]) == 0
+    )
     assert "because you rated" in capsys.readouterr().out
     assert main(["recommend", "--rated", "318-5", "--model", str(path)]) == 2
     assert "MOVIE:RATING" in capsys.readouterr().err
@@ -46,7 +48,9 @@ def test_titles_cannot_drive_the_terminal(model_file, tmp_path, capsys):
     from recsys_assets.core.presentation import read_titles
 
     movies = tmp_path / "movies.csv"
-    movies.write_text('movieId,title,genres\n300,"\x1b]0;owned\x07Gamma\x1b[31m (1992)",Drama\n400,"Delta\r (1993)",Comedy\n')
+    movies.write_text(
+        'movieId,title,genres\n300,"\x1b]0;owned\x07Gamma\x1b[31m (1992)",Drama\n400,"Delta\r (1993)",Comedy\n'
+    )
     assert read_titles(movies).to_dict() == {300: "]0;ownedGamma[31m (1992)", 400: "Delta (1993)"}
     assert main(["recommend", "--user", "10", "-k", "2", "--model", str(model_file), "--movies", str(movies)]) == 0
     out = capsys.readouterr().out

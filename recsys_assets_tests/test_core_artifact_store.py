@@ -86,7 +86,10 @@ def test_push_dir_uploads_changes_only_and_manifests_last(store, tmp_path):
     real_put = store.put
     store.put = lambda local, name: (order.append(name), real_put(local, name))
     assert store.push_dir(work, "checkpoints") == 2
-    assert order == ["checkpoints/ckpt.json.parts/000000.arrow", "checkpoints/ckpt.json"]  # the manifest after its parts
+    assert order == [
+        "checkpoints/ckpt.json.parts/000000.arrow",
+        "checkpoints/ckpt.json",
+    ]  # the manifest after its parts
     assert store.push_dir(work, "checkpoints") == 0  # nothing changed
     (work / "ckpt.json.parts" / "000001.arrow").write_bytes(b"part1")
     (work / "ckpt.json").write_text('{"parts": 2}')

@@ -46,7 +46,11 @@ def test_each_reason_is_quarantined_with_line_and_raw_text():
     kept = result.ratings.set_index(["user_id", "movie_id"])
     assert kept.loc[(1, 10), "rating"] == 2.0
     assert result.reason_counts == {
-        "rating_off_scale": 3, "non_numeric": 2, "missing_field": 1, "invalid_id": 1, "duplicate_superseded": 1,
+        "rating_off_scale": 3,
+        "non_numeric": 2,
+        "missing_field": 1,
+        "invalid_id": 1,
+        "duplicate_superseded": 1,
     }
     assert len(result.ratings) + len(result.quarantine) == len(df)
 
@@ -66,13 +70,21 @@ def test_rejected_share_over_threshold_fails_with_line_and_reason():
 
 
 def test_custom_scale():
-    result = clean_rating_data(_frame([(1, 1, 1.0, 0), (1, 2, 10.0, 0), (1, 3, 0.5, 0)]), rating_min=1, rating_max=10, max_rejected_fraction=None)
+    result = clean_rating_data(
+        _frame([(1, 1, 1.0, 0), (1, 2, 10.0, 0), (1, 3, 0.5, 0)]),
+        rating_min=1,
+        rating_max=10,
+        max_rejected_fraction=None,
+    )
     assert sorted(result.ratings["rating"].tolist()) == [1.0, 10.0]
 
 
 # --- property test: generated messy exports go through loader and cleaner without loss ---
 good_line = st.tuples(
-    st.integers(0, 50), st.integers(0, 50), st.sampled_from(["0.5", "3", "4.5", "5.0", "7", "-1", "nan"]), st.integers(0, 10**9)
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.sampled_from(["0.5", "3", "4.5", "5.0", "7", "-1", "nan"]),
+    st.integers(0, 10**9),
 ).map(lambda t: f"{t[0]},{t[1]},{t[2]},{t[3]}")
 junk_line = st.text(alphabet=st.sampled_from(list('0123456789,.-abc" \t:;')), min_size=0, max_size=20)
 line = st.one_of(good_line, good_line, junk_line)
@@ -82,7 +94,13 @@ line = st.one_of(good_line, good_line, junk_line)
 @given(lines=st.lists(line, min_size=1, max_size=60), crlf=st.booleans(), bom=st.booleans(), tail_newline=st.booleans())
 def test_property_every_row_is_kept_or_quarantined(tmp_path_factory, lines, crlf, bom, tail_newline):
     sep = "\r\n" if crlf else "\n"
-    text = ("\ufeff" if bom else "") + "userId,movieId,rating,timestamp" + sep + sep.join(lines) + (sep if tail_newline else "")
+    text = (
+        ("\ufeff" if bom else "")
+        + "userId,movieId,rating,timestamp"
+        + sep
+        + sep.join(lines)
+        + (sep if tail_newline else "")
+    )
     path = tmp_path_factory.mktemp("prop") / "export.csv"
     path.write_bytes(text.encode("utf-8"))
     try:
@@ -106,8 +124,14 @@ BIG = 2**53  # BIG and BIG + 1 are the same float64
 
 
 def test_ids_above_2_to_the_53_do_not_merge():
-    df = pd.DataFrame({"userId": [BIG, BIG + 1, BIG + 3], "movieId": [2**62 + 1, 2**62 + 1, 5],
-                       "rating": [4.0, 3.0, 2.0], "timestamp": [1, 2, 3]})
+    df = pd.DataFrame(
+        {
+            "userId": [BIG, BIG + 1, BIG + 3],
+            "movieId": [2**62 + 1, 2**62 + 1, 5],
+            "rating": [4.0, 3.0, 2.0],
+            "timestamp": [1, 2, 3],
+        }
+    )
     result = clean_rating_data(df)
     assert result.quarantine.empty
     assert result.ratings["user_id"].tolist() == [BIG, BIG + 1, BIG + 3]
@@ -137,8 +161,14 @@ def test_big_ids_survive_loader_nulls_and_text_input(tmp_path):
     assert result.ratings["user_id"].tolist()[:2] == [BIG, BIG + 1]
     assert result.ratings["timestamp"].tolist()[:2] == [ns, ns + 1]
     assert result.quarantine["reason"].tolist() == ["malformed_line"]
-    text = pd.DataFrame({"userId": [str(BIG), str(BIG + 1), "x"], "movieId": ["1", "1", "1"],
-                         "rating": ["4", "3", "2"], "timestamp": [str(ns), "", "5"]})
+    text = pd.DataFrame(
+        {
+            "userId": [str(BIG), str(BIG + 1), "x"],
+            "movieId": ["1", "1", "1"],
+            "rating": ["4", "3", "2"],
+            "timestamp": [str(ns), "", "5"],
+        }
+    )
     result = clean_rating_data(text, max_rejected_fraction=None)
     assert result.ratings["user_id"].tolist() == [BIG, BIG + 1]
     assert result.ratings["timestamp"].tolist() == [ns, 0]
@@ -149,11 +179,25 @@ def test_all_valid_input_fast_path_matches_and_does_not_alias_the_input():
     n = 5_000
     rng = np.random.default_rng(0)
     keys = rng.choice(10**6, size=n, replace=False)
-    df = pd.DataFrame({"line": np.arange(2, n + 2), "user_id": keys // 1000, "movie_id": keys % 1000,
-                       "rating": rng.integers(1, 11, n) / 2, "timestamp": rng.integers(0, 10**9, n),
-                       "error": pd.array([None] * n, dtype="string"), "raw": pd.array([None] * n, dtype="string")})
+    df = pd.DataFrame(
+        {
+            "line": np.arange(2, n + 2),
+            "user_id": keys // 1000,
+            "movie_id": keys % 1000,
+            "rating": rng.integers(1, 11, n) / 2,
+            "timestamp": rng.integers(0, 10**9, n),
+            "error": pd.array([None] * n, dtype="string"),
+            "raw": pd.array([None] * n, dtype="string"),
+        }
+    )
     result = clean_rating_data(df)
-    assert result.quarantine.empty and list(result.quarantine.columns) == ["line", "raw", "raw_rebuilt", "reason", "detail"]
+    assert result.quarantine.empty and list(result.quarantine.columns) == [
+        "line",
+        "raw",
+        "raw_rebuilt",
+        "reason",
+        "detail",
+    ]
     assert result.ratings.dtypes.tolist() == [np.int64, np.int64, np.float32, np.int64]
     assert (result.ratings["user_id"].to_numpy() == df["user_id"].to_numpy()).all()
     result.ratings.loc[0, "user_id"] = -1  # the result is writable and does not write through to the input

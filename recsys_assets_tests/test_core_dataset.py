@@ -16,7 +16,12 @@ from recsys_assets.core.dataset import (
 def _ratings(n=100):
     rng = np.random.default_rng(0)
     return pd.DataFrame(
-        {"user_id": rng.integers(1, 20, n) * 7, "movie_id": rng.integers(1, 50, n) * 3, "rating": rng.uniform(0.5, 5, n), "timestamp": 0}
+        {
+            "user_id": rng.integers(1, 20, n) * 7,
+            "movie_id": rng.integers(1, 50, n) * 3,
+            "rating": rng.uniform(0.5, 5, n),
+            "timestamp": 0,
+        }
     )
 
 

@@ -250,10 +250,14 @@ def test_a_damaged_gzip_export_fails_clearly(tiny_export, tmp_path):
 
 
 def test_an_in_place_edit_keeping_size_and_mtime_is_noticed_in_a_sampled_block(tmp_path):
-    export = write_sample_export(tmp_path / "big.csv", SampleSpec(n_ratings=150_000, n_users=500, n_movies=3_000, seed=9))
+    export = write_sample_export(
+        tmp_path / "big.csv", SampleSpec(n_ratings=150_000, n_users=500, n_movies=3_000, seed=9)
+    )
     ckpt = tmp_path / "ckpt.json"
     with pytest.raises(RuntimeError):
-        MovieDataLoader(export, ckpt, 250, 50_000, on_checkpoint=lambda *a: (_ for _ in ()).throw(RuntimeError())).load()
+        MovieDataLoader(
+            export, ckpt, 250, 50_000, on_checkpoint=lambda *a: (_ for _ in ()).throw(RuntimeError())
+        ).load()
     st = export.stat()
     data = bytearray(export.read_bytes())
     i = checkpoint_module._sample_offsets(st.st_size)[0] + 100  # inside a sampled block, in the checkpointed rows

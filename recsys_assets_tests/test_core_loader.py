@@ -180,7 +180,10 @@ def _expected():
     [
         ("crlf.csv", "userId,movieId,rating,timestamp\r\n1,10,4.0,100\r\n1,20,3.5,200\r\n2,10,5.0,300\r\n"),
         ("bom.csv", "\ufeffuserId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.5,200\n2,10,5.0,300\n"),
-        ("quoted.csv", '"userId","movieId","rating","timestamp"\n"1","10","4.0","100"\n1,20,3.5,200\n"2",10,"5.0",300\n'),
+        (
+            "quoted.csv",
+            '"userId","movieId","rating","timestamp"\n"1","10","4.0","100"\n1,20,3.5,200\n"2",10,"5.0",300\n',
+        ),
         ("ratings.dat", "1::10::4::100\n1::20::3.5::200\n2::10::5::300\n"),
         ("u.data", "1\t10\t4\t100\n1\t20\t3.5\t200\n2\t10\t5\t300\n"),
         ("no_newline.csv", "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.5,200\n2,10,5.0,300"),
@@ -254,11 +257,15 @@ KILL_SCRIPT = textwrap.dedent(
 
 
 def test_sigkill_mid_load_then_resume_equals_uninterrupted(tmp_path):
-    export = write_sample_export(tmp_path / "big.csv", SampleSpec(n_ratings=200_000, n_users=2_000, n_movies=5_000, seed=3))
+    export = write_sample_export(
+        tmp_path / "big.csv", SampleSpec(n_ratings=200_000, n_users=2_000, n_movies=5_000, seed=3)
+    )
     ckpt = tmp_path / "ckpt" / "raw.json"
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(export), str(ckpt)],
-        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
     )
     printed = 0
     deadline = time.monotonic() + 120
@@ -295,7 +302,7 @@ def _exact_parse(path):
     from recsys_assets.core.ingest import parse_segment
 
     layout = MovieDataLoader(path).read_layout()
-    parsed = parse_segment(path.read_bytes()[layout.data_offset:], layout.first_line, layout.fmt)
+    parsed = parse_segment(path.read_bytes()[layout.data_offset :], layout.first_line, layout.fmt)
     return parsed.table.to_pandas(), parsed.blank, parsed.malformed
 
 
@@ -314,7 +321,9 @@ MESSY_BLOCK = (
 
 @pytest.mark.parametrize("interval,block_bytes", [(1_000, 32 << 20), (1_000, 8_192), (7, 4_096), (50_000, 32 << 20)])
 def test_messy_lines_inside_a_large_clean_file_match_the_exact_path(tmp_path, interval, block_bytes):
-    clean = write_sample_export(tmp_path / "clean.csv", SampleSpec(n_ratings=30_000, n_users=300, n_movies=2_000, seed=5))
+    clean = write_sample_export(
+        tmp_path / "clean.csv", SampleSpec(n_ratings=30_000, n_users=300, n_movies=2_000, seed=5)
+    )
     lines = clean.read_bytes().split(b"\n")
     path = tmp_path / "messy.csv"
     path.write_bytes(b"\n".join(lines[:15_001]) + b"\n" + MESSY_BLOCK + b"\n".join(lines[15_001:]))

@@ -52,8 +52,9 @@ def test_fresh_means_never_trained_on():
     seen_keys = np.array([0 * 10 + 1, 0 * 10 + 2, 1 * 10 + 5])  # (0,1), (0,2), (1,5)
     users, movies = np.array([0, 0, 1, -1, 2]), np.array([1, 3, 5, 1, -1])
     assert fresh_mask(seen_keys, users, movies, 10).tolist() == [False, True, False, True, True]
-    evidence = rmse_evidence(np.array([3.0, 4.0, 5.0]), np.array([3.0, 3.0, 3.0]), np.array([3.0, 4.0, 5.0]),
-                             np.array([False, True, True]))
+    evidence = rmse_evidence(
+        np.array([3.0, 4.0, 5.0]), np.array([3.0, 3.0, 3.0]), np.array([3.0, 4.0, 5.0]), np.array([False, True, True])
+    )
     assert evidence.fresh_ratings == 2 and evidence.candidate == 0.0
     assert evidence.current == pytest.approx(math.sqrt((1 + 4) / 2))
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking import (
     HeldOut,
     IALSParams,
@@ -103,8 +103,16 @@ def test_confidence_grows_with_the_rating():
     assert steep.tolist() == pytest.approx([1 + 5 * 0.25, 6.0])
 
 
-@pytest.mark.parametrize("field,value", [("regularization", float("nan")), ("alpha", -1.0), ("factors", 0),
-                                         ("confidence_exponent", float("inf")), ("iterations", 0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("regularization", float("nan")),
+        ("alpha", -1.0),
+        ("factors", 0),
+        ("confidence_exponent", float("inf")),
+        ("iterations", 0),
+    ],
+)
 def test_params_refuse_nonsense(field, value):
     with pytest.raises(ValueError, match=field):
         IALSParams(**{field: value})
@@ -134,8 +142,9 @@ def test_fold_in_agrees_with_a_full_refit():
     with_all = UserItems.from_pairs(users, movies, 80, 60, ratings)
     partial = fit_ials(without, params)
     full = fit_ials(with_all, params)
-    model = RankingModel(partial.user_factors, partial.item_factors, IdMapping(np.arange(80)), IdMapping(np.arange(60)),
-                         without, params)
+    model = RankingModel(
+        partial.user_factors, partial.item_factors, IdMapping(np.arange(80)), IdMapping(np.arange(60)), without, params
+    )
     x, _ = model.fold_in(movies[newcomer], ratings[newcomer])
     folded = partial.item_factors @ x
     refit = full.item_factors @ full.user_factors[7]
@@ -178,8 +187,16 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
     matrix = UserItems.from_pairs(users, movies, 80, 60, ratings)
     params = IALSParams(factors=4, iterations=2)
     fitted = fit_ials(matrix, params)
-    model = RankingModel(fitted.user_factors, fitted.item_factors, IdMapping(np.arange(80) * 10), IdMapping(np.arange(60) + 1000),
-                         matrix, params, metrics={"val_ndcg_at_10": 0.3}, evaluation=(fitted.user_factors, fitted.item_factors))
+    model = RankingModel(
+        fitted.user_factors,
+        fitted.item_factors,
+        IdMapping(np.arange(80) * 10),
+        IdMapping(np.arange(60) + 1000),
+        matrix,
+        params,
+        metrics={"val_ndcg_at_10": 0.3},
+        evaluation=(fitted.user_factors, fitted.item_factors),
+    )
     path = model.save(tmp_path / "ranking_model.pth")
     payload = torch.load(path, weights_only=True)  # no pickle of arbitrary objects
     assert payload["architecture"] == "ials" and payload["trained_on"] == "train+val"
@@ -195,7 +212,10 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
 
     cases = {
         "nan.pth": (lambda p: p.__setitem__("item_factors", torch.full_like(p["item_factors"], float("nan"))), "NaN"),
-        "range.pth": (lambda p: p.__setitem__("seen_indices", p["seen_indices"] + 1000), "movies the model does not have"),
+        "range.pth": (
+            lambda p: p.__setitem__("seen_indices", p["seen_indices"] + 1000),
+            "movies the model does not have",
+        ),
         "shape.pth": (lambda p: p.__setitem__("user_factors", p["user_factors"][:5]), "user rows"),
         "missing.pth": (lambda p: p.pop("seen_ratings"), "not a recsys_assets ranking model"),
         "order.pth": (lambda p: p.__setitem__("user_ids", p["user_ids"].flip(0)), "not sorted"),
@@ -225,8 +245,9 @@ def test_ranking_model_beats_most_popular_on_movielens_small():
     frame = pd.read_csv(ml_small_ratings()).rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame)
-    result = train_ranking_model(Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies),
-                                 len(users), len(movies))
+    result = train_ranking_model(
+        Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies), len(users), len(movies)
+    )
     ndcg = result.comparison.ndcg
     assert ndcg >= 1.5 * result.comparison.baseline_ndcg, result.comparison.describe()
     assert ndcg >= 0.29

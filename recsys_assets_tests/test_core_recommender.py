@@ -8,11 +8,17 @@ from recsys_assets.core.model_file import ModelFileError, load_model_file
 from .model_files import ranked_pair
 
 
-
-
 def test_file_loads_with_weights_only_and_has_the_documents_keys(model_file):
     payload = torch.load(model_file, weights_only=True)
-    for key in ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict", "config", "history", "metrics"):
+    for key in (
+        "model_state_dict",
+        "user_mapping",
+        "movie_mapping",
+        "optimizer_state_dict",
+        "config",
+        "history",
+        "metrics",
+    ):
         assert key in payload
     assert payload["user_mapping"] == {10: 0, 20: 1, 30: 2}
     assert not list(model_file.parent.glob("*.tmp"))
@@ -68,11 +74,9 @@ def test_recommend_many_and_similar_movies(model_file):
     similar = rec.similar_movies(100, k=2)
     # movie 100 has factors (2, 0): (0.3, 0.3) is at 45 degrees, (0, 0.5) at 90
     assert similar["movie_id"].tolist() == [400, 200]
-    assert similar["similarity"].iloc[0] == pytest.approx(2 ** -0.5)
+    assert similar["similarity"].iloc[0] == pytest.approx(2**-0.5)
     with pytest.raises(KeyError, match="not known"):
         rec.similar_movies(42)
-
-
 
 
 # --- with a ranking model beside the rating model ----------------------------------------------
@@ -135,5 +139,3 @@ def test_similar_movies_use_the_better_ranker_and_name_the_query(tmp_path):
     assert 100 not in frame["movie_id"].tolist()
     rec.info["metrics"]["ndcg_at_10"] = 0.5
     assert rec.similar_by == "rating"
-
-

@@ -52,14 +52,18 @@ def test_loader_and_cleaning_read_odd_numbers_alike(tmp_path):
         pd.DataFrame({"userId": ODD, "movieId": ["10"] * len(ODD), "rating": ["3.0"] * len(ODD)}),
         max_rejected_fraction=None,
     )
-    assert from_loader.ratings["user_id"].tolist() == from_text.ratings["user_id"].tolist() == [7, 8, 1000, 2, 2**53 + 1]
+    assert (
+        from_loader.ratings["user_id"].tolist() == from_text.ratings["user_id"].tolist() == [7, 8, 1000, 2, 2**53 + 1]
+    )
     q_loader = from_loader.quarantine.assign(row=from_loader.quarantine["line"] - 2)
     q_text = from_text.quarantine.assign(row=from_text.quarantine["line"] - 2)
     assert q_loader[["row", "reason"]].values.tolist() == q_text[["row", "reason"]].values.tolist()
 
 
 def test_parse_text_keeps_integers_exact():
-    parsed = numbers.parse_text(pd.Series([str(2**53 + 1), str(2**63 - 1), str(2**63), "-" + str(2**63), "1e19", " 5 "]))
+    parsed = numbers.parse_text(
+        pd.Series([str(2**53 + 1), str(2**63 - 1), str(2**63), "-" + str(2**63), "1e19", " 5 "])
+    )
     assert parsed.ints[:2].tolist() == [2**53 + 1, 2**63 - 1]
     assert parsed.integral.tolist() == [True, True, False, True, False, True]
     assert parsed.out_of_range.tolist() == [False, False, True, False, True, False]
@@ -112,7 +116,9 @@ def test_only_locks_py_takes_file_locks():
 def test_checkpoints_and_artifacts_publish_through_the_one_atomic_helper(tmp_path, monkeypatch):
     published = []
     real = atomic._replace
-    monkeypatch.setattr(atomic, "_replace", lambda tmp, target: (published.append(Path(target).name), real(tmp, target)))
+    monkeypatch.setattr(
+        atomic, "_replace", lambda tmp, target: (published.append(Path(target).name), real(tmp, target))
+    )
     export = write_sample_export(tmp_path / "export.csv", SampleSpec(n_ratings=500, n_users=20, n_movies=50, seed=1))
     assert published == ["export.csv"]
     MovieDataLoader(export, tmp_path / "ckpt.json", 100, 200).load()

@@ -1,6 +1,5 @@
 import re
 
-
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 from recsys_assets.core.sample_data import GENERATOR_VERSION, SampleSpec, generate_ratings
@@ -14,8 +13,14 @@ def _ranking_on(spec):
     frame = generate_ratings(spec).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame)
-    return frame, train_ranking_model(Ratings.from_frame(train, users, movies), Ratings.from_frame(val, users, movies),
-                                      len(users), len(movies), factors=[128], regularization=[100.0])
+    return frame, train_ranking_model(
+        Ratings.from_frame(train, users, movies),
+        Ratings.from_frame(val, users, movies),
+        len(users),
+        len(movies),
+        factors=[128],
+        regularization=[100.0],
+    )
 
 
 def test_sample_export_is_movielens_like_and_taste_decides_what_is_rated():

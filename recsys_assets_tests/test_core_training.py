@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from recsys_assets.core.cleaning import clean_rating_data
 from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
 from recsys_assets.core.ingest import MovieDataLoader
-from recsys_assets.core.cleaning import clean_rating_data
 from recsys_assets.core.metrics import baselines, mae, rmse
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.optim import FusedSGD, WeightedRatings
@@ -19,7 +19,8 @@ from recsys_assets.core.training import TrainConfig, TrainingDivergedError, trai
 from .conftest import ml_small_ratings
 
 
-def _data(spec=SampleSpec(n_ratings=20_000, n_users=300, n_movies=800, seed=5)):
+def _data(spec: SampleSpec | None = None):
+    spec = spec or SampleSpec(n_ratings=20_000, n_users=300, n_movies=800, seed=5)
     df = generate_ratings(spec).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = build_mappings(df)
     train, val = split_ratings(df)
@@ -106,7 +107,9 @@ def test_fused_sgd_touches_only_the_batch_rows(kernel):
     opt.fit_batch(model, WeightedRatings(users, movies, torch.tensor([5.0, 1.0, 4.0]), torch.ones(3), torch.ones(3)))
     after = model.state_dict()
     changed_users = (after["user_factors.weight"] != before["user_factors.weight"]).any(1).nonzero().flatten().tolist()
-    changed_movies = (after["movie_factors.weight"] != before["movie_factors.weight"]).any(1).nonzero().flatten().tolist()
+    changed_movies = (
+        (after["movie_factors.weight"] != before["movie_factors.weight"]).any(1).nonzero().flatten().tolist()
+    )
     assert changed_users == [3, 7] and changed_movies == [10, 20, 30]
     assert (after["user_bias.weight"] != before["user_bias.weight"]).nonzero()[:, 0].tolist() == [3, 7]
 
@@ -122,8 +125,12 @@ def test_fused_sgd_step_is_the_documented_update(kernel):
         model.movie_bias.weight[0] = -0.5
     lr, rf, rb, wu, wi = 0.1, 0.2, 0.3, 2.0, 0.5
     opt = FusedSGD(model.parameters(), lr=lr, reg_factors=rf, reg_bias=rb, kernel=kernel)
-    sq = opt.fit_batch(model, WeightedRatings(torch.tensor([1]), torch.tensor([0]), torch.tensor([4.0]),
-                                              torch.tensor([wu]), torch.tensor([wi])))
+    sq = opt.fit_batch(
+        model,
+        WeightedRatings(
+            torch.tensor([1]), torch.tensor([0]), torch.tensor([4.0]), torch.tensor([wu]), torch.tensor([wi])
+        ),
+    )
     p, q = torch.tensor([0.5, -1.0]), torch.tensor([2.0, 0.25])
     e = 3.0 + 0.25 - 0.5 + float(p @ q) - 4.0
     assert float(sq) == pytest.approx(e * e)
@@ -143,8 +150,7 @@ def _epochs_with(kernel, epochs=3):
     model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
     opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
     data = WeightedRatings(users, movies, ratings, w, w)
-    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), data, 512))
-              for _ in range(epochs)]
+    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), data, 512)) for _ in range(epochs)]
     return losses, model.state_dict()
 
 
@@ -166,8 +172,14 @@ def test_compiled_epoch_does_not_depend_on_the_thread_count():
     digests = set()
     for threads in ("1", "2"):
         env = {**os.environ, "NUMBA_NUM_THREADS": threads}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
 
@@ -236,7 +248,10 @@ def test_movielens_small_reaches_the_accuracy_goal():
     ratings = clean_rating_data(raw).ratings
     users, movies = build_mappings(ratings)
     train, val = split_ratings(ratings)
-    train_ds, val_ds = MovieRatingDataset.from_frame(train, users, movies), MovieRatingDataset.from_frame(val, users, movies)
+    train_ds, val_ds = (
+        MovieRatingDataset.from_frame(train, users, movies),
+        MovieRatingDataset.from_frame(val, users, movies),
+    )
     result = train_model(train_ds, val_ds, len(users), len(movies), TrainConfig())
     best = result.history[result.best_epoch - 1]
     base = _baselines(train_ds, val_ds, len(users), len(movies))
@@ -279,8 +294,16 @@ def test_the_defaults_train_to_finite_weights_on_a_small_dense_export():
     assert best["val_rmse"] < base["global_mean_rmse"]
 
 
-@pytest.mark.parametrize("field, value", [("min_delta", math.nan), ("init_std", -0.1), ("learning_rate", math.inf),
-                                          ("init_std", math.nan), ("reg_bias", math.nan)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("min_delta", math.nan),
+        ("init_std", -0.1),
+        ("learning_rate", math.inf),
+        ("init_std", math.nan),
+        ("reg_bias", math.nan),
+    ],
+)
 def test_nan_and_out_of_range_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value}).validate()

@@ -12,8 +12,14 @@ from recsys_assets.defs import automation, checks, features, ingest, training
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
 ASSETS = [
-    ingest.raw_ratings, ingest.cleaned_ratings, features.user_movie_mappings, features.rating_splits,
-    training.recommendation_model, training.training_loss_plot, checks.cleaned_ratings_checks, checks.split_checks,
+    ingest.raw_ratings,
+    ingest.cleaned_ratings,
+    features.user_movie_mappings,
+    features.rating_splits,
+    training.recommendation_model,
+    training.training_loss_plot,
+    checks.cleaned_ratings_checks,
+    checks.split_checks,
 ]
 SMALL = SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=4)
 
@@ -33,8 +39,11 @@ def _tick(instance, storage, cursor=None):
 
 
 def _checks(result):
-    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
 
 
 # --------------------------------------------------------------------------- sensor
@@ -96,8 +105,6 @@ def test_run_keys_deduplicate_requests(tmp_path, data_dir):
         assert repeat.run_key == first.run_key
 
 
-
-
 # ------------------------------------------------------------------------- schedule
 def test_schedule_skips_when_unchanged_and_runs_when_changed_or_forced(tmp_path, data_dir):
     export = write_sample_export(tmp_path / "ratings.csv", SMALL)
@@ -129,13 +136,18 @@ def test_checks_pass_on_a_good_run_and_a_bad_model_is_not_published(tmp_path, da
 
         # no collaborative signal: every user and movie appears once, so no model beats the mean
         rng = np.random.default_rng(0)
-        export.write_text("userId,movieId,rating,timestamp\n" + "".join(f"{k},{k},{rng.integers(1, 11) / 2},{k}\n" for k in range(1, 3001)))
+        export.write_text(
+            "userId,movieId,rating,timestamp\n"
+            + "".join(f"{k},{k},{rng.integers(1, 11) / 2},{k}\n" for k in range(1, 3001))
+        )
         bad = dg.materialize(ASSETS, resources=_resources(export, data_dir), instance=instance, raise_on_error=False)
         assert not bad.success
         assert _checks(bad)["beats_global_mean"] is False and _checks(bad)["weights_finite"] is True
         failed = [e.step_key for e in bad.all_events if e.is_step_failure]
         assert failed == ["recommendation_model"]
-        assert not [e for e in bad.get_asset_materialization_events() if e.asset_key == dg.AssetKey("training_loss_plot")]
+        assert not [
+            e for e in bad.get_asset_materialization_events() if e.asset_key == dg.AssetKey("training_loss_plot")
+        ]
         assert hashlib.sha256(model.read_bytes()).hexdigest() == digest  # the previous good model stays
         assert (data_dir / "recommendation_model.rejected.pth").exists()
 

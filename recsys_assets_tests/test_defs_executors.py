@@ -10,8 +10,13 @@ from recsys_assets.definitions import build_definitions
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-PG_ENV = {"DAGSTER_PG_HOST": "db.internal", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "dagster",
-          "DAGSTER_PG_PASSWORD": "not-a-real-password", "DAGSTER_PG_DB": "dagster"}
+PG_ENV = {
+    "DAGSTER_PG_HOST": "db.internal",
+    "DAGSTER_PG_PORT": "5432",
+    "DAGSTER_PG_USERNAME": "dagster",
+    "DAGSTER_PG_PASSWORD": "not-a-real-password",
+    "DAGSTER_PG_DB": "dagster",
+}
 
 
 def _job(defs: dg.Definitions):
@@ -29,10 +34,17 @@ def test_an_unknown_executor_is_a_clear_error():
         build_definitions("spark")
 
 
-@pytest.mark.parametrize(("name", "module", "env"), [
-    ("k8s", "dagster_k8s", {"DAGSTER_K8S_NAMESPACE": "recsys"}),
-    ("celery", "dagster_celery", {"RECSYS_CELERY_BROKER": "redis://redis:6379/0", "RECSYS_CELERY_BACKEND": "redis://redis:6379/1"}),
-])
+@pytest.mark.parametrize(
+    ("name", "module", "env"),
+    [
+        ("k8s", "dagster_k8s", {"DAGSTER_K8S_NAMESPACE": "recsys"}),
+        (
+            "celery",
+            "dagster_celery",
+            {"RECSYS_CELERY_BROKER": "redis://redis:6379/0", "RECSYS_CELERY_BACKEND": "redis://redis:6379/1"},
+        ),
+    ],
+)
 def test_cluster_executors_load_and_their_config_validates(name, module, env, monkeypatch):
     pytest.importorskip(module)
     for key, value in env.items():
@@ -59,7 +71,9 @@ def test_the_training_step_asks_a_cluster_for_a_gpu():
     k8s = get_user_defined_k8s_config(node.definition.tags)  # how the k8s executor reads the step's tags
     assert k8s.container_config["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in k8s.pod_spec_config["tolerations"]
-    assert TRAINING_OP_TAGS["dagster-k8s/config"]["container_config"]["env"] == [{"name": "RECSYS_DEVICE", "value": "cuda"}]
+    assert TRAINING_OP_TAGS["dagster-k8s/config"]["container_config"]["env"] == [
+        {"name": "RECSYS_DEVICE", "value": "cuda"}
+    ]
     other = _job(build_definitions("in_process")).graph.node_named("cleaned_ratings")
     assert "dagster-k8s/config" not in other.definition.tags
 

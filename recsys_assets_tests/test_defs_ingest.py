@@ -21,8 +21,9 @@ def test_a_checkpoint_file_outside_the_checkpoint_folder_is_refused_and_nothing_
     (data_dir / "recommendation_model.pth.parts").mkdir()
     name = str(victim) if name == "ABSOLUTE" else name
     run_config = dg.RunConfig(ops={"raw_ratings": ingest.RawRatingsConfig(checkpoint_file=name)})
-    result = dg.materialize(ASSETS[:1], resources=_resources(tiny_export, data_dir), run_config=run_config,
-                            raise_on_error=False)
+    result = dg.materialize(
+        ASSETS[:1], resources=_resources(tiny_export, data_dir), run_config=run_config, raise_on_error=False
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "outside the checkpoint folder" in failure.step_failure_data.error.to_string()

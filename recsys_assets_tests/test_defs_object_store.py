@@ -18,8 +18,16 @@ from recsys_assets.definitions import ASSETS
 from recsys_assets.defs import ingest, training
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
-TABLES = {"raw_ratings", "cleaned_ratings", "cleaned_ratings_quarantine", "user_movie_mappings", "train_ratings",
-          "val_ratings", "user_recommendations", "model_evaluation"}
+TABLES = {
+    "raw_ratings",
+    "cleaned_ratings",
+    "cleaned_ratings_quarantine",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "user_recommendations",
+    "model_evaluation",
+}
 
 
 @pytest.fixture
@@ -33,8 +41,9 @@ def root():
 
 def _resources(export, root, work):
     return {
-        **resources_for(RecsysStorage(export_path=str(export), data_dir=root, work_dir=str(work)),
-                        DeviceResource(device="cpu")),
+        **resources_for(
+            RecsysStorage(export_path=str(export), data_dir=root, work_dir=str(work)), DeviceResource(device="cpu")
+        ),
     }
 
 
@@ -45,14 +54,24 @@ def test_the_whole_chain_publishes_to_the_object_store(tiny_export, root, tmp_pa
     store = ArtifactStore(root)
     names = set(store.listdir(""))
     assert {f"tables/{t}.parquet" for t in TABLES} <= names
-    assert {"recommendation_model.pth", "ranking_model.pth", "training_loss.png", "rating_histogram.png",
-            "model_evaluation.png"} <= names
-    assert not [n for n in names if ".tmp" in n or n.startswith("checkpoints/")], names  # no staging keys, no stale checkpoints
+    assert {
+        "recommendation_model.pth",
+        "ranking_model.pth",
+        "training_loss.png",
+        "rating_histogram.png",
+        "model_evaluation.png",
+    } <= names
+    assert not [n for n in names if ".tmp" in n or n.startswith("checkpoints/")], (
+        names
+    )  # no staging keys, no stale checkpoints
     with store.read("recommendation_model.pth") as path:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     assert {"model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict"} <= set(payload)
-    model_md = next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                    if e.asset_key == dg.AssetKey("recommendation_model"))
+    model_md = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("recommendation_model")
+    )
     assert model_md["path"].value == f"{root}/recommendation_model.pth"
     assert not (tmp_path / "work" / "recommendation_model.pth").exists()  # published to the store only
     with store.read("recommendation_model.pth") as path, store.read("ranking_model.pth") as ranking_path:
@@ -72,14 +91,20 @@ def test_a_load_that_died_on_one_machine_resumes_on_another(tiny_export, root, t
 
     run_config = dg.RunConfig(ops={"raw_ratings": ingest.RawRatingsConfig(checkpoint_interval=1_000)})
     monkeypatch.setattr(ingest, "MovieDataLoader", DyingLoader)
-    first = dg.materialize(ASSETS[:1], resources=_resources(tiny_export, root, tmp_path / "machine_a"),
-                           run_config=run_config, raise_on_error=False)
+    first = dg.materialize(
+        ASSETS[:1],
+        resources=_resources(tiny_export, root, tmp_path / "machine_a"),
+        run_config=run_config,
+        raise_on_error=False,
+    )
     assert not first.success
     mirrored = ArtifactStore(root).listdir("checkpoints")
     assert "raw_ratings.checkpoint.json" in mirrored and any(n.endswith(".arrow") for n in mirrored), mirrored
 
     monkeypatch.setattr(ingest, "MovieDataLoader", DyingLoader.__mro__[1])
-    second = dg.materialize(ASSETS[:1], resources=_resources(tiny_export, root, tmp_path / "machine_b"), run_config=run_config)
+    second = dg.materialize(
+        ASSETS[:1], resources=_resources(tiny_export, root, tmp_path / "machine_b"), run_config=run_config
+    )
     md = next(e.materialization.metadata for e in second.get_asset_materialization_events())
     assert md["resumed_rows"].value == 2_000 and md["dagster/row_count"].value == 4_000
     assert ArtifactStore(root).listdir("checkpoints") == []  # dropped once the table is published

@@ -21,20 +21,30 @@ def _digest(path):
 
 
 def _run(export, data_dir, **config):
-    run_config = dg.RunConfig(ops={
-        "recommendation_model": training.RecommendationModelConfig(epochs=5, **config),
-        "ranking_model": ranking.RankingConfig(**config),
-    })
-    return dg.materialize(CHAIN, resources=resources_for(RecsysStorage(export_path=str(export), data_dir=str(data_dir)),
-                                                         DeviceResource(device="cpu")),
-                          run_config=run_config, raise_on_error=False)
+    run_config = dg.RunConfig(
+        ops={
+            "recommendation_model": training.RecommendationModelConfig(epochs=5, **config),
+            "ranking_model": ranking.RankingConfig(**config),
+        }
+    )
+    return dg.materialize(
+        CHAIN,
+        resources=resources_for(
+            RecsysStorage(export_path=str(export), data_dir=str(data_dir)), DeviceResource(device="cpu")
+        ),
+        run_config=run_config,
+        raise_on_error=False,
+    )
 
 
 def _check(result, asset, name):
-    return next(e.asset_check_evaluation_data for e in result.all_events
-                if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                and e.asset_check_evaluation_data.asset_check_key.asset_key == dg.AssetKey(asset)
-                and e.asset_check_evaluation_data.asset_check_key.name == name)
+    return next(
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.asset_check_key.asset_key == dg.AssetKey(asset)
+        and e.asset_check_evaluation_data.asset_check_key.name == name
+    )
 
 
 def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path, data_dir, capsys):

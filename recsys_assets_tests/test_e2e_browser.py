@@ -22,14 +22,31 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"
-KEYS = ["raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+KEYS = [
+    "raw_ratings",
+    "cleaned_ratings",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "recommendation_model",
+    "training_loss_plot",
+]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -54,12 +71,21 @@ def _wait_for_run(port: int, run_id: str, timeout: float = 420) -> str:
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     home, data = make_dagster_home(tmp / "home"), tmp / "data"
-    export = write_sample_export(data / "ratings_export.csv", SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
+    export = write_sample_export(
+        data / "ratings_export.csv", SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
+    )
     port = free_port()
-    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data),
-               RECSYS_SENSOR_INTERVAL="3600", RECSYS_DEVICE="cpu", MPLBACKEND="Agg",
-               # the executor is not under test here: one process per run instead of one per step
-               RECSYS_EXECUTOR="in_process")
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_SENSOR_INTERVAL="3600",
+        RECSYS_DEVICE="cpu",
+        MPLBACKEND="Agg",
+        # the executor is not under test here: one process per run instead of one per step
+        RECSYS_EXECUTOR="in_process",
+    )
     log = tmp / "dev.log"
     # dagster dev runs the webserver and the daemon, which dequeues launched runs
     args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
@@ -79,7 +105,9 @@ def server(tmp_path_factory):
         yield {"port": port, "data": data, "log": log}
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/test.sh installs it)"
+)
 def test_materialize_all_from_the_browser(server):
     sync_api = pytest.importorskip("playwright.sync_api")
     port = server["port"]
@@ -133,7 +161,9 @@ def test_launch_a_run_through_the_graphql_client(server):
     from dagster_graphql import DagsterGraphQLClient
 
     client = DagsterGraphQLClient("127.0.0.1", port_number=server["port"])
-    run_id = client.submit_job_execution("retrain_model", repository_location_name="recsys_assets", repository_name="__repository__")
+    run_id = client.submit_job_execution(
+        "retrain_model", repository_location_name="recsys_assets", repository_name="__repository__"
+    )
     deadline = time.monotonic() + 420
     status = None
     while time.monotonic() < deadline:

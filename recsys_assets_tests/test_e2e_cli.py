@@ -18,7 +18,13 @@ BIN = Path(sys.executable).parent
 def _env(tmp_path, export, data_dir):
     env = dict(os.environ)
     home = make_dagster_home(tmp_path / "dagster_home")
-    env.update(DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data_dir), RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
+    env.update(
+        DAGSTER_HOME=str(home),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_DATA_DIR=str(data_dir),
+        RECSYS_DEVICE="cpu",
+        MPLBACKEND="Agg",
+    )
     return env
 
 
@@ -33,7 +39,9 @@ def _materialized(home: Path) -> set[str]:
 
     os.environ["DAGSTER_HOME"] = str(home)
     with dg.DagsterInstance.get() as instance:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("recommendation_model")), limit=10)
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("recommendation_model")), limit=10
+        )
         return records.records
 
 
@@ -42,8 +50,17 @@ def test_cli_materialize_all_then_validate(tmp_path, tiny_export):
     env = _env(tmp_path, tiny_export, data_dir)
     config = {"ops": {"recommendation_model": {"config": {"epochs": 5}}}}
     out = _run(
-        [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "recsys_assets.definitions",
-         "--config-json", json.dumps(config)],
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "--select",
+            "*",
+            "-m",
+            "recsys_assets.definitions",
+            "--config-json",
+            json.dumps(config),
+        ],
         env,
     )
     assert "RUN_SUCCESS" in out and "Epoch 5/5:" in out
@@ -57,7 +74,19 @@ def test_cli_materialize_all_then_validate(tmp_path, tiny_export):
     assert "Validation successful" in out
 
     assert (data_dir / "ranking_model.pth").exists() and (data_dir / "model_evaluation.png").exists()
-    out = _run([str(BIN / "recsys"), "recommend", "--user", "1", "-k", "3", "--model", str(data_dir / "recommendation_model.pth")], env)
+    out = _run(
+        [
+            str(BIN / "recsys"),
+            "recommend",
+            "--user",
+            "1",
+            "-k",
+            "3",
+            "--model",
+            str(data_dir / "recommendation_model.pth"),
+        ],
+        env,
+    )
     assert out.count("\n") >= 4 and "movie_id" in out and "because you rated" in out
 
 
@@ -65,7 +94,11 @@ def test_cli_fails_clearly_on_a_missing_export(tmp_path):
     env = _env(tmp_path, tmp_path / "missing.csv", tmp_path / "data")
     proc = subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "--select", "raw_ratings", "-m", "recsys_assets.definitions"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "ratings export not found" in proc.stdout + proc.stderr

@@ -32,16 +32,26 @@ def _wait_for_runs(instance, count: int, timeout: float, log: Path) -> list:
 
 def _check_results(instance, run_id) -> dict:
     events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    return {e.dagster_event.asset_check_evaluation_data.check_name: e.dagster_event.asset_check_evaluation_data.passed for e in events}
+    return {
+        e.dagster_event.asset_check_evaluation_data.check_name: e.dagster_event.asset_check_evaluation_data.passed
+        for e in events
+    }
 
 
 def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypatch):
     home, data, drop = make_dagster_home(tmp_path / "home"), tmp_path / "data", tmp_path / "data" / "exports"
     drop.mkdir(parents=True)
-    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(data / "ratings_export.csv"),
-               RECSYS_SENSOR_INTERVAL="2", RECSYS_DEVICE="cpu", MPLBACKEND="Agg",
-               # the executor is not under test here: one process per run instead of one per step
-               RECSYS_EXECUTOR="in_process")
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_EXPORT_PATH=str(data / "ratings_export.csv"),
+        RECSYS_SENSOR_INTERVAL="2",
+        RECSYS_DEVICE="cpu",
+        MPLBACKEND="Agg",
+        # the executor is not under test here: one process per run instead of one per step
+        RECSYS_EXECUTOR="in_process",
+    )
     log = tmp_path / "daemon.log"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with background_process([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, log):
@@ -58,7 +68,8 @@ def test_daemon_retrains_on_a_new_export_and_blocks_a_bad_one(tmp_path, monkeypa
             rng = np.random.default_rng(0)
             bad = drop / "2026-11-02.csv"
             bad.with_suffix(".csv.part").write_text(
-                "userId,movieId,rating,timestamp\n" + "".join(f"{k},{k},{rng.integers(1, 11) / 2},{k}\n" for k in range(1, 3001))
+                "userId,movieId,rating,timestamp\n"
+                + "".join(f"{k},{k},{rng.integers(1, 11) / 2},{k}\n" for k in range(1, 3001))
             )
             bad.with_suffix(".csv.part").rename(bad)
             runs = _wait_for_runs(instance, 2, 420, log)

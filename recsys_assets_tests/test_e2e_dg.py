@@ -19,8 +19,18 @@ from .conftest import REPO_ROOT, background_process, free_port, make_dagster_hom
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-ASSET_KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings",
-              "recommendation_model", "training_loss_plot", "ranking_model", "user_recommendations", "model_evaluation"}
+ASSET_KEYS = {
+    "raw_ratings",
+    "cleaned_ratings",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "recommendation_model",
+    "training_loss_plot",
+    "ranking_model",
+    "user_recommendations",
+    "model_evaluation",
+}
 SHORT_TRAINING = json.dumps({"ops": {"recommendation_model": {"config": {"epochs": 3}}}})
 # Dagster's own notice that `dagster asset materialize` is superseded by `dg launch`: printed by the
 # command itself before it loads any code, so no project can avoid it but by using `dg launch`.
@@ -32,14 +42,22 @@ def _env(tmp_path, export, data_dir) -> dict:
     home = make_dagster_home(tmp_path / "dagster_home")
     shutil.copy(REPO_ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env.update(DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(export), RECSYS_DATA_DIR=str(data_dir),
-               RECSYS_DROP_DIR=str(tmp_path / "exports"), RECSYS_DEVICE="cpu", MPLBACKEND="Agg",
-               VIRTUAL_ENV=sys.prefix)  # dg warns when the active environment is not the project's .venv
+    env.update(
+        DAGSTER_HOME=str(home),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_DATA_DIR=str(data_dir),
+        RECSYS_DROP_DIR=str(tmp_path / "exports"),
+        RECSYS_DEVICE="cpu",
+        MPLBACKEND="Agg",
+        VIRTUAL_ENV=sys.prefix,
+    )  # dg warns when the active environment is not the project's .venv
     return env
 
 
 def _run(args, env, timeout=600) -> str:
-    proc = subprocess.run([str(a) for a in args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{args} failed:\n{out[-6000:]}"
     return out
@@ -62,8 +80,9 @@ def test_dg_check_defs_and_list_defs(tmp_path, tiny_export):
     assert "All definitions loaded successfully" in out
     assert _warning_lines(out) == []
 
-    proc = subprocess.run([str(BIN / "dg"), "list", "defs", "--json"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "dg"), "list", "defs", "--json"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _warning_lines(proc.stderr) == []
     listed = json.loads(proc.stdout)
@@ -87,8 +106,20 @@ def test_dg_launch_materializes_the_chain_without_warnings(tmp_path, tiny_export
 def test_materialize_command_prints_no_warnings(tmp_path, tiny_export):
     """The deployment docs' command: the definitions and every step process load without a warning."""
     env = _env(tmp_path, tiny_export, tmp_path / "data")
-    out = _run([BIN / "dagster", "asset", "materialize", "--select", "*", "-m", "recsys_assets.definitions",
-                "--config-json", SHORT_TRAINING], env)
+    out = _run(
+        [
+            BIN / "dagster",
+            "asset",
+            "materialize",
+            "--select",
+            "*",
+            "-m",
+            "recsys_assets.definitions",
+            "--config-json",
+            SHORT_TRAINING,
+        ],
+        env,
+    )
     assert "RUN_SUCCESS" in out
     assert _warning_lines(out, allowed=(MATERIALIZE_SUPERSEDED,)) == []
     assert _materialized(Path(env["DAGSTER_HOME"])) == ASSET_KEYS
@@ -96,7 +127,9 @@ def test_materialize_command_prints_no_warnings(tmp_path, tiny_export):
 
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())

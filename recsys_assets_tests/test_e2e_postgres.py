@@ -24,8 +24,18 @@ from .conftest import REPO_ROOT, background_process, free_port
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-ASSETS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings",
-          "recommendation_model", "training_loss_plot", "ranking_model", "user_recommendations", "model_evaluation"}
+ASSETS = {
+    "raw_ratings",
+    "cleaned_ratings",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "recommendation_model",
+    "training_loss_plot",
+    "ranking_model",
+    "user_recommendations",
+    "model_evaluation",
+}
 
 
 def _pg_bindir() -> Path | None:
@@ -55,27 +65,53 @@ def postgres():
         shutil.chown(pwfile, "postgres", "postgres")
     run = lambda *args: subprocess.run([*as_postgres, *map(str, args)], check=True, capture_output=True, text=True)  # noqa: E731
     run(bindir / "initdb", "-D", root / "data", "-U", user, f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8")
-    run(bindir / "pg_ctl", "-D", root / "data", "-l", root / "server.log", "-w", "-t", "60", "start",
-        "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root}")
+    run(
+        bindir / "pg_ctl",
+        "-D",
+        root / "data",
+        "-l",
+        root / "server.log",
+        "-w",
+        "-t",
+        "60",
+        "start",
+        "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {root}",
+    )
     try:
         conn = psycopg2.connect(host="127.0.0.1", port=port, user=user, password=password, dbname="postgres")
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE dagster")
         conn.close()
-        yield {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_USERNAME": user,
-               "DAGSTER_PG_PASSWORD": password, "DAGSTER_PG_DB": "dagster"}
+        yield {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(port),
+            "DAGSTER_PG_USERNAME": user,
+            "DAGSTER_PG_PASSWORD": password,
+            "DAGSTER_PG_DB": "dagster",
+        }
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _query(pg: dict, sql: str, *params) -> list[tuple]:
     import psycopg2
 
-    with psycopg2.connect(host=pg["DAGSTER_PG_HOST"], port=pg["DAGSTER_PG_PORT"], user=pg["DAGSTER_PG_USERNAME"],
-                          password=pg["DAGSTER_PG_PASSWORD"], dbname=pg["DAGSTER_PG_DB"]) as conn, conn.cursor() as cur:
+    with (
+        psycopg2.connect(
+            host=pg["DAGSTER_PG_HOST"],
+            port=pg["DAGSTER_PG_PORT"],
+            user=pg["DAGSTER_PG_USERNAME"],
+            password=pg["DAGSTER_PG_PASSWORD"],
+            dbname=pg["DAGSTER_PG_DB"],
+        ) as conn,
+        conn.cursor() as cur,
+    ):
         cur.execute(sql, params)
         return cur.fetchall()
 
@@ -87,19 +123,39 @@ def test_full_chain_and_sensor_ticks_are_recorded_in_postgres(postgres, tmp_path
     db = yaml.safe_load((home / "dagster.yaml").read_text())["storage"]["postgres"]["postgres_db"]
     assert all(set(v) == {"env"} for k, v in db.items() if k != "scheme"), "credentials come from the environment"
     data = tmp_path / "data"
-    export = write_sample_export(data / "ratings_export.csv", SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=9))
-    env = dict(os.environ, **postgres, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(export),
-               RECSYS_DEVICE="cpu", RECSYS_SENSOR_INTERVAL="1", MPLBACKEND="Agg")
+    export = write_sample_export(
+        data / "ratings_export.csv", SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=9)
+    )
+    env = dict(
+        os.environ,
+        **postgres,
+        DAGSTER_HOME=str(home),
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_DEVICE="cpu",
+        RECSYS_SENSOR_INTERVAL="1",
+        MPLBACKEND="Agg",
+    )
 
-    out = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "recsys_assets.definitions"],
-                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "recsys_assets.definitions"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (data / "recommendation_model.pth").exists()
 
     # what Dagster recorded, read from PostgreSQL itself
     assert _query(postgres, "SELECT status FROM runs") == [("SUCCESS",)]
-    materialized = {row[0] for row in _query(
-        postgres, "SELECT asset_key FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")}
+    materialized = {
+        row[0]
+        for row in _query(
+            postgres, "SELECT asset_key FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        )
+    }
     assert {f'["{name}"]' for name in ASSETS} == materialized
     checks = _query(postgres, "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_CHECK_EVALUATION'")
     assert checks[0][0] >= 10
@@ -114,5 +170,8 @@ def test_full_chain_and_sensor_ticks_are_recorded_in_postgres(postgres, tmp_path
             if any("already ingested" in body for _, body in ticks):
                 break
             time.sleep(2)
-    assert any(status == "SKIPPED" and "already ingested" in body for status, body in ticks), (ticks, log.read_text()[-3000:])
+    assert any(status == "SKIPPED" and "already ingested" in body for status, body in ticks), (
+        ticks,
+        log.read_text()[-3000:],
+    )
     assert len(_query(postgres, "SELECT run_id FROM runs")) == 1  # no second run for the same export

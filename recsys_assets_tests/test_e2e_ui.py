@@ -13,12 +13,22 @@ from .conftest import background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-KEYS = {"raw_ratings", "cleaned_ratings", "user_movie_mappings", "train_ratings", "val_ratings", "recommendation_model", "training_loss_plot"}
+KEYS = {
+    "raw_ratings",
+    "cleaned_ratings",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "recommendation_model",
+    "training_loss_plot",
+}
 
 
 def _graphql(port: int, query: str) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
@@ -27,13 +37,15 @@ def _graphql(port: int, query: str) -> dict:
 def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
     home = make_dagster_home(tmp_path / "home")
     port = free_port()
-    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(tiny_export), RECSYS_DATA_DIR=str(tmp_path / "data"))
+    env = dict(
+        os.environ, DAGSTER_HOME=str(home), RECSYS_EXPORT_PATH=str(tiny_export), RECSYS_DATA_DIR=str(tmp_path / "data")
+    )
     log = tmp_path / "dev.log"
     args = [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
     with background_process(args, env, log) as proc:
         deadline = time.monotonic() + 180
         keys, nodes = set(), []
-        while time.monotonic() < deadline and not KEYS <= keys:
+        while time.monotonic() < deadline and not keys >= KEYS:
             time.sleep(2)
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
@@ -42,9 +54,12 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
                 continue
             nodes = data.get("data", {}).get("assetNodes") or []
             keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert KEYS <= keys, log.read_text()[-3000:]
+        assert keys >= KEYS, log.read_text()[-3000:]
         assert all(n["description"] and n["groupName"] for n in nodes)
-        sensors = _graphql(port, '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "recsys_assets"}) '
-                                 "{ ... on Sensors { results { name sensorState { status } } } } }")
+        sensors = _graphql(
+            port,
+            '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "recsys_assets"}) '
+            "{ ... on Sensors { results { name sensorState { status } } } } }",
+        )
         states = {s["name"]: s["sensorState"]["status"] for s in sensors["data"]["sensorsOrError"]["results"]}
         assert states == {"new_export_sensor": "RUNNING"}

@@ -32,7 +32,11 @@ def test_the_readme_table_is_generated_from_the_settings():
 def test_every_variable_the_code_names_is_a_setting():
     """A RECSYS_* name anywhere in the package or the scripts must be declared in settings.py."""
     declared = {s.name for s in settings.SETTINGS}
-    sources = [*(ROOT / "recsys_assets").rglob("*.py"), *(ROOT / "scripts").glob("*.sh"), *(ROOT / "deploy").rglob("*.y*ml")]
+    sources = [
+        *(ROOT / "recsys_assets").rglob("*.py"),
+        *(ROOT / "scripts").glob("*.sh"),
+        *(ROOT / "deploy").rglob("*.y*ml"),
+    ]
     named = set()
     for path in sources:
         named |= set(re.findall(r"\bRECSYS_[A-Z_]+[A-Z]\b", path.read_text()))
@@ -43,6 +47,9 @@ def test_every_variable_the_code_names_is_a_setting():
 def test_only_settings_py_reads_the_environment_for_recsys_variables():
     direct = re.compile(r"""(environ\.get\(|environ\[|getenv\()\s*["']RECSYS_""")
     assert direct.search('os.environ.get("RECSYS_DATA_DIR")')  # the pattern finds a direct read
-    offenders = [p.name for p in (ROOT / "recsys_assets").rglob("*.py")
-                 if p.name != "settings.py" and direct.search(p.read_text())]
+    offenders = [
+        p.name
+        for p in (ROOT / "recsys_assets").rglob("*.py")
+        if p.name != "settings.py" and direct.search(p.read_text())
+    ]
     assert not offenders, f"read RECSYS_* through recsys_assets.settings instead: {offenders}"

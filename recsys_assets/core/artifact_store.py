@@ -144,9 +144,13 @@ class ArtifactStore:
         self._pushed = {k: v for k, v in self._pushed.items() if not k.startswith(name)}
 
     # --- mirroring a local working folder -----------------------------------------------------
-    def push_dir(self, local_dir: str | os.PathLike, prefix: str,
-                 last: Callable[[str], bool] = lambda name: name.endswith(".json"),
-                 skip: Callable[[str], bool] = lambda name: name.endswith((".lock", ".tmp")) or "/." in f"/{name}") -> int:
+    def push_dir(
+        self,
+        local_dir: str | os.PathLike,
+        prefix: str,
+        last: Callable[[str], bool] = lambda name: name.endswith(".json"),
+        skip: Callable[[str], bool] = lambda name: name.endswith((".lock", ".tmp")) or "/." in f"/{name}",
+    ) -> int:
         """Upload the files of ``local_dir`` that changed since the last push under ``prefix``;
         files for which ``last`` is true (manifests) go after the others, so a manifest never
         names a part that is not there yet. Returns the number of files uploaded."""

@@ -60,10 +60,8 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes, *, fixed_tmp: boo
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             if hasattr(os, "posix_fallocate") and data:
-                try:
+                with contextlib.suppress(OSError):
                     os.posix_fallocate(fd, 0, len(data))
-                except OSError:
-                    pass
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

@@ -113,8 +113,13 @@ def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> 
             unusable = ~absent & ~(in_range & (floats % 1 == 0))
             out_of_range = ~absent & np.isfinite(floats) & ~in_range
         ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
-        return _Column(ints, absent if absent.any() else None, floats, unusable if unusable.any() else None,
-                       out_of_range=out_of_range if out_of_range.any() else None)
+        return _Column(
+            ints,
+            absent if absent.any() else None,
+            floats,
+            unusable if unusable.any() else None,
+            out_of_range=out_of_range if out_of_range.any() else None,
+        )
     # text or mixed objects: the shared number rule; whole numbers keep their exact value
     parsed = numbers.parse_text(values)
     errors.add(parsed.unparsed | parsed.nan_text, f"non_numeric:{col}")
@@ -297,8 +302,11 @@ def clean_rating_data(
             reject(column.unusable, "non_numeric", col)
         reject(column.ints < 0, "invalid_id", f"{col} is negative")
     with np.errstate(invalid="ignore"):
-        reject(~((work.rating >= rating_min) & (work.rating <= rating_max)), "rating_off_scale",
-               f"rating outside [{rating_min:g}, {rating_max:g}]")
+        reject(
+            ~((work.rating >= rating_min) & (work.rating <= rating_max)),
+            "rating_off_scale",
+            f"rating outside [{rating_min:g}, {rating_max:g}]",
+        )
 
     all_valid = not rules and work.errors.codes is None
     valid_idx = None if all_valid else np.flatnonzero(code == 0)

@@ -35,4 +35,6 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda")
     if text in available:
         return torch.device(text)
-    raise DeviceError(f"device {spec!r} was requested but is not available on this machine (available: {', '.join(available)})")
+    raise DeviceError(
+        f"device {spec!r} was requested but is not available on this machine (available: {', '.join(available)})"
+    )

@@ -141,7 +141,7 @@ def detect_format(
             raise ExportFormatError(
                 f"{source}: line 1: no recognizable column for {', '.join(missing)} in header "
                 f"{text[:120]!r}; expected MovieLens 'userId,movieId,rating,timestamp' or set "
-                "column_map (for example {\"user\": \"user_id\"})"
+                'column_map (for example {"user": "user_id"})'
             )
     sep = DAT_REPLACEMENT if double_colon else delimiter.encode()
     return ExportFormat(

@@ -39,8 +39,9 @@ def fit_biases(
 Triple = tuple[np.ndarray, np.ndarray, np.ndarray]  # (user indices, movie indices, ratings)
 
 
-def baselines(train: Triple, val: Triple, *, n_users: int, n_movies: int,
-              rating_range: tuple[float, float] = (0.5, 5.0)) -> dict[str, float]:
+def baselines(
+    train: Triple, val: Triple, *, n_users: int, n_movies: int, rating_range: tuple[float, float] = (0.5, 5.0)
+) -> dict[str, float]:
     """Validation RMSE of the global mean and of the bias-only model on the same split."""
     train_u, train_m, train_r = train
     val_u, val_m, val_r = val

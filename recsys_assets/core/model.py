@@ -45,10 +45,7 @@ class BiasedMF(nn.Module):
         p = self.user_factors(users)
         q = self.movie_factors(movies)
         return (
-            self.global_mean
-            + self.user_bias(users).squeeze(-1)
-            + self.movie_bias(movies).squeeze(-1)
-            + (p * q).sum(-1)
+            self.global_mean + self.user_bias(users).squeeze(-1) + self.movie_bias(movies).squeeze(-1) + (p * q).sum(-1)
         )
 
     def penalty(self, users: torch.Tensor, movies: torch.Tensor, reg_factors: float, reg_bias: float):

@@ -69,11 +69,16 @@ class ModelHistory:
         versions = self.versions()
         name = f"v{(versions[0].number + 1) if versions else 1:04d}"
         with self.store.read(self.name) as published:
-            full = {**record, "version": name, "file": self.name, "sha256": file_digest(published),
-                    "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            full = {
+                **record,
+                "version": name,
+                "file": self.name,
+                "sha256": file_digest(published),
+                "published_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             self.store.put(published, f"{self.folder}/{name}.pth")
         self.store.write_bytes(f"{self.folder}/{name}.json", json.dumps(full, indent=2, default=str).encode())
-        for old in versions[self.keep - 1:]:
+        for old in versions[self.keep - 1 :]:
             self.store.remove(f"{self.folder}/{old.name}.pth")
             self.store.remove(f"{self.folder}/{old.name}.json")
         return Version(name, full)
@@ -95,8 +100,10 @@ class ModelHistory:
             current = self.current()
             older = [v for v in versions if current is not None and v.number < int(current[1:])]
             if not older:
-                raise ValueError(f"no version older than the published one ({current or 'not a kept version'}); "
-                                 f"name one of: {', '.join(v.name for v in versions)}")
+                raise ValueError(
+                    f"no version older than the published one ({current or 'not a kept version'}); "
+                    f"name one of: {', '.join(v.name for v in versions)}"
+                )
             chosen = older[0]
         else:
             wanted = version if version.startswith("v") else f"v{int(version):04d}" if version.isdigit() else version

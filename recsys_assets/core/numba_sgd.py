@@ -33,8 +33,9 @@ except ImportError:  # pragma: no cover - Numba is a declared dependency, but th
     numba = None
 
 # one training rating as the kernel reads it: ids, rating minus the global mean, regularization weights
-RATING = np.dtype([("user", np.int32), ("movie", np.int32), ("residual", np.float32),
-                   ("w_user", np.float32), ("w_movie", np.float32)])
+RATING = np.dtype(
+    [("user", np.int32), ("movie", np.int32), ("residual", np.float32), ("w_user", np.float32), ("w_movie", np.float32)]
+)
 
 
 def available(tensor: torch.Tensor) -> bool:
@@ -42,11 +43,11 @@ def available(tensor: torch.Tensor) -> bool:
 
 
 if numba is not None:
-
     # reassociation lets the dot product vectorize; results are reproducible on one machine
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-    def _gather(P, Q, bu, bi, data, order, start, n,
-                b_u_idx, b_i_idx, b_wu, b_wi, b_pu, b_qi, b_bu, b_bi, b_err):  # pragma: no cover - compiled
+    def _gather(
+        P, Q, bu, bi, data, order, start, n, b_u_idx, b_i_idx, b_wu, b_wi, b_pu, b_qi, b_bu, b_bi, b_err
+    ):  # pragma: no cover - compiled
         """Pass 1: the batch's rows, biases, weights and errors, copied into the batch buffers ``b_*``."""
         dim = P.shape[1]
         for k in numba.prange(n):
@@ -71,7 +72,9 @@ if numba is not None:
             b_err[k] = acc + b_u + b_i - rec.residual
 
     @numba.njit(cache=True, nogil=True, fastmath={"contract"})
-    def _scatter(T, bias, index, weight, n, lr, shrink_scale, bias_scale, own, other, own_bias, err):  # pragma: no cover
+    def _scatter(
+        T, bias, index, weight, n, lr, shrink_scale, bias_scale, own, other, own_bias, err
+    ):  # pragma: no cover
         """Pass 2, one table: every rating's update added to its row, in batch order."""
         dim = T.shape[1]
         for k in range(n):
@@ -92,8 +95,7 @@ if numba is not None:
         n_all = order.shape[0]
         for start in range(0, n_all, batch_size):
             n = min(batch_size, n_all - start)
-            _gather(P, Q, bu, bi, data, order, start, n,
-                    b.u, b.i, b.wu, b.wi, b.pu, b.qi, b.bu, b.bi, b.err)
+            _gather(P, Q, bu, bi, data, order, start, n, b.u, b.i, b.wu, b.wi, b.pu, b.qi, b.bu, b.bi, b.err)
             for side in numba.prange(2):  # the user table on one thread, the movie table on another
                 if side == 0:
                     _scatter(P, bu, b.u, b.wu, n, lr, shrink_scale, reg_bias, b.pu, b.qi, b.bu, b.err)
@@ -171,9 +173,17 @@ class BatchBuffers(NamedTuple):
     @classmethod
     def empty(cls, n: int, dim: int) -> "BatchBuffers":
         f32 = np.float32
-        return cls(np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, f32), np.empty(n, f32),
-                   np.empty((n, dim), f32), np.empty((n, dim), f32), np.empty(n, f32), np.empty(n, f32),
-                   np.empty(n, f32))
+        return cls(
+            np.empty(n, np.int32),
+            np.empty(n, np.int32),
+            np.empty(n, f32),
+            np.empty(n, f32),
+            np.empty((n, dim), f32),
+            np.empty((n, dim), f32),
+            np.empty(n, f32),
+            np.empty(n, f32),
+            np.empty(n, f32),
+        )
 
 
 class Scratch:
@@ -219,8 +229,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
-def sgd_epoch(model, data, order, *, batch_size: int, lr: float, reg_factors: float, reg_bias: float,
-              scratch: Scratch) -> torch.Tensor:
+def sgd_epoch(
+    model, data, order, *, batch_size: int, lr: float, reg_factors: float, reg_bias: float, scratch: Scratch
+) -> torch.Tensor:
     """Every batch of an epoch, in ``order``, on CPU tensors; returns the summed squared error (0-d tensor).
 
     ``data`` is a :class:`~recsys_assets.core.optim.WeightedRatings` (ratings with
@@ -237,7 +248,16 @@ def sgd_epoch(model, data, order, *, batch_size: int, lr: float, reg_factors: fl
     packed = scratch.packed(data, float(model.global_mean))
     batch_size = min(batch_size, max(1, len(order)))
     total = _epoch(
-        _np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1), packed, _np(order), batch_size,
-        np.float32(lr), np.float32(reg_factors), np.float32(reg_bias), scratch.get(batch_size, P.shape[1]),
+        _np(P),
+        _np(Q),
+        _np(bu).reshape(-1),
+        _np(bi).reshape(-1),
+        packed,
+        _np(order),
+        batch_size,
+        np.float32(lr),
+        np.float32(reg_factors),
+        np.float32(reg_bias),
+        scratch.get(batch_size, P.shape[1]),
     )
     return torch.tensor(total, dtype=torch.float32)

@@ -61,8 +61,15 @@ class EpochBatches:
         return len(self.users)
 
     def fields(self) -> tuple[torch.Tensor, ...]:
-        return (self.users, self.movies, self.residuals, self.shrink_user, self.shrink_movie,
-                self.bias_reg_user, self.bias_reg_movie)
+        return (
+            self.users,
+            self.movies,
+            self.residuals,
+            self.shrink_user,
+            self.shrink_movie,
+            self.bias_reg_user,
+            self.bias_reg_movie,
+        )
 
     def __getitem__(self, rows: slice) -> "EpochBatches":
         """The batch of rows ``rows`` (views, no copies)."""
@@ -166,8 +173,9 @@ class FusedSGD(Optimizer):
             if numba_sgd.available(model.user_factors.weight):
                 lr, reg_f, reg_b = self._hyper
                 scratch = self.__dict__.setdefault("_numba_scratch", numba_sgd.Scratch())
-                return numba_sgd.sgd_epoch(model, data, perm, batch_size=batch_size, lr=lr, reg_factors=reg_f,
-                                           reg_bias=reg_b, scratch=scratch)
+                return numba_sgd.sgd_epoch(
+                    model, data, perm, batch_size=batch_size, lr=lr, reg_factors=reg_f, reg_bias=reg_b, scratch=scratch
+                )
         epoch = self.prepare_epoch(perm, data, float(model.global_mean))
         total = torch.zeros((), device=data.users.device)
         for start in range(0, len(epoch), batch_size):

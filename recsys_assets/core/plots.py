@@ -61,8 +61,13 @@ def plot_ranker_comparison(table, path: str | os.PathLike, *, k: int = 10) -> Pa
     """
     import numpy as np
 
-    metrics = [(f"ndcg_at_{k}", "NDCG"), (f"precision_at_{k}", "precision"), (f"recall_at_{k}", "recall"),
-               (f"hit_rate_at_{k}", "hit rate"), ("coverage", "coverage")]
+    metrics = [
+        (f"ndcg_at_{k}", "NDCG"),
+        (f"precision_at_{k}", "precision"),
+        (f"recall_at_{k}", "recall"),
+        (f"hit_rate_at_{k}", "hit rate"),
+        ("coverage", "coverage"),
+    ]
     rankers = list(table["ranker"])
     x = np.arange(len(metrics))
     width = 0.8 / max(len(rankers), 1)

@@ -46,8 +46,11 @@ def movie_name(movie_id: int, titles: pd.Series | None) -> str:
 
 def reasons(because_movie_ids: pd.Series, titles: pd.Series | None) -> np.ndarray:
     """``"because you rated <title>"`` per row (``"movie <id>"`` without a title; empty without a reason)."""
-    named = because_movie_ids.map(titles).astype(object) if titles is not None else \
-        pd.Series(None, index=because_movie_ids.index, dtype=object)
+    named = (
+        because_movie_ids.map(titles).astype(object)
+        if titles is not None
+        else pd.Series(None, index=because_movie_ids.index, dtype=object)
+    )
     label = named.where(named.notna(), "movie " + because_movie_ids.astype(str))
     return np.where(because_movie_ids >= 0, "because you rated " + label, "").astype(object)
 

@@ -86,8 +86,10 @@ class Evidence:
         return gap if self.lower_is_better else -gap
 
     def describe(self) -> str:
-        return (f"{self.metric} {self.candidate:.4f} against the published model's {self.current:.4f} "
-                f"on {self.fresh_ratings:,} validation ratings it never trained on")
+        return (
+            f"{self.metric} {self.candidate:.4f} against the published model's {self.current:.4f} "
+            f"on {self.fresh_ratings:,} validation ratings it never trained on"
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,9 @@ class Promotion:
         return "; ".join(self.reasons + self.notes) or "no published model to compare with"
 
 
-def decide(candidate: DataSize, current: DataSize | None, evidence: Evidence | None,
-           policy: PromotionPolicy) -> Promotion:
+def decide(
+    candidate: DataSize, current: DataSize | None, evidence: Evidence | None, policy: PromotionPolicy
+) -> Promotion:
     """The promotion decision for a candidate (``current`` None: nothing is published yet)."""
     if current is None:
         return Promotion(True, notes=["no published model to compare with"])
@@ -112,12 +115,16 @@ def decide(candidate: DataSize, current: DataSize | None, evidence: Evidence | N
     for name in ("users", "movies", "ratings"):
         before, now = getattr(current, name), getattr(candidate, name)
         if now < policy.min_data_ratio * before:
-            reasons.append(f"{now:,} {name} against the published model's {before:,} "
-                           f"(below {policy.min_data_ratio:.0%}: the data shrank)")
+            reasons.append(
+                f"{now:,} {name} against the published model's {before:,} "
+                f"(below {policy.min_data_ratio:.0%}: the data shrank)"
+            )
     if evidence is None or evidence.fresh_ratings < policy.min_fresh_ratings:
         fresh = 0 if evidence is None else evidence.fresh_ratings
-        notes.append(f"not compared with the published model: {fresh:,} fresh validation ratings "
-                     f"(at least {policy.min_fresh_ratings:,} needed)")
+        notes.append(
+            f"not compared with the published model: {fresh:,} fresh validation ratings "
+            f"(at least {policy.min_fresh_ratings:,} needed)"
+        )
     else:
         tolerance = policy.rmse_tolerance if evidence.lower_is_better else policy.ndcg_tolerance
         if evidence.worse_by > tolerance:
@@ -141,10 +148,16 @@ def fresh_mask(seen_keys: np.ndarray, user_index: np.ndarray, movie_index: np.nd
     return ~(known & (seen_keys[pos] == keys))
 
 
-def rmse_evidence(candidate_pred: np.ndarray, current_pred: np.ndarray, ratings: np.ndarray,
-                  fresh: np.ndarray) -> Evidence:
+def rmse_evidence(
+    candidate_pred: np.ndarray, current_pred: np.ndarray, ratings: np.ndarray, fresh: np.ndarray
+) -> Evidence:
     """Validation RMSE of both models' (clamped) predictions on the fresh ratings."""
     n = int(fresh.sum())
     err = lambda pred: float(np.sqrt(np.mean((pred[fresh] - ratings[fresh]) ** 2))) if n else float("nan")
-    return Evidence("val RMSE", err(np.asarray(candidate_pred, np.float64)), err(np.asarray(current_pred, np.float64)),
-                    n, lower_is_better=True)
+    return Evidence(
+        "val RMSE",
+        err(np.asarray(candidate_pred, np.float64)),
+        err(np.asarray(current_pred, np.float64)),
+        n,
+        lower_is_better=True,
+    )

@@ -47,5 +47,8 @@ def split_sizes(train: pd.DataFrame, val: pd.DataFrame, test_size: float = 0.2):
     n = len(train) + len(val)
     expected = math.ceil(test_size * n)
     off = abs(len(val) - expected)
-    return off <= 1, f"validation has {len(val):,} of {n:,} rows (expected {expected:,})", {
-        "val_rows": len(val), "expected_val_rows": expected}
+    return (
+        off <= 1,
+        f"validation has {len(val):,} of {n:,} rows (expected {expected:,})",
+        {"val_rows": len(val), "expected_val_rows": expected},
+    )

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
@@ -84,8 +84,9 @@ class Recommender:
             return cls.load(path, ranking_path=ranking_path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None, *,
-             find_ranking: bool = True) -> "Recommender":
+    def load(
+        cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None, *, find_ranking: bool = True
+    ) -> "Recommender":
         """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
         when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist)."""
         payload = load_model_file(path)
@@ -142,13 +143,15 @@ class Recommender:
         """Like :meth:`predict`, with flags saying which ids the model did not know."""
         user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
         movie_ids = np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
-        return pd.DataFrame({
-            "user_id": user_ids,
-            "movie_id": movie_ids,
-            "prediction": self.predict(user_ids, movie_ids),
-            "unknown_user": ~self.users.known(user_ids),
-            "unknown_movie": ~self.movies.known(movie_ids),
-        })
+        return pd.DataFrame(
+            {
+                "user_id": user_ids,
+                "movie_id": movie_ids,
+                "prediction": self.predict(user_ids, movie_ids),
+                "unknown_user": ~self.users.known(user_ids),
+                "unknown_movie": ~self.movies.known(movie_ids),
+            }
+        )
 
     # ---- recommendations ----------------------------------------------------------------------
 
@@ -192,8 +195,12 @@ class Recommender:
             return pd.DataFrame(columns=["user_id", *COLUMNS, "fallback"])
         frame = pd.concat(frames, ignore_index=True)
         order = {u: i for i, u in enumerate(dict.fromkeys(user_ids.tolist()))}
-        frame = frame.sort_values(["user_id", "rank"], key=lambda s: s.map(order) if s.name == "user_id" else s,
-                                  kind="stable", ignore_index=True)
+        frame = frame.sort_values(
+            ["user_id", "rank"],
+            key=lambda s: s.map(order) if s.name == "user_id" else s,
+            kind="stable",
+            ignore_index=True,
+        )
         frame.attrs["by"] = by
         return frame
 
@@ -208,23 +215,31 @@ class Recommender:
             scores = result.scores.astype(np.float64)
         else:
             u = self.users.encode(user_ids)
-            result = top_n(self.user_factors, self.movie_factors, self.seen_matrix if exclude_seen else None, k=k,
-                           users=u, movie_bias=self.movie_bias)
+            result = top_n(
+                self.user_factors,
+                self.movie_factors,
+                self.seen_matrix if exclude_seen else None,
+                k=k,
+                users=u,
+                movie_bias=self.movie_bias,
+            )
             movie_ids = self.movies.ids[result.movies]
             because_ids = np.full(movie_ids.shape, -1, dtype=np.int64)
             scores = result.scores + (self.global_mean + self.user_bias[u])[:, None]
         finite = np.isfinite(scores)  # fewer unseen movies than k: -inf rows are dropped
         n = movie_ids.shape[1]
         users_rep = np.repeat(user_ids, n)
-        frame = pd.DataFrame({
-            "user_id": users_rep,
-            "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
-            "movie_id": movie_ids.ravel(),
-            "score": scores.ravel(),
-            "predicted_rating": self.predict(users_rep, movie_ids.ravel()),
-            "because_movie_id": because_ids.ravel(),
-            "fallback": None,
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": users_rep,
+                "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
+                "movie_id": movie_ids.ravel(),
+                "score": scores.ravel(),
+                "predicted_rating": self.predict(users_rep, movie_ids.ravel()),
+                "because_movie_id": because_ids.ravel(),
+                "fallback": None,
+            }
+        )
         return frame[finite.ravel()].reset_index(drop=True)
 
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
@@ -232,15 +247,19 @@ class Recommender:
         order = np.argsort(-counts, kind="stable")[: min(k, len(counts))]
         n = len(order)
         movie_ids = np.tile(self.movies.ids[order], len(user_ids))
-        return pd.DataFrame({
-            "user_id": np.repeat(user_ids, n),
-            "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
-            "movie_id": movie_ids,
-            "score": np.tile(counts[order].astype(np.float64), len(user_ids)),  # the ratings count it is ordered by
-            "predicted_rating": np.clip(self.global_mean + np.tile(self.movie_bias[order], len(user_ids)), *self.rating_range),
-            "because_movie_id": -1,
-            "fallback": "popularity",
-        })
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(user_ids, n),
+                "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
+                "movie_id": movie_ids,
+                "score": np.tile(counts[order].astype(np.float64), len(user_ids)),  # the ratings count it is ordered by
+                "predicted_rating": np.clip(
+                    self.global_mean + np.tile(self.movie_bias[order], len(user_ids)), *self.rating_range
+                ),
+                "because_movie_id": -1,
+                "fallback": "popularity",
+            }
+        )
 
     def popularity(self) -> np.ndarray:
         """Ratings per movie (rating model's index), the order of the most-popular fallback."""
@@ -275,9 +294,15 @@ class Recommender:
             counts = self.popularity()
             counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
             order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
-            frame = pd.DataFrame({"rank": np.arange(1, len(order) + 1), "movie_id": self.movies.ids[order],
-                                  "score": counts[order], "predicted_rating": np.clip(self.global_mean + self.movie_bias[order], lo, hi),
-                                  "because_movie_id": -1})
+            frame = pd.DataFrame(
+                {
+                    "rank": np.arange(1, len(order) + 1),
+                    "movie_id": self.movies.ids[order],
+                    "score": counts[order],
+                    "predicted_rating": np.clip(self.global_mean + self.movie_bias[order], lo, hi),
+                    "because_movie_id": -1,
+                }
+            )
             frame.attrs.update(fallback="popularity", ignored=ignored, by="popularity")
             return frame
         m = r.movies.encode(movie_ids[known])
@@ -289,17 +314,21 @@ class Recommender:
         top = top[np.argsort(-scores[top], kind="stable")]
         because, _ = r.explain(np.array([0]), top[None, :], seen=one)
         top_ids = r.movies.ids[top]
-        frame = pd.DataFrame({
-            "rank": np.arange(1, len(top) + 1),
-            "movie_id": top_ids,
-            "score": scores[top].astype(np.float64),
-            "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
-            "because_movie_id": np.where(because[0] >= 0, r.movies.ids[np.maximum(because[0], 0)], -1),
-        })
+        frame = pd.DataFrame(
+            {
+                "rank": np.arange(1, len(top) + 1),
+                "movie_id": top_ids,
+                "score": scores[top].astype(np.float64),
+                "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
+                "because_movie_id": np.where(because[0] >= 0, r.movies.ids[np.maximum(because[0], 0)], -1),
+            }
+        )
         frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
         return frame
 
-    def _fold_in_ratings(self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0) -> np.ndarray:
+    def _fold_in_ratings(
+        self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0
+    ) -> np.ndarray:
         """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings
         on the rating model's movie factors (user bias and factors; ``reg`` shrinks both to 0)."""
         known = self.movies.known(rated_ids)
@@ -328,7 +357,9 @@ class Recommender:
         """The ``k`` movies closest to ``movie_id`` by cosine similarity of movie factors:
         ``rank, movie_id, similarity``; ``attrs`` name the query movie and the factors used."""
         by = self.similar_by
-        factors, mapping = (self.ranker.item_factors, self.ranker.movies) if by == "ranking" else (self.movie_factors, self.movies)
+        factors, mapping = (
+            (self.ranker.item_factors, self.ranker.movies) if by == "ranking" else (self.movie_factors, self.movies)
+        )
         if not mapping.known([movie_id])[0]:
             raise KeyError(f"movie {movie_id} is not known to the model")
         m = int(mapping.encode([movie_id])[0])
@@ -338,7 +369,9 @@ class Recommender:
         k = min(k, len(sims) - 1)
         top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
         top = top[np.argsort(-sims[top], kind="stable")]
-        frame = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims[top]})
+        frame = pd.DataFrame(
+            {"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims[top]}
+        )
         frame.attrs.update(query_movie_id=int(movie_id), by=by)
         return frame
 
@@ -347,4 +380,3 @@ class Recommender:
         if self.seen_matrix is None:
             return np.empty(0, dtype=np.int64)
         return self.seen_matrix.row(user_index)
-

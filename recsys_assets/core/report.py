@@ -14,7 +14,15 @@ import torch
 
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset
 from recsys_assets.core.metrics import baselines
-from recsys_assets.core.promotion import DataSize, Evidence, Promotion, PromotionPolicy, decide, fresh_mask, rmse_evidence
+from recsys_assets.core.promotion import (
+    DataSize,
+    Evidence,
+    Promotion,
+    PromotionPolicy,
+    decide,
+    fresh_mask,
+    rmse_evidence,
+)
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
 
 
@@ -76,16 +84,27 @@ class ModelReport:
         return "; ".join(reasons)
 
 
-def build_report(result, train: MovieRatingDataset, val: MovieRatingDataset, *, n_users: int, n_movies: int,
-                 rating_range: tuple[float, float] = (0.5, 5.0)) -> ModelReport:
+def build_report(
+    result,
+    train: MovieRatingDataset,
+    val: MovieRatingDataset,
+    *,
+    n_users: int,
+    n_movies: int,
+    rating_range: tuple[float, float] = (0.5, 5.0),
+) -> ModelReport:
     """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits."""
     best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else {}
     metrics = {name: float(best.get(name, float("nan"))) for name in ("train_loss", "val_loss", "val_rmse", "val_mae")}
-    metrics.update(baselines(train.arrays(), val.arrays(), n_users=n_users, n_movies=n_movies,
-                             rating_range=rating_range))
+    metrics.update(
+        baselines(train.arrays(), val.arrays(), n_users=n_users, n_movies=n_movies, rating_range=rating_range)
+    )
     finite = bool(result.model.all_finite())
-    metrics["ndcg_at_10"] = rating_ndcg(result.model.state_dict(), train, val, n_users=n_users, n_movies=n_movies) \
-        if finite else float("nan")
+    metrics["ndcg_at_10"] = (
+        rating_ndcg(result.model.state_dict(), train, val, n_users=n_users, n_movies=n_movies)
+        if finite
+        else float("nan")
+    )
     all_users = np.concatenate([train.arrays()[0], val.arrays()[0]])
     all_movies = np.concatenate([train.arrays()[1], val.arrays()[1]])
     indptr, indices = seen_matrix(all_users, all_movies, n_users)
@@ -98,15 +117,21 @@ def build_report(result, train: MovieRatingDataset, val: MovieRatingDataset, *, 
     )
 
 
-def rating_ndcg(state: dict, train: MovieRatingDataset, val: MovieRatingDataset, *, n_users: int, n_movies: int) -> float:
+def rating_ndcg(
+    state: dict, train: MovieRatingDataset, val: MovieRatingDataset, *, n_users: int, n_movies: int
+) -> float:
     """NDCG@10 of ranking by predicted rating on the validation split (training movies excluded).
 
     Same protocol as the ranking model's, so ``Recommender.similar_movies`` can use the better factors."""
     train_u, train_m, _ = train.arrays()
     seen = UserItems.from_pairs(train_u, train_m, n_users, n_movies)
     held = HeldOut.from_ratings(*val.arrays(), n_users, n_movies)
-    ranker = factor_ranker(state["user_factors.weight"].cpu().numpy(), state["movie_factors.weight"].cpu().numpy(), seen,
-                           movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0])
+    ranker = factor_ranker(
+        state["user_factors.weight"].cpu().numpy(),
+        state["movie_factors.weight"].cpu().numpy(),
+        seen,
+        movie_bias=state["movie_bias.weight"].cpu().numpy()[:, 0],
+    )
     return float(evaluate_rankers({"rating": ranker}, seen, held)["rating"].metrics["ndcg_at_10"])
 
 
@@ -122,8 +147,12 @@ def rating_evidence(model, val: MovieRatingDataset, users: IdMapping, movies: Id
     if current.seen_matrix is None:  # a file without its training pairs: no rating is known to be fresh
         fresh = np.zeros(len(ratings), bool)
     else:
-        fresh = fresh_mask(current.seen_matrix.keys(), current.users.encode(raw_users, unknown=-1),
-                           current.movies.encode(raw_movies, unknown=-1), len(current.movies))
+        fresh = fresh_mask(
+            current.seen_matrix.keys(),
+            current.users.encode(raw_users, unknown=-1),
+            current.movies.encode(raw_movies, unknown=-1),
+            len(current.movies),
+        )
     return rmse_evidence(candidate, current.predict(raw_users, raw_movies), ratings.astype(np.float64), fresh)
 
 
@@ -136,8 +165,16 @@ def published_size(current) -> DataSize:
     return DataSize(len(current.users), len(current.movies), ratings)
 
 
-def with_promotion(report: ModelReport, model, val: MovieRatingDataset, *, users: IdMapping, movies: IdMapping,
-                   current, policy: PromotionPolicy) -> ModelReport:
+def with_promotion(
+    report: ModelReport,
+    model,
+    val: MovieRatingDataset,
+    *,
+    users: IdMapping,
+    movies: IdMapping,
+    current,
+    policy: PromotionPolicy,
+) -> ModelReport:
     """``report`` with the promotion decision against ``current`` (the published Recommender, or None)."""
     if current is None:
         return replace(report, promotion=decide(report.data_size, None, None, policy))
@@ -148,8 +185,10 @@ def with_promotion(report: ModelReport, model, val: MovieRatingDataset, *, users
 def epoch_summary(record: dict) -> str:
     """One epoch's figures, each labelled, with the time left if every remaining epoch ran."""
     left = (record["epochs"] - record["epoch"]) * record["elapsed"] / max(record["epoch"], 1)
-    return (f"val RMSE {record['val_rmse']:.4f}, val MAE {record['val_mae']:.4f}, epoch time {record['seconds']:.1f}s, "
-            f"elapsed {record['elapsed']:.1f}s, at most {left:.0f}s to go")
+    return (
+        f"val RMSE {record['val_rmse']:.4f}, val MAE {record['val_mae']:.4f}, epoch time {record['seconds']:.1f}s, "
+        f"elapsed {record['elapsed']:.1f}s, at most {left:.0f}s to go"
+    )
 
 
 def training_summary(result, config) -> str:
@@ -158,9 +197,17 @@ def training_summary(result, config) -> str:
         return "no epoch was run"
     best = next(h for h in result.history if h["epoch"] == result.best_epoch)
     last = result.history[-1]["epoch"]
-    how = (f"stopped early at epoch {last}/{config.epochs} (no improvement for {config.patience} epochs)"
-           if result.stopped_early else f"ran all {last} epochs")
-    backoff = (f"; step size halved {len(result.learning_rate_backoffs)} time(s) to {result.final_learning_rate:g}"
-               if result.learning_rate_backoffs else "")
-    return (f"training finished: {how}; best epoch {result.best_epoch} restored (val RMSE {best['val_rmse']:.4f}); "
-            f"{result.train_seconds:.1f}s training{backoff}")
+    how = (
+        f"stopped early at epoch {last}/{config.epochs} (no improvement for {config.patience} epochs)"
+        if result.stopped_early
+        else f"ran all {last} epochs"
+    )
+    backoff = (
+        f"; step size halved {len(result.learning_rate_backoffs)} time(s) to {result.final_learning_rate:g}"
+        if result.learning_rate_backoffs
+        else ""
+    )
+    return (
+        f"training finished: {how}; best epoch {result.best_epoch} restored (val RMSE {best['val_rmse']:.4f}); "
+        f"{result.train_seconds:.1f}s training{backoff}"
+    )

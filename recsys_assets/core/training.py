@@ -20,7 +20,6 @@ It minimizes ``nn.MSELoss`` over shuffled batches and validates under
 """
 
 import copy
-import hashlib
 import logging
 import math
 import os
@@ -33,14 +32,13 @@ import torch
 from torch import nn
 
 from recsys_assets.core.dataset import MovieRatingDataset
+from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.numba_sgd import epoch_order
-from recsys_assets.core.atomic import atomic_path
-from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
+from recsys_assets.core.training_checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
 
 log = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 MAX_BACKOFFS = 4  # halvings of the step size after a diverged epoch before training gives up
 DIVERGENCE_RATIO = 2.0  # an epoch whose training loss more than doubles the previous one's is diverging
 OPTIMIZERS = ("sgd", "adam")
@@ -76,13 +74,22 @@ class TrainConfig:
     rating_max: float = 5.0
     eval_batch_size: int = 1 << 16
     cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
-    kernel: str = "auto"  # SGD step: "auto" = compiled (Numba on CPU, Triton on CUDA) when installed; "eager" = PyTorch ops
+    kernel: str = (
+        "auto"  # SGD step: "auto" = compiled (Numba on CPU, Triton on CUDA) when installed; "eager" = PyTorch ops
+    )
 
     @classmethod
     def document(cls, **overrides) -> "TrainConfig":
         """Plain Adam: lr 0.001, batch 1024, 10 epochs, no L2 penalty (``overrides`` replace any of them)."""
-        values = {"optimizer": "adam", "batch_size": 1024, "learning_rate": 0.001, "epochs": 10,
-                  "reg_factors": 0.0, "reg_bias": 0.0, "patience": 10}
+        values = {
+            "optimizer": "adam",
+            "batch_size": 1024,
+            "learning_rate": 0.001,
+            "epochs": 10,
+            "reg_factors": 0.0,
+            "reg_bias": 0.0,
+            "patience": 10,
+        }
         values.update(overrides)
         return cls(**values)
 
@@ -126,7 +133,9 @@ class TrainResult:
     final_learning_rate: float = 0.0
 
 
-def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None) -> tuple[float, float, float]:
+def evaluate(
+    model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None
+) -> tuple[float, float, float]:
     """(MSE of the raw predictions, RMSE and MAE of the clamped predictions)."""
     model.eval()
     if len(data) == 0:
@@ -144,17 +153,6 @@ def evaluate(model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 
     return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
 
 
-def _fingerprint(train: MovieRatingDataset, val: MovieRatingDataset, n_users: int, n_movies: int, config: TrainConfig) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(repr((n_users, n_movies, len(train), len(val))).encode())
-    cfg = {k: v for k, v in asdict(config).items()
-           if k not in ("epochs", "patience", "min_delta", "eval_batch_size", "kernel", "cuda_graphs")}
-    digest.update(repr(sorted(cfg.items())).encode())
-    for t in (train.users, train.movies, train.ratings, val.users, val.movies, val.ratings):
-        digest.update(t.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -164,7 +162,7 @@ def train_model(
     val: MovieRatingDataset,
     n_users: int,
     n_movies: int,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     *,
     device: str | torch.device = "cpu",
     on_epoch: Callable[[dict], None] | None = None,
@@ -178,6 +176,7 @@ def train_model(
     ``checkpoint_path``, if given, is written after every epoch and resumed
     from when it matches this data and configuration.
     """
+    config = config or TrainConfig()
     config.validate()
     if len(train) == 0:
         raise ValueError("the training split is empty")
@@ -192,10 +191,13 @@ def train_model(
     model.to(device)
     train_dev, val_dev = train.to(device), val.to(device)
     if sgd:
-        optimizer = FusedSGD(model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias,
-                             kernel=config.kernel)
+        optimizer = FusedSGD(
+            model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias, kernel=config.kernel
+        )
         weighted = WeightedRatings(
-            train_dev.users, train_dev.movies, train_dev.ratings,
+            train_dev.users,
+            train_dev.movies,
+            train_dev.ratings,
             w_user=count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users],
             w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
         )
@@ -207,24 +209,18 @@ def train_model(
     history: list[dict] = []
     best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 0
     ckpt = Path(checkpoint_path) if checkpoint_path else None
-    fingerprint = _fingerprint(train, val, n_users, n_movies, config) if ckpt else ""
-    if ckpt is not None and ckpt.exists():
-        try:
-            saved = torch.load(ckpt, map_location=device, weights_only=True)
-            if saved.get("version") == CHECKPOINT_VERSION and saved.get("fingerprint") == fingerprint:
-                model.load_state_dict(saved["model"])
-                optimizer.load_state_dict(saved["optimizer"])
-                history = list(saved["history"])
-                best_val, best_epoch = saved["best_val"], saved["best_epoch"]
-                best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
-                start_epoch = saved["epoch"]
-                torch.set_rng_state(saved["torch_rng"])
-                generator.set_state(saved["generator"])
-                log.info("resuming training from epoch %d", start_epoch)
-            else:
-                log.warning("training checkpoint %s is for other data or settings; starting over", ckpt)
-        except Exception as exc:  # a corrupt checkpoint must not block training
-            log.warning("training checkpoint %s unreadable (%s); starting over", ckpt, exc)
+    fingerprint = data_fingerprint(train, val, n_users, n_movies, asdict(config)) if ckpt else ""
+    saved = read_checkpoint(ckpt, fingerprint, device) if ckpt is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history = list(saved["history"])
+        best_val, best_epoch = saved["best_val"], saved["best_epoch"]
+        best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
+        start_epoch = saved["epoch"]
+        torch.set_rng_state(saved["torch_rng"])
+        generator.set_state(saved["generator"])
+        log.info("resuming training from epoch %d", start_epoch)
 
     started = time.perf_counter()
     train_seconds = 0.0
@@ -266,8 +262,13 @@ def train_model(
             if sgd and graphed is not None:  # the captured steps hold the old step size
                 graphed = _graphed_runner(model, optimizer, weighted, config, device)
             backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
-            log.warning("epoch %d diverged (training loss %s); restarting it from epoch %d's weights with "
-                        "learning rate %g", epoch, train_loss, epoch - 1, lr / 2)
+            log.warning(
+                "epoch %d diverged (training loss %s); restarting it from epoch %d's weights with learning rate %g",
+                epoch,
+                train_loss,
+                epoch - 1,
+                lr / 2,
+            )
             epoch -= 1
             continue
         seconds = time.perf_counter() - t0
@@ -295,24 +296,22 @@ def train_model(
         if bad_epochs > config.patience:
             stopped_early = True
         if ckpt is not None:
-            with atomic_path(ckpt) as tmp:
-                torch.save(
-                    {
-                        "version": CHECKPOINT_VERSION,
-                        "fingerprint": fingerprint,
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "history": history,
-                        "best_val": best_val,
-                        "best_epoch": best_epoch,
-                        "best_state": best_state,
-                        "bad_epochs": bad_epochs,
-                        "torch_rng": torch.get_rng_state(),
-                        "generator": generator.get_state(),
-                    },
-                    tmp,
-                )
+            write_checkpoint(
+                ckpt,
+                fingerprint,
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "best_val": best_val,
+                    "best_epoch": best_epoch,
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                    "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                },
+            )
         if on_epoch is not None:
             on_epoch(
                 {
@@ -383,5 +382,3 @@ def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig,
         optimizer.step()
         total += loss.detach() * len(ratings)
     return total
-
-

@@ -25,8 +25,23 @@ if triton is not None:
 
     @triton.jit
     def _sgd_step_kernel(
-        P, Q, BU, BI, U, I, R, SU, SI, BRU, BRI, SQ,
-        n, lr, D: tl.constexpr, D_PAD: tl.constexpr, BLOCK: tl.constexpr,
+        P,
+        Q,
+        BU,
+        BI,
+        U,
+        I,
+        R,
+        SU,
+        SI,
+        BRU,
+        BRI,
+        SQ,
+        n,
+        lr,
+        D: tl.constexpr,
+        D_PAD: tl.constexpr,
+        BLOCK: tl.constexpr,
     ):
         pid = tl.program_id(0)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -69,8 +84,23 @@ def sgd_step(model, lr: float, batch) -> torch.Tensor:
     block = 32
     grid = (triton.cdiv(n, block),)
     _sgd_step_kernel[grid](
-        P, Q, model.user_bias.weight, model.movie_bias.weight,
-        u, i, r, shrink_u.reshape(-1), shrink_i.reshape(-1), breg_u, breg_i, sq,
-        n, lr, D=dim, D_PAD=triton.next_power_of_2(dim), BLOCK=block, num_warps=2,
+        P,
+        Q,
+        model.user_bias.weight,
+        model.movie_bias.weight,
+        u,
+        i,
+        r,
+        shrink_u.reshape(-1),
+        shrink_i.reshape(-1),
+        breg_u,
+        breg_i,
+        sq,
+        n,
+        lr,
+        D=dim,
+        D_PAD=triton.next_power_of_2(dim),
+        BLOCK=block,
+        num_warps=2,
     )
     return sq

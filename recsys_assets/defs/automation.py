@@ -81,8 +81,12 @@ def build_retrain_schedule(cron: str, timezone: str, force: bool) -> dg.Schedule
             return dg.SkipReason(f"no export at {path}")
         fingerprint = look.fingerprint()
         if not force and fingerprint == last_ingested_fingerprint(context.instance):
-            return dg.SkipReason(f"{path} unchanged since the last ingest (fingerprint {fingerprint[:12]}); set RECSYS_RETRAIN_FORCE=1 to retrain anyway")
-        return dg.RunRequest(tags={"recsys/export": str(path), "recsys/fingerprint": fingerprint, "recsys/trigger": "retrain_schedule"})
+            return dg.SkipReason(
+                f"{path} unchanged since the last ingest (fingerprint {fingerprint[:12]}); set RECSYS_RETRAIN_FORCE=1 to retrain anyway"
+            )
+        return dg.RunRequest(
+            tags={"recsys/export": str(path), "recsys/fingerprint": fingerprint, "recsys/trigger": "retrain_schedule"}
+        )
 
     return retrain_schedule
 

@@ -33,7 +33,10 @@ CLEANED_CHECKS = {
 
 
 @dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(name, asset="cleaned_ratings", blocking=True, description=d) for name, d in CLEANED_CHECKS.items()],
+    specs=[
+        dg.AssetCheckSpec(name, asset="cleaned_ratings", blocking=True, description=d)
+        for name, d in CLEANED_CHECKS.items()
+    ],
     name="cleaned_ratings_checks",
 )
 def cleaned_ratings_checks(cleaned_ratings: pd.DataFrame):
@@ -51,10 +54,22 @@ SPLIT_CHECKS = {
 
 
 @dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(name, asset="val_ratings", additional_deps=["train_ratings", "cleaned_ratings"], blocking=True, description=d)
-           for name, d in SPLIT_CHECKS.items()],
+    specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset="val_ratings",
+            additional_deps=["train_ratings", "cleaned_ratings"],
+            blocking=True,
+            description=d,
+        )
+        for name, d in SPLIT_CHECKS.items()
+    ],
     name="split_checks",
-    ins={"train_ratings": dg.AssetIn("train_ratings"), "val_ratings": dg.AssetIn("val_ratings"), "cleaned_ratings": dg.AssetIn("cleaned_ratings")},
+    ins={
+        "train_ratings": dg.AssetIn("train_ratings"),
+        "val_ratings": dg.AssetIn("val_ratings"),
+        "cleaned_ratings": dg.AssetIn("cleaned_ratings"),
+    },
 )
 def split_checks(
     context: dg.AssetCheckExecutionContext,
@@ -69,7 +84,9 @@ def split_checks(
     same = len(again) == len(val_ratings) and bool(
         (again[["user_id", "movie_id"]].to_numpy() == val_ratings[["user_id", "movie_id"]].to_numpy()).all()
     )
-    detail = f"test_size={test_size}, random_state={random_state}: " + ("same rows in the same order" if same else "a re-split differs")
+    detail = f"test_size={test_size}, random_state={random_state}: " + (
+        "same rows in the same order" if same else "a re-split differs"
+    )
     yield _result("split_reproducible", "val_ratings", (same, detail, {}))
 
 

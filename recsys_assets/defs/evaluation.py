@@ -51,8 +51,12 @@ def _markdown(frame: pd.DataFrame) -> str:
         return frame.to_string(index=False)
 
 
-@dg.asset(deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
-def user_recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
+@dg.asset(
+    deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
+)
+def user_recommendations(
+    context: dg.AssetExecutionContext, config: RecommendationsConfig, storage: RecsysStorage
+) -> dg.Output[pd.DataFrame]:
     """Top-N movies for every user that the user has not rated, ranked by the ranking model.
 
     Columns: user_id, rank, movie_id, score (the ranking model's), predicted_rating (the
@@ -77,16 +81,19 @@ def user_recommendations(context: dg.AssetExecutionContext, config: Recommendati
     rec_counts = counts[mapping.encode(frame["movie_id"], unknown=0)]
     top_share = frame["movie_id"].value_counts().iloc[0] / max(len(user_ids), 1) if len(frame) else 0.0
     preview = frame[frame["user_id"].isin(frame["user_id"].unique()[:3])]
-    return dg.Output(frame, metadata={
-        "dagster/row_count": dg.MetadataValue.int(len(frame)),
-        "users": dg.MetadataValue.int(len(user_ids)),
-        "k": dg.MetadataValue.int(config.k),
-        "ranked_by": dg.MetadataValue.text(frame.attrs.get("by", config.by)),
-        "distinct_movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
-        "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
-        "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
-        "preview": dg.MetadataValue.md(_markdown(preview)),
-    })
+    return dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "users": dg.MetadataValue.int(len(user_ids)),
+            "k": dg.MetadataValue.int(config.k),
+            "ranked_by": dg.MetadataValue.text(frame.attrs.get("by", config.by)),
+            "distinct_movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
+            "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
+            "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
+            "preview": dg.MetadataValue.md(_markdown(preview)),
+        },
+    )
 
 
 def _aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np.ndarray:
@@ -97,7 +104,9 @@ def _aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np
     return out
 
 
-@dg.asset(deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS)
+@dg.asset(
+    deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
+)
 def model_evaluation(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -121,30 +130,54 @@ def model_evaluation(
     tu, tm = enc(train_ratings)
     seen = UserItems.from_pairs(tu, tm, len(users), len(movies))
     vu, vm = enc(val_ratings)
-    held = HeldOut.from_ratings(vu, vm, val_ratings["rating"].to_numpy(), len(users), len(movies), config.relevance_threshold)
+    held = HeldOut.from_ratings(
+        vu, vm, val_ratings["rating"].to_numpy(), len(users), len(movies), config.relevance_threshold
+    )
     rec = _recommender(storage)
     rankers = {}
     ranker: RankingModel | None = rec.ranker
     if ranker is not None and ranker.evaluation is not None:
         P, Q = ranker.evaluation
-        rankers["ranking model (iALS)"] = factor_ranker(_aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies), seen)
+        rankers["ranking model (iALS)"] = factor_ranker(
+            _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies), seen
+        )
     else:
         context.log.warning("no published ranking model with a held-out fit: it is left out of the comparison")
     bias = np.zeros(len(movies), dtype=np.float32)
     known_m = rec.movies.known(movies.ids)
     bias[known_m] = rec.movie_bias[rec.movies.encode(movies.ids[known_m])]
-    rankers["rating model (MF)"] = factor_ranker(_aligned(rec.user_factors, rec.users, users),
-                                                 _aligned(rec.movie_factors, rec.movies, movies), seen, movie_bias=bias)
+    rankers["rating model (MF)"] = factor_ranker(
+        _aligned(rec.user_factors, rec.users, users),
+        _aligned(rec.movie_factors, rec.movies, movies),
+        seen,
+        movie_bias=bias,
+    )
     rankers["most popular"] = popularity_ranker(seen)
     scores = evaluate_rankers(rankers, seen, held, k)
-    names = [f"ndcg_at_{k}", f"precision_at_{k}", f"recall_at_{k}", f"hit_rate_at_{k}", "coverage", "median_rating_count", "users_evaluated"]
-    frame = pd.DataFrame([{"ranker": name, **{m: float(s.metrics.get(m, np.nan)) for m in names}} for name, s in scores.items()])
+    names = [
+        f"ndcg_at_{k}",
+        f"precision_at_{k}",
+        f"recall_at_{k}",
+        f"hit_rate_at_{k}",
+        "coverage",
+        "median_rating_count",
+        "users_evaluated",
+    ]
+    frame = pd.DataFrame(
+        [{"ranker": name, **{m: float(s.metrics.get(m, np.nan)) for m in names}} for name, s in scores.items()]
+    )
     pred = rec.predict(val_ratings["user_id"].to_numpy(), val_ratings["movie_id"].to_numpy())
     key = {"ranking model (iALS)": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
-    metadata = {f"{key[row.ranker]}_{m}": dg.MetadataValue.float(round(float(getattr(row, m)), 4)) for row in frame.itertuples() for m in names}
-    metadata.update(rating_rmse=dg.MetadataValue.float(round(rmse(pred, val_ratings["rating"]), 4)),
-                    rating_mae=dg.MetadataValue.float(round(mae(pred, val_ratings["rating"]), 4)),
-                    table=dg.MetadataValue.md(_markdown(frame)))
+    metadata = {
+        f"{key[row.ranker]}_{m}": dg.MetadataValue.float(round(float(getattr(row, m)), 4))
+        for row in frame.itertuples()
+        for m in names
+    }
+    metadata.update(
+        rating_rmse=dg.MetadataValue.float(round(rmse(pred, val_ratings["rating"]), 4)),
+        rating_mae=dg.MetadataValue.float(round(mae(pred, val_ratings["rating"]), 4)),
+        table=dg.MetadataValue.md(_markdown(frame)),
+    )
     store = storage.store
     with store.write(storage.EVALUATION_PLOT) as tmp:
         encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()

@@ -3,7 +3,6 @@
 import base64
 import time
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -39,8 +38,10 @@ class RawRatingsConfig(dg.Config):
         description="Checkpoint manifest file name (JSON; never a pickle) inside the checkpoint folder "
         "(<work folder>/checkpoints); a name that leads outside it is refused. Empty: raw_ratings.checkpoint.json.",
     )
-    delimiter: Optional[str] = Field(default=None, description="Field separator; empty: detect (',', tab, '::', ';', '|').")
-    has_header: Optional[bool] = Field(default=None, description="Whether line 1 is a header; empty: detect.")
+    delimiter: str | None = Field(
+        default=None, description="Field separator; empty: detect (',', tab, '::', ';', '|')."
+    )
+    has_header: bool | None = Field(default=None, description="Whether line 1 is a header; empty: detect.")
     column_map: dict[str, str] = Field(
         default={},
         description="Header name -> user_id / movie_id / rating / timestamp, for exports with other column names.",
@@ -65,7 +66,9 @@ class CleanedRatingsConfig(dg.Config):
     # transient errors (a network share hiccup) retry; the retry resumes from the checkpoint
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL),
 )
-def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage) -> dg.Output[pd.DataFrame]:
+def raw_ratings(
+    context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage
+) -> dg.Output[pd.DataFrame]:
     """The ratings export as loaded: one row per data line, with its source line number.
 
     Read by the chunked, checkpointed MovieDataLoader: an interrupted load resumes
@@ -73,7 +76,9 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
     code and their raw text, for cleaning to quarantine.
     """
     try:  # before anything is touched: the load deletes its manifest and <manifest>.parts/ when done
-        checkpoint = str(confined_checkpoint_path(storage.checkpoint_dir, config.checkpoint_file, default=DEFAULT_CHECKPOINT))
+        checkpoint = str(
+            confined_checkpoint_path(storage.checkpoint_dir, config.checkpoint_file, default=DEFAULT_CHECKPOINT)
+        )
     except CheckpointPathError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     last_log = [0.0]
@@ -134,7 +139,11 @@ def raw_ratings(context: dg.AssetExecutionContext, config: RawRatingsConfig, sto
             "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
             "export_fingerprint": dg.MetadataValue.text(
                 export_fingerprint(
-                    {"fingerprint": stats.source_fingerprint, "size": stats.source_bytes, "mtime_ns": stats.source_mtime_ns}
+                    {
+                        "fingerprint": stats.source_fingerprint,
+                        "size": stats.source_bytes,
+                        "mtime_ns": stats.source_mtime_ns,
+                    }
                 )
             ),
             "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
@@ -174,7 +183,9 @@ def cleaned_ratings(
     if rebuilt.any() and storage.export.exists():  # show those rows exactly as the export has them
         exact = read_lines(storage.export, result.quarantine.loc[rebuilt, "line"])
         lines = result.quarantine.loc[rebuilt, "line"]
-        result.quarantine.loc[rebuilt, "raw"] = [exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])]
+        result.quarantine.loc[rebuilt, "raw"] = [
+            exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])
+        ]
     result.quarantine = result.quarantine.drop(columns="raw_rebuilt")
     store = storage.store
     quarantine_name = storage.table_name("cleaned_ratings_quarantine")
@@ -193,7 +204,9 @@ def cleaned_ratings(
         "dagster/row_count": dg.MetadataValue.int(len(ratings)),
         "users": dg.MetadataValue.int(int(ratings["user_id"].nunique())),
         "movies": dg.MetadataValue.int(int(ratings["movie_id"].nunique())),
-        "mean_rating": dg.MetadataValue.float(float(ratings["rating"].mean())) if len(ratings) else dg.MetadataValue.float(0.0),
+        "mean_rating": dg.MetadataValue.float(float(ratings["rating"].mean()))
+        if len(ratings)
+        else dg.MetadataValue.float(0.0),
         "quarantined_rows": dg.MetadataValue.int(len(result.quarantine)),
         "quarantine_path": dg.MetadataValue.path(store.url(quarantine_name)),
         "rating_histogram": dg.MetadataValue.md(hist_md),

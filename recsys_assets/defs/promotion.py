@@ -51,8 +51,11 @@ class PromotionConfig(dg.Config):
         if self.keep_versions < 1:
             raise ValueError(f"keep_versions must be at least 1, got {self.keep_versions}")
         return PromotionPolicy(
-            min_data_ratio=self.min_data_ratio, rmse_tolerance=self.rmse_tolerance, ndcg_tolerance=self.ndcg_tolerance,
-            min_fresh_ratings=self.min_fresh_ratings, force=self.force_publish or settings.FORCE_PUBLISH.flag(),
+            min_data_ratio=self.min_data_ratio,
+            rmse_tolerance=self.rmse_tolerance,
+            ndcg_tolerance=self.ndcg_tolerance,
+            min_fresh_ratings=self.min_fresh_ratings,
+            force=self.force_publish or settings.FORCE_PUBLISH.flag(),
         ).validate()
 
     @classmethod
@@ -75,15 +78,17 @@ def load_published(context: dg.AssetExecutionContext, storage: RecsysStorage, na
 
 def promotion_check(check_name: str, promotion: Promotion) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=check_name, passed=promotion.publish and not promotion.forced,
+        check_name=check_name,
+        passed=promotion.publish and not promotion.forced,
         severity=dg.AssetCheckSeverity.ERROR if not promotion.publish else dg.AssetCheckSeverity.WARN,
         description=promotion.describe(),
         metadata={"forced": promotion.forced},
     )
 
 
-def record_version(context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, record: dict,
-                   keep: int) -> str:
+def record_version(
+    context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, record: dict, keep: int
+) -> str:
     """Keep a copy of the just-published ``name`` in the model history; returns its version."""
     from recsys_assets.defs.automation import last_ingested_fingerprint
 

@@ -8,12 +8,12 @@ import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.dataset import mappings_from_table
+from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import DataSize, Promotion, PromotionPolicy, decide
 from recsys_assets.core.ranking import UserItems, factor_ranker
 from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
 from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
 from recsys_assets.core.ranking.model import RankingModel
-from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.ranking.train import RankingTraining, Ratings, train_ranking_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
@@ -31,10 +31,13 @@ class RankingConfig(PromotionConfig):
     """
 
     factors: list[int] = Field(
-        default=list(FACTORS), description="Size of the user and movie factors: several values are compared on an inner "
-        "split of the training data and the best is used; one value fixes it.")
+        default=list(FACTORS),
+        description="Size of the user and movie factors: several values are compared on an inner "
+        "split of the training data and the best is used; one value fixes it.",
+    )
     regularization: list[float] = Field(
-        default=list(REGULARIZATION), description="L2 penalty on every factor (ALS's lambda): compared like factors.")
+        default=list(REGULARIZATION), description="L2 penalty on every factor (ALS's lambda): compared like factors."
+    )
     alpha: float = Field(
         default=_DEFAULTS.alpha,
         description="Weight of a rated movie: confidence = 1 + alpha * 5 * (rating / 5) ** confidence_exponent; unrated movies weigh 1.",
@@ -45,7 +48,9 @@ class RankingConfig(PromotionConfig):
     )
     iterations: int = Field(default=_DEFAULTS.iterations, description="ALS sweeps (users, then movies).")
     seed: int = Field(default=_DEFAULTS.seed, description="Seed of the initial factors.")
-    relevance_threshold: float = Field(default=4.0, description="A validation rating at or above this makes the movie relevant.")
+    relevance_threshold: float = Field(
+        default=4.0, description="A validation rating at or above this makes the movie relevant."
+    )
     noise_z: float = Field(
         default=2.0,
         description="Losing to most-popular by more than this many standard errors of the per-user NDCG gap blocks publishing.",
@@ -57,21 +62,37 @@ class RankingConfig(PromotionConfig):
             raise ValueError("factors and regularization need at least one value each")
         for f in self.factors:
             for r in self.regularization:
-                IALSParams(factors=f, regularization=r, alpha=self.alpha, confidence_exponent=self.confidence_exponent,
-                           iterations=self.iterations, seed=self.seed)
-        return IALSParams(factors=self.factors[0], regularization=self.regularization[0], alpha=self.alpha,
-                          confidence_exponent=self.confidence_exponent, iterations=self.iterations, seed=self.seed)
+                IALSParams(
+                    factors=f,
+                    regularization=r,
+                    alpha=self.alpha,
+                    confidence_exponent=self.confidence_exponent,
+                    iterations=self.iterations,
+                    seed=self.seed,
+                )
+        return IALSParams(
+            factors=self.factors[0],
+            regularization=self.regularization[0],
+            alpha=self.alpha,
+            confidence_exponent=self.confidence_exponent,
+            iterations=self.iterations,
+            seed=self.seed,
+        )
 
 
 RANKING_CHECKS = [
     dg.AssetCheckSpec("factors_finite", asset="ranking_model", blocking=True, description="Every factor is finite."),
     dg.AssetCheckSpec(
-        "beats_most_popular", asset="ranking_model", blocking=True,
+        "beats_most_popular",
+        asset="ranking_model",
+        blocking=True,
         description="NDCG@10 on the validation split beats a most-popular list. Losing within noise warns; "
         "losing by more than noise fails and the model is not published.",
     ),
     dg.AssetCheckSpec(
-        "not_worse_than_published", asset="ranking_model", blocking=True,
+        "not_worse_than_published",
+        asset="ranking_model",
+        blocking=True,
         description="The data did not shrink, and on validation ratings the published ranking model never trained "
         "on, the new model's NDCG@10 is within the tolerance of the published model's.",
     ),
@@ -82,12 +103,21 @@ def _candidates_table(candidates: list[dict]) -> str:
     if not candidates:
         return "one setting given: no comparison"
     rows = ["| factors | regularization | NDCG@10 on the inner split | fit s |", "| ---: | ---: | ---: | ---: |"]
-    rows += [f"| {c['factors']} | {c['regularization']:g} | {c['inner_ndcg_at_10']:.4f} | {c['fit_seconds']:.1f} |" for c in candidates]
+    rows += [
+        f"| {c['factors']} | {c['regularization']:g} | {c['inner_ndcg_at_10']:.4f} | {c['fit_seconds']:.1f} |"
+        for c in candidates
+    ]
     return "\n".join(rows)
 
 
-@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=RANKING_CHECKS, pool="recsys_training",
-          op_tags=TRAINING_OP_TAGS)
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch"},
+    owners=OWNERS,
+    check_specs=RANKING_CHECKS,
+    pool="recsys_training",
+    op_tags=TRAINING_OP_TAGS,
+)
 def ranking_model(
     context: dg.AssetExecutionContext,
     config: RankingConfig,
@@ -117,26 +147,56 @@ def ranking_model(
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)
     train, val = Ratings.from_frame(train_ratings, users, movies), Ratings.from_frame(val_ratings, users, movies)
-    context.log.info(f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
-                     f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
-                     f"alpha {params.alpha:g}, confidence exponent {params.confidence_exponent:g}, {params.iterations} iterations")
+    context.log.info(
+        f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
+        f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
+        f"alpha {params.alpha:g}, confidence exponent {params.confidence_exponent:g}, {params.iterations} iterations"
+    )
     started = time.perf_counter()
     with exclusive_lock(storage.lock_dir / "ranking_model.lock", "ranking_model"):
-        result = train_ranking_model(train, val, len(users), len(movies), params, device=fit_device,
-                                     threshold=config.relevance_threshold, noise_z=config.noise_z, factors=config.factors,
-                                     regularization=config.regularization, log=context.log.info)
+        result = train_ranking_model(
+            train,
+            val,
+            len(users),
+            len(movies),
+            params,
+            device=fit_device,
+            threshold=config.relevance_threshold,
+            noise_z=config.noise_z,
+            factors=config.factors,
+            regularization=config.regularization,
+            log=context.log.info,
+        )
         comparison = result.comparison
         params = result.selection.params
         finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
-        promotion = ranking_promotion(context, storage, result, train, val, users=users, movies=movies,
-                                      policy=policy, threshold=config.relevance_threshold)
+        promotion = ranking_promotion(
+            context,
+            storage,
+            result,
+            train,
+            val,
+            users=users,
+            movies=movies,
+            policy=policy,
+            threshold=config.relevance_threshold,
+        )
         publish = finite and not comparison.loses_beyond_noise and promotion.publish
         model = RankingModel(
-            result.published_model.user_factors, result.published_model.item_factors, users, movies,
-            result.published_seen, params, metrics=result.metrics, trained_on="train+val",
-            info={"device": str(fit_device), "relevance_threshold": config.relevance_threshold,
-                  "evaluated_on": "a fit on train_ratings, scored on val_ratings",
-                  "capacity_candidates": result.selection.candidates},
+            result.published_model.user_factors,
+            result.published_model.item_factors,
+            users,
+            movies,
+            result.published_seen,
+            params,
+            metrics=result.metrics,
+            trained_on="train+val",
+            info={
+                "device": str(fit_device),
+                "relevance_threshold": config.relevance_threshold,
+                "evaluated_on": "a fit on train_ratings, scored on val_ratings",
+                "capacity_candidates": result.selection.candidates,
+            },
             evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
         )
         target = storage.RANKING_MODEL if publish else storage.REJECTED_RANKING_MODEL
@@ -145,24 +205,46 @@ def ranking_model(
             model.save(tmp)
         version = None
         if publish:
-            version = record_version(context, storage, storage.RANKING_MODEL, {
-                "metrics": result.metrics, "config": params.to_dict(), "data": DataSize(len(users), len(movies), len(train) + len(val)).to_dict(),
-                "promotion": promotion.describe()}, config.keep_versions)
+            version = record_version(
+                context,
+                storage,
+                storage.RANKING_MODEL,
+                {
+                    "metrics": result.metrics,
+                    "config": params.to_dict(),
+                    "data": DataSize(len(users), len(movies), len(train) + len(val)).to_dict(),
+                    "promotion": promotion.describe(),
+                },
+                config.keep_versions,
+            )
     verdict = comparison.describe()
     if not publish:
         why = "non-finite factors" if not finite else "; ".join(promotion.reasons) or verdict
-        context.log.error(f"ranking model not published ({why}); saved to {store.url(target)} for inspection, "
-                          "the previous ranking model is unchanged")
+        context.log.error(
+            f"ranking model not published ({why}); saved to {store.url(target)} for inspection, "
+            "the previous ranking model is unchanged"
+        )
     else:
         context.log.info(f"published {store.url(target)}: {verdict}")
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
     checks = [
-        dg.AssetCheckResult(check_name="factors_finite", passed=finite, severity=dg.AssetCheckSeverity.ERROR,
-                            description="all factors finite" if finite else "NaN or infinite factors"),
         dg.AssetCheckResult(
-            check_name="beats_most_popular", passed=comparison.beats, severity=beats_severity, description=verdict,
-            metadata={"ndcg_at_10": round(comparison.ndcg, 4), "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
-                      "gap": round(comparison.gap, 4), "gap_standard_error": round(comparison.standard_error, 4)},
+            check_name="factors_finite",
+            passed=finite,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="all factors finite" if finite else "NaN or infinite factors",
+        ),
+        dg.AssetCheckResult(
+            check_name="beats_most_popular",
+            passed=comparison.beats,
+            severity=beats_severity,
+            description=verdict,
+            metadata={
+                "ndcg_at_10": round(comparison.ndcg, 4),
+                "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
+                "gap": round(comparison.gap, 4),
+                "gap_standard_error": round(comparison.standard_error, 4),
+            },
         ),
         promotion_check("not_worse_than_published", promotion),
     ]
@@ -183,9 +265,18 @@ def ranking_model(
     return dg.MaterializeResult(check_results=checks, metadata=metadata)
 
 
-def ranking_promotion(context: dg.AssetExecutionContext, storage: RecsysStorage, result: RankingTraining,
-                      train: Ratings, val: Ratings, *, users, movies, policy: PromotionPolicy,
-                      threshold: float) -> Promotion:
+def ranking_promotion(
+    context: dg.AssetExecutionContext,
+    storage: RecsysStorage,
+    result: RankingTraining,
+    train: Ratings,
+    val: Ratings,
+    *,
+    users,
+    movies,
+    policy: PromotionPolicy,
+    threshold: float,
+) -> Promotion:
     """The promotion decision against the published ranking model (core/promotion.py's rule)."""
     size = DataSize(len(users), len(movies), len(train) + len(val))
     current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)

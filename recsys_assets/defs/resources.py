@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import torch
 from pydantic import Field
 
+from recsys_assets import settings
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.ingest import table_to_frame
 from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
-from recsys_assets import settings
 from recsys_assets.settings import Setting
 
 
@@ -172,7 +172,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}"
+            )
         store, name = self._location(context.asset_key)
         table = pa.Table.from_pandas(obj, preserve_index=False)
         with store.write(name) as tmp:

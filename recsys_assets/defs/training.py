@@ -9,10 +9,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
-from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.locks import exclusive_lock
+from recsys_assets.core.model_file import load_model_file, save_model_file
+from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.promotion import Promotion
 from recsys_assets.core.recommender import Recommender
 from recsys_assets.core.report import ModelReport, build_report, epoch_summary, training_summary, with_promotion
@@ -39,7 +39,9 @@ class RecommendationModelConfig(PromotionConfig):
     )
     embedding_dim: int = Field(default=_DEFAULTS.embedding_dim, description="Size of the user and movie embeddings.")
     batch_size: int = Field(default=_DEFAULTS.batch_size, description="Ratings per optimizer step.")
-    learning_rate: float = Field(default=_DEFAULTS.learning_rate, description="Step size of the optimizer (SGD or SparseAdam).")
+    learning_rate: float = Field(
+        default=_DEFAULTS.learning_rate, description="Step size of the optimizer (SGD or SparseAdam)."
+    )
     epochs: int = Field(default=_DEFAULTS.epochs, description="Maximum number of epochs.")
     reg_factors: float = Field(default=_DEFAULTS.reg_factors, description="L2 penalty on the batch's embedding rows.")
     reg_bias: float = Field(default=_DEFAULTS.reg_bias, description="L2 penalty on the batch's user and movie biases.")
@@ -48,8 +50,12 @@ class RecommendationModelConfig(PromotionConfig):
         description="sgd: rows rated n times get L2 weight (mean_n / n) ** this; 0 = uniform.",
     )
     init_std: float = Field(default=_DEFAULTS.init_std, description="Standard deviation of the initial embeddings.")
-    patience: int = Field(default=_DEFAULTS.patience, description="Epochs without validation improvement before stopping.")
-    min_delta: float = Field(default=_DEFAULTS.min_delta, description="Smallest validation-loss decrease that counts as improvement.")
+    patience: int = Field(
+        default=_DEFAULTS.patience, description="Epochs without validation improvement before stopping."
+    )
+    min_delta: float = Field(
+        default=_DEFAULTS.min_delta, description="Smallest validation-loss decrease that counts as improvement."
+    )
     seed: int = Field(default=_DEFAULTS.seed, description="Seed of initialization and shuffling.")
 
     def to_train_config(self, **environment) -> TrainConfig:
@@ -58,20 +64,39 @@ class RecommendationModelConfig(PromotionConfig):
 
 
 MODEL_CHECKS = [
-    dg.AssetCheckSpec("weights_finite", asset="recommendation_model", blocking=True,
-                      description="Every model weight is finite."),
-    dg.AssetCheckSpec("beats_global_mean", asset="recommendation_model", blocking=True,
-                      description="Validation RMSE is below the global-mean baseline's."),
-    dg.AssetCheckSpec("beats_bias_only", asset="recommendation_model", blocking=False,
-                      description="Validation RMSE is below the bias-only baseline's (warning)."),
-    dg.AssetCheckSpec("not_worse_than_published", asset="recommendation_model", blocking=True,
-                      description="The data did not shrink, and on validation ratings the published model never "
-                      "trained on, the new model's RMSE is within the tolerance of the published model's."),
+    dg.AssetCheckSpec(
+        "weights_finite", asset="recommendation_model", blocking=True, description="Every model weight is finite."
+    ),
+    dg.AssetCheckSpec(
+        "beats_global_mean",
+        asset="recommendation_model",
+        blocking=True,
+        description="Validation RMSE is below the global-mean baseline's.",
+    ),
+    dg.AssetCheckSpec(
+        "beats_bias_only",
+        asset="recommendation_model",
+        blocking=False,
+        description="Validation RMSE is below the bias-only baseline's (warning).",
+    ),
+    dg.AssetCheckSpec(
+        "not_worse_than_published",
+        asset="recommendation_model",
+        blocking=True,
+        description="The data did not shrink, and on validation ratings the published model never "
+        "trained on, the new model's RMSE is within the tolerance of the published model's.",
+    ),
 ]
 
 
-@dg.asset(group_name="training", kinds={"pytorch"}, owners=OWNERS, check_specs=MODEL_CHECKS, pool="recsys_training",
-          op_tags=TRAINING_OP_TAGS)
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch"},
+    owners=OWNERS,
+    check_specs=MODEL_CHECKS,
+    pool="recsys_training",
+    op_tags=TRAINING_OP_TAGS,
+)
 def recommendation_model(
     context: dg.AssetExecutionContext,
     config: RecommendationModelConfig,
@@ -113,13 +138,27 @@ def recommendation_model(
             storage.mirror_checkpoints()  # a remote store: mirror the epoch's checkpoint for a rerun elsewhere
 
         result = train_model(
-            train, val, len(users), len(movies), train_config,
-            device=torch_device, on_epoch=on_epoch, checkpoint_path=checkpoint,
+            train,
+            val,
+            len(users),
+            len(movies),
+            train_config,
+            device=torch_device,
+            on_epoch=on_epoch,
+            checkpoint_path=checkpoint,
         )
         context.log.info(training_summary(result, train_config))
-        report = build_report(result, train, val, n_users=len(users), n_movies=len(movies),
-                              rating_range=(train_config.rating_min, train_config.rating_max))
-        current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
+        report = build_report(
+            result,
+            train,
+            val,
+            n_users=len(users),
+            n_movies=len(movies),
+            rating_range=(train_config.rating_min, train_config.rating_max),
+        )
+        current = load_published(
+            context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False)
+        )
         report = with_promotion(report, result.model, val, users=users, movies=movies, current=current, policy=policy)
         run = _TrainingRun(result, report, users, movies, train_config, checkpoint, started)
         return _publish(context, storage, run, keep=config.keep_versions)
@@ -138,15 +177,17 @@ class _TrainingRun:
     started: float
 
 
-def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun", *,
-             keep: int) -> dg.MaterializeResult:
+def _publish(
+    context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun", *, keep: int
+) -> dg.MaterializeResult:
     """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
     result, report, metrics = run.result, run.report, run.report.metrics
     store = storage.store
     target = storage.MODEL if report.publish else storage.REJECTED_MODEL
     with store.write(target) as tmp:
         save_model_file(
-            tmp, report,
+            tmp,
+            report,
             model_state=result.model.state_dict(),
             optimizer_state=result.optimizer.state_dict(),
             user_ids=run.users.ids,
@@ -156,10 +197,18 @@ def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_T
         )
     version = None
     if report.publish:
-        version = record_version(context, storage, storage.MODEL, {
-            "metrics": metrics, "config": asdict(run.config), "data": report.data_size.to_dict(),
-            "promotion": report.promotion.describe() if report.promotion else "",
-        }, keep)
+        version = record_version(
+            context,
+            storage,
+            storage.MODEL,
+            {
+                "metrics": metrics,
+                "config": asdict(run.config),
+                "data": report.data_size.to_dict(),
+                "promotion": report.promotion.describe() if report.promotion else "",
+            },
+            keep,
+        )
     run.checkpoint.unlink(missing_ok=True)
     storage.drop_checkpoint(run.checkpoint.name)
     if not report.publish:
@@ -175,8 +224,18 @@ def _publish(context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_T
             "published": dg.MetadataValue.bool(report.publish),
             "version": dg.MetadataValue.text(version or "not published"),
             "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
-            **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in
-               ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")},
+            **{
+                name: dg.MetadataValue.float(round(metrics[name], 4))
+                for name in (
+                    "train_loss",
+                    "val_loss",
+                    "val_rmse",
+                    "val_mae",
+                    "global_mean_rmse",
+                    "bias_only_rmse",
+                    "ndcg_at_10",
+                )
+            },
             "epochs_run": dg.MetadataValue.int(result.epochs_run),
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
             "stopped_early": dg.MetadataValue.bool(result.stopped_early),
@@ -198,17 +257,26 @@ def _check_results(report: ModelReport) -> list[dg.AssetCheckResult]:
     metrics = report.metrics
     rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
     return [
-        dg.AssetCheckResult(check_name="weights_finite", passed=report.weights_finite,
-                            severity=dg.AssetCheckSeverity.ERROR,
-                            description="all weights finite" if report.weights_finite else "NaN or infinite weights"),
-        dg.AssetCheckResult(check_name="beats_global_mean", passed=report.beats_global_mean,
-                            severity=dg.AssetCheckSeverity.ERROR,
-                            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
-                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]}),
-        dg.AssetCheckResult(check_name="beats_bias_only", passed=report.beats_bias_only,
-                            severity=dg.AssetCheckSeverity.WARN,
-                            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
-                            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]}),
+        dg.AssetCheckResult(
+            check_name="weights_finite",
+            passed=report.weights_finite,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="all weights finite" if report.weights_finite else "NaN or infinite weights",
+        ),
+        dg.AssetCheckResult(
+            check_name="beats_global_mean",
+            passed=report.beats_global_mean,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
+            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]},
+        ),
+        dg.AssetCheckResult(
+            check_name="beats_bias_only",
+            passed=report.beats_bias_only,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
+            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]},
+        ),
         promotion_check("not_worse_than_published", report.promotion or Promotion(True)),
     ]
 

@@ -27,6 +27,7 @@ Remove the checkpoint (``MovieDataLoader.discard_checkpoint``) after such an
 edit, or publish a new export as a new file, as exporters normally do.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -169,8 +170,12 @@ def write_part(table: pa.Table, target: Path) -> None:
             column = pa.nulls(n, pa.null())
         elif name == "line" and n and column.null_count == 0:
             first = column[0].as_py()
-            if column[n - 1].as_py() == first + n - 1 and (n < 3 or pc.all(pc.equal(
-                    pc.subtract(column, pa.array(np.arange(first, first + n, dtype=np.int64))), 0)).as_py()):
+            if column[n - 1].as_py() == first + n - 1 and (
+                n < 3
+                or pc.all(
+                    pc.equal(pc.subtract(column, pa.array(np.arange(first, first + n, dtype=np.int64))), 0)
+                ).as_py()
+            ):
                 meta[b"first_line"] = str(first).encode()
                 continue
         elif name in _PART_INT_COLUMNS and n:
@@ -310,10 +315,8 @@ class CheckpointStore:
         reread = 0
         hwm = self._sidecar(".hwm")
         if hwm.exists():
-            try:
+            with contextlib.suppress(ValueError):
                 reread = max(0, int(hwm.read_text()) - progress.next_line)
-            except ValueError:
-                pass
         return Resumed(progress, tables, reread), None
 
     def _start_over(self, reason: str) -> str:

@@ -254,7 +254,7 @@ def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 2
                 end = int(newlines[k]) if k < len(newlines) else len(buf)
                 text = buf[start:end].rstrip(b"\r")
                 if n == 1 and text.startswith(BOM):
-                    text = text[len(BOM):]
+                    text = text[len(BOM) :]
                 out[int(n)] = text.decode("utf-8", errors="replace")
             if eof or hi == len(wanted):
                 break

@@ -128,8 +128,9 @@ class _Load:
             with open_export(self.path) as f:
                 self.reader = f
                 f.seek(self.progress.offset)  # a gzip export decompresses up to it again
-                regions = iter_regions(f, lines_per_segment=lines_per_segment, block_bytes=block_bytes,
-                                       max_line_bytes=self.max_line_bytes)
+                regions = iter_regions(
+                    f, lines_per_segment=lines_per_segment, block_bytes=block_bytes, max_line_bytes=self.max_line_bytes
+                )
                 for region in regions:
                     self.consume(region)
         finally:
@@ -154,8 +155,14 @@ class _Load:
         fast = not region.may_have_long_lines
         whole = None
         if fast and len(segments) > 1:
-            whole = parse_clean(buf, segments[0].start, segments[-1].end, first_line=self.progress.next_line,
-                                n_lines=sum(seg.lines for seg in segments), fmt=fmt)
+            whole = parse_clean(
+                buf,
+                segments[0].start,
+                segments[-1].end,
+                first_line=self.progress.next_line,
+                n_lines=sum(seg.lines for seg in segments),
+                fmt=fmt,
+            )
         row = 0
         for seg in segments:
             if whole is not None:  # the whole region was clean: slice it at the segment boundaries
@@ -164,13 +171,18 @@ class _Load:
             else:
                 table = None
                 if fast:
-                    table = parse_clean(buf, seg.start, seg.end, first_line=self.progress.next_line,
-                                        n_lines=seg.lines, fmt=fmt)
+                    table = parse_clean(
+                        buf, seg.start, seg.end, first_line=self.progress.next_line, n_lines=seg.lines, fmt=fmt
+                    )
                 if table is not None:
                     parsed = Parsed(table, seg.lines)
                 else:
-                    parsed = parse_segment(bytes(buf[seg.start : seg.end]), self.progress.next_line, fmt,
-                                           max_line_bytes=self.max_line_bytes)
+                    parsed = parse_segment(
+                        bytes(buf[seg.start : seg.end]),
+                        self.progress.next_line,
+                        fmt,
+                        max_line_bytes=self.max_line_bytes,
+                    )
             self.commit(parsed, seg.file_bytes)
 
     def commit(self, parsed: Parsed, n_bytes: int) -> None:
@@ -371,7 +383,9 @@ class MovieDataLoader:
             progress, tables = resumed.progress, resumed.tables
             self.stats.resumed_rows = progress.rows
             self.stats.reread_rows = resumed.reread_rows
-            log.info("resuming %s from line %d (%d rows checkpointed)", self.file_path, progress.next_line, progress.rows)
+            log.info(
+                "resuming %s from line %d (%d rows checkpointed)", self.file_path, progress.next_line, progress.rows
+            )
         return _Load(
             path=self.file_path,
             layout=layout,

@@ -89,7 +89,9 @@ def _reject_lines(lines: _Lines, fmt: ExportFormat, max_line_bytes: int | None) 
                     try:
                         line.decode("utf-8")
                     except UnicodeDecodeError as exc:
-                        codes[i] = f"invalid_encoding:byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
+                        codes[i] = (
+                            f"invalid_encoding:byte 0x{line[exc.start]:02x} at column {exc.start + 1} is not UTF-8"
+                        )
     if (codes != None).any():  # noqa: E711
         lines.rejected = codes
 
@@ -204,7 +206,9 @@ def parse_clean(buf, start: int, end: int, *, first_line: int, n_lines: int, fmt
     if table.num_rows != n_lines or any(c.null_count for c in table.columns):
         return None
     n = n_lines
-    columns = {col: table.column(col) if col in table.column_names else pa.nulls(n, t) for col, t in VALUE_TYPES.items()}
+    columns = {
+        col: table.column(col) if col in table.column_names else pa.nulls(n, t) for col, t in VALUE_TYPES.items()
+    }
     nulls = pa.nulls(n, pa.string())
     return _table(np.arange(first_line, first_line + n, dtype=np.int64), columns, nulls, nulls)
 
@@ -311,8 +315,9 @@ def _parse_quoted(lines: _Lines, fmt: ExportFormat) -> Parsed:
     return Parsed(table, len(lines.starts), int(lines.blank.sum()), len(bad_idx))
 
 
-def _assemble(lines: _Lines, good_idx: np.ndarray, columns: dict, errors: np.ndarray, bad_idx: np.ndarray,
-              fmt: ExportFormat) -> pa.Table:
+def _assemble(
+    lines: _Lines, good_idx: np.ndarray, columns: dict, errors: np.ndarray, bad_idx: np.ndarray, fmt: ExportFormat
+) -> pa.Table:
     """The parsed rows (``good_idx``) and the malformed lines (``bad_idx``) as one table in line order."""
     raw = np.full(len(good_idx), None, dtype=object)
     for j in np.flatnonzero(errors != None):  # noqa: E711 - rare: rows with a bad field

@@ -121,8 +121,10 @@ def ials_device(device: torch.device, *, explicit: bool) -> tuple[torch.device, 
         if implicit_has_cuda():
             return device, None
         if explicit:
-            raise RuntimeError(f"device {device} was asked for, but the installed implicit has no CUDA support "
-                               "(install an implicit wheel built with CUDA, or set RECSYS_DEVICE=cpu)")
+            raise RuntimeError(
+                f"device {device} was asked for, but the installed implicit has no CUDA support "
+                "(install an implicit wheel built with CUDA, or set RECSYS_DEVICE=cpu)"
+            )
         return torch.device("cpu"), "implicit has no CUDA support here: the ranking model fits on the CPU"
     if device.type == "mps":
         return torch.device("cpu"), "implicit has no mps path: the ranking model fits on the CPU"
@@ -170,8 +172,13 @@ def _implicit_model(params: IALSParams, device: torch.device):
         from implicit.gpu.als import AlternatingLeastSquares
     else:
         from implicit.cpu.als import AlternatingLeastSquares
-    kwargs = {"factors": params.factors, "regularization": params.regularization, "alpha": 1.0,
-              "iterations": params.iterations, "random_state": params.seed}
+    kwargs = {
+        "factors": params.factors,
+        "regularization": params.regularization,
+        "alpha": 1.0,
+        "iterations": params.iterations,
+        "random_state": params.seed,
+    }
     if device.type != "cuda":
         kwargs["num_threads"] = cpu_threads()
     # imported first, so that the limit reaches every BLAS library implicit loads; it warns at
@@ -191,8 +198,9 @@ class _Block:
     Y: torch.Tensor  # (B, n, k) the rated movies' factors
 
 
-def _blocks(Y: torch.Tensor, matrix: UserItems, params: IALSParams, users: np.ndarray,
-            budget: int = 1 << 18) -> Iterator[_Block]:
+def _blocks(
+    Y: torch.Tensor, matrix: UserItems, params: IALSParams, users: np.ndarray, budget: int = 1 << 18
+) -> Iterator[_Block]:
     """Normal equations of ``users``, in blocks of similar rating counts (padded to ``budget`` entries)."""
     counts = matrix.counts()
     order = users[np.argsort(counts[users], kind="stable")]
@@ -269,7 +277,13 @@ def explain(
         rows = np.concatenate([row_of[int(u)] for u in block.users])
         owners = np.repeat(np.arange(len(block.users)), [len(row_of[int(u)]) for u in block.users])
         rec = torch.from_numpy(recommended[rows]).to(Y.device)
-        A, Yb, conf, mask, movies = block.A[owners], block.Y[owners], block.conf[owners], block.mask[owners], block.movies[owners]
+        A, Yb, conf, mask, movies = (
+            block.A[owners],
+            block.Y[owners],
+            block.conf[owners],
+            block.mask[owners],
+            block.movies[owners],
+        )
         z = torch.linalg.solve(A, Y[rec].transpose(1, 2))  # (R, k, K)
         contrib = (Yb @ z) * conf.unsqueeze(2)  # (R, n, K): rated movie i's part of each score
         contrib = torch.where(mask.unsqueeze(2), contrib, -torch.inf)

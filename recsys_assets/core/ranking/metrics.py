@@ -62,7 +62,10 @@ def ranking_metrics(
     scored = n_relevant > 0
     rec, n_rel = recommended[scored], n_relevant[scored]
     # CSR rows are sorted by user, then movie, so these keys are sorted already
-    keys = np.repeat(np.arange(held.relevant.n_users, dtype=np.int64), held.relevant.counts()) * n_movies + held.relevant.indices
+    keys = (
+        np.repeat(np.arange(held.relevant.n_users, dtype=np.int64), held.relevant.counts()) * n_movies
+        + held.relevant.indices
+    )
     wanted = (users[scored][:, None] * n_movies + rec).ravel()
     pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
     hits = (keys[pos] == wanted).reshape(rec.shape) if len(keys) else np.zeros(rec.shape, bool)

@@ -21,16 +21,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_assets.core.model_file import ModelFileError
+from recsys_assets.core.atomic import atomic_path
 from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.atomic import atomic_path
 
 FORMAT_VERSION = 1
 ARCHITECTURE = "ials"
 FILE_NAME = "ranking_model.pth"  # its name in the data folder, beside recommendation_model.pth
-_REQUIRED = ("user_factors", "item_factors", "user_ids", "movie_ids", "seen_indptr", "seen_indices", "seen_ratings", "params")
+_REQUIRED = (
+    "user_factors",
+    "item_factors",
+    "user_ids",
+    "movie_ids",
+    "seen_indptr",
+    "seen_indices",
+    "seen_ratings",
+    "params",
+)
 
 
 @dataclass
@@ -50,8 +59,9 @@ class RankingModel:
 
     def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
         """The factors of a user the model never saw, from their ratings (one least-squares solve)."""
-        one = UserItems.from_pairs(np.zeros(len(movie_indices), dtype=np.int64), movie_indices, 1,
-                                   len(self.movies), ratings)
+        one = UserItems.from_pairs(
+            np.zeros(len(movie_indices), dtype=np.int64), movie_indices, 1, len(self.movies), ratings
+        )
         return solve_users(self.item_factors, one, self.params)[0], one
 
     def explain(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None):
@@ -60,6 +70,7 @@ class RankingModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (temp file, then rename)."""
+
         def tensor(array, dtype):  # a copy: ids may be read-only views
             return torch.from_numpy(np.array(array, dtype=dtype, copy=True))
 
@@ -96,10 +107,18 @@ class RankingModel:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("architecture") != ARCHITECTURE or any(k not in payload for k in _REQUIRED):
-            raise ModelFileError(f"{path} is not a recsys_assets ranking model file (expected keys {', '.join(_REQUIRED)})")
+        if (
+            not isinstance(payload, dict)
+            or payload.get("architecture") != ARCHITECTURE
+            or any(k not in payload for k in _REQUIRED)
+        ):
+            raise ModelFileError(
+                f"{path} is not a recsys_assets ranking model file (expected keys {', '.join(_REQUIRED)})"
+            )
         if payload.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"{path} has ranking file format {payload.get('format_version')!r}; this version reads {FORMAT_VERSION}")
+            raise ModelFileError(
+                f"{path} has ranking file format {payload.get('format_version')!r}; this version reads {FORMAT_VERSION}"
+            )
         try:
             return cls._from_payload(payload)
         except (ValueError, TypeError, KeyError) as exc:
@@ -113,7 +132,9 @@ class RankingModel:
         if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
             raise ValueError(f"factor shapes {P.shape} and {Q.shape} do not match")
         if len(user_ids) != len(P) or len(movie_ids) != len(Q):
-            raise ValueError(f"{len(user_ids)} user ids for {len(P)} user rows, {len(movie_ids)} movie ids for {len(Q)} movie rows")
+            raise ValueError(
+                f"{len(user_ids)} user ids for {len(P)} user rows, {len(movie_ids)} movie ids for {len(Q)} movie rows"
+            )
         for name, ids in (("user", user_ids), ("movie", movie_ids)):
             if len(ids) > 1 and not (np.diff(ids) > 0).all():
                 raise ValueError(f"{name} ids are not sorted and unique")
@@ -126,7 +147,9 @@ class RankingModel:
             raise ValueError("the seen ratings do not fit the seen-movie index")
         if len(indices) and (indices.min() < 0 or indices.max() >= len(Q)):
             raise ValueError("the seen-movie index names movies the model does not have")
-        params = IALSParams(**{k: payload["params"][k] for k in IALSParams.__dataclass_fields__ if k in payload["params"]})
+        params = IALSParams(
+            **{k: payload["params"][k] for k in IALSParams.__dataclass_fields__ if k in payload["params"]}
+        )
         if params.factors != P.shape[1]:
             raise ValueError(f"params say {params.factors} factors, the arrays hold {P.shape[1]}")
         evaluation = None
@@ -135,6 +158,15 @@ class RankingModel:
             if eP.shape != P.shape or eQ.shape != Q.shape or not (np.isfinite(eP).all() and np.isfinite(eQ).all()):
                 raise ValueError("the held-out fit's factors do not match the model or are not finite")
             evaluation = (eP, eQ)
-        return cls(P, Q, IdMapping(user_ids), IdMapping(movie_ids), UserItems(indptr, indices, ratings, len(Q)), params,
-                   dict(payload.get("metrics", {})), str(payload.get("trained_on", "")), dict(payload.get("info", {})),
-                   evaluation)
+        return cls(
+            P,
+            Q,
+            IdMapping(user_ids),
+            IdMapping(movie_ids),
+            UserItems(indptr, indices, ratings, len(Q)),
+            params,
+            dict(payload.get("metrics", {})),
+            str(payload.get("trained_on", "")),
+            dict(payload.get("info", {})),
+            evaluation,
+        )

@@ -44,7 +44,11 @@ def top_n(
     k = min(k, n_movies)
     P = torch.from_numpy(np.ascontiguousarray(user_factors, dtype=np.float32))
     Qt = torch.from_numpy(np.ascontiguousarray(movie_factors, dtype=np.float32)).T
-    bias = torch.zeros(n_movies) if movie_bias is None else torch.from_numpy(np.ascontiguousarray(movie_bias, dtype=np.float32))
+    bias = (
+        torch.zeros(n_movies)
+        if movie_bias is None
+        else torch.from_numpy(np.ascontiguousarray(movie_bias, dtype=np.float32))
+    )
     out_movies = np.empty((len(users), k), dtype=np.int64)
     out_scores = np.empty((len(users), k), dtype=np.float32)
     buffer = torch.empty((min(block, max(len(users), 1)), n_movies), dtype=torch.float32)  # reused: no page-fault churn

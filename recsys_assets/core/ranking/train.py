@@ -40,14 +40,20 @@ class Ratings:
     @classmethod
     def from_frame(cls, frame, users, movies) -> "Ratings":
         """Index arrays of a ``user_id, movie_id, rating`` table under the given ``IdMapping``s."""
-        return cls(users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32))
+        return cls(
+            users.encode(frame["user_id"]), movies.encode(frame["movie_id"]), frame["rating"].to_numpy(np.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.ratings)
 
     def concat(self, other: "Ratings") -> "Ratings":
-        return Ratings(*(np.concatenate([a, b]) for a, b in ((self.users, other.users), (self.movies, other.movies),
-                                                              (self.ratings, other.ratings))))
+        return Ratings(
+            *(
+                np.concatenate([a, b])
+                for a, b in ((self.users, other.users), (self.movies, other.movies), (self.ratings, other.ratings))
+            )
+        )
 
 
 @dataclass
@@ -100,18 +106,24 @@ def select_params(
     for f, reg in grid:
         params = replace(base, factors=f, regularization=reg)
         model = fit_ials(matrix, params, device=device)
-        score = evaluate_rankers({"c": factor_ranker(model.user_factors, model.item_factors, matrix)}, matrix, held)["c"]
+        score = evaluate_rankers({"c": factor_ranker(model.user_factors, model.item_factors, matrix)}, matrix, held)[
+            "c"
+        ]
         ndcg = score.metrics["ndcg_at_10"]
         scores.append(score)
-        candidates.append({"factors": f, "regularization": reg, "inner_ndcg_at_10": ndcg, "fit_seconds": model.fit_seconds})
+        candidates.append(
+            {"factors": f, "regularization": reg, "inner_ndcg_at_10": ndcg, "fit_seconds": model.fit_seconds}
+        )
         log(f"inner split: factors {f}, regularization {reg:g}: NDCG@10 {ndcg:.4f} ({model.fit_seconds:.1f} s)")
     best = max(range(len(grid)), key=lambda i: candidates[i]["inner_ndcg_at_10"])  # ties: the first listed
     if best != 0:
         # the first candidate is the default: another replaces it only when clearly better, not by noise
         versus = compare(scores[best], scores[0], z=noise_z)
         if versus.gap <= noise_z * versus.standard_error:
-            log(f"factors {grid[best][0]}, regularization {grid[best][1]:g} is not better than the first candidate "
-                f"beyond noise (gap {versus.gap:+.4f} +/- {versus.standard_error:.4f}): keeping the first")
+            log(
+                f"factors {grid[best][0]}, regularization {grid[best][1]:g} is not better than the first candidate "
+                f"beyond noise (gap {versus.gap:+.4f} +/- {versus.standard_error:.4f}): keeping the first"
+            )
             best = 0
     for i, candidate in enumerate(candidates):
         candidate["chosen"] = i == best
@@ -134,8 +146,12 @@ class RankingTraining:
     def metrics(self) -> dict[str, float]:
         out = {f"val_{name}": float(v) for name, v in self.scores["ranking_model"].metrics.items()}
         out.update({f"popular_{name}": float(v) for name, v in self.scores["most_popular"].metrics.items()})
-        out.update(ndcg_gap=self.comparison.gap, ndcg_gap_se=self.comparison.standard_error,
-                   eval_fit_seconds=self.evaluation_model.fit_seconds, fit_seconds=self.published_model.fit_seconds)
+        out.update(
+            ndcg_gap=self.comparison.gap,
+            ndcg_gap_se=self.comparison.standard_error,
+            eval_fit_seconds=self.evaluation_model.fit_seconds,
+            fit_seconds=self.published_model.fit_seconds,
+        )
         return out
 
 
@@ -144,7 +160,7 @@ def train_ranking_model(
     val: Ratings,
     n_users: int,
     n_movies: int,
-    params: IALSParams = IALSParams(),
+    params: IALSParams | None = None,
     *,
     device: str | torch.device = "cpu",
     threshold: float = 4.0,
@@ -168,14 +184,26 @@ def train_ranking_model(
         seconds[stage] = now - clock
         clock = now
 
-    selection = select_params(train, n_users, n_movies, params, factors or [params.factors],
-                              regularization or [params.regularization], threshold=threshold, noise_z=noise_z,
-                              device=device, log=log)
+    params = params or IALSParams()
+    selection = select_params(
+        train,
+        n_users,
+        n_movies,
+        params,
+        factors or [params.factors],
+        regularization or [params.regularization],
+        threshold=threshold,
+        noise_z=noise_z,
+        device=device,
+        log=log,
+    )
     params = selection.params
     lap("choosing the capacity on an inner split")
     if selection.candidates:
-        log(f"chose factors {params.factors}, regularization {params.regularization:g} on an inner split of "
-            f"the training data ({selection.inner_users:,} users)")
+        log(
+            f"chose factors {params.factors}, regularization {params.regularization:g} on an inner split of "
+            f"the training data ({selection.inner_users:,} users)"
+        )
     train_m = UserItems.from_pairs(train.users, train.movies, n_users, n_movies, train.ratings)
     held = HeldOut.from_ratings(val.users, val.movies, val.ratings, n_users, n_movies, threshold)
 
@@ -185,9 +213,13 @@ def train_ranking_model(
     held_out_fit = fit_ials(train_m, params, device=device, on_iteration=progress("held-out fit (training split)"))
     lap("held-out fit (training split)")
     scores = evaluate_rankers(
-        {"ranking_model": factor_ranker(held_out_fit.user_factors, held_out_fit.item_factors, train_m),
-         "most_popular": popularity_ranker(train_m)},
-        train_m, held, k,
+        {
+            "ranking_model": factor_ranker(held_out_fit.user_factors, held_out_fit.item_factors, train_m),
+            "most_popular": popularity_ranker(train_m),
+        },
+        train_m,
+        held,
+        k,
     )
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
     lap("evaluation on the validation split (top-10, most popular)")
