@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: set up .venv with the dev extras, the browser the UI test drives and
 # the PostgreSQL server the instance test starts, then run the whole test suite (end-to-end tests
-# included). Extra arguments go to pytest, e.g. scripts/test.sh -m "not e2e" for the quick tests only.
+# included), after the linter, the formatter check and the type checker. Extra arguments go to pytest,
+# e.g. scripts/test.sh -m "not e2e" for the quick tests only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev
@@ -19,5 +20,9 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium "the browser test"
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   apt_install postgresql "the PostgreSQL instance test"
 fi
+echo "==> ruff check, ruff format --check, basedpyright (basic mode)"
+.venv/bin/ruff check --quiet .
+.venv/bin/ruff format --check --quiet .
+.venv/bin/basedpyright --level error | tail -n 1
 export MPLBACKEND=Agg
 exec .venv/bin/python -m pytest "$@"

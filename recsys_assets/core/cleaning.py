@@ -314,7 +314,7 @@ def clean_rating_data(
     movie = work.movie_id.ints if all_valid else work.movie_id.ints[valid_idx]
     cand = _duplicate_candidates(user, movie)
     if cand is not None:  # the exact rule on the candidates only: the latest timestamp wins, then the later line
-        rows = cand if all_valid else valid_idx[cand]
+        rows = cand if valid_idx is None else valid_idx[cand]
         ts = work.timestamp
         if ts.floats is not None:
             order_ts = ts.floats[rows]
@@ -338,7 +338,7 @@ def clean_rating_data(
     reason = np.empty(len(bad), dtype=object)
     detail = np.empty(len(bad), dtype=object)
     parse = bad_codes == -1
-    if parse.any():
+    if parse.any() and work.errors.codes is not None:  # parse failures come with their codes
         for j, text in zip(np.flatnonzero(parse).tolist(), work.errors.codes[bad[parse]].tolist()):
             reason[j], _, detail[j] = str(text).partition(":")
     for k, (r, d) in enumerate(rules, start=1):

@@ -63,7 +63,8 @@ class FileLock:
         if handle is None or handle is True:
             return
         try:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if fcntl is not None:  # a real handle implies fcntl (acquire takes it only then)
+                fcntl.flock(handle, fcntl.LOCK_UN)
         finally:
             handle.close()
 

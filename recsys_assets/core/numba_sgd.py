@@ -50,7 +50,7 @@ if numba is not None:
     ):  # pragma: no cover - compiled
         """Pass 1: the batch's rows, biases, weights and errors, copied into the batch buffers ``b_*``."""
         dim = P.shape[1]
-        for k in numba.prange(n):
+        for k in numba.prange(n):  # pyright: ignore[reportOptionalMemberAccess] - compiled only with numba
             rec = data[order[start + k]]
             uk = rec.user
             ik = rec.movie
@@ -96,7 +96,7 @@ if numba is not None:
         for start in range(0, n_all, batch_size):
             n = min(batch_size, n_all - start)
             _gather(P, Q, bu, bi, data, order, start, n, b.u, b.i, b.wu, b.wi, b.pu, b.qi, b.bu, b.bi, b.err)
-            for side in numba.prange(2):  # the user table on one thread, the movie table on another
+            for side in numba.prange(2):  # pyright: ignore[reportOptionalMemberAccess] - one thread per table
                 if side == 0:
                     _scatter(P, bu, b.u, b.wu, n, lr, shrink_scale, reg_bias, b.pu, b.qi, b.bu, b.err)
                 else:

@@ -184,7 +184,7 @@ class Recommender:
             raise ValueError(f"k must be at least 1, got {k}")
         by = self._check_by(by)
         user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
-        mapping = self.ranker.users if by == "ranking" else self.users
+        mapping = self._ranking.users if by == "ranking" else self.users
         known = mapping.known(user_ids)
         frames = []
         if known.any():
@@ -206,7 +206,7 @@ class Recommender:
 
     def _ranked(self, user_ids: np.ndarray, k: int, exclude_seen: bool, by: str) -> pd.DataFrame:
         if by == "ranking":
-            r = self.ranker
+            r = self._ranking
             u = r.users.encode(user_ids)
             result = top_n(r.user_factors, r.item_factors, r.seen if exclude_seen else None, k=k, users=u)
             because, _ = r.explain(u, result.movies)
@@ -353,12 +353,19 @@ class Recommender:
         rating_ndcg = self.info.get("metrics", {}).get("ndcg_at_10")
         return "rating" if rating_ndcg is not None and rating_ndcg > ranking_ndcg else "ranking"
 
+    @property
+    def _ranking(self) -> RankingModel:
+        """The ranking model (callers have checked that one is loaded)."""
+        if self.ranker is None:
+            raise ValueError("no ranking model is loaded")
+        return self.ranker
+
     def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
         """The ``k`` movies closest to ``movie_id`` by cosine similarity of movie factors:
         ``rank, movie_id, similarity``; ``attrs`` name the query movie and the factors used."""
         by = self.similar_by
         factors, mapping = (
-            (self.ranker.item_factors, self.ranker.movies) if by == "ranking" else (self.movie_factors, self.movies)
+            (self._ranking.item_factors, self._ranking.movies) if by == "ranking" else (self.movie_factors, self.movies)
         )
         if not mapping.known([movie_id])[0]:
             raise KeyError(f"movie {movie_id} is not known to the model")

@@ -75,6 +75,8 @@ if triton is not None:
 def sgd_step(model, lr: float, batch) -> torch.Tensor:
     """The fused step on an :class:`~recsys_assets.core.optim.EpochBatches`; same result as ``FusedSGD.fit_slice``."""
     u, i, r, shrink_u, shrink_i, breg_u, breg_i = batch.fields()
+    if triton is None:
+        raise RuntimeError("the Triton step needs triton installed (callers check available() first)")
     P = model.user_factors.weight
     Q = model.movie_factors.weight
     n, dim = len(u), P.shape[1]
@@ -83,7 +85,7 @@ def sgd_step(model, lr: float, batch) -> torch.Tensor:
         return sq
     block = 32
     grid = (triton.cdiv(n, block),)
-    _sgd_step_kernel[grid](
+    _sgd_step_kernel[grid](  # pyright: ignore[reportIndexIssue] - a triton.jit kernel is launched by indexing
         P,
         Q,
         model.user_bias.weight,

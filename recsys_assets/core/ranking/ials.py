@@ -202,6 +202,9 @@ def _blocks(
     Y: torch.Tensor, matrix: UserItems, params: IALSParams, users: np.ndarray, budget: int = 1 << 18
 ) -> Iterator[_Block]:
     """Normal equations of ``users``, in blocks of similar rating counts (padded to ``budget`` entries)."""
+    if matrix.values is None:
+        raise ValueError("the confidence of a rated movie needs its rating: build UserItems with ratings")
+    values = matrix.values
     counts = matrix.counts()
     order = users[np.argsort(counts[users], kind="stable")]
     k = Y.shape[1]
@@ -221,7 +224,7 @@ def _blocks(
         movies = np.zeros((len(chunk), n), dtype=np.int64)
         conf = np.zeros((len(chunk), n), dtype=np.float32)
         movies[rows, pos] = cols
-        rated = matrix.values[np.repeat(matrix.indptr[chunk], counts[chunk]) + pos]
+        rated = values[np.repeat(matrix.indptr[chunk], counts[chunk]) + pos]
         conf[rows, pos] = confidence(rated, params)
         movies_t = torch.from_numpy(movies).to(Y.device)
         conf_t = torch.from_numpy(conf).to(Y.device)
