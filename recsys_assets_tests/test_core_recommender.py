@@ -60,6 +60,36 @@ def test_missing_and_foreign_files_fail_clearly(tmp_path):
         Recommender.load(garbage)
 
 
+def _damaged(model_file, tmp_path, change):
+    payload = torch.load(model_file, weights_only=True)
+    change(payload)
+    path = tmp_path / "damaged.pth"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p["model_state_dict"]["user_factors.weight"].__setitem__((0, 0), float("nan")), "NaN or infinite"),
+        (lambda p: p["model_state_dict"].pop("movie_bias.weight"), "needs the tensors"),
+        (lambda p: p["user_mapping"].__setitem__(10, 7), "user_mapping must map"),
+        (lambda p: p["movie_mapping"].pop(400), "do not match"),
+        (lambda p: p["seen_indices"].__setitem__(0, 99), "outside the mapping"),
+        (lambda p: p.__setitem__("seen_indptr", p["seen_indptr"][:-1]), "seen-movie index"),
+    ],
+)
+def test_a_damaged_model_file_is_one_clear_error(model_file, tmp_path, change, message):
+    """NaN weights, a missing tensor, a mapping out of range or a corrupt seen index: ModelFileError, and the
+    CLI exits 2 with it (no traceback, no empty table)."""
+    from recsys_assets.cli import main
+
+    path = _damaged(model_file, tmp_path, change)
+    with pytest.raises(ModelFileError, match=message):
+        Recommender.load(path)
+    assert main(["recommend", "--user", "10", "--model", str(path)]) == 2
+
+
 def test_predict_frame_flags_unknown_ids(model_file):
     frame = Recommender.load(model_file).predict_frame([10, 99], [12345, 100])
     assert frame["unknown_user"].tolist() == [False, True]

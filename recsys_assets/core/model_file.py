@@ -89,4 +89,48 @@ def load_model_file(path: str | os.PathLike, map_location="cpu") -> dict:
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path} has model file format {version!r}; this version reads {FORMAT_VERSION}")
+    problem = payload_problem(payload)
+    if problem:
+        raise ModelFileError(f"{path} is damaged: {problem}")
     return payload
+
+
+_WEIGHTS = ("user_factors.weight", "movie_factors.weight", "user_bias.weight", "movie_bias.weight", "global_mean")
+
+
+def payload_problem(payload: dict) -> str | None:
+    """What is wrong with a model file's contents (shapes, id mappings, finite weights, seen index), or None."""
+    state = payload["model_state_dict"]
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), torch.Tensor) for k in _WEIGHTS):
+        return f"model_state_dict needs the tensors {', '.join(_WEIGHTS)}"
+    users, movies = payload["user_mapping"], payload["movie_mapping"]
+    if not isinstance(users, dict) or not isinstance(movies, dict):
+        return "user_mapping and movie_mapping must be dicts of raw id -> index"
+    n_users, n_movies = len(users), len(movies)
+    p, q = state["user_factors.weight"], state["movie_factors.weight"]
+    if p.dim() != 2 or q.dim() != 2 or p.shape != (n_users, q.shape[1]) or q.shape[0] != n_movies:
+        return f"factor shapes {tuple(p.shape)} and {tuple(q.shape)} do not match {n_users} users and {n_movies} movies"
+    if state["user_bias.weight"].shape != (n_users, 1) or state["movie_bias.weight"].shape != (n_movies, 1):
+        return "bias shapes do not match the mappings"
+    for name in _WEIGHTS:
+        if not bool(torch.isfinite(state[name].float()).all()):
+            return f"{name} holds NaN or infinite values"
+    for name, mapping, n in (("user_mapping", users, n_users), ("movie_mapping", movies, n_movies)):
+        if sorted(mapping.values()) != list(range(n)):
+            return f"{name} must map its ids onto 0..{n - 1} exactly once"
+    if "seen_indptr" in payload:
+        indptr, indices = payload["seen_indptr"], payload["seen_indices"]
+        if (
+            indptr.dim() != 1
+            or len(indptr) != n_users + 1
+            or int(indptr[0]) != 0
+            or int(indptr[-1]) != len(indices)
+            or bool((indptr[1:] < indptr[:-1]).any())
+        ):
+            return "the seen-movie index (seen_indptr) does not match the users"
+        if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_movies):
+            return "the seen-movie index names movies outside the mapping"
+    counts = payload.get("movie_counts")
+    if counts is not None and (len(counts) != n_movies or bool((counts < 0).any())):
+        return "movie_counts does not match the movies"
+    return None
