@@ -208,3 +208,18 @@ def test_all_valid_input_fast_path_matches_and_does_not_alias_the_input():
     assert result.quarantine["line"].tolist() == [12]
     assert result.quarantine["reason"].tolist() == ["duplicate_superseded"]
     assert len(result.ratings) == n
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5])
+def test_an_impossible_rejection_threshold_is_refused(bad):
+    """NaN used to switch the 5% gate off silently."""
+    with pytest.raises(ValueError, match="max_rejected_fraction must be between 0 and 1"):
+        clean_rating_data(_frame([(1, 1, 4.0, 1)]), max_rejected_fraction=bad)
+
+
+def test_a_rejected_export_still_carries_its_quarantine():
+    rows = [(u, 1, 4.0, u) for u in range(1, 91)] + [(u, 2, 9.0, u) for u in range(91, 101)]
+    with pytest.raises(DataQualityError) as err:
+        clean_rating_data(_frame(rows))
+    assert err.value.quarantine is not None and len(err.value.quarantine) == 10
+    assert set(err.value.quarantine["reason"]) == {"rating_off_scale"}

@@ -284,3 +284,19 @@ def test_the_kernel_rule_lives_in_one_place(monkeypatch):
             else:
                 with pytest.raises(ValueError, match="got 'fast'"):
                     use()
+
+
+def test_a_rejected_export_writes_its_quarantine_with_a_preview(tmp_path, data_dir):
+    """More than 5% invalid rows: cleaned_ratings fails, but the quarantine is written and previewed."""
+    export = tmp_path / "ratings.csv"
+    export.write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},1,{9.0 if u % 5 == 0 else 4.0},{u}\n" for u in range(1, 201)))
+    result = dg.materialize(ALL_ASSETS[:2], resources=_resources(export, data_dir), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "cleaned_ratings"
+    metadata = failure.step_failure_data.user_failure_data.metadata
+    assert metadata["quarantined_rows"].value == 40
+    assert metadata["quarantine_preview"].value.records[0].data["reason"] == "rating_off_scale"
+    quarantine = pd.read_parquet(data_dir / "tables" / "cleaned_ratings_quarantine.parquet")
+    assert len(quarantine) == 40 and (quarantine["reason"] == "rating_off_scale").all()

@@ -23,6 +23,7 @@ written back from its values; the ``cleaned_ratings`` asset replaces those
 with the exact lines from the export), ``reason`` and ``detail``.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,13 @@ CLEAN_COLUMNS = CANONICAL_COLUMNS
 
 
 class DataQualityError(ValueError):
-    """Too large a share of the export was rejected to trust the rest."""
+    """Too large a share of the export was rejected to trust the rest.
+
+    ``quarantine`` holds the rejected rows (line, raw, reason, detail) so they can still be inspected."""
+
+    def __init__(self, message: str, quarantine: pd.DataFrame | None = None):
+        super().__init__(message)
+        self.quarantine = quarantine
 
 
 @dataclass
@@ -279,8 +286,10 @@ def clean_rating_data(
     of the rows are invalid (superseded duplicates do not count), naming the
     first offending lines.
     """
-    if rating_min >= rating_max:
-        raise ValueError(f"rating_min ({rating_min}) must be below rating_max ({rating_max})")
+    if not (math.isfinite(rating_min) and math.isfinite(rating_max) and rating_min < rating_max):
+        raise ValueError(f"rating_min ({rating_min}) must be below rating_max ({rating_max}), both finite")
+    if max_rejected_fraction is not None and not 0 <= max_rejected_fraction <= 1:  # NaN fails too
+        raise ValueError(f"max_rejected_fraction must be between 0 and 1, got {max_rejected_fraction}")
     work = _standardise(df)
     n = work.n
     # code per row: 0 kept, -1 a parse error (reason:detail in work.errors), k > 0 rules[k - 1]
@@ -364,7 +373,8 @@ def clean_rating_data(
         )
         raise DataQualityError(
             f"{source}: {invalid} of {n} rows ({invalid / n:.1%}) were rejected, more than the allowed "
-            f"{max_rejected_fraction:.1%}; by reason: {counts}; first: {examples}"
+            f"{max_rejected_fraction:.1%}; by reason: {counts}; first: {examples}",
+            quarantine=quarantine.drop(columns="raw_rebuilt"),
         )
 
     if len(bad) == 0:  # every row kept: no row selection; int64 input columns are shared copy-on-write

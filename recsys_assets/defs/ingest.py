@@ -22,6 +22,7 @@ from recsys_assets.core.ingest import (
     table_to_frame,
 )
 from recsys_assets.core.plots import plot_rating_histogram
+from recsys_assets.core.presentation import clean_text
 from recsys_assets.defs.resources import RecsysStorage
 
 OWNERS = ["team:recsys"]
@@ -177,8 +178,11 @@ def cleaned_ratings(
             max_rejected_fraction=config.max_rejected_fraction,
             source=str(storage.export),
         )
-    except DataQualityError as exc:  # a bad export: fail clearly, do not retry
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except DataQualityError as exc:  # a bad export: keep its quarantine to inspect, fail clearly, do not retry
+        metadata = {}
+        if exc.quarantine is not None:
+            metadata = _quarantine_metadata(storage, _write_quarantine(storage, exc.quarantine))
+        raise dg.Failure(description=str(exc), allow_retries=False, metadata=metadata) from exc
     rebuilt = result.quarantine["raw_rebuilt"].to_numpy(dtype=bool)
     if rebuilt.any() and storage.export.exists():  # show those rows exactly as the export has them
         exact = read_lines(storage.export, result.quarantine.loc[rebuilt, "line"])
@@ -186,11 +190,8 @@ def cleaned_ratings(
         result.quarantine.loc[rebuilt, "raw"] = [
             exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])
         ]
-    result.quarantine = result.quarantine.drop(columns="raw_rebuilt")
+    result.quarantine = _write_quarantine(storage, result.quarantine.drop(columns="raw_rebuilt"))
     store = storage.store
-    quarantine_name = storage.table_name("cleaned_ratings_quarantine")
-    with store.write(quarantine_name) as tmp:
-        pq.write_table(pa.Table.from_pandas(result.quarantine, preserve_index=False), tmp)
     ratings = result.ratings
     if result.quarantine.shape[0]:
         context.log.warning(f"quarantined {len(result.quarantine):,} rows: {result.reason_counts}")
@@ -207,10 +208,47 @@ def cleaned_ratings(
         "mean_rating": dg.MetadataValue.float(float(ratings["rating"].mean()))
         if len(ratings)
         else dg.MetadataValue.float(0.0),
-        "quarantined_rows": dg.MetadataValue.int(len(result.quarantine)),
-        "quarantine_path": dg.MetadataValue.path(store.url(quarantine_name)),
+        **_quarantine_metadata(storage, result.quarantine),
         "rating_histogram": dg.MetadataValue.md(hist_md),
     }
     for reason in REASONS:
         metadata[f"quarantined_{reason}"] = dg.MetadataValue.int(result.reason_counts.get(reason, 0))
     return dg.Output(ratings, metadata=metadata)
+
+
+QUARANTINE_PREVIEW_ROWS = 10
+
+
+def _write_quarantine(storage: RecsysStorage, quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Publish the quarantine table next to the cleaned ratings (also when the export is rejected)."""
+    with storage.store.write(storage.table_name("cleaned_ratings_quarantine")) as tmp:
+        pq.write_table(pa.Table.from_pandas(quarantine, preserve_index=False), tmp)
+    return quarantine
+
+
+def _quarantine_metadata(storage: RecsysStorage, quarantine: pd.DataFrame) -> dict:
+    """Where the quarantine is, its size, its counts by reason and a preview of its first rows."""
+    counts = quarantine["reason"].value_counts()
+    preview = quarantine.head(QUARANTINE_PREVIEW_ROWS).astype({"raw": object}).fillna("")
+    preview["raw"] = preview["raw"].map(lambda text: clean_text(str(text))[:120])
+    return {
+        "quarantined_rows": dg.MetadataValue.int(len(quarantine)),
+        "quarantine_path": dg.MetadataValue.path(storage.store.url(storage.table_name("cleaned_ratings_quarantine"))),
+        "quarantine_by_reason": dg.MetadataValue.md(
+            "| reason | rows |\n|---|---:|\n" + "\n".join(f"| {r} | {c:,} |" for r, c in counts.items())
+        ),
+        "quarantine_preview": dg.MetadataValue.table(
+            records=[
+                dg.TableRecord({k: (str(v) if k != "line" else int(v)) for k, v in row.items()})
+                for row in preview.to_dict("records")
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("line", "int"),
+                    dg.TableColumn("raw", "string"),
+                    dg.TableColumn("reason", "string"),
+                    dg.TableColumn("detail", "string"),
+                ]
+            ),
+        ),
+    }
