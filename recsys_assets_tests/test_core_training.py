@@ -307,3 +307,19 @@ def test_the_defaults_train_to_finite_weights_on_a_small_dense_export():
 def test_nan_and_out_of_range_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value}).validate()
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    """torch.save straight to a file reported "unexpected pos ..." on ENOSPC; now it is the OS's error."""
+    import errno
+
+    from recsys_assets.core import atomic
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "write", full)
+    with pytest.raises(OSError, match="No space left on device") as err:
+        atomic.atomic_torch_save({"w": torch.zeros(1000)}, tmp_path / "model.pth")
+    assert err.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

@@ -300,3 +300,14 @@ def test_a_rejected_export_writes_its_quarantine_with_a_preview(tmp_path, data_d
     assert metadata["quarantine_preview"].value.records[0].data["reason"] == "rating_off_scale"
     quarantine = pd.read_parquet(data_dir / "tables" / "cleaned_ratings_quarantine.parquet")
     assert len(quarantine) == 40 and (quarantine["reason"] == "rating_off_scale").all()
+
+
+def test_an_error_no_retry_can_fix_is_not_retried(tiny_export, data_dir):
+    """A file where the checkpoint folder should be (ENOTDIR, like a full disk or a read-only folder): one
+    attempt, a clear failure, no retries."""
+    (data_dir / "checkpoints").write_text("not a folder")
+    result = dg.materialize(ALL_ASSETS[:1], resources=_resources(tiny_export, data_dir), raise_on_error=False)
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "checkpoints" in failure.step_failure_data.error.to_string()

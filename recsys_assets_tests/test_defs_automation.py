@@ -93,6 +93,20 @@ def test_sensor_reports_a_missing_export_and_skips_what_was_ingested(tmp_path, d
         assert isinstance(done, dg.SkipReason) and "already ingested" in done.skip_message
 
 
+def test_sensor_and_schedule_skip_with_a_reason_on_a_folder_or_a_symlink_loop(tmp_path, data_dir):
+    folder = tmp_path / "a_folder.csv"
+    folder.mkdir()
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with dg.instance_for_test() as instance:
+        for path, reason in ((folder, "not a regular file"), (loop, "cannot look at the export")):
+            skipped, _ = _tick(instance, _storage(path, data_dir))
+            assert isinstance(skipped, dg.SkipReason) and reason in skipped.skip_message
+            ctx = dg.build_schedule_context(instance=instance, resources={"storage": _storage(path, data_dir)})
+            scheduled = automation.retrain_schedule(ctx)
+            assert isinstance(scheduled, dg.SkipReason) and reason in scheduled.skip_message
+
+
 def test_run_keys_deduplicate_requests(tmp_path, data_dir):
     export = write_sample_export(tmp_path / "ratings.csv", SMALL)
     storage = _storage(export, data_dir)

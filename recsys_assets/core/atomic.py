@@ -68,3 +68,17 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes, *, fixed_tmp: boo
         finally:
             os.close(fd)
     return Path(target)
+
+
+def atomic_torch_save(obj: object, target: str | os.PathLike) -> Path:
+    """``torch.save`` ``obj`` to ``target`` atomically.
+
+    The file is serialized in memory and written with plain ``os.write`` calls, so a full disk is an
+    ``OSError`` (``ENOSPC``) naming the file, not the zip writer's "unexpected pos" error."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(target, buffer.getbuffer())

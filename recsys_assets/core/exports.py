@@ -9,6 +9,7 @@ looks (see :class:`ExportWatcher`).
 """
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,16 @@ class ExportLook:
     mtime_ns: int
 
     @classmethod
-    def take(cls, path: Path) -> "ExportLook | None":
+    def take(cls, path: Path) -> "ExportLook | str":
+        """A look at ``path``, or why there is nothing to look at (missing, not a file, unreadable)."""
         try:
             st = path.stat()
         except FileNotFoundError:
-            return None
+            return f"no export at {path}"
+        except OSError as exc:  # a symlink loop, a permission error, a name too long
+            return f"cannot look at the export {path}: {exc.strerror or exc}"
+        if not stat.S_ISREG(st.st_mode):
+            return f"the export {path} is not a regular file"
         return cls(str(path), st.st_size, st.st_mtime_ns)
 
     def fingerprint(self) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from recsys_assets.core.atomic import atomic_path
+from recsys_assets.core.atomic import atomic_torch_save
 
 if TYPE_CHECKING:
     from recsys_assets.core.report import ModelReport
@@ -59,10 +59,7 @@ def save_model_file(
         "seen_indices": torch.from_numpy(np.ascontiguousarray(report.seen_indices, dtype=np.int32)),
         "movie_counts": torch.from_numpy(np.ascontiguousarray(report.movie_counts, dtype=np.int64)),
     }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def _to_cpu(obj):

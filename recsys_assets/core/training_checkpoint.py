@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from recsys_assets.core.atomic import atomic_path
+from recsys_assets.core.atomic import atomic_torch_save
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -54,5 +54,4 @@ def read_checkpoint(path: str | os.PathLike, fingerprint: str, device) -> dict |
 
 def write_checkpoint(path: str | os.PathLike, fingerprint: str, state: dict) -> None:
     """Save ``state`` (epoch, weights, optimizer, history, best epoch, random states) atomically."""
-    with atomic_path(Path(path)) as tmp:
-        torch.save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, **state}, tmp)
+    atomic_torch_save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, **state}, path)

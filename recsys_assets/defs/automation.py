@@ -36,6 +36,23 @@ def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
     return value.value if value is not None else None
 
 
+def _look(storage: RecsysStorage) -> tuple[str, "ExportLook | dg.SkipReason"]:
+    """The current export and one look at it, or the reason to skip (shared by the sensor and the schedule)."""
+    try:
+        path = storage.export
+    except OSError as exc:  # the drop folder cannot be listed
+        return "", dg.SkipReason(f"cannot list the drop folder {storage.drop_folder}: {exc.strerror or exc}")
+    look = ExportLook.take(path)
+    return str(path), (dg.SkipReason(look) if isinstance(look, str) else look)
+
+
+def _fingerprint(look: ExportLook) -> "str | dg.SkipReason":
+    try:
+        return look.fingerprint()
+    except OSError as exc:  # unreadable (permissions), or replaced between the look and the read
+        return dg.SkipReason(f"cannot read the export {look.path}: {exc.strerror or exc}")
+
+
 @dg.sensor(
     job=retrain_job,
     minimum_interval_seconds=settings.SENSOR_INTERVAL.integer(),
@@ -44,15 +61,16 @@ def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
 )
 def new_export_sensor(context: dg.SensorEvaluationContext, storage: RecsysStorage):
     cursor = json.loads(context.cursor) if context.cursor else {}
-    path = storage.export
-    look = ExportLook.take(path)
-    if look is None:
-        return dg.SkipReason(f"no export at {path}")
+    path, look = _look(storage)
+    if not isinstance(look, ExportLook):
+        return look
     pending = cursor.get("pending")
     if pending != [look.path, look.size, look.mtime_ns]:
         context.update_cursor(json.dumps({**cursor, "pending": [look.path, look.size, look.mtime_ns]}))
         return dg.SkipReason(f"saw {path} ({look.size:,} bytes); waiting one more look to be sure it is complete")
-    fingerprint = look.fingerprint()
+    fingerprint = _fingerprint(look)
+    if isinstance(fingerprint, dg.SkipReason):
+        return fingerprint
     if fingerprint == cursor.get("requested"):
         return dg.SkipReason(f"{path} unchanged since the run requested for it (fingerprint {fingerprint[:12]})")
     if fingerprint == last_ingested_fingerprint(context.instance):
@@ -75,11 +93,12 @@ def build_retrain_schedule(cron: str, timezone: str, force: bool) -> dg.Schedule
         + (" (forced: always)" if force else ""),
     )
     def retrain_schedule(context: dg.ScheduleEvaluationContext, storage: RecsysStorage):
-        path = storage.export
-        look = ExportLook.take(path)
-        if look is None:
-            return dg.SkipReason(f"no export at {path}")
-        fingerprint = look.fingerprint()
+        path, look = _look(storage)
+        if not isinstance(look, ExportLook):
+            return look
+        fingerprint = _fingerprint(look)
+        if isinstance(fingerprint, dg.SkipReason):
+            return fingerprint
         if not force and fingerprint == last_ingested_fingerprint(context.instance):
             return dg.SkipReason(
                 f"{path} unchanged since the last ingest (fingerprint {fingerprint[:12]}); set RECSYS_RETRAIN_FORCE=1 to retrain anyway"

@@ -1,6 +1,7 @@
 """Ingest assets: the raw export as loaded, and the cleaned ratings with their quarantine."""
 
 import base64
+import errno
 import time
 from pathlib import Path
 
@@ -76,6 +77,18 @@ def raw_ratings(
     from its last checkpoint. Lines that cannot be parsed are kept with an error
     code and their raw text, for cleaning to quarantine.
     """
+    try:
+        return _load_raw_ratings(context, config, storage)
+    except OSError as exc:
+        if exc.errno in PERMANENT_ERRNOS:  # a full disk, a read-only folder, a file in the way: retries cannot help
+            where = f": {exc.filename}" if exc.filename else ""
+            raise dg.Failure(description=f"{exc.strerror or exc}{where}", allow_retries=False) from exc
+        raise
+
+
+def _load_raw_ratings(
+    context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage
+) -> dg.Output[pd.DataFrame]:
     try:  # before anything is touched: the load deletes its manifest and <manifest>.parts/ when done
         checkpoint = str(
             confined_checkpoint_path(storage.checkpoint_dir, config.checkpoint_file, default=DEFAULT_CHECKPOINT)
@@ -217,6 +230,19 @@ def cleaned_ratings(
 
 
 QUARANTINE_PREVIEW_ROWS = 10
+
+
+# errors no retry can fix: no space, read-only file system, permission, quota, a folder where a file should be
+PERMANENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+}
 
 
 def _write_quarantine(storage: RecsysStorage, quarantine: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_assets.core.atomic import atomic_path
+from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.dataset import IdMapping
 from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
@@ -92,10 +92,7 @@ class RankingModel:
         if self.evaluation is not None:
             payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-        return path
+        return atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RankingModel":
