@@ -289,8 +289,10 @@ def test_the_kernel_rule_lives_in_one_place(monkeypatch):
 def test_a_rejected_export_writes_its_quarantine_with_a_preview(tmp_path, data_dir):
     """More than 5% invalid rows: cleaned_ratings fails, but the quarantine is written and previewed."""
     export = tmp_path / "ratings.csv"
-    export.write_text("userId,movieId,rating,timestamp\n" + "".join(
-        f"{u},1,{9.0 if u % 5 == 0 else 4.0},{u}\n" for u in range(1, 201)))
+    export.write_text(
+        "userId,movieId,rating,timestamp\n"
+        + "".join(f"{u},1,{9.0 if u % 5 == 0 else 4.0},{u}\n" for u in range(1, 201))
+    )
     result = dg.materialize(ALL_ASSETS[:2], resources=_resources(export, data_dir), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)

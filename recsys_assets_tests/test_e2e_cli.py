@@ -104,6 +104,30 @@ def test_cli_fails_clearly_on_a_missing_export(tmp_path):
     assert "ratings export not found" in proc.stdout + proc.stderr
 
 
+def test_cli_checkpoint_file_cannot_touch_another_file(tmp_path, tiny_export):
+    """raw_ratings' checkpoint_file set from the command line to the model file: refused, the file stays."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    model = data_dir / "recommendation_model.pth"
+    model.write_bytes(b"the published model")
+    (data_dir / "recommendation_model.pth.parts").mkdir()
+    env = _env(tmp_path, tiny_export, data_dir)
+    for target in ("../recommendation_model.pth", str(model)):
+        config = {"ops": {"raw_ratings": {"config": {"checkpoint_file": target}}}}
+        proc = subprocess.run(
+            [str(BIN / "dg"), "launch", "--assets", "raw_ratings", "--config-json", json.dumps(config)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode != 0
+        assert "checkpoint_file" in proc.stdout + proc.stderr
+        assert model.read_bytes() == b"the published model"
+        assert (data_dir / "recommendation_model.pth.parts").is_dir()
+
+
 def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
     """The acceptance run: every asset on ml-latest-small, then Recommender predicts and ranks."""
     export = ml_small_ratings()
