@@ -5,5 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/local_env.sh  # DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
-[ -f "${RECSYS_EXPORT_PATH:-data/ratings_export.csv}" ] || .venv/bin/recsys sample
+.venv/bin/recsys sample  # writes a synthetic export at the default path only when none is there
+cat <<MSG
+==> the sensor new_export_sensor is ON: every ${RECSYS_SENSOR_INTERVAL:-30} s it looks at the current export
+    (the newest complete file in ${RECSYS_DROP_DIR:-${RECSYS_DATA_DIR:-data}/exports}/, else the export path) and
+    starts one retraining run per new or changed file, including one this instance never ingested.
+    Turn it off under Automation in the UI. Serving http://${HOST:-127.0.0.1}:${PORT:-3000}
+MSG
 exec dg dev -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}"

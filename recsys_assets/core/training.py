@@ -53,7 +53,7 @@ class TrainConfig:
     """Hyper-parameters.
 
     The defaults are tuned (README, "Training engine"): per-rating SGD with
-    count-weighted L2 and early stopping.  :meth:`document` gives plain
+    count-weighted L2 and early stopping.  :meth:`plain_adam` gives plain
     ``Adam(lr=0.001)``, batch 1024, 10 epochs, no L2 (``optimizer="adam"``,
     which is ``SparseAdam`` on sparse embeddings).
     """
@@ -79,7 +79,7 @@ class TrainConfig:
     )
 
     @classmethod
-    def document(cls, **overrides) -> "TrainConfig":
+    def plain_adam(cls, **overrides) -> "TrainConfig":
         """Plain Adam: lr 0.001, batch 1024, 10 epochs, no L2 penalty (``overrides`` replace any of them)."""
         values = {
             "optimizer": "adam",

@@ -1,9 +1,8 @@
 """``MovieDataLoader``: a chunked, checkpointed, resumable reader of ratings exports.
 
-The loader keeps the interface of the original training document
-(``MovieDataLoader(file_path, checkpoint_file, chunk_size=250,
-checkpoint_interval=50000)``) but reads the file in large blocks and parses
-them with Arrow, so the document's small ``chunk_size`` costs nothing:
+The loader is built as ``MovieDataLoader(file_path, checkpoint_file,
+chunk_size=250, checkpoint_interval=50000)`` but reads the file in large
+blocks and parses them with Arrow, so a small ``chunk_size`` costs nothing:
 
 * ``chunk_size`` is the unit of progress: checkpoints fall on whole chunks.
 * ``checkpoint_interval`` is the number of rows between checkpoints (rounded
