@@ -10,6 +10,17 @@ from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ML_SMALL = REPO_ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+# the documented asset keys, in pipeline order: the chain to the loss plot, then the ranking side
+CHAIN_KEYS = [
+    "raw_ratings",
+    "cleaned_ratings",
+    "user_movie_mappings",
+    "train_ratings",
+    "val_ratings",
+    "recommendation_model",
+    "training_loss_plot",
+]
+ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation"]
 TINY = SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
 
 

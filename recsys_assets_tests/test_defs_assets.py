@@ -8,18 +8,11 @@ from recsys_assets.definitions import ASSETS, defs
 from recsys_assets.defs import features, ingest, ranking, training
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
+from .conftest import ASSET_KEYS
+
 ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, recommendations, evaluation
-KEYS = {
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-    "ranking_model",
-}
-EVAL_KEYS = {"user_recommendations", "model_evaluation"}
+KEYS = set(ASSET_KEYS[:8])
+EVAL_KEYS = set(ASSET_KEYS[8:])
 
 
 def _resources(export, data_dir, device="cpu"):

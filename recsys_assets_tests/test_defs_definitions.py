@@ -6,18 +6,9 @@ from recsys_assets import definitions
 from recsys_assets.definitions import ASSETS, build_definitions, defs
 from recsys_assets.defs import checks
 
-KEYS = {
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-    "ranking_model",
-    "user_recommendations",
-    "model_evaluation",
-}
+from .conftest import ASSET_KEYS
+
+KEYS = set(ASSET_KEYS)
 
 
 def _keys(d: dg.Definitions) -> set[str]:

@@ -16,21 +16,13 @@ import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import REPO_ROOT, background_process, free_port, make_dagster_home
+from .conftest import CHAIN_KEYS, REPO_ROOT, background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"
-KEYS = [
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-]
+KEYS = CHAIN_KEYS
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

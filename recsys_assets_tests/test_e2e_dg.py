@@ -15,22 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import ASSET_KEYS as KEYS_IN_ORDER
 from .conftest import REPO_ROOT, background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-ASSET_KEYS = {
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-    "ranking_model",
-    "user_recommendations",
-    "model_evaluation",
-}
+ASSET_KEYS = set(KEYS_IN_ORDER)
 SHORT_TRAINING = json.dumps({"ops": {"recommendation_model": {"config": {"epochs": 3}}}})
 # Dagster's own notice that `dagster asset materialize` is superseded by `dg launch`: printed by the
 # command itself before it loads any code, so no project can avoid it but by using `dg launch`.

@@ -20,22 +20,11 @@ import yaml
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import REPO_ROOT, background_process, free_port
+from .conftest import ASSET_KEYS, REPO_ROOT, background_process, free_port
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-ASSETS = {
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-    "ranking_model",
-    "user_recommendations",
-    "model_evaluation",
-}
+ASSETS = set(ASSET_KEYS)
 
 
 def _pg_bindir() -> Path | None:

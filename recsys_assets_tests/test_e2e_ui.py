@@ -9,19 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import background_process, free_port, make_dagster_home
+from .conftest import CHAIN_KEYS, background_process, free_port, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
-KEYS = {
-    "raw_ratings",
-    "cleaned_ratings",
-    "user_movie_mappings",
-    "train_ratings",
-    "val_ratings",
-    "recommendation_model",
-    "training_loss_plot",
-}
+KEYS = set(CHAIN_KEYS)
 
 
 def _graphql(port: int, query: str) -> dict:
