@@ -306,3 +306,18 @@ def test_an_error_no_retry_can_fix_is_not_retried(tiny_export, data_dir):
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "checkpoints" in failure.step_failure_data.error.to_string()
+
+
+def test_the_model_pages_record_what_made_them(tiny_export, data_dir):
+    run_config = dg.RunConfig(ops={"recommendation_model": training.RecommendationModelConfig(epochs=3)})
+    result = dg.materialize(ALL_ASSETS, resources=_resources(tiny_export, data_dir), run_config=run_config)
+    model = _mats(result, "recommendation_model")[0].metadata
+    assert model["config_epochs"].value == 3 and model["config_learning_rate"].value == 0.01
+    assert model["config_embedding_dim"].value == 64 and model["config_optimizer"].value == "sgd"
+    assert model["device"].value == "cpu" and model["trained_on_ratings"].value == 4_000
+    assert model["export_fingerprint"].value not in ("", "unknown") and model["code_version"].value
+    assert model["val_rmse"].value == round(model["val_rmse"].value, 4)
+    for key in ("ranking_model", "user_recommendations", "model_evaluation"):
+        metadata = _mats(result, key)[0].metadata
+        assert metadata["export_fingerprint"].value == model["export_fingerprint"].value
+        assert any(name.startswith("config_") for name in metadata)

@@ -14,6 +14,7 @@ from recsys_assets.core.presentation import read_titles, reasons
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.recommender import Recommender
+from recsys_assets.defs.publishing import provenance
 from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage
 from recsys_assets.defs.training import recommendation_model
@@ -92,6 +93,7 @@ def user_recommendations(
             "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
             "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
             "preview": dg.MetadataValue.md(_markdown(preview)),
+            **provenance(context, config.model_dump()),
         },
     )
 
@@ -183,6 +185,7 @@ def model_evaluation(
         encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()
     metadata["chart"] = dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})")
     metadata["chart_path"] = dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT))
+    metadata.update(provenance(context, config.model_dump()))
     summary = ", ".join(f"{row.ranker} {getattr(row, f'ndcg_at_{k}'):.4f}" for row in frame.itertuples())
     context.log.info(f"NDCG@{k}: {summary}")
     return dg.Output(frame, metadata=metadata)

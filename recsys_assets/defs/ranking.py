@@ -16,7 +16,7 @@ from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams,
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.train import RankingTraining, Ratings, train_ranking_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
-from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
+from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 OWNERS = ["team:recsys"]
@@ -258,7 +258,7 @@ def ranking_model(
         "trained_on": dg.MetadataValue.text(f"train + val ({len(train) + len(val):,} ratings)"),
         "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         "file_size_bytes": dg.MetadataValue.int(store.size(target)),
-        **{f"config_{name}": value for name, value in params.to_dict().items()},
+        **provenance(context, {**config.model_dump(), **params.to_dict()}),
         "candidates": dg.MetadataValue.md(_candidates_table(result.selection.candidates)),
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
     }

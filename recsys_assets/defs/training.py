@@ -18,7 +18,7 @@ from recsys_assets.core.recommender import Recommender
 from recsys_assets.core.report import ModelReport, build_report, epoch_summary, training_summary, with_promotion
 from recsys_assets.core.training import TrainConfig, TrainResult, train_model
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
-from recsys_assets.defs.promotion import PromotionConfig, load_published, promotion_check, record_version
+from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 OWNERS = ["team:recsys"]
@@ -249,6 +249,8 @@ def _publish(
             "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
             "file_size_bytes": dg.MetadataValue.int(store.size(target)),
             "path": dg.MetadataValue.path(store.url(target)),
+            "trained_on_ratings": dg.MetadataValue.int(report.data_size.ratings),
+            **provenance(context, asdict(run.config)),
         },
     )
 

@@ -1,4 +1,4 @@
-"""What the model assets share to publish safely: the promotion settings, the published model, the kept versions.
+"""What the model assets share to publish safely: promotion settings, the published model, kept versions, provenance.
 
 The rule itself is plain Python in ``core/promotion.py``; this module turns its
 decision into a check result and records each published file in the model
@@ -96,3 +96,48 @@ def record_version(
     version = ModelHistory(storage.store, name, keep=keep).record(record)
     context.log.info(f"{name} published as {version.name} (kept in {storage.store.url('models')})")
     return version.name
+
+
+def code_version() -> str:
+    """The installed recsys_assets version (and the git commit of a checkout, when git can tell)."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    try:
+        text = version("recsys_assets")
+    except PackageNotFoundError:
+        text = "unknown"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{text}+{commit}" if commit else text
+
+
+def provenance(context: dg.AssetExecutionContext, config: dict) -> dict:
+    """Metadata that says what made an artifact: every setting, the export's fingerprint, the code version."""
+    from recsys_assets.defs.automation import last_ingested_fingerprint
+
+    values = {f"config_{name}": _rounded(value) for name, value in sorted(config.items())}
+    return {
+        **values,
+        "export_fingerprint": dg.MetadataValue.text(str(last_ingested_fingerprint(context.instance) or "unknown")),
+        "code_version": dg.MetadataValue.text(code_version()),
+    }
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return dg.MetadataValue.float(round(value, 6))
+    if isinstance(value, bool):
+        return dg.MetadataValue.bool(value)
+    if isinstance(value, int):
+        return dg.MetadataValue.int(value)
+    return dg.MetadataValue.text(str(value))
