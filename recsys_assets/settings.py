@@ -78,8 +78,9 @@ MOVIES_PATH = Setting(
 )
 EXECUTOR = Setting(
     "RECSYS_EXECUTOR",
-    "multiprocess",
-    '`multiprocess`, `in_process`, `k8s`, `celery` (see "Production deployment")',
+    "in_process",
+    "`in_process` (every step in the run's process: one import of PyTorch per run), `multiprocess` (a process "
+    'per step), `k8s`, `celery` (see "Production deployment")',
 )
 DEVICE = Setting(
     "RECSYS_DEVICE",

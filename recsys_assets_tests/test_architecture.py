@@ -66,3 +66,15 @@ def test_the_checker_sees_what_it_is_meant_to_see():
     assert [len(f.args.args) for f in fns] == [7, 7]
     assert not _decorator_names(fns[0]) & NAMED_BINDING_DECORATORS
     assert _decorator_names(fns[1]) & NAMED_BINDING_DECORATORS
+
+
+def test_loading_the_definitions_imports_no_heavy_library():
+    """Every step process loads the definitions: PyTorch, Numba, implicit, scikit-learn and matplotlib are
+    imported only by the steps that use them (the local run's overhead; README, "Fast on its own scale")."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "numba", "implicit", "sklearn", "matplotlib"]
+    code = f"import sys, recsys_assets.definitions; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

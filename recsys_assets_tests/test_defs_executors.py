@@ -23,10 +23,10 @@ def _job(defs: dg.Definitions):
     return defs.resolve_job_def("retrain_model")
 
 
-def test_the_local_executor_is_the_default(monkeypatch):
+def test_the_in_process_executor_is_the_local_default(monkeypatch):
     monkeypatch.delenv("RECSYS_EXECUTOR", raising=False)
-    assert _job(build_definitions()).executor_def.name == "multi_or_in_process_executor"
-    assert _job(build_definitions("in_process")).executor_def.name == "in_process"
+    assert _job(build_definitions()).executor_def.name == "in_process"
+    assert _job(build_definitions("multiprocess")).executor_def.name == "multiprocess"
 
 
 def test_an_unknown_executor_is_a_clear_error():

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from recsys_assets.core.atomic import atomic_torch_save
 
@@ -45,6 +44,8 @@ def save_model_file(
     """Write the model file atomically (temp file, then rename).
 
     ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.report.ModelReport`)."""
+    import torch
+
     payload = {
         "format_version": FORMAT_VERSION,
         "architecture": "biased_mf",
@@ -63,6 +64,8 @@ def save_model_file(
 
 
 def _to_cpu(obj):
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, dict):
@@ -74,6 +77,8 @@ def _to_cpu(obj):
 
 def load_model_file(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read a model file with ``weights_only=True``; clear errors for missing or foreign files."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}; materialize recommendation_model first")
@@ -97,6 +102,8 @@ _WEIGHTS = ("user_factors.weight", "movie_factors.weight", "user_bias.weight", "
 
 def payload_problem(payload: dict) -> str | None:
     """What is wrong with a model file's contents (shapes, id mappings, finite weights, seen index), or None."""
+    import torch
+
     state = payload["model_state_dict"]
     if not isinstance(state, dict) or any(not isinstance(state.get(k), torch.Tensor) for k in _WEIGHTS):
         return f"model_state_dict needs the tensors {', '.join(_WEIGHTS)}"

@@ -3,12 +3,17 @@
 import os
 from pathlib import Path
 
-import matplotlib
+from recsys_assets.core.atomic import atomic_path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
-from recsys_assets.core.atomic import atomic_path  # noqa: E402
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, imported on first use (it costs a step process 0.2 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
@@ -17,7 +22,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -26,7 +31,7 @@ def plot_training_history(history: list[dict], path: str | os.PathLike, *, best_
     if not history:
         raise ValueError("no training history to plot")
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5), dpi=100)
     ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="Training Loss")
     ax.plot(epochs, [h["val_loss"] for h in history], marker="o", label="Validation Loss")
     if best_epoch is not None:
@@ -44,7 +49,7 @@ def plot_rating_histogram(ratings, path: str | os.PathLike) -> Path:
     import numpy as np
 
     values, counts = np.unique(np.asarray(ratings, dtype=np.float64), return_counts=True)
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(7, 3.5), dpi=100)
     ax.bar(values, counts, width=0.4, color="#4C72B0")
     ax.set_xlabel("Rating")
     ax.set_ylabel("Ratings")
@@ -71,7 +76,7 @@ def plot_ranker_comparison(table, path: str | os.PathLike, *, k: int = 10) -> Pa
     rankers = list(table["ranker"])
     x = np.arange(len(metrics))
     width = 0.8 / max(len(rankers), 1)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = _pyplot().subplots(figsize=(8, 4.5), dpi=100)
     for i, name in enumerate(rankers):
         row = table.iloc[i]
         values = [float(row[m]) for m, _ in metrics]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE

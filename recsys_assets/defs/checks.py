@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from recsys_assets.core import quality
-from recsys_assets.core.dataset import split_ratings
+from recsys_assets.core.ids import split_ratings
 
 
 def _result(name: str, asset: str, outcome) -> dg.AssetCheckResult:

@@ -1,23 +1,25 @@
 """Evaluation assets: top-N recommendations for every user, and every ranker side by side on the validation split."""
 
 import base64
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.dataset import IdMapping, mappings_from_table
+from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.metrics import mae, rmse
 from recsys_assets.core.plots import plot_ranker_comparison
 from recsys_assets.core.presentation import read_titles, reasons
-from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
-from recsys_assets.core.ranking.model import RankingModel
-from recsys_assets.core.recommender import Recommender
 from recsys_assets.defs.publishing import provenance
 from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage
 from recsys_assets.defs.training import recommendation_model
+
+if TYPE_CHECKING:  # the scoring code (PyTorch) is imported by the evaluation steps themselves
+    from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.recommender import Recommender
 
 OWNERS = ["team:recsys"]
 
@@ -40,8 +42,10 @@ class EvaluationConfig(dg.Config):
     relevance_threshold: float = Field(default=4.0, description="A validation rating at or above this is relevant.")
 
 
-def _recommender(storage: RecsysStorage) -> Recommender:
+def _recommender(storage: RecsysStorage) -> "Recommender":
     """The published rating model with the published ranking model, when there is one."""
+    from recsys_assets.core.recommender import Recommender
+
     return Recommender.from_store(storage.store, storage.MODEL)
 
 
@@ -126,6 +130,8 @@ def model_evaluation(
     (training split only, stored in its file); the rating model also gets RMSE and MAE.
     A bar chart of the metrics is shown on the asset page.
     """
+    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+
     users, movies = mappings_from_table(user_movie_mappings)
     k = config.k
     enc = lambda frame: (users.encode(frame["user_id"]), movies.encode(frame["movie_id"]))  # noqa: E731

@@ -2,8 +2,10 @@
 
 ``RECSYS_EXECUTOR`` picks the executor when the definitions load:
 
-* ``multiprocess`` (default): Dagster's local executor, one process per step;
-* ``in_process``: every step in the run's process (debugging, small exports);
+* ``in_process`` (default): every step in the run's process, one after the other. Locally the
+  pools let one ingest and one training step run at a time anyway, and a process per step would
+  pay for importing PyTorch and Dagster again in every step (``benchmarks/bench_local_run.py``);
+* ``multiprocess``: Dagster's multiprocess executor, one process per step;
 * ``k8s``: ``dagster_k8s.k8s_job_executor``, one Kubernetes Job per step
   (pair it with the ``K8sRunLauncher`` of ``deploy/k8s/dagster.yaml``);
 * ``celery``: ``dagster_celery.celery_executor``, one Celery task per step, on
@@ -75,11 +77,11 @@ def celery_executor() -> dg.ExecutorDefinition:
     )
 
 
-def executor_from_env(name: str | None = None) -> dg.ExecutorDefinition | None:
-    """The executor named by ``name`` or ``RECSYS_EXECUTOR``; None means Dagster's default."""
+def executor_from_env(name: str | None = None) -> dg.ExecutorDefinition:
+    """The executor named by ``name`` or ``RECSYS_EXECUTOR`` (default ``in_process``)."""
     name = (name or settings.EXECUTOR.get()).strip()
     if name == "multiprocess":
-        return None
+        return dg.multiprocess_executor
     if name == "in_process":
         return dg.in_process_executor
     if name == "k8s":

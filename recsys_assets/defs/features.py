@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.dataset import build_mappings, mappings_table, split_ratings
+from recsys_assets.core.ids import build_mappings, mappings_table, split_ratings
 
 OWNERS = ["team:recsys"]
 

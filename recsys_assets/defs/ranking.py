@@ -1,23 +1,23 @@
 """The ranking model asset: iALS fitted on the splits, checked against most-popular, then published."""
 
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.dataset import mappings_from_table
+from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import DataSize, Promotion, PromotionPolicy, decide
-from recsys_assets.core.ranking import UserItems, factor_ranker
-from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
-from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION, IALSParams, ials_device
-from recsys_assets.core.ranking.model import RankingModel
-from recsys_assets.core.ranking.train import RankingTraining, Ratings, train_ranking_model
+from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
+
+if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
+    from recsys_assets.core.ranking.train import RankingTraining, Ratings
 
 OWNERS = ["team:recsys"]
 _DEFAULTS = IALSParams()
@@ -142,6 +142,10 @@ def ranking_model(
     policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
+    from recsys_assets.core.ranking.ials import ials_device
+    from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+
     fit_device, note = ials_device(device.torch_device(), explicit=device.device.strip().lower() != "auto")
     if note:
         context.log.info(note)
@@ -268,9 +272,9 @@ def ranking_model(
 def ranking_promotion(
     context: dg.AssetExecutionContext,
     storage: RecsysStorage,
-    result: RankingTraining,
-    train: Ratings,
-    val: Ratings,
+    result: "RankingTraining",
+    train: "Ratings",
+    val: "Ratings",
     *,
     users,
     movies,
@@ -279,6 +283,10 @@ def ranking_promotion(
 ) -> Promotion:
     """The promotion decision against the published ranking model (core/promotion.py's rule)."""
     size = DataSize(len(users), len(movies), len(train) + len(val))
+    from recsys_assets.core.ranking import UserItems, factor_ranker
+    from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
+    from recsys_assets.core.ranking.model import RankingModel
+
     current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
     if current is None:
         return decide(size, None, None, policy)

@@ -9,23 +9,24 @@ import functools
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from pydantic import Field
 
 from recsys_assets import settings
 from recsys_assets.core.artifact_store import ArtifactStore
-from recsys_assets.core.devices import resolve_device
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.ingest import table_to_frame
 from recsys_assets.core.kernels import check_kernel
-from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
+from recsys_assets.core.ranking.params import FILE_NAME as RANKING_FILE
 from recsys_assets.settings import Setting
+
+if TYPE_CHECKING:
+    import torch
 
 
 @functools.lru_cache(maxsize=16)
@@ -155,7 +156,9 @@ class DeviceResource(dg.ConfigurableResource):
         "eager = plain PyTorch operations; env RECSYS_KERNEL.",
     )
 
-    def torch_device(self) -> torch.device:
+    def torch_device(self) -> "torch.device":
+        from recsys_assets.core.devices import resolve_device  # PyTorch only in the steps that train
+
         check_kernel(self.kernel, hint=" (env RECSYS_KERNEL)")
         return resolve_device(self.device)
 

@@ -4,22 +4,25 @@ import base64
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.dataset import IdMapping, MovieRatingDataset, mappings_from_table
+from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.promotion import Promotion
-from recsys_assets.core.recommender import Recommender
-from recsys_assets.core.report import ModelReport, build_report, epoch_summary, training_summary, with_promotion
-from recsys_assets.core.training import TrainConfig, TrainResult, train_model
+from recsys_assets.core.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
+
+if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
+    from recsys_assets.core.report import ModelReport
+    from recsys_assets.core.training import TrainResult
 
 OWNERS = ["team:recsys"]
 _DEFAULTS = TrainConfig()
@@ -117,6 +120,11 @@ def recommendation_model(
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
     users, movies = mappings_from_table(user_movie_mappings)
+    from recsys_assets.core.dataset import MovieRatingDataset
+    from recsys_assets.core.recommender import Recommender
+    from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
+    from recsys_assets.core.training import train_model
+
     train = MovieRatingDataset.from_frame(train_ratings, users, movies)
     val = MovieRatingDataset.from_frame(val_ratings, users, movies)
     context.log.info(
@@ -168,8 +176,8 @@ def recommendation_model(
 class _TrainingRun:
     """One training's outcome and what publishing it needs."""
 
-    result: TrainResult
-    report: ModelReport
+    result: "TrainResult"
+    report: "ModelReport"
     users: IdMapping
     movies: IdMapping
     config: TrainConfig
@@ -255,7 +263,7 @@ def _publish(
     )
 
 
-def _check_results(report: ModelReport) -> list[dg.AssetCheckResult]:
+def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
     metrics = report.metrics
     rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
     return [

@@ -2,6 +2,7 @@
 
 interactions.py  UserItems: who rated what (CSR), the seen-movie index
 topn.py          blocked top-N and the most-popular baseline
+params.py        IALSParams, the capacity candidates, the file name (no PyTorch)
 ials.py          iALS fit (implicit), exact user solves (fold-in), explanations
 model.py         RankingModel and its file, ranking_model.pth
 metrics.py       NDCG, precision, recall, hit rate, coverage at k; paired noise
@@ -9,49 +10,42 @@ evaluate.py      rankers side by side; "beats most-popular" verdict
 train.py         held-out fit + scores, then the published fit on everything
 """
 
-from recsys_assets.core.ranking.evaluate import (
-    Comparison,
-    compare,
-    evaluate_rankers,
-    factor_ranker,
-    popularity_ranker,
-)
-from recsys_assets.core.ranking.ials import (
-    IALSModel,
-    IALSParams,
-    confidence,
-    explain,
-    fit_ials,
-    solve_users,
-)
-from recsys_assets.core.ranking.interactions import UserItems, seen_matrix
-from recsys_assets.core.ranking.metrics import (
-    HeldOut,
-    RankingScores,
-    paired_gap,
-    ranking_metrics,
-)
-from recsys_assets.core.ranking.topn import TopN, popularity_top_n, top_n
+import importlib
 
-__all__ = [
-    "Comparison",
-    "HeldOut",
-    "IALSModel",
-    "IALSParams",
-    "RankingScores",
-    "TopN",
-    "UserItems",
-    "compare",
-    "confidence",
-    "evaluate_rankers",
-    "explain",
-    "factor_ranker",
-    "fit_ials",
-    "paired_gap",
-    "popularity_ranker",
-    "popularity_top_n",
-    "ranking_metrics",
-    "seen_matrix",
-    "solve_users",
-    "top_n",
-]
+# names are imported on first use, so ``recsys_assets.core.ranking.params`` does not pay for PyTorch
+_EXPORTS = {
+    "Comparison": "evaluate",
+    "HeldOut": "metrics",
+    "IALSModel": "ials",
+    "IALSParams": "params",
+    "RankingScores": "metrics",
+    "TopN": "topn",
+    "UserItems": "interactions",
+    "compare": "evaluate",
+    "confidence": "ials",
+    "evaluate_rankers": "evaluate",
+    "explain": "ials",
+    "factor_ranker": "evaluate",
+    "fit_ials": "ials",
+    "paired_gap": "metrics",
+    "popularity_ranker": "evaluate",
+    "popularity_top_n": "topn",
+    "ranking_metrics": "metrics",
+    "seen_matrix": "interactions",
+    "solve_users": "ials",
+    "top_n": "topn",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'recsys_assets.core.ranking' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"recsys_assets.core.ranking.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

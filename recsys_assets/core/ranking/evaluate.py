@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.promotion import Evidence, fresh_mask
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import (

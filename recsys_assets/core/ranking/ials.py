@@ -23,50 +23,17 @@ GPU). Everything after the fit is here, in batched PyTorch, on any device:
   ``c_ui y_j' A_u^-1 y_i``; the largest names the "because you rated" movie.
 """
 
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from recsys_assets import settings
 from recsys_assets.core.ranking.interactions import UserItems
-
-# The candidates the ranking_model asset compares on an inner split of each export's training data:
-# the best capacity differs by data set (128 factors on MovieLens, 16 on the project's synthetic sample).
-FACTORS = (128, 32, 16)
-REGULARIZATION = (45.0, 100.0)
-
-
-@dataclass(frozen=True)
-class IALSParams:
-    """Hyper-parameters of the ranking model (defaults chosen on a split of the training data; README)."""
-
-    factors: int = 128
-    regularization: float = 45.0
-    alpha: float = 4.0  # confidence of a rated movie: 1 + alpha * 5 * (rating / 5) ** confidence_exponent
-    confidence_exponent: float = 8.0
-    iterations: int = 15
-    seed: int = 42
-
-    def __post_init__(self):
-        if not 1 <= self.factors <= 4096:
-            raise ValueError(f"factors must be between 1 and 4096, got {self.factors}")
-        if not (math.isfinite(self.regularization) and self.regularization > 0):
-            raise ValueError(f"regularization must be a positive number, got {self.regularization}")
-        if not (math.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a non-negative number, got {self.alpha}")
-        if not (math.isfinite(self.confidence_exponent) and 0 <= self.confidence_exponent <= 10):
-            raise ValueError(f"confidence_exponent must be between 0 and 10, got {self.confidence_exponent}")
-        if not 1 <= self.iterations <= 1000:
-            raise ValueError(f"iterations must be between 1 and 1000, got {self.iterations}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams  # noqa: F401 - re-exported
 
 RATING_SCALE = 5.0  # the top of the MovieLens scale: only sets the units of alpha
 
@@ -133,7 +100,7 @@ def ials_device(device: torch.device, *, explicit: bool) -> tuple[torch.device, 
 
 def fit_ials(
     matrix: UserItems,
-    params: IALSParams = IALSParams(),
+    params: IALSParams | None = None,
     *,
     device: str | torch.device = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
@@ -143,6 +110,7 @@ def fit_ials(
     ``device`` ``cuda`` runs ``implicit``'s CUDA kernels (its wheels carry them);
     ``on_iteration(i, seconds)`` is called after each of ``params.iterations``.
     """
+    params = params or IALSParams()
     if matrix.values is None:
         raise ValueError("iALS needs the ratings (they set the confidences)")
     if matrix.nnz == 0:

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 
 from recsys_assets.core.atomic import atomic_torch_save
-from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError
-from recsys_assets.core.ranking.ials import IALSParams, explain, solve_users
+from recsys_assets.core.ranking.ials import explain, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.ranking.params import FILE_NAME, IALSParams  # noqa: F401 - FILE_NAME re-exported
 
 FORMAT_VERSION = 1
 ARCHITECTURE = "ials"
-FILE_NAME = "ranking_model.pth"  # its name in the data folder, beside recommendation_model.pth
 _REQUIRED = (
     "user_factors",
     "item_factors",

@@ -1,0 +1,77 @@
+"""``TrainConfig``: the rating model's hyper-parameters, importable without PyTorch (the Dagster config reads them)."""
+
+import math
+from dataclasses import asdict, dataclass
+
+from recsys_assets.core.kernels import check_kernel
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters.
+
+    The defaults are tuned (README, "Training engine"): per-rating SGD with
+    count-weighted L2 and early stopping.  :meth:`plain_adam` gives plain
+    ``Adam(lr=0.001)``, batch 1024, 10 epochs, no L2 (``optimizer="adam"``,
+    which is ``SparseAdam`` on sparse embeddings).
+    """
+
+    optimizer: str = "sgd"
+    embedding_dim: int = 64
+    batch_size: int = 4096
+    learning_rate: float = 0.01
+    epochs: int = 100
+    reg_factors: float = 0.1
+    reg_bias: float = 0.2
+    reg_count_exponent: float = 0.5
+    init_std: float = 0.01
+    patience: int = 10
+    min_delta: float = 1e-4
+    seed: int = 42
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    eval_batch_size: int = 1 << 16
+    cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
+    kernel: str = (
+        "auto"  # SGD step: "auto" = compiled (Numba on CPU, Triton on CUDA) when installed; "eager" = PyTorch ops
+    )
+
+    @classmethod
+    def plain_adam(cls, **overrides) -> "TrainConfig":
+        """Plain Adam: lr 0.001, batch 1024, 10 epochs, no L2 penalty (``overrides`` replace any of them)."""
+        values = {
+            "optimizer": "adam",
+            "batch_size": 1024,
+            "learning_rate": 0.001,
+            "epochs": 10,
+            "reg_factors": 0.0,
+            "reg_bias": 0.0,
+            "patience": 10,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def validate(self) -> None:
+        for name, value in asdict(self).items():  # NaN or infinity in any number is refused first
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
+        if not self.init_std >= 0:
+            raise ValueError(f"init_std must be non-negative, got {self.init_std}")
+        if not self.min_delta >= 0:
+            raise ValueError(f"min_delta must be non-negative, got {self.min_delta}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("embedding_dim", "batch_size", "epochs", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.reg_factors < 0 or self.reg_bias < 0:
+            raise ValueError("regularization strengths must be non-negative")
+        if self.patience < 0:
+            raise ValueError(f"patience must be non-negative, got {self.patience}")
+        check_kernel(self.kernel)
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
