@@ -33,11 +33,19 @@ def one_run(executor: str, export: Path, work: Path) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     home.mkdir(parents=True)
     shutil.copy(ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    env = dict(os.environ, DAGSTER_HOME=str(home), RECSYS_DATA_DIR=str(data), RECSYS_EXPORT_PATH=str(export),
-               RECSYS_EXECUTOR=executor, RECSYS_DEVICE="cpu", MPLBACKEND="Agg")
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(home),
+        RECSYS_DATA_DIR=str(data),
+        RECSYS_EXPORT_PATH=str(export),
+        RECSYS_EXECUTOR=executor,
+        RECSYS_DEVICE="cpu",
+        MPLBACKEND="Agg",
+    )
     started = time.perf_counter()
-    proc = subprocess.run([str(BIN / "dg"), "launch", "--assets", "*"], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [str(BIN / "dg"), "launch", "--assets", "*"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"dg launch failed ({executor}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -45,8 +53,13 @@ def one_run(executor: str, export: Path, work: Path) -> dict:
         (run,) = instance.get_runs(limit=1)
         steps = instance.get_run_step_stats(run.run_id)
     step_seconds = sum((s.end_time or 0) - (s.start_time or 0) for s in steps)
-    return {"executor": executor, "wall": wall, "steps": step_seconds, "n_steps": len(steps),
-            "ratio": wall / step_seconds}
+    return {
+        "executor": executor,
+        "wall": wall,
+        "steps": step_seconds,
+        "n_steps": len(steps),
+        "ratio": wall / step_seconds,
+    }
 
 
 def main() -> None:
@@ -63,8 +76,11 @@ def main() -> None:
         for _ in range(args.runs):
             for executor in EXECUTORS:
                 result = one_run(executor, export, work)
-                print(f"{executor:>12}: wall {result['wall']:.1f}s, steps {result['steps']:.1f}s "
-                      f"({result['n_steps']} steps), ratio {result['ratio']:.2f}x", flush=True)
+                print(
+                    f"{executor:>12}: wall {result['wall']:.1f}s, steps {result['steps']:.1f}s "
+                    f"({result['n_steps']} steps), ratio {result['ratio']:.2f}x",
+                    flush=True,
+                )
                 results.append(result)
     best = {e: min((r for r in results if r["executor"] == e), key=lambda r: r["ratio"]) for e in EXECUTORS}
     rows = ["| executor | `dg launch` wall time | sum of step times | ratio |", "| --- | ---: | ---: | ---: |"]
@@ -72,8 +88,10 @@ def main() -> None:
         r = best[executor]
         default = " (local default)" if executor == "in_process" else ""
         rows.append(f"| `{executor}`{default} | {r['wall']:.1f} s | {r['steps']:.1f} s | **{r['ratio']:.2f}x** |")
-    text = "\n".join(rows) + (f"\n\n(`benchmarks/bench_local_run.py`: 100,000-rating sample, {best['in_process']['n_steps']} "
-                              f"steps, best of {args.runs} alternating run(s) per executor, 2-core machine)")
+    text = "\n".join(rows) + (
+        f"\n\n(`benchmarks/bench_local_run.py`: 100,000-rating sample, {best['in_process']['n_steps']} "
+        f"steps, best of {args.runs} alternating run(s) per executor, 2-core machine)"
+    )
     print(text)
     if not args.no_readme:
         from benchmarks.readme_blocks import replace_block
