@@ -27,7 +27,7 @@ want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $spec"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing recsys_assets ($spec) into .venv"
   .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import recsys_assets, dagster, torch" # fail loudly if the install did not work
   echo "$want" > "$stamp"
 else
