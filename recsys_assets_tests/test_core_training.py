@@ -323,3 +323,18 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monke
         atomic.atomic_torch_save({"w": torch.zeros(1000)}, tmp_path / "model.pth")
     assert err.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+
+
+def test_epoch_batches_slice_as_views_and_copy_in_place():
+    """What GraphedEpoch relies on: a slice is a view of the same storage, clone() is not, copy_() fills in place."""
+    from recsys_assets.core.optim import EpochBatches
+
+    fields = [torch.arange(8, dtype=torch.float32) + k for k in range(7)]
+    batches = EpochBatches(*fields)
+    window = batches[2:6]
+    assert len(window) == 4 and window.users.data_ptr() == fields[0][2:].data_ptr()
+    buffers = batches[:4].clone()
+    assert buffers.users.data_ptr() != fields[0].data_ptr()
+    buffers.copy_(batches[4:8])
+    assert buffers.residuals.tolist() == fields[2][4:8].tolist()
+    assert len(buffers[1:3]) == 2
