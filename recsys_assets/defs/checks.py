@@ -6,10 +6,11 @@ run inside ``recommendation_model``, before its file is published.)
 """
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from recsys_assets.core import quality
-from recsys_assets.core.ids import split_ratings
+from recsys_assets.core.ids import split_indices
 
 
 def _result(name: str, asset: str, outcome) -> dg.AssetCheckResult:
@@ -80,9 +81,10 @@ def split_checks(
     test_size, random_state = _split_settings(context)
     yield _result("splits_disjoint", "val_ratings", quality.splits_disjoint(train_ratings, val_ratings))
     yield _result("split_sizes", "val_ratings", quality.split_sizes(train_ratings, val_ratings, test_size))
-    _, again = split_ratings(cleaned_ratings, test_size=test_size, random_state=random_state)
-    same = len(again) == len(val_ratings) and bool(
-        (again[["user_id", "movie_id"]].to_numpy() == val_ratings[["user_id", "movie_id"]].to_numpy()).all()
+    _, rows = split_indices(len(cleaned_ratings), test_size=test_size, random_state=random_state)
+    same = len(rows) == len(val_ratings) and all(
+        np.array_equal(cleaned_ratings[column].to_numpy()[rows], val_ratings[column].to_numpy())
+        for column in ("user_id", "movie_id")
     )
     detail = f"test_size={test_size}, random_state={random_state}: " + (
         "same rows in the same order" if same else "a re-split differs"
