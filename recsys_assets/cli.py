@@ -52,6 +52,32 @@ def _split_location(location: str) -> tuple[str, str]:
     return str(path.parent), path.name
 
 
+class ProgressBar:
+    """``stage [#####-----]  50%`` redrawn in place on ``stream``, only when it is a terminal (no noise in logs)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream):
+        self.stream, self.shown = stream, False
+        self.active = bool(getattr(stream, "isatty", lambda: False)())
+
+    def update(self, stage: str, share: float) -> None:
+        if not self.active:
+            return
+        filled = int(self.WIDTH * min(max(share, 0.0), 1.0))
+        self.stream.write(f"\r{stage:<14} [{'#' * filled}{'-' * (self.WIDTH - filled)}] {share:4.0%}")
+        self.stream.flush()
+        self.shown = True
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.shown:  # end the bar's line
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def _sample(args) -> int:
     from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
@@ -60,7 +86,8 @@ def _sample(args) -> int:
         print(f"{path} exists; keeping it (use --force to overwrite)")
         return 0
     spec = SampleSpec(n_ratings=args.n_ratings, n_users=args.n_users, n_movies=args.n_movies, seed=args.seed)
-    write_sample_export(path, spec)
+    with ProgressBar(sys.stderr) as bar:
+        write_sample_export(path, spec, on_progress=bar.update)
     print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
     return 0
 

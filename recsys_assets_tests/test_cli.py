@@ -67,3 +67,33 @@ def test_paths_are_resolved_against_the_current_folder(model_file, tmp_path, mon
     assert main(["metrics", "--model", model_file.name]) == 0
     out = capsys.readouterr().out
     assert "validation RMSE 1.0000 (global mean n/a" in out and "ranking model: none published" in out
+
+
+def test_a_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    from recsys_assets.cli import main
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert (
+        main(
+            ["sample", "--path", str(tmp_path / "a.csv"), "--n-ratings", "2000", "--n-users", "50", "--n-movies", "200"]
+        )
+        == 0
+    )
+    assert "writing" in terminal.getvalue() and "100%" in terminal.getvalue()
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: no bar
+    assert (
+        main(
+            ["sample", "--path", str(tmp_path / "b.csv"), "--n-ratings", "2000", "--n-users", "50", "--n-movies", "200"]
+        )
+        == 0
+    )
+    assert sys.stderr.getvalue() == ""
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

@@ -19,6 +19,7 @@ seed always gives the same file.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,13 @@ def _long_tail_weights(rng: np.random.Generator, n: int, sigma: float) -> np.nda
     return weights / weights.sum()
 
 
-def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
+Progress = Callable[[str, float], None]  # (stage, share done) for a progress bar
+
+
+def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | None = None) -> pa.Table:
     """Return a table ``userId, movieId, rating, timestamp`` of ``spec.n_ratings`` unique pairs."""
+    spec = spec or SampleSpec()
+    progress = on_progress or (lambda stage, share: None)
     if spec.n_ratings > spec.n_users * spec.n_movies // 2:
         raise ValueError("n_ratings must be at most half of n_users * n_movies")
     rng = np.random.default_rng(spec.seed)
@@ -85,6 +91,7 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
             users, movies = users[keep], movies[keep]
         keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
         kept_share = max((keys.size - before) / need, 0.05)
+        progress("drawing pairs", min(keys.size / spec.n_ratings, 1.0))
     keys = np.sort(rng.choice(keys, size=spec.n_ratings, replace=False))
     users, movies = np.divmod(keys, spec.n_movies)
 
@@ -98,6 +105,7 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
         interaction = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) - interaction_mean
         noise = rng.normal(0.0, spec.noise_std, u.size)
         ratings[start : start + block] = 3.5 + user_bias[u] + movie_bias[m] + interaction + noise
+        progress("rating", min((start + block) / spec.n_ratings, 1.0))
     ratings = np.clip(np.round(ratings * 2.0) / 2.0, 0.5, 5.0)
 
     # MovieLens-like ids: users 1..n, movies sparse and increasing.
@@ -114,19 +122,25 @@ def generate_ratings(spec: SampleSpec = SampleSpec()) -> pa.Table:
     )
 
 
-def write_sample_export(path: str | os.PathLike, spec: SampleSpec = SampleSpec()) -> Path:
+def write_sample_export(
+    path: str | os.PathLike, spec: SampleSpec | None = None, *, on_progress: Progress | None = None
+) -> Path:
     """Write a synthetic export to ``path`` atomically and return the path."""
     path = Path(path)
-    table = generate_ratings(spec)
+    table = generate_ratings(spec, on_progress=on_progress)
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+    block = 1_000_000
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write((",".join(HEADER) + "\n").encode())
-            pacsv.write_csv(table, f, write_options=options)
+            for start in range(0, max(table.num_rows, 1), block):
+                pacsv.write_csv(table.slice(start, block), f, write_options=options)
+                if on_progress is not None:
+                    on_progress("writing", min((start + block) / max(table.num_rows, 1), 1.0))
     return path
 
 
-def ensure_sample_export(path: str | os.PathLike, spec: SampleSpec = SampleSpec()) -> bool:
+def ensure_sample_export(path: str | os.PathLike, spec: SampleSpec | None = None) -> bool:
     """Generate a sample export at ``path`` unless a file is already there; True if written."""
     if Path(path).exists():
         return False
