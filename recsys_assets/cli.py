@@ -277,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ValueError) as exc:
         print(f"recsys: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that cannot be written, a file that cannot be read
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"recsys: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
     except OverflowError:  # an id beyond int64: no export can hold it
         print("recsys: error: an id is out of range (ids are 64-bit integers)", file=sys.stderr)
         return 2

@@ -97,3 +97,28 @@ def test_a_progress_bar_only_on_a_terminal(tmp_path, monkeypatch, capsys):
     )
     assert sys.stderr.getvalue() == ""
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_a_path_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert (
+        main(
+            [
+                "sample",
+                "--path",
+                str(blocker / "ratings.csv"),
+                "--n-ratings",
+                "100",
+                "--n-users",
+                "10",
+                "--n-movies",
+                "50",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("recsys: error:") and "Traceback" not in err
