@@ -97,8 +97,8 @@ KERNEL = Setting(
 THREADS = Setting(
     "RECSYS_THREADS",
     "",
-    "CPU threads of the ranking model's fit",
-    shown_default="the CPUs this process may use",
+    "CPU threads of both models' training",
+    shown_default="the CPUs this process may use (affinity mask, cgroup CPU quota)",
 )
 SENSOR_INTERVAL = Setting("RECSYS_SENSOR_INTERVAL", "30", "seconds between looks at the current export (below)")
 RETRAIN_CRON = Setting("RECSYS_RETRAIN_CRON", "0 3 * * *", "when `retrain_schedule` runs (below)")

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from recsys_assets.core.threads import cpu_threads
+
 try:
     import numba
 except ImportError:  # pragma: no cover - Numba is a declared dependency, but the eager step works without it
@@ -247,6 +249,7 @@ def sgd_epoch(
             raise ValueError("FusedSGD's CPU kernel needs contiguous parameters")
     packed = scratch.packed(data, float(model.global_mean))
     batch_size = min(batch_size, max(1, len(order)))
+    numba.set_num_threads(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]
     total = _epoch(
         _np(P),
         _np(Q),

@@ -23,7 +23,6 @@ GPU). Everything after the fit is here, in batched PyTorch, on any device:
   ``c_ui y_j' A_u^-1 y_i``; the largest names the "because you rated" movie.
 """
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys_assets import settings
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams  # noqa: F401 - re-exported
+from recsys_assets.core.threads import cpu_threads
 
 RATING_SCALE = 5.0  # the top of the MovieLens scale: only sets the units of alpha
 
@@ -56,16 +55,6 @@ class IALSModel:
 
     def all_finite(self) -> bool:
         return bool(np.isfinite(self.user_factors).all() and np.isfinite(self.item_factors).all())
-
-
-def cpu_threads() -> int:
-    """The CPUs this process may run on (its affinity mask), or ``RECSYS_THREADS`` when set."""
-    if settings.THREADS.is_set():
-        return settings.THREADS.integer()
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def implicit_has_cuda() -> bool:
