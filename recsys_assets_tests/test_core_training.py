@@ -338,3 +338,20 @@ def test_epoch_batches_slice_as_views_and_copy_in_place():
     buffers.copy_(batches[4:8])
     assert buffers.residuals.tolist() == fields[2][4:8].tolist()
     assert len(buffers[1:3]) == 2
+
+
+def test_the_refit_learns_from_the_validation_ratings_too():
+    """A user whose only ratings are in the validation split: untouched by the held-out fit, learned by the refit."""
+    from recsys_assets.core.training import refit_on_all
+
+    train, val, nu, nm = _data()
+    only_val = int(val.users[0])
+    moved = train.users == only_val  # every rating of that user goes to the validation split
+    val = MovieRatingDataset(*(torch.cat([a, b[moved]]).numpy() for a, b in zip(val[:], train[:])))
+    train = MovieRatingDataset(*(t[~moved].numpy() for t in train[:]))
+    config = TrainConfig(epochs=5)
+    held = train_model(train, val, nu, nm, config)
+    refit = refit_on_all(train, val, nu, nm, config, epochs=held.best_epoch)
+    assert held.model.user_bias.weight[only_val].item() == 0.0
+    assert refit.model.user_bias.weight[only_val].item() != 0.0
+    assert refit.epochs_run == held.best_epoch and refit.model.all_finite()

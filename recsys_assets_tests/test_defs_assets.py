@@ -315,6 +315,8 @@ def test_the_model_pages_record_what_made_them(tiny_export, data_dir):
     assert model["config_epochs"].value == 3 and model["config_learning_rate"].value == 0.01
     assert model["config_embedding_dim"].value == 64 and model["config_optimizer"].value == "sgd"
     assert model["device"].value == "cpu" and model["trained_on_ratings"].value == 4_000
+    assert model["trained_on"].value == "train+val" and model["config_refit"].value is True
+    assert torch.load(data_dir / "recommendation_model.pth", weights_only=True)["config"]["trained_on"] == "train+val"
     assert model["export_fingerprint"].value not in ("", "unknown") and model["code_version"].value
     assert model["val_rmse"].value == round(model["val_rmse"].value, 4)
     for key in ("ranking_model", "user_recommendations", "model_evaluation"):

@@ -34,6 +34,9 @@ class TrainConfig:
     rating_max: float = 5.0
     eval_batch_size: int = 1 << 16
     cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
+    # after early stopping chose the epoch count on the validation split, train again on train + val for
+    # that many epochs and publish that fit (held-out RMSE 0.857 -> 0.846 on ml-latest-small; README)
+    refit: bool = True
     kernel: str = (
         "auto"  # SGD step: "auto" = compiled (Numba on CPU, Triton on CUDA) when installed; "eager" = PyTorch ops
     )
@@ -48,6 +51,7 @@ class TrainConfig:
             "epochs": 10,
             "reg_factors": 0.0,
             "reg_bias": 0.0,
+            "refit": False,
             "patience": 10,
         }
         values.update(overrides)

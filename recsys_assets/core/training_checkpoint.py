@@ -19,7 +19,7 @@ from recsys_assets.core.atomic import atomic_torch_save
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
 # settings that do not change what an epoch computes: a resumed training may change them
-_RUN_SETTINGS = ("epochs", "patience", "min_delta", "eval_batch_size", "kernel", "cuda_graphs")
+_RUN_SETTINGS = ("epochs", "patience", "min_delta", "eval_batch_size", "kernel", "cuda_graphs", "refit")
 
 
 def data_fingerprint(train, val, n_users: int, n_movies: int, config: dict) -> str:

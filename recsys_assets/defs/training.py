@@ -60,6 +60,11 @@ class RecommendationModelConfig(PromotionConfig):
         default=_DEFAULTS.min_delta, description="Smallest validation-loss decrease that counts as improvement."
     )
     seed: int = Field(default=_DEFAULTS.seed, description="Seed of initialization and shuffling.")
+    refit: bool = Field(
+        default=_DEFAULTS.refit,
+        description="After early stopping chose the epoch count on the validation split, train again on training + "
+        "validation ratings for that many epochs and publish that fit (the reported figures stay the first fit's).",
+    )
 
     def to_train_config(self, **environment) -> TrainConfig:
         """The core's config; ``environment`` adds the device resource's settings (``kernel``)."""
@@ -123,7 +128,7 @@ def recommendation_model(
     from recsys_assets.core.dataset import MovieRatingDataset
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
-    from recsys_assets.core.training import train_model
+    from recsys_assets.core.training import refit_on_all, train_model
 
     train = MovieRatingDataset.from_frame(train_ratings, users, movies)
     val = MovieRatingDataset.from_frame(val_ratings, users, movies)
@@ -168,7 +173,30 @@ def recommendation_model(
             context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False)
         )
         report = with_promotion(report, result.model, val, users=users, movies=movies, current=current, policy=policy)
-        run = _TrainingRun(result, report, users, movies, train_config, checkpoint, started)
+        published = result
+        if train_config.refit and report.publish:
+            refit_started = time.perf_counter()
+            published = refit_on_all(
+                train, val, len(users), len(movies), train_config, epochs=result.best_epoch, device=torch_device
+            )
+            context.log.info(
+                f"refitted on training + validation ({len(train) + len(val):,} ratings) for {result.best_epoch} epochs "
+                f"in {time.perf_counter() - refit_started:.1f}s; the reported figures are the held-out fit's"
+            )
+            if not published.model.all_finite():  # keep the checked fit rather than publish a broken one
+                context.log.warning("the refit produced non-finite weights; publishing the held-out fit instead")
+                published = result
+        run = _TrainingRun(
+            result=result,
+            report=report,
+            users=users,
+            movies=movies,
+            config=train_config,
+            checkpoint=checkpoint,
+            started=started,
+            published=published,
+            learned_ratings=len(train) + (len(val) if published is not result else 0),
+        )
         return _publish(context, storage, run, keep=config.keep_versions)
 
 
@@ -183,6 +211,12 @@ class _TrainingRun:
     config: TrainConfig
     checkpoint: Path
     started: float
+    published: "TrainResult"  # the fit whose weights are published: the refit on train + val, or ``result``
+    learned_ratings: int  # the ratings the published weights were trained on
+
+    @property
+    def trained_on(self) -> str:
+        return "train+val" if self.published is not self.result else "train"
 
 
 def _publish(
@@ -196,11 +230,11 @@ def _publish(
         save_model_file(
             tmp,
             report,
-            model_state=result.model.state_dict(),
-            optimizer_state=result.optimizer.state_dict(),
+            model_state=run.published.model.state_dict(),
+            optimizer_state=run.published.optimizer.state_dict(),
             user_ids=run.users.ids,
             movie_ids=run.movies.ids,
-            config={**asdict(run.config), **report.data_size.to_dict()},
+            config={**asdict(run.config), **report.data_size.to_dict(), "trained_on": run.trained_on},
             history=result.history,
         )
     version = None
@@ -257,7 +291,8 @@ def _publish(
             "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
             "file_size_bytes": dg.MetadataValue.int(store.size(target)),
             "path": dg.MetadataValue.path(store.url(target)),
-            "trained_on_ratings": dg.MetadataValue.int(report.data_size.ratings),
+            "trained_on_ratings": dg.MetadataValue.int(run.learned_ratings),
+            "trained_on": dg.MetadataValue.text(run.trained_on),
             **provenance(context, asdict(run.config)),
         },
     )
