@@ -7,7 +7,8 @@ import pytest
 
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.model_history import ModelHistory
-from recsys_assets.core.promotion import DataSize, Evidence, PromotionPolicy, decide, fresh_mask, rmse_evidence
+from recsys_assets.core.promotion import DataSize, Evidence, PromotionPolicy, decide, rmse_evidence
+from recsys_assets.core.ranking.interactions import UserItems
 
 FULL = DataSize(users=610, movies=9_724, ratings=100_836)
 
@@ -49,9 +50,9 @@ def test_nan_and_negative_settings_are_refused(field):
 
 
 def test_fresh_means_never_trained_on():
-    seen_keys = np.array([0 * 10 + 1, 0 * 10 + 2, 1 * 10 + 5])  # (0,1), (0,2), (1,5)
+    seen = UserItems.from_pairs(np.array([0, 0, 1]), np.array([1, 2, 5]), 3, 10)  # (0,1), (0,2), (1,5)
     users, movies = np.array([0, 0, 1, -1, 2]), np.array([1, 3, 5, 1, -1])
-    assert fresh_mask(seen_keys, users, movies, 10).tolist() == [False, True, False, True, True]
+    assert (~seen.contains(users, movies)).tolist() == [False, True, False, True, True]
     evidence = rmse_evidence(
         np.array([3.0, 4.0, 5.0]), np.array([3.0, 3.0, 3.0]), np.array([3.0, 4.0, 5.0]), np.array([False, True, True])
     )

@@ -44,10 +44,19 @@ class MovieRatingDataset(Dataset):
         """``(users, movies, ratings)`` as NumPy arrays (views of CPU tensors)."""
         return tuple(t.detach().cpu().numpy() for t in (self.users, self.movies, self.ratings))  # type: ignore[return-value]
 
-    def to(self, device) -> "MovieRatingDataset":
-        out = MovieRatingDataset.__new__(MovieRatingDataset)
-        out.users, out.movies, out.ratings = (t.to(device) for t in (self.users, self.movies, self.ratings))
+    @classmethod
+    def _of(cls, users: torch.Tensor, movies: torch.Tensor, ratings: torch.Tensor) -> "MovieRatingDataset":
+        """A dataset over these tensors as they are (no copy, no dtype conversion)."""
+        out = cls.__new__(cls)
+        out.users, out.movies, out.ratings = users, movies, ratings
         return out
+
+    def to(self, device) -> "MovieRatingDataset":
+        return MovieRatingDataset._of(*(t.to(device) for t in (self.users, self.movies, self.ratings)))
+
+    def concat(self, other: "MovieRatingDataset") -> "MovieRatingDataset":
+        """These ratings followed by ``other``'s."""
+        return MovieRatingDataset._of(*(torch.cat([a, b]) for a, b in zip(self[:], other[:])))
 
     def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None):
         """Yield ``(users, movies, ratings)`` batches by slicing (shuffled per call if asked)."""

@@ -136,18 +136,6 @@ def decide(
     return Promotion(not reasons, reasons, notes)
 
 
-def fresh_mask(seen_keys: np.ndarray, user_index: np.ndarray, movie_index: np.ndarray, n_movies: int) -> np.ndarray:
-    """Which pairs a model never trained on: ``seen_keys`` are its sorted ``user * n_movies + movie`` keys;
-    an index of -1 (a user or movie the model does not know) is always fresh."""
-    user_index, movie_index = np.asarray(user_index, np.int64), np.asarray(movie_index, np.int64)
-    known = (user_index >= 0) & (movie_index >= 0)
-    keys = np.where(known, user_index * n_movies + movie_index, -1)
-    if len(seen_keys) == 0:
-        return np.ones(len(keys), bool)
-    pos = np.minimum(np.searchsorted(seen_keys, keys), len(seen_keys) - 1)
-    return ~(known & (seen_keys[pos] == keys))
-
-
 def rmse_evidence(
     candidate_pred: np.ndarray, current_pred: np.ndarray, ratings: np.ndarray, fresh: np.ndarray
 ) -> Evidence:

@@ -20,7 +20,6 @@ from recsys_assets.core.promotion import (
     Promotion,
     PromotionPolicy,
     decide,
-    fresh_mask,
     rmse_evidence,
 )
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
@@ -105,8 +104,7 @@ def build_report(
         if finite
         else float("nan")
     )
-    all_users = np.concatenate([train.arrays()[0], val.arrays()[0]])
-    all_movies = np.concatenate([train.arrays()[1], val.arrays()[1]])
+    all_users, all_movies, _ = train.concat(val).arrays()
     indptr, indices = seen_matrix(all_users, all_movies, n_users)
     return ModelReport(
         metrics=metrics,
@@ -147,11 +145,8 @@ def rating_evidence(model, val: MovieRatingDataset, users: IdMapping, movies: Id
     if current.seen_matrix is None:  # a file without its training pairs: no rating is known to be fresh
         fresh = np.zeros(len(ratings), bool)
     else:
-        fresh = fresh_mask(
-            current.seen_matrix.keys(),
-            current.users.encode(raw_users, unknown=-1),
-            current.movies.encode(raw_movies, unknown=-1),
-            len(current.movies),
+        fresh = ~current.seen_matrix.contains(
+            current.users.encode(raw_users, unknown=-1), current.movies.encode(raw_movies, unknown=-1)
         )
     return rmse_evidence(candidate, current.predict(raw_users, raw_movies), ratings.astype(np.float64), fresh)
 

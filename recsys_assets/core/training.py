@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -327,11 +326,6 @@ def refit_on_all(
 ) -> TrainResult:
     """Train again with the same settings on train + val for ``epochs`` epochs (the count early stopping chose
     on val), so the published model learns from every rating; its held-out figures are the first fit's."""
-    both = MovieRatingDataset.__new__(MovieRatingDataset)
-    both.users, both.movies, both.ratings = (
-        torch.cat([a, b])
-        for a, b in ((train.users, val.users), (train.movies, val.movies), (train.ratings, val.ratings))
-    )
-    nothing = MovieRatingDataset(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    both, nothing = train.concat(val), MovieRatingDataset._of(*val[:0])
     fixed = replace(config, epochs=max(epochs, 1), patience=max(epochs, 1) + 1)  # no early stop: a fixed count
     return train_model(both, nothing, n_users, n_movies, fixed, device=device)

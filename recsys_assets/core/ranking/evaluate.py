@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.promotion import Evidence, fresh_mask
+from recsys_assets.core.promotion import Evidence
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import (
     HeldOut,
@@ -87,9 +87,7 @@ def fresh_ndcg_evidence(
     mappings do not know counts as a miss."""
     raw_users, raw_movies = users.ids[val.users], movies.ids[val.movies]
     current_users = current.users.encode(raw_users, unknown=-1)
-    fresh = fresh_mask(
-        current.seen.keys(), current_users, current.movies.encode(raw_movies, unknown=-1), len(current.movies)
-    ) & (current_users >= 0)
+    fresh = ~current.seen.contains(current_users, current.movies.encode(raw_movies, unknown=-1)) & (current_users >= 0)
     held = HeldOut.from_ratings(
         val.users[fresh], val.movies[fresh], val.ratings[fresh], len(users), len(movies), threshold
     )

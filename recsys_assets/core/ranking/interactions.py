@@ -60,7 +60,19 @@ class UserItems:
     def keys(self) -> np.ndarray:
         """Every pair as ``user * n_movies + movie``, sorted (for membership tests with ``searchsorted``)."""
         users = np.repeat(np.arange(self.n_users, dtype=np.int64), self.counts())
-        return np.sort(users * self.n_movies + self.indices.astype(np.int64))
+        keys = users * self.n_movies + self.indices.astype(np.int64)
+        return keys if bool(np.all(keys[1:] >= keys[:-1])) else np.sort(keys)  # CSR rows are usually sorted
+
+    def contains(self, users, movies) -> np.ndarray:
+        """Whether each (user, movie) index pair is in the matrix (any shape); an index of -1 never is."""
+        users, movies = np.asarray(users, dtype=np.int64), np.asarray(movies, dtype=np.int64)
+        known = (users >= 0) & (movies >= 0)
+        keys = self.keys()
+        if len(keys) == 0:
+            return np.zeros(np.broadcast(users, movies).shape, dtype=bool)
+        wanted = np.where(known, users * self.n_movies + movies, -1)
+        pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return known & (keys[pos] == wanted)
 
     def row_values(self, user: int) -> np.ndarray:
         if self.values is None:

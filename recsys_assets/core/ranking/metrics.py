@@ -61,15 +61,7 @@ def ranking_metrics(
     n_relevant = held.relevant.counts()[users]
     scored = n_relevant > 0
     rec, n_rel = recommended[scored], n_relevant[scored]
-    # CSR rows are sorted by user, then movie, so these keys are sorted already
-    keys = (
-        np.repeat(np.arange(held.relevant.n_users, dtype=np.int64), held.relevant.counts()) * n_movies
-        + held.relevant.indices
-    )
-    wanted = (users[scored][:, None] * n_movies + rec).ravel()
-    pos = np.minimum(np.searchsorted(keys, wanted), max(len(keys) - 1, 0))
-    hits = (keys[pos] == wanted).reshape(rec.shape) if len(keys) else np.zeros(rec.shape, bool)
-    hits &= rec >= 0  # -1 pads a list shorter than k
+    hits = held.relevant.contains(users[scored][:, None], rec)  # -1 pads a list shorter than k: never a hit
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1] if len(n_rel) else np.empty(0)
     ndcg = (hits * discounts[: rec.shape[1]]).sum(axis=1) / ideal if len(n_rel) else np.empty(0)
