@@ -20,3 +20,19 @@ def replace_block(name: str, text: str, readme: Path = README) -> bool:
     readme.write_text(f"{head}{start}\n{text.rstrip()}\n{end}{tail}")
     print(f"{readme.name}: {name} block updated")
     return True
+
+
+def settings_table() -> str:
+    """The README's table of environment variables, from ``recsys_assets/settings.py``."""
+    from recsys_assets.settings import markdown_table
+
+    return markdown_table()
+
+
+GENERATED = {"settings": settings_table}  # blocks generated from the code rather than by a benchmark run
+
+if __name__ == "__main__":  # python -m benchmarks.readme_blocks settings
+    import sys
+
+    for block in sys.argv[1:] or sorted(GENERATED):
+        replace_block(block, GENERATED[block]())

@@ -8,7 +8,7 @@ Names are imported on first use, so ``import recsys_assets.core.ingest`` does no
 pay for importing PyTorch.
 """
 
-import importlib
+from recsys_assets._lazy import lazy_exports
 
 _EXPORTS = {
     "ArtifactStore": "recsys_assets.core.artifact_store",
@@ -17,28 +17,16 @@ _EXPORTS = {
     "DataQualityError": "recsys_assets.core.cleaning",
     "clean_rating_data": "recsys_assets.core.cleaning",
     "MovieRatingDataset": "recsys_assets.core.dataset",
-    "build_mappings": "recsys_assets.core.dataset",
-    "split_ratings": "recsys_assets.core.dataset",
+    "build_mappings": "recsys_assets.core.ids",
+    "split_ratings": "recsys_assets.core.ids",
     "ExportError": "recsys_assets.core.ingest",
     "MovieDataLoader": "recsys_assets.core.ingest",
     "Recommender": "recsys_assets.core.recommender",
-    "IALSParams": "recsys_assets.core.ranking.ials",
+    "IALSParams": "recsys_assets.core.ranking.params",
     "RankingModel": "recsys_assets.core.ranking.model",
     "train_ranking_model": "recsys_assets.core.ranking.train",
-    "TrainConfig": "recsys_assets.core.training",
+    "TrainConfig": "recsys_assets.core.train_config",
     "train_model": "recsys_assets.core.training",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'recsys_assets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

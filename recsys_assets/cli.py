@@ -178,7 +178,8 @@ def _models(args) -> int:
     store = ArtifactStore(args.data_dir)
     for kind, name in MODEL_FILES.items():
         history = ModelHistory(store, name)
-        versions, current = history.versions(), history.current()
+        versions = history.versions()
+        current = history.current(versions)
         print(f"{kind} model ({store.url(name)}):")
         if not versions:
             print("  no kept versions")

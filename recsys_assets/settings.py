@@ -4,8 +4,8 @@ This module is the one owner of the environment.  The resources, the executor
 choice, the automation, the CLI and the scripts' defaults read their values
 through it, and the README's table of settings is generated from it::
 
-    python -m recsys_assets.settings            # prints the table the README shows
-    python -m recsys_assets.settings README.md  # rewrites the README's settings block
+    python -m recsys_assets.settings       # prints the table the README shows
+    python -m benchmarks.readme_blocks settings   # rewrites the README's settings block with it
 
 A variable that is set but empty counts as unset (its default applies).
 """
@@ -161,21 +161,5 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
-def write_readme_block(readme: str) -> None:
-    """Replace the text between ``<!-- settings:start -->`` and ``<!-- settings:end -->`` in ``readme``."""
-    start, end = "<!-- settings:start -->\n", "\n<!-- settings:end -->"
-    with open(readme, encoding="utf-8") as f:
-        text = f.read()
-    if start not in text or end not in text:
-        raise SystemExit(f"{readme} has no settings block")
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    with open(readme, "w", encoding="utf-8") as f:
-        f.write(f"{head}{start}{markdown_table()}{end}{tail}")
-
-
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        write_readme_block(sys.argv[1])
-    else:
-        sys.stdout.write(markdown_table() + "\n")
+    sys.stdout.write(markdown_table() + "\n")

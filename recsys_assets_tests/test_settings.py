@@ -25,7 +25,7 @@ def test_the_readme_table_is_generated_from_the_settings():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- settings:start -->\n", 1)[1].split("\n<!-- settings:end -->", 1)[0]
     assert block == settings.markdown_table(), (
-        "README's settings table is stale: run `python -m recsys_assets.settings README.md`"
+        "README's settings table is stale: run `python -m benchmarks.readme_blocks settings`"
     )
 
 

@@ -83,13 +83,14 @@ class ModelHistory:
             self.store.remove(f"{self.folder}/{old.name}.json")
         return Version(name, full)
 
-    def current(self) -> str | None:
-        """The version whose file is the published one now, or None."""
+    def current(self, versions: list[Version] | None = None) -> str | None:
+        """The version whose file is the published one now, or None (``versions``: already listed)."""
         if not self.store.exists(self.name):
             return None
         with self.store.read(self.name) as published:
             digest = file_digest(published)
-        return next((v.name for v in self.versions() if v.record.get("sha256") == digest), None)
+        listed = self.versions() if versions is None else versions
+        return next((v.name for v in listed if v.record.get("sha256") == digest), None)
 
     def rollback(self, version: str | None = None) -> Version:
         """Publish a kept version again (default: the one before the current). Returns it."""
@@ -97,7 +98,7 @@ class ModelHistory:
         if not versions:
             raise ValueError(f"no kept versions of {self.name} in {self.store.url(self.folder)}")
         if version is None:
-            current = self.current()
+            current = self.current(versions)
             older = [v for v in versions if current is not None and v.number < int(current[1:])]
             if not older:
                 raise ValueError(

@@ -5,6 +5,8 @@ decision into a check result and records each published file in the model
 history (``data/models/``), which ``recsys models`` and ``recsys rollback`` read.
 """
 
+import functools
+
 import dagster as dg
 from pydantic import Field
 
@@ -98,6 +100,7 @@ def record_version(
     return version.name
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The installed recsys_assets version (and the git commit of a checkout, when git can tell)."""
     import subprocess

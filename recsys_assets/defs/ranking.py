@@ -142,7 +142,7 @@ def ranking_model(
     policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
-    from recsys_assets.core.ranking.ials import ials_device
+    from recsys_assets.core.ranking.ials import ials_device  # PyTorch and implicit: once the settings are valid
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 
@@ -216,7 +216,7 @@ def ranking_model(
                 {
                     "metrics": result.metrics,
                     "config": params.to_dict(),
-                    "data": DataSize(len(users), len(movies), len(train) + len(val)).to_dict(),
+                    "data": published_size(users, movies, train, val).to_dict(),
                     "promotion": promotion.describe(),
                 },
                 config.keep_versions,
@@ -282,11 +282,11 @@ def ranking_promotion(
     threshold: float,
 ) -> Promotion:
     """The promotion decision against the published ranking model (core/promotion.py's rule)."""
-    size = DataSize(len(users), len(movies), len(train) + len(val))
     from recsys_assets.core.ranking import UserItems, factor_ranker
     from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
     from recsys_assets.core.ranking.model import RankingModel
 
+    size = published_size(users, movies, train, val)
     current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
     if current is None:
         return decide(size, None, None, policy)
@@ -295,3 +295,8 @@ def ranking_promotion(
     evidence = fresh_ndcg_evidence(current, candidate, users, movies, val, threshold=threshold)
     published = DataSize(len(current.users), len(current.movies), current.seen.nnz)
     return decide(size, published, evidence, policy)
+
+
+def published_size(users, movies, train: "Ratings", val: "Ratings") -> DataSize:
+    """What the published fit (on train + val) is built from."""
+    return DataSize(len(users), len(movies), len(train) + len(val))

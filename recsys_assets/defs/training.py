@@ -124,11 +124,12 @@ def recommendation_model(
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
-    users, movies = mappings_from_table(user_movie_mappings)
-    from recsys_assets.core.dataset import MovieRatingDataset
+    from recsys_assets.core.dataset import MovieRatingDataset  # PyTorch: imported by this step only
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
     from recsys_assets.core.training import refit_on_all, train_model
+
+    users, movies = mappings_from_table(user_movie_mappings)
 
     train = MovieRatingDataset.from_frame(train_ratings, users, movies)
     val = MovieRatingDataset.from_frame(val_ratings, users, movies)

@@ -10,7 +10,7 @@ evaluate.py      rankers side by side; "beats most-popular" verdict
 train.py         held-out fit + scores, then the published fit on everything
 """
 
-import importlib
+from recsys_assets._lazy import lazy_exports
 
 # names are imported on first use, so ``recsys_assets.core.ranking.params`` does not pay for PyTorch
 _EXPORTS = {
@@ -36,16 +36,4 @@ _EXPORTS = {
     "top_n": "topn",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'recsys_assets.core.ranking' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"recsys_assets.core.ranking.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"{__name__}.{module}" for name, module in _EXPORTS.items()})
