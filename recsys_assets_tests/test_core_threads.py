@@ -2,7 +2,7 @@
 
 import os
 
-from recsys_assets.core.threads import cgroup_cpu_quota, cpu_threads
+from recsys_assets.core.threads import ThreadTuner, cgroup_cpu_quota, cpu_threads
 
 
 def test_a_cgroup_v2_quota_limits_the_threads(tmp_path, monkeypatch):
@@ -26,3 +26,52 @@ def test_a_cgroup_v1_quota_and_the_override(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_THREADS", "3")
     assert cpu_threads(tmp_path) == 3
     assert cgroup_cpu_quota(tmp_path / "missing") is None
+
+
+def _tuner(monkeypatch, threads=2, **kwargs) -> ThreadTuner:
+    monkeypatch.delenv("RECSYS_THREADS", raising=False)
+    return ThreadTuner(threads, **kwargs)
+
+
+def test_the_tuner_tries_each_count_then_keeps_the_fastest(monkeypatch):
+    tuner = _tuner(monkeypatch, threads=4)
+    assert tuner.candidates == [4, 2, 1]
+    speed = {4: 10.0, 2: 30.0, 1: 20.0}  # items per second: two threads win on this "machine"
+    tried = []
+    for _ in range(3):
+        threads, probing = tuner.choose()
+        assert not probing
+        tried.append(threads)
+        tuner.record(threads, 100, 100 / speed[threads])
+    assert sorted(tried) == [1, 2, 4]
+    assert tuner.best == 2
+    choices = [tuner.choose() for _ in range(1)]
+    assert choices == [(2, False)]
+
+
+def test_a_losing_count_is_probed_less_and_less_until_the_load_changes(monkeypatch):
+    tuner = _tuner(monkeypatch, threads=2, probe_every=2, max_wait=8)
+    speed = {2: 1.0, 1: 3.0}  # a busy machine: one thread is faster
+    probes = []
+    for chunk in range(60):
+        threads, probing = tuner.choose()
+        if probing:
+            assert threads == 2
+            probes.append(chunk)
+        tuner.record(threads, 10, 10 / speed[threads])
+    gaps = [b - a for a, b in zip(probes, probes[1:])]
+    assert gaps == sorted(gaps) and gaps[-1] == 9  # waits double (3, 5, 9) and stop at max_wait
+    assert tuner.best == 1
+    speed = {2: 6.0, 1: 3.0}  # the other process ended
+    for _ in range(10):
+        threads, _ = tuner.choose()
+        tuner.record(threads, 10, 10 / speed[threads])
+    assert tuner.best == 2 and tuner.choose() == (2, False)
+
+
+def test_recsys_threads_fixes_the_count(monkeypatch):
+    monkeypatch.setenv("RECSYS_THREADS", "2")
+    tuner = ThreadTuner()
+    assert tuner.candidates == [2]
+    tuner.record(2, 10, 1.0)
+    assert tuner.choose() == (2, False)

@@ -355,3 +355,25 @@ def test_the_refit_learns_from_the_validation_ratings_too():
     assert held.model.user_bias.weight[only_val].item() == 0.0
     assert refit.model.user_bias.weight[only_val].item() != 0.0
     assert refit.epochs_run == held.best_epoch and refit.model.all_finite()
+
+
+def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatch):
+    """The thread tuner runs an epoch in chunks of whole batches and may change the thread count
+    between them: the weights are those of one uninterrupted call."""
+    pytest.importorskip("numba")
+    from recsys_assets.core import numba_sgd
+
+    whole = _epochs_with("auto")
+    monkeypatch.setattr(numba_sgd, "CHUNK_RATINGS", 1024)
+    monkeypatch.setattr(numba_sgd, "PROBE_RATINGS", 512)
+    counts = iter([2, 1] * 1000)
+
+    class Alternating(numba_sgd.ThreadTuner):
+        def choose(self):
+            return min(next(counts), numba_sgd.numba.config.NUMBA_NUM_THREADS), bool(self.chunks % 3 == 2)
+
+    monkeypatch.setattr(numba_sgd, "ThreadTuner", Alternating)
+    chunked = _epochs_with("auto")
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-6)
+    for k in whole[1]:
+        torch.testing.assert_close(chunked[1][k], whole[1][k], rtol=0, atol=0)

@@ -22,18 +22,21 @@ first call compiles the kernel (a few seconds; cached on disk next to this
 file when it is writable).
 """
 
+import time
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from recsys_assets.core.threads import cpu_threads
+from recsys_assets.core.threads import ThreadTuner, cpu_threads
 
 try:
     import numba
 except ImportError:  # pragma: no cover - Numba is a declared dependency, but the eager step works without it
     numba = None
 
+CHUNK_RATINGS = 1 << 18  # ratings per kernel call; the thread count may change between calls
+PROBE_RATINGS = 1 << 16  # ratings in a call that measures another thread count
 # one training rating as the kernel reads it: ids, rating minus the global mean, regularization weights
 RATING = np.dtype(
     [("user", np.int32), ("movie", np.int32), ("residual", np.float32), ("w_user", np.float32), ("w_movie", np.float32)]
@@ -75,10 +78,15 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True, fastmath={"contract"})
     def _scatter(
-        T, bias, index, weight, n, lr, shrink_scale, bias_scale, own, other, own_bias, err
+        T, bias, index, weight, n, lr, shrink_scale, bias_scale, own, other, own_bias, err, Z, G
     ):  # pragma: no cover
-        """Pass 2, one table: every rating's update added to its row, in batch order."""
+        """Pass 2, one table: every rating's update added to its row, in batch order.
+
+        With implicit feedback (``Z`` has rows; the user table only), ``T`` holds the effective user
+        factors ``p_u + z_u``: the L2 shrink applies to ``p_u`` alone, and ``G`` adds up ``e * q_i``
+        per user for the epoch's implicit-factor update (``core/implicit.py``)."""
         dim = T.shape[1]
+        implicit = Z.shape[0] > 0
         for k in range(n):
             t = index[k]
             w = weight[k]
@@ -86,23 +94,30 @@ if numba is not None:
             bias[t] -= lr * (e + (w * bias_scale) * own_bias[k])
             neg = -lr * e
             shrink = w * shrink_scale
-            for d in range(dim):
-                T[t, d] += shrink * own[k, d] + neg * other[k, d]
+            if implicit:
+                for d in range(dim):
+                    G[t, d] += e * other[k, d]
+                    T[t, d] += shrink * (own[k, d] - Z[t, d]) + neg * other[k, d]
+            else:
+                for d in range(dim):
+                    T[t, d] += shrink * own[k, d] + neg * other[k, d]
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _epoch(P, Q, bu, bi, data, order, batch_size, lr, reg_factors, reg_bias, b):  # pragma: no cover
-        """Every batch of an epoch; ``data`` holds one :data:`RATING` record per rating."""
+    def _epoch(P, Q, bu, bi, data, order, batch_size, lr, reg_factors, reg_bias, b, Z, G):  # pragma: no cover
+        """Every batch of an epoch; ``data`` holds one :data:`RATING` record per rating; ``Z`` and ``G``
+        are the implicit feedback's tables, or empty without it."""
         total = 0.0
         shrink_scale = np.float32(-lr * reg_factors)
         n_all = order.shape[0]
+        none = np.empty((0, 0), np.float32)
         for start in range(0, n_all, batch_size):
             n = min(batch_size, n_all - start)
             _gather(P, Q, bu, bi, data, order, start, n, b.u, b.i, b.wu, b.wi, b.pu, b.qi, b.bu, b.bi, b.err)
             for side in numba.prange(2):  # pyright: ignore[reportOptionalMemberAccess] - one thread per table
                 if side == 0:
-                    _scatter(P, bu, b.u, b.wu, n, lr, shrink_scale, reg_bias, b.pu, b.qi, b.bu, b.err)
+                    _scatter(P, bu, b.u, b.wu, n, lr, shrink_scale, reg_bias, b.pu, b.qi, b.bu, b.err, Z, G)
                 else:
-                    _scatter(Q, bi, b.i, b.wi, n, lr, shrink_scale, reg_bias, b.qi, b.pu, b.bi, b.err)
+                    _scatter(Q, bi, b.i, b.wi, n, lr, shrink_scale, reg_bias, b.qi, b.pu, b.bi, b.err, none, none)
             for k in range(n):
                 total += np.float64(b.err[k]) * np.float64(b.err[k])
         return total
@@ -196,6 +211,7 @@ class Scratch:
     def __init__(self):
         self._cache: dict = {}
         self._packed: tuple = ((), None)
+        self.tuner: ThreadTuner | None = None  # created at the first epoch (it reads the CPU count then)
 
     def packed(self, ratings, global_mean: float):
         """``ratings`` (a ``WeightedRatings``) as one structured array, cached while its tensors are unchanged."""
@@ -232,13 +248,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def sgd_epoch(
-    model, data, order, *, batch_size: int, lr: float, reg_factors: float, reg_bias: float, scratch: Scratch
+    model,
+    data,
+    order,
+    *,
+    batch_size: int,
+    lr: float,
+    reg_factors: float,
+    reg_bias: float,
+    scratch: Scratch,
+    implicit=None,
 ) -> torch.Tensor:
     """Every batch of an epoch, in ``order``, on CPU tensors; returns the summed squared error (0-d tensor).
 
     ``data`` is a :class:`~recsys_assets.core.optim.WeightedRatings` (ratings with
     per-rating regularization weights); the data is packed once per
     ``scratch`` and reused while the same tensors come back epoch after epoch.
+    ``implicit`` is the :class:`~recsys_assets.core.implicit.ImplicitFeedback`, if any.
     """
     P = model.user_factors.weight
     Q = model.movie_factors.weight
@@ -249,18 +275,25 @@ def sgd_epoch(
             raise ValueError("FusedSGD's CPU kernel needs contiguous parameters")
     packed = scratch.packed(data, float(model.global_mean))
     batch_size = min(batch_size, max(1, len(order)))
-    numba.set_num_threads(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]
-    total = _epoch(
-        _np(P),
-        _np(Q),
-        _np(bu).reshape(-1),
-        _np(bi).reshape(-1),
-        packed,
-        _np(order),
-        batch_size,
-        np.float32(lr),
-        np.float32(reg_factors),
-        np.float32(reg_bias),
-        scratch.get(batch_size, P.shape[1]),
-    )
+    if scratch.tuner is None:
+        scratch.tuner = ThreadTuner(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]
+    tensors = (_np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1))
+    hyper = (np.float32(lr), np.float32(reg_factors), np.float32(reg_bias))
+    buffers = scratch.get(batch_size, P.shape[1])
+    none = np.empty((0, 0), np.float32)
+    tables = (_np(implicit.z), _np(implicit.g)) if implicit is not None else (none, none)
+    order_np = _np(order)
+    # whole batches per chunk, so the batches (and the result) are the epoch's own whatever the chunking;
+    # between chunks the tuner may change the thread count (ThreadTuner)
+    chunk = batch_size * max(1, CHUNK_RATINGS // batch_size)
+    probe = batch_size * max(1, PROBE_RATINGS // batch_size)  # a probe of another thread count is short
+    total, start, n_all = 0.0, 0, len(order_np)
+    while start < n_all:
+        threads, probing = scratch.tuner.choose()
+        part = order_np[start : start + (probe if probing else chunk)]
+        numba.set_num_threads(threads)  # type: ignore[union-attr]
+        t = time.perf_counter()
+        total += _epoch(*tensors, packed, part, batch_size, *hyper, buffers, *tables)
+        scratch.tuner.record(threads, len(part), time.perf_counter() - t)
+        start += len(part)
     return torch.tensor(total, dtype=torch.float32)

@@ -95,6 +95,8 @@ class FusedSGD(Optimizer):
         # "auto": one fused kernel per step: on CUDA with Triton installed (core/triton_sgd.py), on the
         # CPU with Numba installed (core/numba_sgd.py); "eager": the PyTorch operations below
         self.kernel = kernel
+        # implicit feedback (core/implicit.py), set by the trainer: the user table holds p_u + z_u
+        self.implicit = None
 
     def step(self, closure=None):  # pragma: no cover - the API is fit_batch / prepare_epoch
         raise RuntimeError("FusedSGD updates through fit_batch(...) or prepare_epoch(...) + fit_slice(...)")
@@ -123,7 +125,8 @@ class FusedSGD(Optimizer):
     def fit_slice(self, model, batch: EpochBatches) -> torch.Tensor:
         """One update from a prepared batch; returns the summed squared error before it."""
         lr = self.param_groups[0]["lr"]
-        if self.kernel == "auto" and batch.users.is_cuda:
+        implicit = self.implicit
+        if self.kernel == "auto" and batch.users.is_cuda and implicit is None:
             from recsys_assets.core import triton_sgd
 
             if triton_sgd.available(batch.users):
@@ -146,6 +149,9 @@ class FusedSGD(Optimizer):
         bi.index_add_(0, i, torch.addcmul(err, bi_i, breg_i), alpha=-lr)
         neg = err.mul_(-lr).unsqueeze_(1)
         torch.mul(qi, shrink_i, out=step_q).addcmul_(neg, pu)  # uses the old p_u, so before p_u's step
+        if implicit is not None:  # P holds p_u + z_u: shrink p_u alone, and add up e * q_i per user
+            implicit.g.index_add_(0, u, qi * neg, alpha=-1.0 / lr)  # neg = -lr * e
+            pu.sub_(implicit.z.index_select(0, u))
         P.index_add_(0, u, pu.mul_(shrink_u).addcmul_(neg, qi))  # pu is a gathered copy: update in place
         Q.index_add_(0, i, step_q)
         return sq
@@ -174,7 +180,15 @@ class FusedSGD(Optimizer):
                 lr, reg_f, reg_b = self._hyper
                 scratch = self.__dict__.setdefault("_numba_scratch", numba_sgd.Scratch())
                 return numba_sgd.sgd_epoch(
-                    model, data, perm, batch_size=batch_size, lr=lr, reg_factors=reg_f, reg_bias=reg_b, scratch=scratch
+                    model,
+                    data,
+                    perm,
+                    batch_size=batch_size,
+                    lr=lr,
+                    reg_factors=reg_f,
+                    reg_bias=reg_b,
+                    scratch=scratch,
+                    implicit=self.implicit,
                 )
         epoch = self.prepare_epoch(perm, data, float(model.global_mean))
         total = torch.zeros((), device=data.users.device)

@@ -47,3 +47,61 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
         return quota / period if quota > 0 and period > 0 else None
     except (OSError, ValueError):
         return None
+
+
+class ThreadTuner:
+    """Picks the thread count for each chunk of a parallel kernel's work from measured throughput.
+
+    A parallel kernel that synchronizes often (the SGD epoch meets a barrier every batch) slows
+    down far more than a single thread when another process takes one of its cores: its threads
+    wait for the descheduled one at every barrier. No count known in advance is right on both a
+    quiet and a busy machine, so the tuner measures. Each candidate (``threads`` and 1; with more
+    than two CPUs also half of them) is tried once, then the fastest by its latest rate is used.
+    A candidate that lost is measured again after ``probe_every`` chunks, on a short chunk; each
+    time it loses again its wait doubles (up to ``max_wait`` chunks), so a change in load is
+    noticed while a bad candidate costs little. The kernel's results must not depend on the
+    thread count (the SGD kernel's do not), so switching changes the speed only.
+    ``RECSYS_THREADS`` fixes the count.
+    """
+
+    def __init__(self, threads: int | None = None, probe_every: int = 4, max_wait: int = 64):
+        fixed = settings.THREADS.is_set()
+        top = max(threads if threads is not None else cpu_threads(), 1)
+        self.candidates = [top] if fixed else sorted({top, max(top // 2, 1), 1}, reverse=True)
+        self.probe_every, self.max_wait = max(probe_every, 1), max(max_wait, probe_every, 1)
+        self.rates: dict[int, float] = {}  # items per second, latest measurement
+        self.due: dict[int, int] = {}  # chunk number at which a losing candidate is measured again
+        self.wait: dict[int, int] = {t: self.probe_every for t in self.candidates}
+        self.chunks = 0
+
+    def choose(self) -> tuple[int, bool]:
+        """(the thread count for the next chunk, whether the chunk is a probe and should be short)."""
+        for threads in self.candidates:
+            if threads not in self.rates:
+                return threads, False
+        best = self.best
+        due = [t for t in self.candidates if t != best and self.due.get(t, 0) <= self.chunks]
+        if due:
+            return min(due, key=lambda t: self.due.get(t, 0)), True
+        return best, False
+
+    @property
+    def best(self) -> int:
+        return max(self.candidates, key=lambda t: self.rates.get(t, 0.0))
+
+    def record(self, threads: int, items: int, seconds: float) -> None:
+        """The chunk just run: ``items`` of work on ``threads`` threads in ``seconds``."""
+        if threads in self.candidates and items > 0 and seconds > 0:
+            self.rates[threads] = items / seconds
+            best = self.best
+            self.wait[best] = self.probe_every
+            self.due.pop(best, None)
+            for t in self.candidates:
+                if t == best:
+                    continue
+                if t == threads:  # lost (again): measured again later, and later each time it loses
+                    self.due[t] = self.chunks + 1 + self.wait[t]
+                    self.wait[t] = min(2 * self.wait[t], self.max_wait)
+                else:
+                    self.due.setdefault(t, self.chunks + 1 + self.wait[t])
+        self.chunks += 1

@@ -26,6 +26,10 @@ class TrainConfig:
     reg_factors: float = 0.1
     reg_bias: float = 0.2
     reg_count_exponent: float = 0.5
+    # implicit feedback (SVD++-style, core/implicit.py; SGD only): the step size and L2 of the implicit
+    # factors of the movies a user rated, updated once per epoch; 0 turns it off (plain biased MF)
+    implicit_lr: float = 0.001
+    reg_implicit: float = 20.0
     init_std: float = 0.01
     patience: int = 10
     min_delta: float = 1e-4
@@ -52,6 +56,7 @@ class TrainConfig:
             "reg_factors": 0.0,
             "reg_bias": 0.0,
             "refit": False,
+            "implicit_lr": 0.0,
             "patience": 10,
         }
         values.update(overrides)
@@ -72,8 +77,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.reg_factors < 0 or self.reg_bias < 0:
+        if self.reg_factors < 0 or self.reg_bias < 0 or self.reg_implicit < 0:
             raise ValueError("regularization strengths must be non-negative")
+        if self.implicit_lr < 0:
+            raise ValueError(
+                f"implicit_lr must be non-negative (0 turns implicit feedback off), got {self.implicit_lr}"
+            )
         if self.patience < 0:
             raise ValueError(f"patience must be non-negative, got {self.patience}")
         check_kernel(self.kernel)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from recsys_assets.core.dataset import MovieRatingDataset
+from recsys_assets.core.implicit import ImplicitFeedback
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.numba_sgd import epoch_order
 from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
@@ -131,10 +132,15 @@ def train_model(
             w_user=count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users],
             w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
         )
+        if config.implicit_lr > 0:  # SVD++-style implicit feedback from each user's rated movies
+            optimizer.implicit = ImplicitFeedback(
+                train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
+            )
         graphed = _graphed_runner(model, optimizer, weighted, config, device)
     else:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
     clamp = (config.rating_min, config.rating_max)
+    implicit: ImplicitFeedback | None = getattr(optimizer, "implicit", None)
 
     history: list[dict] = []
     best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 0
@@ -148,6 +154,8 @@ def train_model(
         best_val, best_epoch = saved["best_val"], saved["best_epoch"]
         best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
         start_epoch = saved["epoch"]
+        if implicit is not None:
+            implicit.load_state_dict(saved["implicit"])
         torch.set_rng_state(saved["torch_rng"])
         generator.set_state(saved["generator"])
         log.info("resuming training from epoch %d", start_epoch)
@@ -166,8 +174,12 @@ def train_model(
         model.train()
         t0 = time.perf_counter()
         last_good = _clone_state(model), (None if sgd else copy.deepcopy(optimizer.state_dict()))
+        implicit_good = implicit.state_dict() if implicit is not None else None
         if sgd:
             total_loss = _sgd_epoch(model, optimizer, weighted, config.batch_size, generator, graphed)
+            if implicit is not None:  # the implicit factors' once-an-epoch step, scaled with any backoff
+                scale = optimizer.param_groups[0]["lr"] / config.learning_rate
+                implicit.step(model.user_factors.weight, config.implicit_lr * scale, config.reg_implicit)
         else:
             total_loss = _adam_epoch(model, optimizer, train_dev, config, generator)
         if device.type == "cuda":
@@ -187,6 +199,8 @@ def train_model(
             model.load_state_dict(last_good[0])
             if last_good[1] is not None:
                 optimizer.load_state_dict(last_good[1])
+            if implicit is not None and implicit_good is not None:
+                implicit.load_state_dict(implicit_good)
             for group in optimizer.param_groups:
                 group["lr"] = lr / 2
             if sgd and graphed is not None:  # the captured steps hold the old step size
@@ -240,6 +254,7 @@ def train_model(
                     "bad_epochs": bad_epochs,
                     "torch_rng": torch.get_rng_state(),
                     "generator": generator.get_state(),
+                    "implicit": implicit.state_dict() if implicit is not None else None,
                 },
             )
         if on_epoch is not None:

@@ -31,8 +31,8 @@ _DEFAULTS = TrainConfig()
 class RecommendationModelConfig(PromotionConfig):
     """Hyper-parameters of the rating model and its training loop.
 
-    The defaults (per-rating SGD, count-weighted L2, early stopping) are tuned for
-    accuracy and speed (see the README); plain Adam is optimizer='adam' with
+    The defaults (per-rating SGD with implicit feedback, count-weighted L2, early stopping,
+    a refit on train + val) are tuned for accuracy and speed (see the README); plain Adam is optimizer='adam' with
     batch_size=1024, learning_rate=0.001, epochs=10, reg_factors=0, reg_bias=0.
     """
 
@@ -52,6 +52,12 @@ class RecommendationModelConfig(PromotionConfig):
         default=_DEFAULTS.reg_count_exponent,
         description="sgd: rows rated n times get L2 weight (mean_n / n) ** this; 0 = uniform.",
     )
+    implicit_lr: float = Field(
+        default=_DEFAULTS.implicit_lr,
+        description="sgd: step size of the implicit factors of the movies each user rated (SVD++-style implicit "
+        "feedback, updated once per epoch); 0 = plain biased matrix factorization.",
+    )
+    reg_implicit: float = Field(default=_DEFAULTS.reg_implicit, description="sgd: L2 penalty on the implicit factors.")
     init_std: float = Field(default=_DEFAULTS.init_std, description="Standard deviation of the initial embeddings.")
     patience: int = Field(
         default=_DEFAULTS.patience, description="Epochs without validation improvement before stopping."
