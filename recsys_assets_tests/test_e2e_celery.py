@@ -13,29 +13,22 @@ from the checkpoint mirrored in the bucket, to the same result as the uninterrup
 """
 
 import contextlib
-import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import ASSET_KEYS, REPO_ROOT, background_process
-from .servers import pg_query, postgres_server, redis_server, s3_keys, s3_server, wait_for
+from .celery_deployment import BUCKET, DATA_URL, DEFAULT_QUEUE, GPU_QUEUE, PREFIX, Deployment, celery_deployment
+from .conftest import ASSET_KEYS, REPO_ROOT
+from .servers import pg_query, s3_keys
 
 pytestmark = pytest.mark.e2e
-BIN = Path(sys.executable).parent
-BUCKET, PREFIX = "recsys-artifacts", "recsys"
-DATA_URL = f"s3://{BUCKET}/{PREFIX}"
-DEFAULT_QUEUE, GPU_QUEUE = "dagster", "gpu"  # dagster-celery's default queue; TRAINING_OP_TAGS' queue
 # large enough that a load and a training last a few seconds (a checkpoint mirrored after every 1,000 rows
 # and every epoch), small enough for the whole module to take about three minutes on two cores
 SPEC = SampleSpec(n_ratings=60_000, n_users=600, n_movies=1_500, seed=11)
@@ -49,115 +42,16 @@ FILES = ["recommendation_model.pth", "ranking_model.pth", "training_loss.png", "
 ARTIFACT_SUFFIXES = (".parquet", ".pth", ".png")
 
 
-@dataclass
-class Deployment:
-    root: Path
-    env: dict[str, str]  # what every process of the deployment shares: PostgreSQL, S3, broker, export
-    pg: dict[str, str]
-    s3: dict[str, str]
-    stack: contextlib.ExitStack
-    workers: dict[str, subprocess.Popen] = field(default_factory=dict)
-    work_dirs: list[Path] = field(default_factory=list)
-    baseline: dict = field(default_factory=dict)  # the uninterrupted run's results
-    _starts: int = 0
-
-    def _home(self, name: str) -> Path:
-        """A DAGSTER_HOME of its own, holding the shipped Celery instance file as is."""
-        home = self.root / f"home-{name}"
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO_ROOT / "deploy" / "celery" / "dagster.yaml", home / "dagster.yaml")
-        return home
-
-    def _work_dir(self, name: str) -> Path:
-        self._starts += 1
-        work = self.root / f"work-{name}-{self._starts}"
-        work.mkdir(parents=True)
-        self.work_dirs.append(work)
-        return work
-
-    def process_env(self, name: str) -> dict[str, str]:
-        return dict(self.env, DAGSTER_HOME=str(self._home(name)), RECSYS_WORK_DIR=str(self._work_dir(name)))
-
-    def start_worker(self, queue: str) -> subprocess.Popen:
-        """``dagster-celery worker start`` on ``queue``, with a fresh working folder; waits until it is ready."""
-        name = "gpu" if queue == GPU_QUEUE else "default"
-        yaml_file = self.root / "celery.yaml"  # the executor's config block, as dagster-celery reads it
-        yaml_file.write_text(
-            json.dumps(
-                {
-                    "execution": {
-                        "config": {
-                            "broker": self.env["RECSYS_CELERY_BROKER"],
-                            "backend": self.env["RECSYS_CELERY_BACKEND"],
-                        }
-                    }
-                }
-            )
-        )
-        log = self.root / f"worker-{name}-{self._starts + 1}.log"
-        args = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(yaml_file)]
-        args += ["-q", queue, "-n", name, "--", "--concurrency=1", "--without-gossip", "--without-mingle"]
-        proc = self.stack.enter_context(background_process(args, self.process_env(name), log))
-        wait_for(f"celery worker {name}", lambda: " ready." in log.read_text(), timeout=120, log=log, proc=proc)
-        self.workers[name] = proc
-        return proc
-
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group (the CLI, the Celery main process and its pool child)."""
-        proc = self.workers.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def materialize(self, selection: list[str], log: Path) -> subprocess.Popen:
-        """``dagster asset materialize`` of ``selection`` with RECSYS_EXECUTOR=celery, in the background."""
-        config = {"ops": {op: {"config": c} for op, c in OP_CONFIG.items() if op in selection or "*" in selection}}
-        args = [str(BIN / "dagster"), "asset", "materialize", "--select", ",".join(selection)]
-        args += ["-m", "recsys_assets.definitions", "--config-json", json.dumps(config)]
-        with open(log, "w") as out:
-            return subprocess.Popen(
-                args,
-                cwd=REPO_ROOT,
-                env=self.process_env("submitter"),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def instance(self):
-        import dagster as dg
-
-        return dg.DagsterInstance.from_config(str(self._home("submitter")))
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     pytest.importorskip("dagster_celery", reason="dagster-celery is not installed (pip install -e '.[celery]')")
     pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("celery")
-    with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as mp:
-        broker = stack.enter_context(redis_server(root / "redis"))
-        s3 = stack.enter_context(s3_server(root / "s3", BUCKET))
-        pg = stack.enter_context(postgres_server())
-        export = write_sample_export(root / "exports" / "ratings_export.csv", SPEC)  # a mounted, read-only volume
-        env = dict(
-            os.environ,
-            **pg,
-            **s3,
-            PYTHONPATH=str(REPO_ROOT),
-            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # dagster-celery starts `celery` from the PATH
-            RECSYS_EXECUTOR="celery",
-            RECSYS_CELERY_BROKER=f"{broker}/0",
-            RECSYS_CELERY_BACKEND=f"{broker}/1",
-            RECSYS_DATA_DIR=DATA_URL,
-            RECSYS_EXPORT_PATH=str(export),
-            RECSYS_DEVICE="cpu",
-            MPLBACKEND="Agg",
-        )
-        for name, value in {**pg, **s3}.items():  # this process reads the instance and the bucket too
+    export = write_sample_export(root / "exports" / "ratings_export.csv", SPEC)  # a mounted, read-only volume
+    with celery_deployment(root, export) as deployment, pytest.MonkeyPatch.context() as mp:
+        for name, value in {**deployment.pg, **deployment.s3}.items():  # this process reads the instance and bucket
             mp.setenv(name, value)
-        yield Deployment(root=root, env=env, pg=pg, s3=s3, stack=stack)
-        stack.close()  # the workers first (last in, first out), then the servers
+        yield deployment
 
 
 def _finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> str:
@@ -233,7 +127,7 @@ def test_the_chain_runs_on_celery_workers_with_s3_artifacts_and_postgres(deploym
     default_worker = deployment.start_worker(DEFAULT_QUEUE)
     gpu_worker = deployment.start_worker(GPU_QUEUE)
     log = deployment.root / "materialize-all.log"
-    submitter = deployment.materialize(["*"], log)
+    submitter = deployment.materialize(["*"], log, OP_CONFIG)
     _finish(submitter, log)
 
     assert pg_query(deployment.pg, "SELECT status FROM runs") == [("SUCCESS",)]
@@ -289,14 +183,14 @@ def test_a_killed_training_worker_resumes_on_a_fresh_worker_from_the_mirrored_ch
     if "model" not in deployment.baseline:
         pytest.skip("needs the uninterrupted run of the first test")
     log = deployment.root / "materialize-model-killed.log"
-    submitter = deployment.materialize(["recommendation_model"], log)
+    submitter = deployment.materialize(["recommendation_model"], log, OP_CONFIG)
     _wait_for_key(deployment, "checkpoints/recommendation_model.training.pt", submitter, log)
     deployment.kill_worker("gpu")  # mid-training, after at least one mirrored epoch
     _abandon(deployment, submitter)
 
     deployment.start_worker(GPU_QUEUE)  # a restarted gpu worker with a fresh working folder
     log = deployment.root / "materialize-model-resumed.log"
-    _finish(deployment.materialize(["recommendation_model"], log), log)
+    _finish(deployment.materialize(["recommendation_model"], log, OP_CONFIG), log)
     metadata = _metadata(deployment, "recommendation_model")
     assert metadata["resumed_from_epoch"] > 0
     assert metadata["published"] is True
@@ -311,14 +205,14 @@ def test_a_killed_ingest_worker_resumes_on_a_fresh_worker_from_the_mirrored_chec
     if "raw_ratings" not in deployment.baseline:
         pytest.skip("needs the uninterrupted run of the first test")
     log = deployment.root / "materialize-raw-killed.log"
-    submitter = deployment.materialize(["raw_ratings"], log)
+    submitter = deployment.materialize(["raw_ratings"], log, OP_CONFIG)
     _wait_for_key(deployment, "checkpoints/raw_ratings.checkpoint.json", submitter, log)
     deployment.kill_worker("default")  # mid-load, after at least one mirrored checkpoint
     _abandon(deployment, submitter)
 
     deployment.start_worker(DEFAULT_QUEUE)
     log = deployment.root / "materialize-raw-resumed.log"
-    _finish(deployment.materialize(["raw_ratings"], log), log)
+    _finish(deployment.materialize(["raw_ratings"], log, OP_CONFIG), log)
     metadata = _metadata(deployment, "raw_ratings")
     assert metadata["resumed_rows"] > 0
     assert metadata["resumed_rows"] < SPEC.n_ratings

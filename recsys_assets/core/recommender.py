@@ -99,7 +99,9 @@ class Recommender:
                 with store.read(name) as local:
                     return cls.load(local, find_ranking=False)
             ranking_dir, ranking_name = os.path.split(str(ranking_path)) if ranking_path is not None else ("", None)
-            return cls.from_store(store, name, ArtifactStore(ranking_dir or ".") if ranking_name else None, ranking_name)
+            return cls.from_store(
+                store, name, ArtifactStore(ranking_dir or ".") if ranking_name else None, ranking_name
+            )
         payload = load_model_file(path)
         state = payload["model_state_dict"]
         config = payload.get("config", {})
