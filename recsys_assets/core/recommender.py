@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking.interactions import UserItems
@@ -90,18 +91,15 @@ class Recommender:
         """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
         when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist).
         ``path`` may be an fsspec URL (``s3://bucket/recsys/recommendation_model.pth``)."""
-        if "://" in str(path):
-            from recsys_assets.core.artifact_store import ArtifactStore
-
+        if "://" in str(path):  # an fsspec URL: read through the artifact store
             store_url, name = str(path).rsplit("/", 1)
             store = ArtifactStore(store_url)
             if ranking_path is None and not find_ranking:
                 with store.read(name) as local:
                     return cls.load(local, find_ranking=False)
-            ranking_dir, ranking_name = os.path.split(str(ranking_path)) if ranking_path is not None else ("", None)
-            return cls.from_store(
-                store, name, ArtifactStore(ranking_dir or ".") if ranking_name else None, ranking_name
-            )
+            ranking_dir, ranking_name = os.path.split(str(ranking_path)) if ranking_path else ("", None)
+            ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
+            return cls.from_store(store, name, ranking_store, ranking_name)
         payload = load_model_file(path)
         state = payload["model_state_dict"]
         config = payload.get("config", {})
