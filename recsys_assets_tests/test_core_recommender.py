@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -169,3 +170,24 @@ def test_similar_movies_use_the_better_ranker_and_name_the_query(tmp_path):
     assert 100 not in frame["movie_id"].tolist()
     rec.info["metrics"]["ndcg_at_10"] = 0.5
     assert rec.similar_by == "rating"
+
+
+def test_load_reads_both_models_from_an_fsspec_url(tmp_path):
+    """``Recommender.load("s3://...")``: the files are read through the ArtifactStore (here fsspec's
+    in-memory filesystem; test_e2e_celery.py does it through a real S3 endpoint)."""
+    import uuid
+
+    from recsys_assets.core.artifact_store import ArtifactStore
+
+    path, _, user_ids, _ = ranked_pair(tmp_path)
+    url = f"memory://recsys-{uuid.uuid4().hex[:8]}/models"
+    store = ArtifactStore(url)
+    store.put(path, path.name)
+    store.put(path.with_name("ranking_model.pth"), "ranking_model.pth")
+    local, remote = Recommender.load(path), Recommender.load(f"{url}/{path.name}")
+    assert remote.ranker is not None
+    user = int(user_ids[0])
+    pd.testing.assert_frame_equal(remote.recommend(user, k=5), local.recommend(user, k=5))
+    assert Recommender.load(f"{url}/{path.name}", find_ranking=False).ranker is None
+    with pytest.raises(ModelFileError, match="not found"):
+        Recommender.load(f"{url}/missing.pth")

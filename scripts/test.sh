@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: set up .venv with the dev extras, the browser the UI test drives and
-# the PostgreSQL server the instance test starts, then run the whole test suite (end-to-end tests
+# the PostgreSQL server the instance tests start and the Redis server the Celery test starts, then run the whole test suite (end-to-end tests
 # included), after the linter, the formatter check and the type checker. Extra arguments go to pytest,
 # e.g. scripts/test.sh -m "not e2e" for the quick tests only.
 set -euo pipefail
@@ -20,6 +20,7 @@ command -v chromium >/dev/null 2>&1 || apt_install chromium "the browser test"
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   apt_install postgresql "the PostgreSQL instance test"
 fi
+command -v redis-server >/dev/null 2>&1 || apt_install redis-server "the Celery test (its broker)"
 echo "==> ruff check, ruff format --check, basedpyright (basic mode)"
 .venv/bin/ruff check --quiet .
 .venv/bin/ruff format --check --quiet .

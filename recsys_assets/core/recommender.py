@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking.interactions import UserItems
@@ -88,7 +89,17 @@ class Recommender:
         cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None, *, find_ranking: bool = True
     ) -> "Recommender":
         """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
-        when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist)."""
+        when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist).
+        ``path`` may be an fsspec URL (``s3://bucket/recsys/recommendation_model.pth``)."""
+        if "://" in str(path):  # an fsspec URL: read through the artifact store
+            store_url, name = str(path).rsplit("/", 1)
+            store = ArtifactStore(store_url)
+            if ranking_path is None and not find_ranking:
+                with store.read(name) as local:
+                    return cls.load(local, find_ranking=False)
+            ranking_dir, ranking_name = os.path.split(str(ranking_path)) if ranking_path else ("", None)
+            ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
+            return cls.from_store(store, name, ranking_store, ranking_name)
         payload = load_model_file(path)
         state = payload["model_state_dict"]
         config = payload.get("config", {})

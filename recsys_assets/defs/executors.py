@@ -48,21 +48,22 @@ K8S_STEP_CONFIG = {
 }
 
 
+# k8s_job_executor's configuration (deploy/k8s/values.yaml provides what it reads from the environment)
+K8S_EXECUTOR_CONFIG = {
+    "job_namespace": {"env": "DAGSTER_K8S_NAMESPACE"},
+    "image_pull_policy": "IfNotPresent",
+    "service_account_name": "dagster",
+    "env_secrets": ["recsys-postgres", "recsys-object-store"],
+    "env_vars": ["RECSYS_DATA_DIR", "RECSYS_EXPORT_PATH"],
+    "max_concurrent": 4,
+    "step_k8s_config": K8S_STEP_CONFIG,
+}
+
+
 def k8s_executor() -> dg.ExecutorDefinition:
     from dagster_k8s import k8s_job_executor
 
-    return k8s_job_executor.configured(
-        {
-            "job_namespace": {"env": "DAGSTER_K8S_NAMESPACE"},
-            "image_pull_policy": "IfNotPresent",
-            "service_account_name": "dagster",
-            "env_secrets": ["recsys-postgres", "recsys-object-store"],
-            "env_vars": ["RECSYS_DATA_DIR", "RECSYS_EXPORT_PATH"],
-            "max_concurrent": 4,
-            "step_k8s_config": K8S_STEP_CONFIG,
-        },
-        name="recsys_k8s",
-    )
+    return k8s_job_executor.configured(K8S_EXECUTOR_CONFIG, name="recsys_k8s")
 
 
 def celery_executor() -> dg.ExecutorDefinition:

@@ -35,6 +35,12 @@ class RawRatingsConfig(dg.Config):
 
     chunk_size: int = Field(default=250, description="Rows per chunk; checkpoints fall on whole chunks.")
     checkpoint_interval: int = Field(default=50000, description="Rows between checkpoints.")
+    mirror_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds between uploads of the checkpoint to a remote artifact store (RECSYS_DATA_DIR=s3://...), "
+        "so a load restarted on another machine resumes from it; 0: after every checkpoint. Local stores ignore it.",
+    )
     checkpoint_file: str = Field(
         default="",
         description="Checkpoint manifest file name (JSON; never a pickle) inside the checkpoint folder "
@@ -111,7 +117,7 @@ def _load_raw_ratings(
 
     def on_checkpoint(rows: int, done: int, total: int) -> None:
         progress(rows, done, total)
-        if remote and time.monotonic() - last_mirror[0] >= 10.0:  # a remote store: mirror now and then
+        if remote and time.monotonic() - last_mirror[0] >= config.mirror_interval:  # a remote store: now and then
             storage.mirror_checkpoints()
             last_mirror[0] = time.monotonic()
 
