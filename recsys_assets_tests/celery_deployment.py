@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Deployment:
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     work_dirs: list[Path] = field(default_factory=list)
     baseline: dict = field(default_factory=dict)  # the uninterrupted run's results
+    started: float = field(default_factory=time.time)  # files older than this are not the deployment's
     _starts: int = 0
 
     def _home(self, name: str) -> Path:

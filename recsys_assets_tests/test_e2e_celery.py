@@ -106,11 +106,12 @@ def _table(name: str):
 
 
 def _local_artifacts(deployment: Deployment) -> list[Path]:
-    """Tables, models and plots in any local folder of the deployment (a working folder's in-progress
-    checkpoints excepted: that is what it is for, and a killed worker leaves its own behind)."""
+    """Tables, models and plots written since the deployment started in any local folder of it, or in the
+    checkout's data folder (a working folder's in-progress checkpoints excepted: that is what it is for,
+    and a killed worker leaves its own behind; files in data/ from earlier local runs are not its)."""
     folders = [*deployment.work_dirs, *deployment.root.glob("home-*"), REPO_ROOT / "data"]
     found = [p for folder in folders for p in folder.rglob("*") if p.suffix in ARTIFACT_SUFFIXES]
-    return [p for p in found if "checkpoints" not in p.parts]
+    return [p for p in found if "checkpoints" not in p.parts and p.stat().st_mtime >= deployment.started]
 
 
 def _wait_for_key(deployment: Deployment, key: str, proc: subprocess.Popen, log: Path) -> None:
