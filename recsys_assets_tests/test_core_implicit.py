@@ -10,9 +10,12 @@ from recsys_assets.core.optim import FusedSGD, WeightedRatings
 from recsys_assets.core.training import TrainConfig, train_model
 
 
-def test_z_is_the_scaled_sum_of_the_rated_movies_implicit_factors():
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "sparse-products"])
+def test_z_is_the_scaled_sum_of_the_rated_movies_implicit_factors(compiled):
+    if compiled:
+        pytest.importorskip("numba")
     users, movies = torch.tensor([0, 0, 0, 1, 2, 2]), torch.tensor([1, 2, 3, 3, 0, 3])
-    fb = ImplicitFeedback(users, movies, 4, 5, 2)
+    fb = ImplicitFeedback(users, movies, 4, 5, 2, compiled=compiled)
     model_users = torch.zeros(4, 2)
     fb.g[0] = torch.tensor([1.0, -2.0])
     fb.g[2] = torch.tensor([0.5, 0.5])
@@ -61,7 +64,7 @@ def test_one_step_regularizes_p_alone_and_adds_up_the_users_gradient(kernel):
     torch.testing.assert_close(opt.implicit.g[1], e * q)
 
 
-def _implicit_epochs(kernel):
+def _implicit_epochs(kernel, compiled=None):
     g = torch.Generator().manual_seed(3)
     n, nu, nm = 20_000, 200, 500
     users, movies = torch.randint(0, nu, (n,), generator=g), torch.randint(0, nm, (n,), generator=g)
@@ -70,7 +73,7 @@ def _implicit_epochs(kernel):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
     opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
-    opt.implicit = ImplicitFeedback(users, movies, nu, nm, 16)
+    opt.implicit = ImplicitFeedback(users, movies, nu, nm, 16, compiled=compiled)
     for _ in range(3):
         opt.fit_epoch(model, torch.randperm(n, generator=g), WeightedRatings(users, movies, ratings, w, w), 512)
         opt.implicit.step(model.user_factors.weight, 0.01, 1.0)
@@ -79,7 +82,7 @@ def _implicit_epochs(kernel):
 
 def test_the_compiled_and_the_eager_kernel_agree_with_implicit_feedback():
     pytest.importorskip("numba")
-    (a, ya), (e, ye) = _implicit_epochs("auto"), _implicit_epochs("eager")
+    (a, ya), (e, ye) = _implicit_epochs("auto"), _implicit_epochs("eager", compiled=False)
     assert ya.abs().sum() > 0
     torch.testing.assert_close(ya, ye, rtol=1e-4, atol=1e-5)
     for k in a:
@@ -100,3 +103,22 @@ def test_only_training_ratings_count_as_rated():
     assert y[: nm - 5].abs().sum(1).gt(0).all() and not y[nm - 5 :].any()
     off = train_model(train, val, nu, nm, TrainConfig(epochs=3, implicit_lr=0.0))
     assert off.optimizer.implicit is None  # type: ignore[attr-defined]
+
+
+def test_the_compiled_validation_pass_matches_the_pytorch_one():
+    """evaluate() takes one compiled pass for a BiasedMF on the CPU; the same sums as the model's forward."""
+    pytest.importorskip("numba")
+    from recsys_assets.core import numba_sgd
+
+    g = torch.Generator().manual_seed(2)
+    model = BiasedMF(30, 40, 8, global_mean=3.5, init_std=0.5)
+    torch.nn.init.normal_(model.user_bias.weight, 0, 1, generator=g)
+    users, movies = torch.randint(0, 30, (999,), generator=g), torch.randint(0, 40, (999,), generator=g)
+    ratings = torch.randint(1, 11, (999,), generator=g).float() / 2
+    with torch.no_grad():
+        pred = model(users, movies).double()
+    clamped = pred.clamp(0.5, 5.0)
+    sums = numba_sgd.squared_errors(model, users, movies, ratings, (0.5, 5.0))
+    expected = ((pred - ratings) ** 2).sum(), ((clamped - ratings) ** 2).sum(), (clamped - ratings).abs().sum()
+    assert bool((clamped != pred).any())  # some predictions were clamped
+    assert sums == pytest.approx([float(x) for x in expected], rel=1e-5)

@@ -21,30 +21,46 @@ SGD step regularizes ``p_u`` alone (the effective row minus ``z_u``), as SVD++ d
 ``N(u)`` is the user's training ratings only: a validation rating's movie is never part of it.
 """
 
+import numpy as np
 import torch
 
 
 class ImplicitFeedback:
     """The implicit factors ``y``, the per-user sums ``z`` and the epoch's user gradients ``g``."""
 
-    def __init__(self, users: torch.Tensor, movies: torch.Tensor, n_users: int, n_movies: int, dim: int):
+    def __init__(
+        self, users: torch.Tensor, movies: torch.Tensor, n_users: int, n_movies: int, dim: int, *, compiled=None
+    ):
+        """``compiled``: the Numba step on the CPU (default: when available), else two sparse products."""
         device = users.device
         counts = torch.bincount(users, minlength=n_users).to(torch.float32)
         scale = counts.clamp(min=1).rsqrt()
-        # rated[u, j] = |N(u)| ** -0.5 for every training rating (u, j): z = rated @ y, y's gradient = rated.T @ g
-        pairs = torch.stack([users, movies])
-        size = (n_users, n_movies)
-        self.rated = torch.sparse_coo_tensor(pairs, scale[users], size, check_invariants=True).coalesce()
-        self.rated_t = self.rated.t().coalesce()
         self.y = torch.zeros(n_movies, dim, device=device)
         self.z = torch.zeros(n_users, dim, device=device)
         self.g = torch.zeros(n_users, dim, device=device)  # the epoch's sum of e * q_i per user
+        from recsys_assets.core import numba_sgd
+
+        self.compiled = numba_sgd.available(self.y) if compiled is None else compiled
+        if self.compiled:  # the rated pairs grouped by movie and by user, for one compiled call per epoch
+            self.scale = scale.numpy()
+            self.by_movie = _grouped(movies.numpy(), users.numpy(), n_movies)
+            self.by_user = _grouped(users.numpy(), movies.numpy(), n_users)
+        else:  # rated[u, j] = |N(u)| ** -0.5 for every rated pair: z = rated @ y, y's gradient = rated.T @ g
+            pairs = torch.stack([users, movies])
+            self.rated = torch.sparse_coo_tensor(pairs, scale[users], (n_users, n_movies), check_invariants=True)
+            self.rated = self.rated.coalesce()
+            self.rated_t = self.rated.t().coalesce()
 
     def step(self, user_factors: torch.Tensor, lr: float, reg: float) -> None:
         """Apply the epoch's implicit-factor update, move the effective user factors by the change in
         ``z`` (in place), and clear ``g`` for the next epoch.  The SGD step's error is
         ``prediction - rating``, so ``g`` is the gradient and ``y`` moves against it."""
         with torch.no_grad():
+            if self.compiled:
+                from recsys_assets.core import numba_sgd
+
+                numba_sgd.implicit_step(self, user_factors, lr, reg)
+                return
             self.y.add_(torch.sparse.mm(self.rated_t, self.g).add_(self.y, alpha=reg), alpha=-lr)
             z = torch.sparse.mm(self.rated, self.y)
             user_factors.add_(z - self.z)
@@ -58,3 +74,11 @@ class ImplicitFeedback:
         self.y.copy_(state["y"])
         self.z.copy_(state["z"])
         self.g.zero_()
+
+
+def _grouped(keys: np.ndarray, values: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, values sorted by key): the CSR layout of the pairs grouped by ``keys``."""
+    order = np.argsort(keys, kind="stable")
+    indptr = np.zeros(n_keys + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=n_keys), out=indptr[1:])
+    return indptr, values[order].astype(np.int32)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from recsys_assets.core import numba_sgd
 from recsys_assets.core.dataset import MovieRatingDataset
 from recsys_assets.core.implicit import ImplicitFeedback
 from recsys_assets.core.model import BiasedMF
@@ -71,6 +72,11 @@ def evaluate(
     model.eval()
     if len(data) == 0:
         return float("nan"), float("nan"), float("nan")
+    n = len(data)
+    if isinstance(model, BiasedMF) and numba_sgd.available(model.user_factors.weight) and not data.users.is_cuda:
+        bounds = (-math.inf, math.inf) if clamp is None else clamp
+        sq, sq_clamped, abs_clamped = numba_sgd.squared_errors(model, data.users, data.movies, data.ratings, bounds)
+        return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
     sq = sq_clamped = abs_clamped = 0.0
     with torch.no_grad():
         for users, movies, ratings in data.batches(batch_size):
@@ -80,7 +86,6 @@ def evaluate(
                 pred = pred.clamp(*clamp)
             sq_clamped += float(((pred - ratings) ** 2).sum())
             abs_clamped += float((pred - ratings).abs().sum())
-    n = len(data)
     return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
 
 
