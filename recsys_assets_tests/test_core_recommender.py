@@ -34,6 +34,20 @@ def test_predict_on_raw_ids_clamped_with_fallbacks(model_file):
     assert got == pytest.approx([5.0, 3.0, 2.0, 3.0])
 
 
+def test_an_unknown_user_is_rated_as_the_average_trained_user(model_file):
+    """With implicit feedback user factors share a common part, so a user the model never saw is rated
+    with the mean user factors and bias (the mean of the trained users' predictions), not with zeros."""
+    rec = Recommender.load(model_file)
+    movies = [200, 300, 400]  # predictions inside the scale, so clamping does not enter
+    known = np.array([rec.predict([user] * 3, movies) for user in (10, 20, 30)])
+    assert rec.predict([99] * 3, movies) == pytest.approx(known.mean(0))
+    assert rec.predict([99], [200]) == pytest.approx([3.25])  # 3 + mean(0.5, -0.5, 0) + 0 + (0.5, 0.5) . (0, 0.5)
+    popular = rec.recommend(99, k=4)
+    assert popular.attrs["fallback"] == "popularity"
+    expected = rec.predict([99] * len(popular), popular["movie_id"].tolist())
+    assert popular["predicted_rating"].to_numpy() == pytest.approx(expected)
+
+
 def test_recommend_excludes_seen_movies(model_file):
     rec = Recommender.load(model_file)
     top = rec.recommend(10, k=10)

@@ -15,9 +15,8 @@ on squared rating error ranks worse than a most-popular list (README,
 the predicted rating, and the rated movie that contributes most to the score.
 
 Predicted ratings are clamped to the rating scale for display; ordering by
-rating uses the unclamped value, so the top of a list never ties at 5.00.
-An unknown user gets the most popular movies, and the frame's
-``attrs["fallback"]`` says so.
+rating uses the unclamped value, so the top of a list never ties at 5.00. An unknown user
+gets the most popular movies (``attrs["fallback"]`` says so), rated as the average user.
 """
 
 import os
@@ -138,16 +137,14 @@ class Recommender:
         known_u, known_m = self.users.known(user_ids), self.movies.known(movie_ids)
         u = self.users.encode(user_ids, unknown=0)
         m = self.movies.encode(movie_ids, unknown=0)
-        dot = np.einsum("ij,ij->i", self.user_factors[u], self.movie_factors[m]).astype(np.float64)
-        return (
-            self.global_mean
-            + np.where(known_u, self.user_bias[u], 0.0)
-            + np.where(known_m, self.movie_bias[m], 0.0)
-            + np.where(known_u & known_m, dot, 0.0)
-        )
+        average = self._average_user()  # an unknown user is rated as the average trained user
+        factors = np.where(known_u[:, None], self.user_factors[u], average[:-1])
+        dot = np.einsum("ij,ij->i", factors, self.movie_factors[m]).astype(np.float64)
+        bias = np.where(known_u, self.user_bias[u], average[-1])
+        return self.global_mean + bias + np.where(known_m, self.movie_bias[m] + dot, 0.0)
 
     def predict(self, user_ids, movie_ids) -> np.ndarray:
-        """Predicted ratings for pairs of raw ids, clamped to the rating scale; unknown ids use the known terms."""
+        """Predicted ratings for raw id pairs, clamped; an unknown user is the average user, an unknown movie adds 0."""
         return np.clip(self._raw_predict(user_ids, movie_ids), *self.rating_range)
 
     def predict_frame(self, user_ids, movie_ids) -> pd.DataFrame:
@@ -264,9 +261,7 @@ class Recommender:
                 "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
                 "movie_id": movie_ids,
                 "score": np.tile(counts[order].astype(np.float64), len(user_ids)),  # the ratings count it is ordered by
-                "predicted_rating": np.clip(
-                    self.global_mean + np.tile(self.movie_bias[order], len(user_ids)), *self.rating_range
-                ),
+                "predicted_rating": np.tile(self._new_user_ratings(order), len(user_ids)),
                 "because_movie_id": -1,
                 "fallback": "popularity",
             }
@@ -310,7 +305,7 @@ class Recommender:
                     "rank": np.arange(1, len(order) + 1),
                     "movie_id": self.movies.ids[order],
                     "score": counts[order],
-                    "predicted_rating": np.clip(self.global_mean + self.movie_bias[order], lo, hi),
+                    "predicted_rating": self._new_user_ratings(order),
                     "because_movie_id": -1,
                 }
             )
@@ -337,20 +332,25 @@ class Recommender:
         frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
         return frame
 
-    def _fold_in_ratings(
-        self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0
-    ) -> np.ndarray:
-        """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings
-        on the rating model's movie factors (user bias and factors; ``reg`` shrinks both to 0)."""
-        known = self.movies.known(rated_ids)
-        m = self.movies.encode(rated_ids[known])
-        target = values[known] - self.global_mean - self.movie_bias[m]
+    def _average_user(self) -> np.ndarray:
+        """(mean user factors..., mean user bias): the prior of a user the model never saw."""
+        return np.append(self.user_factors.mean(0), self.user_bias.mean()).astype(np.float64)
+
+    def _new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
+        """Ratings of movie indices ``movies`` (-1: unknown) for the average user moved by ``delta``."""
+        w = self._average_user() + delta
+        i = np.maximum(movies, 0)
+        pred = self.global_mean + w[-1] + np.where(movies >= 0, self.movie_bias[i] + self.movie_factors[i] @ w[:-1], 0)
+        return np.clip(pred, *self.rating_range) if clip else pred
+
+    def _fold_in_ratings(self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0):
+        """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings on the
+        rating model's movie factors (user bias and factors; ``reg`` shrinks both to the average user's)."""
+        m = self.movies.encode(rated_ids[self.movies.known(rated_ids)])
         X = np.hstack([self.movie_factors[m].astype(np.float64), np.ones((len(m), 1))])
-        w = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
-        known_t = self.movies.known(movie_ids)
-        t = self.movies.encode(movie_ids, unknown=0)
-        pred = self.global_mean + w[-1] + np.where(known_t, self.movie_bias[t] + self.movie_factors[t] @ w[:-1], 0.0)
-        return np.clip(pred, *self.rating_range)
+        target = values[self.movies.known(rated_ids)] - self._new_user_ratings(m, clip=False)
+        delta = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
+        return self._new_user_ratings(self.movies.encode(movie_ids, unknown=-1), delta)
 
     # ---- similar movies ----------------------------------------------------------------------
 
