@@ -21,7 +21,6 @@ Celery test needs: ``redis-server``, PostgreSQL's server binaries, and the dev e
 import argparse
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,21 +46,9 @@ def _materialize_args() -> list[str]:
 def local_run(export: Path, work: Path) -> dict:
     import dagster as dg
 
-    home, data = work / "home-local", work / "data-local"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.rmtree(data, ignore_errors=True)
-    home.mkdir(parents=True)
-    shutil.copy(ROOT / "deploy" / "local" / "dagster.yaml", home / "dagster.yaml")
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(home),
-        RECSYS_DATA_DIR=str(data),
-        RECSYS_EXPORT_PATH=str(export),
-        RECSYS_EXECUTOR="in_process",
-        RECSYS_DEVICE="cpu",
-        MPLBACKEND="Agg",
-        PYTHONPATH=str(ROOT),
-    )
+    from benchmarks.bench_local_run import fresh_home
+
+    home, env = fresh_home(work, "local", export, "in_process")
     started = time.perf_counter()
     proc = subprocess.run(_materialize_args(), cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -28,10 +28,10 @@ BIN = Path(sys.executable).parent
 EXECUTORS = ("in_process", "multiprocess")
 
 
-def one_run(executor: str, export: Path, work: Path, assets: str = "*") -> dict:
-    import dagster as dg
-
-    home, data = work / f"home-{executor}", work / f"data-{executor}"
+def fresh_home(work: Path, name: str, export: Path, executor: str) -> tuple[Path, dict]:
+    """A fresh ``DAGSTER_HOME`` (``deploy/local/dagster.yaml``) and data folder under ``work``, and the
+    environment of a run there on ``export`` with ``executor``."""
+    home, data = work / f"home-{name}", work / f"data-{name}"
     shutil.rmtree(home, ignore_errors=True)
     shutil.rmtree(data, ignore_errors=True)
     home.mkdir(parents=True)
@@ -44,7 +44,15 @@ def one_run(executor: str, export: Path, work: Path, assets: str = "*") -> dict:
         RECSYS_EXECUTOR=executor,
         RECSYS_DEVICE="cpu",
         MPLBACKEND="Agg",
+        PYTHONPATH=str(ROOT),
     )
+    return home, env
+
+
+def one_run(executor: str, export: Path, work: Path, assets: str = "*") -> dict:
+    import dagster as dg
+
+    home, env = fresh_home(work, executor, export, executor)
     started = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "dg"), "launch", "--assets", assets], cwd=ROOT, env=env, capture_output=True, text=True

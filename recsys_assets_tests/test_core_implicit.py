@@ -9,6 +9,8 @@ from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.optim import FusedSGD, WeightedRatings
 from recsys_assets.core.training import TrainConfig, train_model
 
+from .test_core_training import _epochs_with
+
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["numba", "sparse-products"])
 def test_z_is_the_scaled_sum_of_the_rated_movies_implicit_factors(compiled):
@@ -64,25 +66,12 @@ def test_one_step_regularizes_p_alone_and_adds_up_the_users_gradient(kernel):
     torch.testing.assert_close(opt.implicit.g[1], e * q)
 
 
-def _implicit_epochs(kernel, compiled=None):
-    g = torch.Generator().manual_seed(3)
-    n, nu, nm = 20_000, 200, 500
-    users, movies = torch.randint(0, nu, (n,), generator=g), torch.randint(0, nm, (n,), generator=g)
-    ratings = torch.randint(1, 11, (n,), generator=g).float() / 2
-    w = torch.rand(n, generator=g) + 0.5
-    torch.manual_seed(0)
-    model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
-    opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
-    opt.implicit = ImplicitFeedback(users, movies, nu, nm, 16, compiled=compiled)
-    for _ in range(3):
-        opt.fit_epoch(model, torch.randperm(n, generator=g), WeightedRatings(users, movies, ratings, w, w), 512)
-        opt.implicit.step(model.user_factors.weight, 0.01, 1.0)
-    return model.state_dict(), opt.implicit.y
-
-
 def test_the_compiled_and_the_eager_kernel_agree_with_implicit_feedback():
     pytest.importorskip("numba")
-    (a, ya), (e, ye) = _implicit_epochs("auto"), _implicit_epochs("eager", compiled=False)
+    (_, a, ya), (_, e, ye) = (
+        _epochs_with("auto", implicit=True),
+        _epochs_with("eager", implicit=True, compiled=False),
+    )
     assert ya.abs().sum() > 0
     torch.testing.assert_close(ya, ye, rtol=1e-4, atol=1e-5)
     for k in a:

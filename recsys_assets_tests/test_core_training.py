@@ -9,6 +9,7 @@ import torch
 
 from recsys_assets.core.cleaning import clean_rating_data
 from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
+from recsys_assets.core.implicit import ImplicitFeedback
 from recsys_assets.core.ingest import MovieDataLoader
 from recsys_assets.core.metrics import baselines, mae, rmse
 from recsys_assets.core.model import BiasedMF
@@ -140,7 +141,9 @@ def test_fused_sgd_step_is_the_documented_update(kernel):
     torch.testing.assert_close(model.movie_factors.weight[0].detach(), q - lr * (e * p + rf * wi * q))
 
 
-def _epochs_with(kernel, epochs=3):
+def _epochs_with(kernel, epochs=3, *, implicit=False, compiled=None):
+    """Epochs of FusedSGD on random ratings: (losses, weights), plus the implicit factors with ``implicit``
+    (``compiled``: ImplicitFeedback's step, compiled or as sparse products; None = its default)."""
     g = torch.Generator().manual_seed(3)
     n, nu, nm = 20_000, 200, 500  # many repeated users and movies in each batch
     users, movies = torch.randint(0, nu, (n,), generator=g), torch.randint(0, nm, (n,), generator=g)
@@ -149,8 +152,16 @@ def _epochs_with(kernel, epochs=3):
     torch.manual_seed(0)
     model = BiasedMF(nu, nm, 16, global_mean=float(ratings.mean()), init_std=0.1, sparse=False)
     opt = FusedSGD(model.parameters(), lr=0.01, kernel=kernel)
+    if implicit:
+        opt.implicit = ImplicitFeedback(users, movies, nu, nm, 16, compiled=compiled)
     data = WeightedRatings(users, movies, ratings, w, w)
-    losses = [float(opt.fit_epoch(model, torch.randperm(n, generator=g), data, 512)) for _ in range(epochs)]
+    losses = []
+    for _ in range(epochs):
+        losses.append(float(opt.fit_epoch(model, torch.randperm(n, generator=g), data, 512)))
+        if opt.implicit is not None:
+            opt.implicit.step(model.user_factors.weight, 0.01, 1.0)
+    if opt.implicit is not None:
+        return losses, model.state_dict(), opt.implicit.y
     return losses, model.state_dict()
 
 
