@@ -9,6 +9,8 @@ FROM python:${PYTHON_VERSION}-slim
 # cpu or cuda; the version must stay inside pyproject.toml's torch range (test_deploy_k8s.py checks it)
 ARG TORCH_VARIANT=cpu
 ARG TORCH_VERSION=2.13.0
+# the project's extras the image installs (pyproject.toml's optional-dependencies)
+ARG EXTRAS=postgres,k8s,celery,object-store
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,10 +25,14 @@ RUN mkdir -p "$DAGSTER_HOME" \
       *) echo "TORCH_VARIANT must be cpu or cuda, got ${TORCH_VARIANT}" >&2; exit 1 ;; \
     esac
 
-# dependencies first (a code change does not reinstall them), then the package itself
+# dependencies first, from pyproject.toml alone (a code change does not reinstall them), then the package
 COPY pyproject.toml constraints.txt README.md ./
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + [d for x in os.environ['EXTRAS'].split(',') \
+for d in p['optional-dependencies'][x]]))" > /tmp/requirements.txt \
+ && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
 COPY recsys_assets ./recsys_assets
-RUN pip install --no-cache-dir -c constraints.txt ".[postgres,k8s,celery,object-store]" \
+RUN pip install --no-cache-dir --no-deps . \
  && python -c "import recsys_assets.definitions, torch; print('torch', torch.__version__)"
 
 EXPOSE 3030

@@ -63,7 +63,7 @@ def celery_run(deployment, index: int) -> dict:
     log = deployment.root / f"bench-{index}.log"
     started = time.perf_counter()
     proc = deployment.materialize(["*"], log)
-    proc.wait()
+    proc.wait(timeout=900)  # the deployment kills it on exit if this times out
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"celery run failed:\n{log.read_text()[-4000:]}")

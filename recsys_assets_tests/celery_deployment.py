@@ -84,10 +84,7 @@ class Deployment:
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker's whole process group (the CLI, the Celery main process and its pool child)."""
-        proc = self.workers.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_group(self.workers.pop(name))
 
     def materialize(self, selection: list[str], log: Path, op_config: dict | None = None) -> subprocess.Popen:
         """``dagster asset materialize`` of ``selection`` with RECSYS_EXECUTOR=celery, in the background
@@ -97,7 +94,7 @@ class Deployment:
         args = [str(BIN / "dagster"), "asset", "materialize", "--select", ",".join(selection)]
         args += ["-m", "recsys_assets.definitions", "--config-json", json.dumps(config)]
         with open(log, "w") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 args,
                 cwd=REPO_ROOT,
                 env=self.process_env("submitter"),
@@ -105,6 +102,8 @@ class Deployment:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        self.stack.callback(kill_group, proc)  # a failed test or benchmark leaves no submitter behind
+        return proc
 
     def instance(self):
         import dagster as dg
@@ -135,3 +134,11 @@ def celery_deployment(root: Path, export: Path) -> Iterator[Deployment]:
             MPLBACKEND="Agg",
         )
         yield Deployment(root=root, env=env, pg=pg, s3=s3, stack=stack)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc``'s process group (a no-op once it has exited and been reaped)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

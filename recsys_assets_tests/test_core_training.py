@@ -374,6 +374,8 @@ def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatc
     pytest.importorskip("numba")
     from recsys_assets.core import numba_sgd
 
+    if numba_sgd.numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one CPU: there is no other thread count to switch to")
     whole = _epochs_with("auto")
     monkeypatch.setattr(numba_sgd, "CHUNK_RATINGS", 1024)
     monkeypatch.setattr(numba_sgd, "PROBE_RATINGS", 512)

@@ -96,5 +96,6 @@ def test_the_dockerfile_builds_a_cpu_and_a_cuda_variant_within_the_projects_torc
     assert "--index-url https://download.pytorch.org/whl/cpu" in DOCKERFILE
     cuda_line = next(line for line in DOCKERFILE.splitlines() if line.strip().startswith("cuda)"))
     assert "--index-url" not in cuda_line, "the CUDA variant installs PyPI's default (CUDA) build"
-    extras = re.search(r'"\.\[([a-z0-9,-]+)\]"', DOCKERFILE).group(1).split(",")
+    extras = re.search(r"^ARG EXTRAS=([a-z0-9,-]+)$", DOCKERFILE, re.M).group(1).split(",")
+    assert "os.environ['EXTRAS']" in DOCKERFILE and "pip install --no-cache-dir --no-deps ." in DOCKERFILE
     assert {"postgres", "k8s", "object-store"} <= set(extras) <= set(PYPROJECT["project"]["optional-dependencies"])

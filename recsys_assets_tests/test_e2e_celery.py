@@ -12,7 +12,6 @@ worker and the ingest worker are each killed with SIGKILL mid-step, and a fresh 
 from the checkpoint mirrored in the bucket, to the same result as the uninterrupted run.
 """
 
-import contextlib
 import os
 import signal
 import socket
@@ -24,7 +23,16 @@ import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .celery_deployment import BUCKET, DATA_URL, DEFAULT_QUEUE, GPU_QUEUE, PREFIX, Deployment, celery_deployment
+from .celery_deployment import (
+    BUCKET,
+    DATA_URL,
+    DEFAULT_QUEUE,
+    GPU_QUEUE,
+    PREFIX,
+    Deployment,
+    celery_deployment,
+    kill_group,
+)
 from .conftest import ASSET_KEYS, REPO_ROOT
 from .servers import pg_query, s3_keys
 
@@ -68,9 +76,7 @@ def _finish(proc: subprocess.Popen, log: Path, timeout: float = 300) -> str:
 def _abandon(deployment: Deployment, proc: subprocess.Popen) -> None:
     """Stop a submitter whose step's worker was killed, and mark its run failed as the run monitor would,
     which frees the pool slot its step held."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    kill_group(proc)
     with deployment.instance() as instance:
         run = instance.get_runs(limit=1)[0]
         if not run.is_finished:

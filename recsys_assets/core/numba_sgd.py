@@ -44,7 +44,7 @@ RATING = np.dtype(
 
 
 def available(tensor: torch.Tensor) -> bool:
-    return numba is not None and not tensor.is_cuda and tensor.dtype == torch.float32
+    return numba is not None and tensor.device.type == "cpu" and tensor.dtype == torch.float32
 
 
 if numba is not None:
@@ -344,7 +344,8 @@ def sgd_epoch(
         numba.set_num_threads(threads)  # type: ignore[union-attr]
         t = time.perf_counter()
         total += _epoch(*tensors, packed, part, batch_size, *hyper, buffers, *tables)
-        scratch.tuner.record(threads, len(part), time.perf_counter() - t)
+        if len(part) == (probe if probing else chunk) or len(part) == n_all:  # an epoch's short tail is no measure
+            scratch.tuner.record(threads, len(part), time.perf_counter() - t)
         start += len(part)
     return torch.tensor(total, dtype=torch.float32)
 
@@ -354,6 +355,10 @@ def squared_errors(model, users, movies, ratings, clamp: tuple[float, float]) ->
     compiled pass (the PyTorch ops take ten times longer, which shows when validation runs every epoch)."""
     tables = (model.user_factors.weight, model.movie_factors.weight, model.user_bias.weight, model.movie_bias.weight)
     P, Q, bu, bi = (_np(t).reshape(t.shape[0], -1) for t in tables)
+    for index, table in ((users, P), (movies, Q)):  # the compiled pass does not check bounds
+        if len(index) and not 0 <= int(index.min()) <= int(index.max()) < len(table):
+            raise IndexError("a user or movie index is out of range of the model's tables")
+    _all_threads()  # one barrier per call: no contention collapse, so every CPU the process may use
     return _errors(
         P, Q, bu[:, 0], bi[:, 0], _np(users), _np(movies), _np(ratings), float(model.global_mean), *map(float, clamp)
     )
@@ -361,6 +366,7 @@ def squared_errors(model, users, movies, ratings, clamp: tuple[float, float]) ->
 
 def implicit_step(implicit, user_factors: torch.Tensor, lr: float, reg: float) -> None:
     """:meth:`~recsys_assets.core.implicit.ImplicitFeedback.step` in one compiled call (CPU tensors)."""
+    _all_threads()
     _implicit_step(
         _np(implicit.y),
         _np(implicit.z),
@@ -372,3 +378,7 @@ def implicit_step(implicit, user_factors: torch.Tensor, lr: float, reg: float) -
         np.float32(lr),
         np.float32(reg),
     )
+
+
+def _all_threads() -> None:
+    numba.set_num_threads(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]

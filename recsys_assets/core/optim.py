@@ -229,9 +229,11 @@ class GraphedEpoch:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self._steps()
-        with torch.no_grad():  # undo the warm-up updates
+        with torch.no_grad():  # undo the warm-up updates (and the implicit-feedback gradients they added up)
             for p, s in zip(params, saved):
                 p.copy_(s)
+            if optimizer.implicit is not None:
+                optimizer.implicit.g.zero_()
         self.total.zero_()
 
     def _steps(self) -> None:

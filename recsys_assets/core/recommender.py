@@ -58,6 +58,8 @@ class Recommender:
         self.global_mean = float(global_mean)
         self.user_bias, self.movie_bias = user_bias, movie_bias
         self.user_factors, self.movie_factors = user_factors, movie_factors
+        # (mean user factors..., mean user bias): how a user the model never saw is rated
+        self.average_user = np.append(user_factors.mean(0), user_bias.mean()).astype(np.float64)
         self.users, self.movies = users, movies
         self.rating_range = rating_range
         self.seen_matrix = seen
@@ -137,7 +139,7 @@ class Recommender:
         known_u, known_m = self.users.known(user_ids), self.movies.known(movie_ids)
         u = self.users.encode(user_ids, unknown=0)
         m = self.movies.encode(movie_ids, unknown=0)
-        average = self._average_user()  # an unknown user is rated as the average trained user
+        average = self.average_user  # an unknown user is rated as the average trained user
         factors = np.where(known_u[:, None], self.user_factors[u], average[:-1])
         dot = np.einsum("ij,ij->i", factors, self.movie_factors[m]).astype(np.float64)
         bias = np.where(known_u, self.user_bias[u], average[-1])
@@ -332,13 +334,9 @@ class Recommender:
         frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
         return frame
 
-    def _average_user(self) -> np.ndarray:
-        """(mean user factors..., mean user bias): the prior of a user the model never saw."""
-        return np.append(self.user_factors.mean(0), self.user_bias.mean()).astype(np.float64)
-
     def _new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
         """Ratings of movie indices ``movies`` (-1: unknown) for the average user moved by ``delta``."""
-        w = self._average_user() + delta
+        w = self.average_user + delta
         i = np.maximum(movies, 0)
         pred = self.global_mean + w[-1] + np.where(movies >= 0, self.movie_bias[i] + self.movie_factors[i] @ w[:-1], 0)
         return np.clip(pred, *self.rating_range) if clip else pred
