@@ -1,7 +1,9 @@
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,16 @@ CHAIN_KEYS = [
 ]
 ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation"]
 TINY = SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
+
+
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    """POST ``query`` to the Dagster webserver's GraphQL endpoint on loopback ``port``; the decoded reply."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def ml_small_ratings() -> Path:

@@ -4,19 +4,17 @@ Needs Debian's chromium (/usr/bin/chromium) and the playwright package; scripts/
 Screenshots go to test-output/.
 """
 
-import json
 import os
 import shutil
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
-from .conftest import CHAIN_KEYS, REPO_ROOT, background_process, free_port, make_dagster_home
+from .conftest import CHAIN_KEYS, REPO_ROOT, background_process, free_port, graphql, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -34,17 +32,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def _run_status(port: int, run_id: str) -> str:
-    data = _graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})
+    data = graphql(port, "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id})
     return data["data"]["runOrError"]["status"]
 
 
@@ -86,7 +75,7 @@ def server(tmp_path_factory):
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                nodes = _graphql(port, "{ assetNodes { id } }")["data"]["assetNodes"]
+                nodes = graphql(port, "{ assetNodes { id } }")["data"]["assetNodes"]
                 if len(nodes) >= len(KEYS):
                     break
             except (OSError, KeyError, TypeError):
@@ -126,7 +115,7 @@ def test_materialize_all_from_the_browser(server):
             toast = page.get_by_text("Launched run")
             toast.wait_for()
             page.screenshot(path=str(SHOTS / "2-launched.png"))
-            runs = _graphql(port, "{ runsOrError(limit: 1) { ... on Runs { results { runId } } } }")
+            runs = graphql(port, "{ runsOrError(limit: 1) { ... on Runs { results { runId } } } }")
             run_id = runs["data"]["runsOrError"]["results"][0]["runId"]
             status = _wait_for_run(port, run_id)
             assert status == "SUCCESS", server["log"].read_text()[-4000:]

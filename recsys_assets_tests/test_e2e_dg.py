@@ -10,13 +10,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .conftest import ASSET_KEYS as KEYS_IN_ORDER
-from .conftest import REPO_ROOT, background_process, free_port, make_dagster_home
+from .conftest import REPO_ROOT, background_process, free_port, graphql, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -115,16 +114,6 @@ def test_materialize_command_prints_no_warnings(tmp_path, tiny_export):
     assert _materialized(Path(env["DAGSTER_HOME"])) == ASSET_KEYS
 
 
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_dg_dev_serves_the_code_location(tmp_path):
     # no export anywhere: the sensor (on by default) only skips, so no run starts while the test looks
     env = _env(tmp_path, tmp_path / "no_export.csv", tmp_path / "data")
@@ -137,12 +126,12 @@ def test_dg_dev_serves_the_code_location(tmp_path):
             time.sleep(2)
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                nodes = _graphql(port, "{ assetNodes { assetKey { path } } }").get("data", {}).get("assetNodes") or []
+                nodes = graphql(port, "{ assetNodes { assetKey { path } } }").get("data", {}).get("assetNodes") or []
             except OSError:
                 continue
             keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert keys == ASSET_KEYS, log.read_text()[-3000:]
         # the local instance file gives the pools a limit (no "does not have any slots configured")
-        pool = _graphql(port, '{ instance { concurrencyLimit(concurrencyKey: "recsys_training") { limit } } }')
+        pool = graphql(port, '{ instance { concurrencyLimit(concurrencyKey: "recsys_training") { limit } } }')
         assert pool["data"]["instance"]["concurrencyLimit"]["limit"] == 1
     assert _warning_lines(log.read_text()) == []

@@ -1,29 +1,17 @@
 """`dagster dev` with the project's workspace.yaml serves the code location and its seven assets."""
 
-import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import CHAIN_KEYS, background_process, free_port, make_dagster_home
+from .conftest import CHAIN_KEYS, background_process, free_port, graphql, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 KEYS = set(CHAIN_KEYS)
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
@@ -41,14 +29,14 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path, tiny_export):
             time.sleep(2)
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                data = _graphql(port, "{ assetNodes { assetKey { path } description groupName } }")
+                data = graphql(port, "{ assetNodes { assetKey { path } description groupName } }")
             except OSError:
                 continue
             nodes = data.get("data", {}).get("assetNodes") or []
             keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
         assert keys >= KEYS, log.read_text()[-3000:]
         assert all(n["description"] and n["groupName"] for n in nodes)
-        sensors = _graphql(
+        sensors = graphql(
             port,
             '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "recsys_assets"}) '
             "{ ... on Sensors { results { name sensorState { status } } } } }",

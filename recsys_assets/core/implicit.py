@@ -24,6 +24,8 @@ SGD step regularizes ``p_u`` alone (the effective row minus ``z_u``), as SVD++ d
 import numpy as np
 import torch
 
+from recsys_assets.core import numba_sgd
+
 
 class ImplicitFeedback:
     """The implicit factors ``y``, the per-user sums ``z`` and the epoch's user gradients ``g``."""
@@ -38,8 +40,6 @@ class ImplicitFeedback:
         self.y = torch.zeros(n_movies, dim, device=device)
         self.z = torch.zeros(n_users, dim, device=device)
         self.g = torch.zeros(n_users, dim, device=device)  # the epoch's sum of e * q_i per user
-        from recsys_assets.core import numba_sgd
-
         self.compiled = numba_sgd.available(self.y) if compiled is None else compiled
         if self.compiled:  # the rated pairs grouped by movie and by user, for one compiled call per epoch
             self.scale = scale.numpy()
@@ -57,8 +57,6 @@ class ImplicitFeedback:
         ``prediction - rating``, so ``g`` is the gradient and ``y`` moves against it."""
         with torch.no_grad():
             if self.compiled:
-                from recsys_assets.core import numba_sgd
-
                 numba_sgd.implicit_step(self, user_factors, lr, reg)
                 return
             self.y.add_(torch.sparse.mm(self.rated_t, self.g).add_(self.y, alpha=reg), alpha=-lr)

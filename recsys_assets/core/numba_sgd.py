@@ -326,7 +326,7 @@ def sgd_epoch(
     packed = scratch.packed(data, float(model.global_mean))
     batch_size = min(batch_size, max(1, len(order)))
     if scratch.tuner is None:
-        scratch.tuner = ThreadTuner(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]
+        scratch.tuner = ThreadTuner(_thread_limit())
     tensors = (_np(P), _np(Q), _np(bu).reshape(-1), _np(bi).reshape(-1))
     hyper = (np.float32(lr), np.float32(reg_factors), np.float32(reg_bias))
     buffers = scratch.get(batch_size, P.shape[1])
@@ -380,5 +380,10 @@ def implicit_step(implicit, user_factors: torch.Tensor, lr: float, reg: float) -
     )
 
 
+def _thread_limit() -> int:
+    """The CPUs this process may use (``cpu_threads``), within the threads Numba started with."""
+    return min(cpu_threads(), numba.config.NUMBA_NUM_THREADS)  # type: ignore[union-attr]
+
+
 def _all_threads() -> None:
-    numba.set_num_threads(min(cpu_threads(), numba.config.NUMBA_NUM_THREADS))  # type: ignore[union-attr]
+    numba.set_num_threads(_thread_limit())  # type: ignore[union-attr]

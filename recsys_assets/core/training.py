@@ -121,6 +121,7 @@ def train_model(
     generator = torch.Generator().manual_seed(config.seed)
     global_mean = float(train.ratings.double().mean())
     sgd = config.optimizer == "sgd"
+    implicit: ImplicitFeedback | None = None
     model = BiasedMF(
         n_users, n_movies, config.embedding_dim, global_mean=global_mean, init_std=config.init_std, sparse=not sgd
     )
@@ -138,14 +139,13 @@ def train_model(
             w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
         )
         if config.implicit_lr > 0:  # SVD++-style implicit feedback from each user's rated movies
-            optimizer.implicit = ImplicitFeedback(
+            implicit = optimizer.implicit = ImplicitFeedback(
                 train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
             )
         graphed = _graphed_runner(model, optimizer, weighted, config, device)
     else:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
     clamp = (config.rating_min, config.rating_max)
-    implicit: ImplicitFeedback | None = getattr(optimizer, "implicit", None)
 
     history: list[dict] = []
     best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 0
