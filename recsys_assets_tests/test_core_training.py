@@ -15,7 +15,13 @@ from recsys_assets.core.metrics import baselines, mae, rmse
 from recsys_assets.core.model import BiasedMF
 from recsys_assets.core.optim import FusedSGD, WeightedRatings
 from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-from recsys_assets.core.training import TrainConfig, TrainingDivergedError, train_model
+from recsys_assets.core.training import (
+    MIN_BATCHES_PER_EPOCH,
+    TrainConfig,
+    TrainingDivergedError,
+    epoch_batch_size,
+    train_model,
+)
 
 from .conftest import ml_small_ratings
 
@@ -287,22 +293,46 @@ def test_epoch_order_is_a_uniform_reproducible_permutation():
     assert len(firsts) == 10 and min(firsts.values()) > 60  # the first slot is not stuck in one bucket
 
 
-def test_the_defaults_train_to_finite_weights_on_a_small_dense_export():
-    """The first 10k ratings of ml-latest-small (66 users, up to 574 ratings each): one user repeats many
-    times in a 4096-rating batch, and the summed steps diverged; the step size now backs off instead."""
+def _ml_small_head(rows: int):
     import pandas as pd
 
-    frame = pd.read_csv(ml_small_ratings(), nrows=10_000).rename(columns={"userId": "user_id", "movieId": "movie_id"})
+    frame = pd.read_csv(ml_small_ratings(), nrows=rows).rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = build_mappings(frame)
     train_frame, val_frame = split_ratings(frame)
     train = MovieRatingDataset.from_frame(train_frame, users, movies)
-    val = MovieRatingDataset.from_frame(val_frame, users, movies)
-    result = train_model(train, val, len(users), len(movies), TrainConfig())
-    assert result.model.all_finite()
-    assert result.learning_rate_backoffs and result.final_learning_rate < TrainConfig().learning_rate
+    return train, MovieRatingDataset.from_frame(val_frame, users, movies), len(users), len(movies)
+
+
+@pytest.mark.parametrize("rows", [2_000, 10_000])
+def test_the_defaults_train_to_finite_weights_on_a_small_dense_export(rows):
+    """The first ratings of ml-latest-small (18 users for 2,000 rows, up to 314 ratings each): with one
+    4096-rating batch per epoch the loss (summed before each batch's step) lagged the step by an epoch, so
+    after a diverged epoch no halving of the step size could show and 2,000 ratings raised
+    TrainingDivergedError; the batch is now capped to an eighth of the data and the defaults converge."""
+    train, val, n_users, n_movies = _ml_small_head(rows)
+    result = train_model(train, val, n_users, n_movies, TrainConfig())
+    assert result.model.all_finite() and not result.learning_rate_backoffs
+    assert result.batch_size == epoch_batch_size(4096, len(train)) == -(-len(train) // MIN_BATCHES_PER_EPOCH)
     best = result.history[result.best_epoch - 1]
-    base = _baselines(train, val, len(users), len(movies))
+    base = _baselines(train, val, n_users, n_movies)
     assert best["val_rmse"] < base["global_mean_rmse"]
+
+
+def test_a_diverging_step_size_backs_off_and_recovers_on_a_small_export():
+    """Too large a step on 2,000 ratings: the epoch is run again with half the step until it converges."""
+    train, val, n_users, n_movies = _ml_small_head(2_000)
+    result = train_model(train, val, n_users, n_movies, TrainConfig(learning_rate=0.3))
+    assert result.learning_rate_backoffs and result.final_learning_rate < 0.3
+    assert result.model.all_finite()
+    assert (
+        result.history[result.best_epoch - 1]["val_rmse"]
+        < _baselines(train, val, n_users, n_movies)["global_mean_rmse"]
+    )
+
+
+def test_the_batch_size_is_capped_to_the_data_only_when_small():
+    assert epoch_batch_size(4096, 1_600) == 200 and epoch_batch_size(4096, 7) == 1
+    assert epoch_batch_size(4096, 80_000) == 4096 and epoch_batch_size(1024, 1) == 1
 
 
 @pytest.mark.parametrize(

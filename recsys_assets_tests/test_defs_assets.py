@@ -323,3 +323,24 @@ def test_the_model_pages_record_what_made_them(tiny_export, data_dir):
         metadata = _mats(result, key)[0].metadata
         assert metadata["export_fingerprint"].value == model["export_fingerprint"].value
         assert any(name.startswith("config_") for name in metadata)
+
+
+def test_a_2000_rating_export_trains_with_the_defaults_and_publishes_finite_models(tmp_path, data_dir):
+    """The first 2,000 ratings of ml-latest-small (18 users): the split is smaller than one 4096-rating
+    batch, which raised TrainingDivergedError; the defaults now publish a finite rating and ranking model."""
+    from .conftest import ml_small_ratings
+
+    export = tmp_path / "ratings.csv"
+    with ml_small_ratings().open() as source:
+        export.write_text("".join(next(source) for _ in range(2_001)))  # the header and 2,000 ratings
+    chain = [*ALL_ASSETS[:5], ranking.ranking_model]
+    result = dg.materialize(chain, resources=_resources(export, data_dir))
+    assert result.success
+    model = _mats(result, "recommendation_model")[0].metadata
+    assert model["published"].value is True and model["batch_size"].value == 200
+    assert model["val_rmse"].value < model["global_mean_rmse"].value
+    assert _mats(result, "ranking_model")[0].metadata["published"].value is True
+    weights = torch.load(data_dir / "recommendation_model.pth", weights_only=True)["model_state_dict"]
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+    recommender = Recommender.load(data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth")
+    assert len(recommender.recommend(1, k=5)) == 5

@@ -16,6 +16,12 @@ It minimizes ``nn.MSELoss`` over shuffled batches and validates under
 * an epoch that diverges (a training loss more than twice the previous epoch's,
   or non-finite loss or weights) is run again from the previous epoch's weights
   with half the step size, up to ``MAX_BACKOFFS`` times;
+* the batch size is capped so that an epoch has at least ``MIN_BATCHES_PER_EPOCH``
+  batches (:func:`epoch_batch_size`): a training loss is summed before each
+  batch's update, so with one batch per epoch it would lag the update by a whole
+  epoch and a backoff could never see its own effect (a small export then
+  failed with ``TrainingDivergedError``); per-rating SGD with smaller batches
+  is the same update with fewer repeats of a row added up at once;
 * a per-epoch checkpoint lets an interrupted training resume where it stopped.
 """
 
@@ -43,6 +49,7 @@ from recsys_assets.core.training_checkpoint import data_fingerprint, read_checkp
 log = logging.getLogger(__name__)
 MAX_BACKOFFS = 4  # halvings of the step size after a diverged epoch before training gives up
 DIVERGENCE_RATIO = 2.0  # an epoch whose training loss more than doubles the previous one's is diverging
+MIN_BATCHES_PER_EPOCH = 8  # small training sets get smaller batches (over 8 x 4,096 ratings: no change)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -63,6 +70,12 @@ class TrainResult:
     device: str = "cpu"
     learning_rate_backoffs: list[dict] = field(default_factory=list)  # {"epoch", "learning_rate"} per halving
     final_learning_rate: float = 0.0
+    batch_size: int = 0  # the batch size used: config.batch_size capped by epoch_batch_size
+
+
+def epoch_batch_size(configured: int, n_ratings: int) -> int:
+    """``configured``, capped so that ``n_ratings`` make at least ``MIN_BATCHES_PER_EPOCH`` batches."""
+    return max(1, min(configured, -(-n_ratings // MIN_BATCHES_PER_EPOCH)))
 
 
 def evaluate(
@@ -117,6 +130,9 @@ def train_model(
     if len(train) == 0:
         raise ValueError("the training split is empty")
     device = torch.device(device)
+    batch_size = epoch_batch_size(config.batch_size, len(train))
+    if batch_size < config.batch_size:
+        log.info("batch size %d for %d training ratings (configured %d)", batch_size, len(train), config.batch_size)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     global_mean = float(train.ratings.double().mean())
@@ -142,7 +158,7 @@ def train_model(
             implicit = optimizer.implicit = ImplicitFeedback(
                 train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
             )
-        graphed = _graphed_runner(model, optimizer, weighted, config, device)
+        graphed = _graphed_runner(model, optimizer, weighted, batch_size, config, device)
     else:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
     clamp = (config.rating_min, config.rating_max)
@@ -181,12 +197,12 @@ def train_model(
         last_good = _clone_state(model), (None if sgd else copy.deepcopy(optimizer.state_dict()))
         implicit_good = implicit.state_dict() if implicit is not None else None
         if sgd:
-            total_loss = _sgd_epoch(model, optimizer, weighted, config.batch_size, generator, graphed)
+            total_loss = _sgd_epoch(model, optimizer, weighted, batch_size, generator, graphed)
             if implicit is not None:  # the implicit factors' once-an-epoch step, scaled with any backoff
                 scale = optimizer.param_groups[0]["lr"] / config.learning_rate
                 implicit.step(model.user_factors.weight, config.implicit_lr * scale, config.reg_implicit)
         else:
-            total_loss = _adam_epoch(model, optimizer, train_dev, config, generator)
+            total_loss = _adam_epoch(model, optimizer, train_dev, replace(config, batch_size=batch_size), generator)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_loss = float(total_loss) / len(train_dev)
@@ -209,7 +225,7 @@ def train_model(
             for group in optimizer.param_groups:
                 group["lr"] = lr / 2
             if sgd and graphed is not None:  # the captured steps hold the old step size
-                graphed = _graphed_runner(model, optimizer, weighted, config, device)
+                graphed = _graphed_runner(model, optimizer, weighted, batch_size, config, device)
             backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
             log.warning(
                 "epoch %d diverged (training loss %s); restarting it from epoch %d's weights with learning rate %g",
@@ -290,6 +306,7 @@ def train_model(
         device=str(device),
         learning_rate_backoffs=backoffs,
         final_learning_rate=float(optimizer.param_groups[0]["lr"]),
+        batch_size=batch_size,
     )
 
 
@@ -301,17 +318,17 @@ def _sgd_epoch(model, optimizer: FusedSGD, data: WeightedRatings, batch_size: in
     return optimizer.fit_epoch(model, perm, data, batch_size)
 
 
-def _graphed_runner(model, optimizer, data: WeightedRatings, config: TrainConfig, device: torch.device):
+def _graphed_runner(model, optimizer, data: WeightedRatings, batch_size: int, config: TrainConfig, device):
     """A CUDA-graph epoch runner when training on CUDA with enough data for a window, else None."""
     if device.type != "cuda" or not config.cuda_graphs:
         return None
-    window = max(1, min(64, len(data) // config.batch_size))
-    if len(data) < config.batch_size * window or window < 4:
+    window = max(1, min(64, len(data) // batch_size))
+    if len(data) < batch_size * window or window < 4:
         return None
     try:
         perm = torch.arange(len(data), device=device)
         template = optimizer.prepare_epoch(perm, data, float(model.global_mean))
-        return GraphedEpoch(optimizer, model, template, config.batch_size, window)
+        return GraphedEpoch(optimizer, model, template, batch_size, window)
     except Exception as exc:  # graphs are an optimization: fall back to eager steps
         log.warning("CUDA graph capture failed (%s); training with eager steps", exc)
         return None

@@ -291,6 +291,7 @@ def _publish(
             "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
             "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
             "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
+            "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/training.py)
             "device": dg.MetadataValue.text(result.device),
             "parameters": dg.MetadataValue.int(result.model.n_parameters),
             "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
