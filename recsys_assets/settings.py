@@ -70,6 +70,17 @@ WORK_DIR = Setting(
 DROP_DIR = Setting(
     "RECSYS_DROP_DIR", "", "drop folder for new exports (below)", shown_default="`<RECSYS_DATA_DIR>/exports`"
 )
+GZIP_MAX_BYTES = Setting(
+    "RECSYS_GZIP_MAX_BYTES",
+    str(4 << 30),
+    "the most bytes a gzip-compressed export may decompress to (4 GiB); over it the load fails at once with "
+    "a message naming this setting (a small file can expand a thousandfold)",
+)
+GZIP_MAX_ROWS = Setting(
+    "RECSYS_GZIP_MAX_ROWS",
+    "100000000",
+    "the most data rows a gzip-compressed export may hold; over it the load fails at once, naming this setting",
+)
 MOVIES_PATH = Setting(
     "RECSYS_MOVIES_PATH",
     "",
@@ -131,6 +142,8 @@ SETTINGS: tuple[Setting, ...] = (
     DATA_DIR,
     WORK_DIR,
     DROP_DIR,
+    GZIP_MAX_BYTES,
+    GZIP_MAX_ROWS,
     MOVIES_PATH,
     EXECUTOR,
     DEVICE,

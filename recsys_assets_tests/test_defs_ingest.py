@@ -1,10 +1,13 @@
+import gzip
+import logging
+
 import dagster as dg
 import pytest
 
 from recsys_assets.core.ingest import CheckpointPathError, confined_checkpoint_path
 from recsys_assets.definitions import ASSETS
-from recsys_assets.defs import ingest
-from recsys_assets.defs.resources import ParquetIOManager, RecsysStorage
+from recsys_assets.defs import automation, ingest
+from recsys_assets.defs.resources import ParquetIOManager, RecsysStorage, resources_for
 
 
 def _resources(export, data_dir):
@@ -41,3 +44,67 @@ def test_checkpoint_names_inside_the_folder_are_accepted(tmp_path):
     for bad in ("link/x.json", "recommendation_model.training.pt", ".", "/etc/passwd"):
         with pytest.raises(CheckpointPathError):
             confined_checkpoint_path(folder, bad, default="raw.json")
+
+
+def _failure_without_retries(result) -> str:
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    return failure.step_failure_data.error.message
+
+
+@pytest.mark.parametrize(
+    "setting, value, words",
+    [
+        ("RECSYS_GZIP_MAX_BYTES", "65536", "more than 65,536 bytes, the cap set by RECSYS_GZIP_MAX_BYTES"),
+        ("RECSYS_GZIP_MAX_ROWS", "500", "more than 500 rows, the cap set by RECSYS_GZIP_MAX_ROWS"),
+    ],
+)
+def test_a_gzip_export_over_a_cap_fails_once_naming_the_setting(tmp_path, data_dir, monkeypatch, setting, value, words):
+    """A real bomb made here: 3 million identical rows, 30 MB of text in well under a MiB of gzip."""
+    bomb = tmp_path / "ratings.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        f.write(b"userId,movieId,rating,timestamp\n" + b"1,1,4.0,0\n" * 3_000_000)
+    monkeypatch.setenv(setting, value)
+    result = dg.materialize(ASSETS[:1], resources=_resources(bomb, data_dir), raise_on_error=False)
+    assert words in _failure_without_retries(result)
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        ("env", "RECSYS_GZIP_MAX_ROWS must be a whole number"),  # a setting: fixed by its owner, not by a retry
+        ("config", "chunk_size must be at least 1"),
+    ],
+)
+def test_bad_settings_fail_once(tiny_export, data_dir, monkeypatch, setup, words):
+    run_config = None
+    if setup == "env":
+        monkeypatch.setenv("RECSYS_GZIP_MAX_ROWS", "many")
+    else:
+        run_config = dg.RunConfig(ops={"raw_ratings": ingest.RawRatingsConfig(chunk_size=0)})
+    result = dg.materialize(
+        ASSETS[:1], resources=_resources(tiny_export, data_dir), run_config=run_config, raise_on_error=False
+    )
+    assert words in _failure_without_retries(result)
+
+
+def test_a_link_out_of_the_drop_folder_is_not_ingested_and_the_sensor_says_so(tiny_export, tmp_path, data_dir):
+    drop = data_dir / "exports"
+    drop.mkdir()
+    secret = tmp_path / "private" / "ratings.csv"
+    secret.parent.mkdir()
+    secret.write_bytes(tiny_export.read_bytes()[:2_000].rsplit(b"\n", 1)[0] + b"\n")  # another file
+    (drop / "2026-06.csv").symlink_to(secret)
+    storage = RecsysStorage(export_path=str(tiny_export), data_dir=str(data_dir))
+    assert storage.export == tiny_export
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+        skip = automation.new_export_sensor(context)
+        assert isinstance(skip, dg.SkipReason)
+        assert f"{drop / '2026-06.csv'} is a symbolic link to {secret}, outside the drop folder" in skip.skip_message
+        result = dg.materialize(ASSETS[:1], resources=resources_for(storage), instance=instance)
+        logs = [e.user_message for e in instance.all_logs(result.run_id) if e.level >= logging.WARNING]
+    raw = result.asset_materializations_for_node("raw_ratings")[0].metadata
+    assert raw["source"].value == str(tiny_export.resolve()) and raw["dagster/row_count"].value == 4_000
+    assert any("outside the drop folder: not followed" in line for line in logs)

@@ -5,7 +5,11 @@ file in a drop folder (default ``data/exports/``).  The newest complete file in
 the drop folder is the current export; with none there, the fixed path is.
 Files still being written are skipped: names with a temporary suffix or a
 leading dot, and files whose size or modification time changed between two
-looks (see :class:`ExportWatcher`).
+looks (see :class:`ExportWatcher`).  A symbolic link in the drop folder that
+leads outside it is never followed (:func:`drop_folder_files` says why it was
+left out, for the sensor's reason and the ingest log): whoever can write into
+the drop folder must not make the pipeline read, and show, any file the
+pipeline's user can read.
 """
 
 import os
@@ -28,15 +32,41 @@ def is_complete_name(path: Path) -> bool:
     )
 
 
+def drop_folder_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The complete-looking files in ``folder``, and a sentence for each one left out as a link out of it."""
+    inside = os.path.realpath(folder)
+    files: list[Path] = []
+    refused: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if not is_complete_name(path):
+            continue
+        if path.is_symlink():
+            target = os.path.realpath(path)  # every link in the chain followed, without raising on a loop
+            if os.path.commonpath([inside, target]) != inside:
+                refused.append(f"{path} is a symbolic link to {target}, outside the drop folder: not followed")
+                continue
+        if path.is_file():
+            files.append(path)
+    return files, refused
+
+
 def current_export(export_path: str | os.PathLike, drop_dir: str | os.PathLike | None) -> Path:
-    """The newest complete-looking file in ``drop_dir``, else ``export_path``."""
+    """The newest complete-looking file in ``drop_dir`` (links out of it left out), else ``export_path``."""
     if drop_dir:
         folder = Path(drop_dir)
         if folder.is_dir():
-            candidates = [p for p in folder.iterdir() if p.is_file() and is_complete_name(p)]
+            candidates, _ = drop_folder_files(folder)
             if candidates:
                 return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
     return Path(export_path)
+
+
+def refused_exports(drop_dir: str | os.PathLike | None) -> list[str]:
+    """Why files in ``drop_dir`` were not taken as exports (links out of the folder); empty when none."""
+    folder = Path(drop_dir) if drop_dir else None
+    if folder is None or not folder.is_dir():
+        return []
+    return drop_folder_files(folder)[1]
 
 
 @dataclass(frozen=True)

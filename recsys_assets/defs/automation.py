@@ -10,6 +10,9 @@
   (default ``0 3 * * *``) in ``RECSYS_TIMEZONE`` (default UTC): it retrains when
   the export changed since the last ingest and otherwise skips, unless
   ``RECSYS_RETRAIN_FORCE=1``.
+
+A symbolic link in the drop folder that leads outside it is not taken as an
+export; the sensor logs it and names it in its skip reason.
 """
 
 import json
@@ -17,7 +20,7 @@ import json
 import dagster as dg
 
 from recsys_assets import settings
-from recsys_assets.core.exports import ExportLook
+from recsys_assets.core.exports import ExportLook, refused_exports
 from recsys_assets.defs.resources import RecsysStorage
 
 retrain_job = dg.define_asset_job(
@@ -60,6 +63,23 @@ def _fingerprint(look: ExportLook) -> "str | dg.SkipReason":
     description="Requests one retraining run per new, completely written export (by fingerprint).",
 )
 def new_export_sensor(context: dg.SensorEvaluationContext, storage: RecsysStorage):
+    result = _new_export_tick(context, storage)
+    refused = _refused(storage)
+    for line in refused:  # a link out of the drop folder: never followed, said in the log and the skip reason
+        context.log.warning(line)
+    if refused and isinstance(result, dg.SkipReason):
+        return dg.SkipReason("; ".join([result.skip_message or "", *refused]))
+    return result
+
+
+def _refused(storage: RecsysStorage) -> list[str]:
+    try:
+        return refused_exports(storage.drop_folder)
+    except OSError:  # the folder cannot be listed: _look's reason says so
+        return []
+
+
+def _new_export_tick(context: dg.SensorEvaluationContext, storage: RecsysStorage):
     cursor = json.loads(context.cursor) if context.cursor else {}
     path, look = _look(storage)
     if not isinstance(look, ExportLook):

@@ -1,7 +1,6 @@
 """Ingest assets: the raw export as loaded, and the cleaned ratings with their quarantine."""
 
 import base64
-import errno
 import time
 from pathlib import Path
 
@@ -11,14 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
+from recsys_assets import settings
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
-from recsys_assets.core.exports import export_fingerprint
+from recsys_assets.core.exports import export_fingerprint, refused_exports
 from recsys_assets.core.ingest import (
-    BusyError,
     CheckpointPathError,
-    ExportError,
+    GzipLimits,
     MovieDataLoader,
     confined_checkpoint_path,
+    no_retry_can_fix,
+    one_line,
     read_lines,
     table_to_frame,
 )
@@ -71,7 +72,7 @@ class CleanedRatingsConfig(dg.Config):
     kinds={"pandas", "parquet"},
     owners=OWNERS,
     pool="recsys_ingest",
-    # transient errors (a network share hiccup) retry; the retry resumes from the checkpoint
+    # transient errors (a network share hiccup) retry and resume from the checkpoint; the others fail at once
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL),
 )
 def raw_ratings(
@@ -85,10 +86,10 @@ def raw_ratings(
     """
     try:
         return _load_raw_ratings(context, config, storage)
-    except OSError as exc:
-        if exc.errno in PERMANENT_ERRNOS:  # a full disk, a read-only folder, a file in the way: retries cannot help
-            where = f": {exc.filename}" if exc.filename else ""
-            raise dg.Failure(description=f"{exc.strerror or exc}{where}", allow_retries=False) from exc
+    except Exception as exc:
+        # a bad export, a setting, a full disk, a read-only folder, a file in the way: retries cannot help
+        if no_retry_can_fix(exc):  # (core/ingest/errors.py)
+            raise dg.Failure(description=one_line(exc), allow_retries=False) from exc
         raise
 
 
@@ -110,6 +111,9 @@ def _load_raw_ratings(
             context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
 
     export = storage.export
+    for line in refused_exports(storage.drop_folder):
+        context.log.warning(line)
+    limits = GzipLimits(settings.GZIP_MAX_BYTES.integer(), settings.GZIP_MAX_ROWS.integer())
     if storage.restore_checkpoints():
         context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
     remote = not storage.is_local
@@ -130,12 +134,11 @@ def _load_raw_ratings(
         has_header=config.has_header,
         column_map=config.column_map or None,
         on_checkpoint=on_checkpoint,
+        gzip_limits=limits,
     )
     started = time.perf_counter()
     try:
         table = loader.load_table()
-    except (ExportError, BusyError) as exc:  # not transient: fail without retries
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except BaseException:
         if remote:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
             storage.mirror_checkpoints()
@@ -236,19 +239,6 @@ def cleaned_ratings(
 
 
 QUARANTINE_PREVIEW_ROWS = 10
-
-
-# errors no retry can fix: no space, read-only file system, permission, quota, a folder where a file should be
-PERMANENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EISDIR,
-    errno.ENOTDIR,
-    errno.EEXIST,
-}
 
 
 def _write_quarantine(storage: RecsysStorage, quarantine: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 * :mod:`.framing` - reading in blocks and cutting the file into whole lines;
 * :mod:`.parse` - the row schema, the fast Arrow path and the exact line-by-line path;
 * :mod:`.checkpoint` - the :class:`CheckpointStore` (manifest, parts, lock, high-water mark);
-* :mod:`.loader` - :class:`MovieDataLoader`, composing the three for one load.
+* :mod:`.loader` - :class:`MovieDataLoader`, composing the three for one load;
+* :mod:`.errors` - which errors of a load a retry can fix.
 """
 
 from recsys_assets.core.formats import ExportError
@@ -14,7 +15,8 @@ from recsys_assets.core.ingest.checkpoint import (
     confined_checkpoint_path,
     source_identity,
 )
-from recsys_assets.core.ingest.framing import read_lines
+from recsys_assets.core.ingest.errors import no_retry_can_fix, one_line
+from recsys_assets.core.ingest.framing import ExportTooLargeError, GzipLimits, read_lines
 from recsys_assets.core.ingest.loader import ExportLayout, LoadStats, MovieDataLoader
 from recsys_assets.core.ingest.parse import (
     RAW_SCHEMA,
@@ -36,10 +38,14 @@ __all__ = [
     "CheckpointStore",
     "ExportError",
     "ExportLayout",
+    "ExportTooLargeError",
+    "GzipLimits",
     "LoadStats",
     "MovieDataLoader",
     "Parsed",
     "confined_checkpoint_path",
+    "no_retry_can_fix",
+    "one_line",
     "parse_clean",
     "parse_segment",
     "read_lines",

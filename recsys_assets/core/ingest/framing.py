@@ -1,8 +1,9 @@
 """Framing: reading an export in blocks and cutting it into whole lines.
 
 Nothing here parses a field.  :func:`open_export` opens an export, plain or
-gzip-compressed (recognised by its magic bytes, whatever its name);
-:func:`read_first_line` finds the header (or
+gzip-compressed (recognised by its magic bytes, whatever its name), with
+:class:`GzipLimits` capping what a compressed export may decompress to (a small
+file can expand a thousandfold: a "gzip bomb"); :func:`read_first_line` finds the header (or
 first data line); :func:`iter_regions` reads the data region through one
 reusable buffer and hands out runs of checkpoint segments that end on line
 boundaries; :func:`read_lines` fetches the exact text of given line numbers.
@@ -16,7 +17,7 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
-from recsys_assets.core.formats import BOM
+from recsys_assets.core.formats import BOM, ExportError
 
 _PIECE = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"
@@ -27,9 +28,61 @@ def is_gzip(path: str | os.PathLike) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def open_export(path: str | os.PathLike) -> BinaryIO:
-    """Open an export for reading bytes, decompressing it when it is gzip (offsets are then in the text)."""
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+class ExportTooLargeError(ExportError):
+    """A gzip-compressed export decompresses to more bytes or rows than its cap allows (never retried)."""
+
+
+@dataclass(frozen=True)
+class GzipLimits:
+    """Caps on a gzip-compressed export: decompressed bytes and data rows (``None``: no cap).
+
+    The pipeline sets them from ``RECSYS_GZIP_MAX_BYTES`` and ``RECSYS_GZIP_MAX_ROWS``."""
+
+    max_bytes: int | None = None
+    max_rows: int | None = None
+
+    def check_bytes(self, path: str | os.PathLike, decompressed: int) -> None:
+        if self.max_bytes is not None and decompressed > self.max_bytes:
+            raise ExportTooLargeError(
+                f"{path}: the gzip-compressed export decompresses to more than {self.max_bytes:,} bytes, the cap "
+                "set by RECSYS_GZIP_MAX_BYTES; raise it if the export is genuine"
+            )
+
+    def check_rows(self, path: str | os.PathLike, rows: int) -> None:
+        if self.max_rows is not None and rows > self.max_rows:
+            raise ExportTooLargeError(
+                f"{path}: the gzip-compressed export has more than {self.max_rows:,} rows, the cap set by "
+                "RECSYS_GZIP_MAX_ROWS; raise it if the export is genuine"
+            )
+
+
+class _CappedGzipFile(gzip.GzipFile):
+    """A ``GzipFile`` that raises :class:`ExportTooLargeError` once it has decompressed past ``limits.max_bytes``
+    (checked after each read, so at most one read beyond the cap is ever held)."""
+
+    def __init__(self, path: str | os.PathLike, limits: GzipLimits):
+        super().__init__(path, "rb")
+        self.limits, self.path = limits, path
+
+    def read(self, size: int | None = -1) -> bytes:
+        if (size is None or size < 0) and self.limits.max_bytes is not None:  # never the whole rest at once
+            size = self.limits.max_bytes - self.tell() + 1
+        data = super().read(size)
+        self.limits.check_bytes(self.path, self.tell())
+        return data
+
+    def readinto(self, b) -> int:
+        got = super().readinto(b)
+        self.limits.check_bytes(self.path, self.tell())
+        return got
+
+
+def open_export(path: str | os.PathLike, limits: GzipLimits | None = None) -> BinaryIO:
+    """Open an export for reading bytes, decompressing it when it is gzip (offsets are then in the text),
+    within ``limits`` when given."""
+    if not is_gzip(path):
+        return open(path, "rb")
+    return _CappedGzipFile(path, limits) if limits is not None else gzip.open(path, "rb")
 
 
 def compressed_position(f: BinaryIO) -> int | None:

@@ -42,18 +42,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from recsys_assets.core.formats import (
-    ExportError,
-    ExportFormat,
-    ExportFormatError,
-    detect_format,
-)
-from recsys_assets.core.ingest.checkpoint import (
-    CheckpointStore,
-    Progress,
-    source_identity,
-)
+from recsys_assets.core.formats import ExportError, ExportFormat, ExportFormatError, detect_format
+from recsys_assets.core.ingest.checkpoint import CheckpointStore, Progress, source_identity
 from recsys_assets.core.ingest.framing import (
+    GzipLimits,
     Region,
     compressed_position,
     is_gzip,
@@ -61,12 +53,7 @@ from recsys_assets.core.ingest.framing import (
     open_export,
     read_first_line,
 )
-from recsys_assets.core.ingest.parse import (
-    Parsed,
-    parse_clean,
-    parse_segment,
-    table_to_frame,
-)
+from recsys_assets.core.ingest.parse import Parsed, parse_clean, parse_segment, table_to_frame
 from recsys_assets.core.locks import BusyError
 
 log = logging.getLogger(__name__)
@@ -117,6 +104,7 @@ class _Load:
     store: CheckpointStore | None
     on_checkpoint: Callable[[int, int, int], None] | None
     max_line_bytes: int | None
+    gzip_limits: GzipLimits | None = None
     reader: object = None  # the open export while run() reads it
 
     def run(self, *, lines_per_segment: int, block_bytes: int) -> None:
@@ -124,7 +112,7 @@ class _Load:
         if self.store is not None:
             self.store.open()
         try:
-            with open_export(self.path) as f:
+            with open_export(self.path, self.gzip_limits) as f:
                 self.reader = f
                 f.seek(self.progress.offset)  # a gzip export decompresses up to it again
                 regions = iter_regions(
@@ -194,6 +182,8 @@ class _Load:
         p.malformed_rows += parsed.malformed
         self.stats.read_rows += parsed.table.num_rows
         self.tables.append(parsed.table)
+        if self.gzip_limits is not None and isinstance(self.reader, gzip.GzipFile):
+            self.gzip_limits.check_rows(self.path, p.rows)  # before the rows over the cap are checkpointed
         if self.store is not None:
             self.store.commit(parsed.table, p)
             self.stats.checkpoints_written += 1
@@ -220,6 +210,9 @@ class MovieDataLoader:
             A longer data line is quarantined (``malformed_line``) with its line
             number and only its start kept as ``raw``; it is never held whole in
             memory.  A longer first line (the header) fails the load.
+        gzip_limits: caps on a gzip-compressed export's decompressed bytes and rows
+            (:class:`~recsys_assets.core.ingest.framing.GzipLimits`; ``None``: no caps).
+            Going over one raises ``ExportTooLargeError`` (an ``ExportError``).
     """
 
     def __init__(
@@ -235,6 +228,7 @@ class MovieDataLoader:
         on_checkpoint: Callable[[int, int, int], None] | None = None,
         block_bytes: int = 32 << 20,
         max_line_bytes: int | None = DEFAULT_MAX_LINE_BYTES,
+        gzip_limits: GzipLimits | None = None,
     ):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -252,6 +246,7 @@ class MovieDataLoader:
         self.on_checkpoint = on_checkpoint
         self.block_bytes = block_bytes
         self.max_line_bytes = max_line_bytes
+        self.gzip_limits = gzip_limits
         self.stats = LoadStats()
         self.checkpoint = CheckpointStore(self.checkpoint_file) if self.checkpoint_file is not None else None
 
@@ -347,7 +342,7 @@ class MovieDataLoader:
     def read_layout(self) -> ExportLayout:
         """Detect the export's format from its first line; where the data lines start."""
         path = self.file_path
-        with open_export(path) as f:
+        with open_export(path, self.gzip_limits) as f:
             first = read_first_line(f, max_line_bytes=self.max_line_bytes)
         if first.too_long:
             raise ExportError(
@@ -394,4 +389,5 @@ class MovieDataLoader:
             store=store,
             on_checkpoint=self.on_checkpoint,
             max_line_bytes=self.max_line_bytes,
+            gzip_limits=self.gzip_limits,
         )
