@@ -129,3 +129,56 @@ def test_only_atomic_py_renames_files():
     pattern = re.compile(r"os\.(replace|rename)\(|\.rename\(\w*tmp|\.replace\(\w*target")
     users = [p for p in CORE.rglob("*.py") if pattern.search(p.read_text()) and p.name != "atomic.py"]
     assert users == []
+
+
+# ------------------------------------------------------------------------------ rating scale
+def test_a_change_of_the_rating_scale_reaches_every_user(tmp_path, monkeypatch):
+    """Cleaning, the quality check, training's clamp, the baselines, the ranking confidence, the synthetic
+    exports and serving all read core/rating_scale.py when they run: a 1-10 scale in whole stars reaches each."""
+    from recsys_assets.core import quality, rating_scale
+    from recsys_assets.core.dataset import MovieRatingDataset
+    from recsys_assets.core.ids import IdMapping
+    from recsys_assets.core.metrics import baselines
+    from recsys_assets.core.ranking.ials import IALSParams, confidence
+    from recsys_assets.core.recommender import Recommender
+    from recsys_assets.core.sample_data import generate_ratings
+    from recsys_assets.core.training import TrainConfig, train_model
+
+    from .model_files import hand_set_model_file
+
+    frame = pd.DataFrame({"userId": [1, 1, 2, 2], "movieId": [10, 20, 10, 30], "rating": [0.5, 8.0, 10.0, 4.5]})
+    assert clean_rating_data(frame, max_rejected_fraction=None).reason_counts == {"rating_off_scale": 2}
+    assert TrainConfig().rating_max == 5.0 and confidence(np.array([5.0]), IALSParams(alpha=1.0))[0] == 6.0
+
+    monkeypatch.setattr(rating_scale, "SCALE", rating_scale.RatingScale(low=1.0, high=10.0, step=1.0))
+    cleaned = clean_rating_data(frame, max_rejected_fraction=None)
+    assert cleaned.reason_counts == {"rating_off_scale": 1} and sorted(cleaned.ratings["rating"]) == [4.5, 8.0, 10.0]
+    assert quality.ratings_in_scale(cleaned.ratings)[0] and not quality.ratings_in_scale(frame)[0]
+    assert rating_scale.narrowed() == (1.0, 10.0)
+    with pytest.raises(ValueError, match="within the rating scale 1-10"):
+        rating_scale.narrowed(0.5, None)
+    config = TrainConfig(epochs=3)
+    assert (config.rating_min, config.rating_max) == (1.0, 10.0)
+    users, ratings = np.arange(40) % 8, 9.0 + (np.arange(40) % 2)  # ratings of 9 and 10: above the old top
+    train = MovieRatingDataset(users[:32], np.arange(40)[:32] % 5, ratings[:32])
+    val = MovieRatingDataset(users[32:], np.arange(40)[32:] % 5, ratings[32:])
+    assert train_model(train, val, 8, 5, config).history[-1]["val_rmse"] < 1.0  # clamped at 10, not at 5
+    base = baselines(train.arrays(), val.arrays(), n_users=8, n_movies=5)
+    assert base["global_mean_rmse"] < 1.0 and base["bias_only_rmse"] < 1.0
+    assert confidence(np.array([10.0]), IALSParams(alpha=1.0))[0] == 11.0  # alpha in units of the new top
+    sample = generate_ratings(SampleSpec(n_ratings=2_000, n_users=50, n_movies=200, seed=3))["rating"].to_numpy()
+    assert sample.min() >= 1.0 and (sample == np.round(sample)).all()  # whole stars from 1
+    plain = Recommender(
+        global_mean=9.0,
+        user_bias=np.zeros(1),
+        movie_bias=np.array([2.0]),
+        user_factors=np.zeros((1, 2), np.float32),
+        movie_factors=np.zeros((1, 2), np.float32),
+        users=IdMapping(np.array([1])),
+        movies=IdMapping(np.array([7])),
+    )
+    assert plain.rating_range == (1.0, 10.0) and plain.predict([1], [7]).tolist() == [10.0]
+    with pytest.raises(ValueError, match="within 1.0-10.0"):
+        plain.recommend_for_ratings({7: 0.5})
+    # a model file records the scale it was trained on and is served on it
+    assert Recommender.load(hand_set_model_file(tmp_path), find_ranking=False).rating_range == (0.5, 5.0)

@@ -108,3 +108,18 @@ def test_a_link_out_of_the_drop_folder_is_not_ingested_and_the_sensor_says_so(ti
     raw = result.asset_materializations_for_node("raw_ratings")[0].metadata
     assert raw["source"].value == str(tiny_export.resolve()) and raw["dagster/row_count"].value == 4_000
     assert any("outside the drop folder: not followed" in line for line in logs)
+
+
+def test_cleaning_may_narrow_the_rating_scale_but_not_widen_it(tiny_export, data_dir):
+    """The models are trained and served on core/rating_scale.py's scale: cleaning to 1-10 would let ratings
+    through that training clamps to 5, so it is refused with one line; a narrower range is kept."""
+    storage = RecsysStorage(export_path=str(tiny_export), data_dir=str(data_dir))
+    wide = dg.RunConfig(ops={"cleaned_ratings": ingest.CleanedRatingsConfig(rating_max=10.0)})
+    result = dg.materialize(ASSETS[:2], resources=resources_for(storage), run_config=wide, raise_on_error=False)
+    assert "must lie within the rating scale 0.5-5" in _failure_without_retries(result)
+    narrow = dg.RunConfig(
+        ops={"cleaned_ratings": ingest.CleanedRatingsConfig(rating_min=1.0, max_rejected_fraction=1.0)}
+    )
+    result = dg.materialize(ASSETS[:2], resources=resources_for(storage), run_config=narrow)
+    cleaned = result.asset_materializations_for_node("cleaned_ratings")[0].metadata
+    assert cleaned["quarantined_rating_off_scale"].value > 0  # the 0.5-star ratings

@@ -13,7 +13,7 @@ invalid_encoding       the line is not valid UTF-8
 missing_field          a required field is empty
 non_numeric            an id, rating or timestamp is not a number (ids: not an integer)
 invalid_id             a user or movie id is negative or does not fit int64
-rating_off_scale       the rating is NaN, infinite or outside the rating scale
+rating_off_scale       the rating is NaN, infinite or outside the rating scale (``core/rating_scale.py``)
 duplicate_superseded   the same (user, movie) was rated again later; the latest wins
 =====================  ===========================================================
 
@@ -23,13 +23,12 @@ written back from its values; the ``cleaned_ratings`` asset replaces those
 with the exact lines from the export), ``reason`` and ``detail``.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core import numbers
+from recsys_assets.core import numbers, rating_scale
 from recsys_assets.core.formats import CANONICAL_COLUMNS, REQUIRED_COLUMNS, resolve_columns
 
 REASONS = (
@@ -267,8 +266,8 @@ def _duplicate_candidates(user: np.ndarray, movie: np.ndarray) -> np.ndarray | N
 def clean_rating_data(
     df: pd.DataFrame,
     *,
-    rating_min: float = 0.5,
-    rating_max: float = 5.0,
+    rating_min: float | None = None,
+    rating_max: float | None = None,
     max_rejected_fraction: float | None = 0.05,
     source: str = "export",
 ) -> CleanedRatings:
@@ -286,8 +285,7 @@ def clean_rating_data(
     of the rows are invalid (superseded duplicates do not count), naming the
     first offending lines.
     """
-    if not (math.isfinite(rating_min) and math.isfinite(rating_max) and rating_min < rating_max):
-        raise ValueError(f"rating_min ({rating_min}) must be below rating_max ({rating_max}), both finite")
+    rating_min, rating_max = rating_scale.bounds(rating_min, rating_max)  # unset: the scale (core/rating_scale.py)
     if max_rejected_fraction is not None and not 0 <= max_rejected_fraction <= 1:  # NaN fails too
         raise ValueError(f"max_rejected_fraction must be between 0 and 1, got {max_rejected_fraction}")
     work = _standardise(df)

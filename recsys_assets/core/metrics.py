@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from recsys_assets.core import rating_scale
+
 
 def rmse(predicted, actual) -> float:
     predicted, actual = np.asarray(predicted, np.float64), np.asarray(actual, np.float64)
@@ -40,14 +42,19 @@ Triple = tuple[np.ndarray, np.ndarray, np.ndarray]  # (user indices, movie indic
 
 
 def baselines(
-    train: Triple, val: Triple, *, n_users: int, n_movies: int, rating_range: tuple[float, float] = (0.5, 5.0)
+    train: Triple,
+    val: Triple,
+    *,
+    n_users: int,
+    n_movies: int,
+    rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
 ) -> dict[str, float]:
     """Validation RMSE of the global mean and of the bias-only model on the same split."""
     train_u, train_m, train_r = train
     val_u, val_m, val_r = val
     mu = float(np.mean(train_r))
     mu_b, bu, bi = fit_biases(train_u, train_m, train_r, n_users, n_movies)
-    bias_pred = np.clip(mu_b + bu[val_u] + bi[val_m], *rating_range)
+    bias_pred = np.clip(mu_b + bu[val_u] + bi[val_m], *(rating_range or rating_scale.bounds()))
     return {
         "global_mean_rmse": rmse(np.full(len(val_r), mu), val_r),
         "bias_only_rmse": rmse(bias_pred, val_r),

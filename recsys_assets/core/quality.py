@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core import rating_scale
+
 
 def non_empty(ratings: pd.DataFrame):
     n = len(ratings)
@@ -20,7 +22,9 @@ def no_nulls(ratings: pd.DataFrame):
     return not nulls, ("no nulls" if not nulls else f"nulls in {nulls}"), {"null_cells": int(sum(nulls.values()))}
 
 
-def ratings_in_scale(ratings: pd.DataFrame, rating_min: float = 0.5, rating_max: float = 5.0):
+def ratings_in_scale(ratings: pd.DataFrame, rating_min: float | None = None, rating_max: float | None = None):
+    """Every rating within ``[rating_min, rating_max]`` (unset: the scale, ``core/rating_scale.py``)."""
+    rating_min, rating_max = rating_scale.bounds(rating_min, rating_max)
     r = ratings["rating"].to_numpy(dtype=np.float64)
     bad = int((~((r >= rating_min) & (r <= rating_max))).sum())
     return bad == 0, f"{bad} ratings outside [{rating_min:g}, {rating_max:g}]", {"out_of_scale": bad}

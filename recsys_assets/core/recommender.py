@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core import rating_scale
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
@@ -49,7 +50,7 @@ class Recommender:
         movie_factors: np.ndarray,
         users: IdMapping,
         movies: IdMapping,
-        rating_range: tuple[float, float] = (0.5, 5.0),
+        rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
         seen: UserItems | None = None,
         movie_counts: np.ndarray | None = None,
         info: dict | None = None,
@@ -61,7 +62,7 @@ class Recommender:
         # (mean user factors..., mean user bias): how a user the model never saw is rated
         self.average_user = np.append(user_factors.mean(0), user_bias.mean()).astype(np.float64)
         self.users, self.movies = users, movies
-        self.rating_range = rating_range
+        self.rating_range = rating_range or rating_scale.bounds()
         self.seen_matrix = seen
         self.movie_counts = movie_counts
         self.info = info or {}
@@ -122,7 +123,7 @@ class Recommender:
             movie_factors=state["movie_factors.weight"].numpy(),
             users=users,
             movies=movies,
-            rating_range=(config.get("rating_min", 0.5), config.get("rating_max", 5.0)),
+            rating_range=rating_scale.recorded(config),  # the scale the file was trained on
             seen=seen,
             movie_counts=payload["movie_counts"].numpy() if "movie_counts" in payload else None,
             info={"config": config, "metrics": payload.get("metrics", {}), "history": payload.get("history", [])},

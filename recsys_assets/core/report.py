@@ -90,7 +90,7 @@ def build_report(
     *,
     n_users: int,
     n_movies: int,
-    rating_range: tuple[float, float] = (0.5, 5.0),
+    rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
 ) -> ModelReport:
     """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits."""
     best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else {}

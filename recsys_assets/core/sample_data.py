@@ -3,7 +3,7 @@
 The generator draws ratings from a latent-factor model (global mean, user and
 movie biases, a low-rank user x movie interaction and Gaussian noise), with a
 long-tailed activity per user and popularity per movie, rounds them to the
-0.5-5.0 half-star scale and stamps them with timestamps.  A model that learns
+half-star rating scale (0.5-5.0, ``core/rating_scale.py``) and stamps them with timestamps.  A model that learns
 biases and factors therefore beats the global-mean baseline clearly, as it
 does on real MovieLens data.
 
@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from recsys_assets.core import rating_scale
 from recsys_assets.core.atomic import atomic_path
 
 HEADER = ("userId", "movieId", "rating", "timestamp")
@@ -106,7 +107,7 @@ def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | 
         noise = rng.normal(0.0, spec.noise_std, u.size)
         ratings[start : start + block] = 3.5 + user_bias[u] + movie_bias[m] + interaction + noise
         progress("rating", min((start + block) / spec.n_ratings, 1.0))
-    ratings = np.clip(np.round(ratings * 2.0) / 2.0, 0.5, 5.0)
+    ratings = rating_scale.current().snap(ratings)  # half stars, 0.5-5.0 (core/rating_scale.py)
 
     # MovieLens-like ids: users 1..n, movies sparse and increasing.
     movie_ids = np.cumsum(rng.integers(1, 6, spec.n_movies)).astype(np.int64)

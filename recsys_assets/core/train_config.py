@@ -1,8 +1,9 @@
 """``TrainConfig``: the rating model's hyper-parameters, importable without PyTorch (the Dagster config reads them)."""
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
+from recsys_assets.core import rating_scale
 from recsys_assets.core.kernels import check_kernel
 
 OPTIMIZERS = ("sgd", "adam")
@@ -34,8 +35,10 @@ class TrainConfig:
     patience: int = 10
     min_delta: float = 1e-4
     seed: int = 42
-    rating_min: float = 0.5
-    rating_max: float = 5.0
+    # the clamp of the validation figures: the rating scale (core/rating_scale.py) when the config is made;
+    # the model file records it and is served on it
+    rating_min: float = field(default_factory=lambda: rating_scale.current().low)
+    rating_max: float = field(default_factory=lambda: rating_scale.current().high)
     eval_batch_size: int = 1 << 16
     cuda_graphs: bool = True  # on CUDA, replay captured windows of SGD steps
     # after early stopping chose the epoch count on the validation split, train again on train + val for

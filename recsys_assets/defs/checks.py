@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core import quality
+from recsys_assets.core import quality, rating_scale
 from recsys_assets.core.ids import split_indices
 
 
@@ -28,7 +28,7 @@ def _result(name: str, asset: str, outcome) -> dg.AssetCheckResult:
 CLEANED_CHECKS = {
     "non_empty": "At least one rating survived cleaning.",
     "no_nulls": "No missing values in any column.",
-    "ratings_in_scale": "Every rating lies within 0.5-5.0.",
+    "ratings_in_scale": f"Every rating lies within the rating scale ({rating_scale.current().describe()}).",
     "unique_pairs": "Each (user, movie) pair appears once.",
 }
 

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from recsys_assets import settings
+from recsys_assets.core import rating_scale
 from recsys_assets.core.cleaning import REASONS, DataQualityError, clean_rating_data
 from recsys_assets.core.exports import export_fingerprint, refused_exports
 from recsys_assets.core.ingest import (
@@ -60,8 +61,13 @@ class RawRatingsConfig(dg.Config):
 class CleanedRatingsConfig(dg.Config):
     """Validation rules for ratings."""
 
-    rating_min: float = Field(default=0.5, description="Lowest valid rating.")
-    rating_max: float = Field(default=5.0, description="Highest valid rating.")
+    rating_min: float | None = Field(
+        default=None, description="Lowest valid rating; empty: the rating scale's (core/rating_scale.py, 0.5)."
+    )
+    rating_max: float | None = Field(
+        default=None,
+        description="Highest valid rating; empty: the scale's (5.0). Both may narrow the scale, never widen it.",
+    )
     max_rejected_fraction: float = Field(
         default=0.05, description="Fail when more than this share of rows is invalid (superseded duplicates excluded)."
     )
@@ -193,10 +199,14 @@ def cleaned_ratings(
     when the invalid share exceeds max_rejected_fraction.
     """
     try:
+        rating_min, rating_max = rating_scale.narrowed(config.rating_min, config.rating_max)
+    except ValueError as exc:
+        raise dg.Failure(description=f"cleaned_ratings: {exc}", allow_retries=False) from exc
+    try:
         result = clean_rating_data(
             raw_ratings,
-            rating_min=config.rating_min,
-            rating_max=config.rating_max,
+            rating_min=rating_min,
+            rating_max=rating_max,
             max_rejected_fraction=config.max_rejected_fraction,
             source=str(storage.export),
         )

@@ -30,17 +30,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recsys_assets.core import rating_scale
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams  # noqa: F401 - re-exported
 from recsys_assets.core.threads import cpu_threads
 
-RATING_SCALE = 5.0  # the top of the MovieLens scale: only sets the units of alpha
-
 
 def confidence(ratings: np.ndarray, params: "IALSParams") -> np.ndarray:
-    """How sure the model is that a rated movie is wanted: ``1 + alpha * 5 * (rating / 5) ** exponent``."""
-    scaled = np.clip(np.asarray(ratings, dtype=np.float64), 0.0, None) / RATING_SCALE
-    return (1.0 + params.alpha * RATING_SCALE * scaled**params.confidence_exponent).astype(np.float32)
+    """How sure the model is that a rated movie is wanted: ``1 + alpha * top * (rating / top) ** exponent``,
+    ``top`` the top of the rating scale (5.0; core/rating_scale.py), which only sets the units of alpha."""
+    top = rating_scale.current().high
+    scaled = np.clip(np.asarray(ratings, dtype=np.float64), 0.0, None) / top
+    return (1.0 + params.alpha * top * scaled**params.confidence_exponent).astype(np.float32)
 
 
 @dataclass

@@ -31,7 +31,7 @@ class HeldOut:
         pairs = [(u, m) for u, movies in relevant.items() for m in movies]
         users = np.array([p[0] for p in pairs], dtype=np.int64)
         movies = np.array([p[1] for p in pairs], dtype=np.int64)
-        return cls.from_ratings(users, movies, np.full(len(pairs), 5.0), n_users, n_movies)
+        return cls.from_ratings(users, movies, np.ones(len(pairs)), n_users, n_movies, threshold=1.0)
 
 
 @dataclass
