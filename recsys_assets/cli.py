@@ -7,6 +7,7 @@
     recsys metrics [--model ...]                          (the published models' validation figures)
     recsys models [--data-dir data]                      (the kept published models)
     recsys rollback [VERSION] [--ranking] [--data-dir data]
+    recsys serve [--host 127.0.0.1] [--port 8000] [--data-dir data]   (HTTP API, reloads on promotion)
 
 Recommendations are ranked by the ranking model (data/ranking_model.pth, beside the
 rating model) and show the rating model's predicted rating and the rated movie behind
@@ -215,6 +216,27 @@ def _rollback(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from recsys_assets.api import serve
+    from recsys_assets.core.presentation import read_titles
+
+    if args.reload_interval <= 0:
+        raise ValueError(f"--reload-interval must be positive, got {args.reload_interval}")
+    titles = read_titles(args.movies)
+    print(f"serving the models in {args.data_dir} on http://{args.host}:{args.port} (docs at /docs; Ctrl-C stops)")
+    serve(args.data_dir, host=args.host, port=args.port, titles=titles, reload_interval=args.reload_interval)
+    return 0
+
+
+def _add_serve(sub, data_args) -> None:
+    p = sub.add_parser("serve", parents=[data_args], help="an HTTP API over the published models (FastAPI)")
+    p.add_argument("--host", default=settings.SERVE_HOST.get(), help="address to bind (default: $RECSYS_SERVE_HOST)")
+    p.add_argument("--port", type=int, default=settings.SERVE_PORT.integer(), help="port (default: $RECSYS_SERVE_PORT)")
+    p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between looks at the files (1)")
+    p.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
+    p.set_defaults(func=_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -272,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
     p.set_defaults(func=_rollback)
+    _add_serve(sub, data_args)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -115,6 +115,12 @@ FORCE_PUBLISH = Setting(
     "`1`: publish a new model even when the promotion rule rejects it",
     shown_default="off",
 )
+SERVE_HOST = Setting(
+    "RECSYS_SERVE_HOST",
+    "127.0.0.1",
+    "the address `recsys serve` binds (loopback; `0.0.0.0` exposes the API to the network)",
+)
+SERVE_PORT = Setting("RECSYS_SERVE_PORT", "8000", "the port of `recsys serve`")
 CELERY_BROKER = Setting(
     "RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset"
 )
@@ -141,6 +147,8 @@ SETTINGS: tuple[Setting, ...] = (
     TIMEZONE,
     RETRAIN_FORCE,
     FORCE_PUBLISH,
+    SERVE_HOST,
+    SERVE_PORT,
     CELERY_BROKER,
     CELERY_BACKEND,
     DAGSTER_HOME,
