@@ -99,8 +99,12 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
 
 
 def serve(data_dir: str, *, host: str, port: int, titles=None, reload_interval: float = 1.0) -> None:
-    """Run the API with uvicorn until interrupted (one process; requests in its thread pool)."""
+    """Run the API with uvicorn until interrupted (one process; requests in its thread pool, each request's
+    matrix products on one BLAS thread: concurrent requests are the parallelism, and 16 requests times
+    every core's BLAS threads would oversubscribe the CPUs)."""
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(1)
     app = create_app(ModelServer(data_dir), titles=titles, reload_interval=reload_interval)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -125,6 +126,13 @@ CELERY_BROKER = Setting(
     "RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset"
 )
 CELERY_BACKEND = Setting("RECSYS_CELERY_BACKEND", "", "Celery result backend URL", shown_default="unset")
+MOVIELENS_DIR = Setting(
+    "RECSYS_MOVIELENS_DIR",
+    "",
+    "the MovieLens ml-latest-small folder (`ratings.csv`, `movies.csv`) the tests and benchmarks that need "
+    "real data read; they are skipped without it",
+    shown_default="`../shared/datasets/ml-latest-small` beside the checkout",
+)
 DAGSTER_HOME = Setting(
     "DAGSTER_HOME",
     "",
@@ -151,6 +159,7 @@ SETTINGS: tuple[Setting, ...] = (
     SERVE_PORT,
     CELERY_BROKER,
     CELERY_BACKEND,
+    MOVIELENS_DIR,
     DAGSTER_HOME,
 )
 
@@ -158,6 +167,13 @@ SETTINGS: tuple[Setting, ...] = (
 def data_path(name: str, environ: Mapping[str, str] | None = None) -> str:
     """``name`` inside ``RECSYS_DATA_DIR`` (a folder or a URL), e.g. ``data/recommendation_model.pth``."""
     return f"{DATA_DIR.get(environ).rstrip('/')}/{name}"
+
+
+def movielens_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``RECSYS_MOVIELENS_DIR``, else ``../shared/datasets/ml-latest-small`` beside the checkout."""
+    if MOVIELENS_DIR.is_set(environ):
+        return Path(MOVIELENS_DIR.get(environ)).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
 
 
 def markdown_table() -> str:

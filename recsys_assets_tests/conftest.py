@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from recsys_assets import settings
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ML_SMALL = REPO_ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+ML_SMALL = settings.movielens_dir()  # RECSYS_MOVIELENS_DIR, else ../shared/datasets/ml-latest-small
 # the documented asset keys, in pipeline order: the chain to the loss plot, then the ranking side
 CHAIN_KEYS = [
     "raw_ratings",
