@@ -19,8 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from recsys_assets import settings
-from recsys_assets.core.model_file import ModelFileError
+try:
+    from recsys_assets import settings
+except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
+    raise SystemExit(f"recsys: error: {exc}") from None
+from recsys_assets.core.model_file import ModelFileError  # noqa: E402
 
 
 def _default_export() -> str:

@@ -73,6 +73,8 @@ def _isolate_env(monkeypatch):
     for setting in settings.SETTINGS:  # every variable the project reads, except DAGSTER_HOME
         if setting.name.startswith("RECSYS_"):
             monkeypatch.delenv(setting.name, raising=False)
+    # no settings file (a developer's recsys.env at the repo root must not reach the processes tests start)
+    monkeypatch.setenv(settings.SETTINGS_FILE.name, os.devnull)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 

@@ -4,9 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-. scripts/local_env.sh  # DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
+if [ -n "${RECSYS_EXPORT_PATH:-}" ]; then  # given for this run: kept in the settings file for the UI and later runs
+  if [ ! -f "$RECSYS_EXPORT_PATH" ]; then
+    echo "error: RECSYS_EXPORT_PATH=$RECSYS_EXPORT_PATH does not exist" >&2; exit 2
+  fi
+  RECSYS_SETTINGS_FILE="${RECSYS_SETTINGS_FILE:-$PWD/recsys.env}" \
+    .venv/bin/python -m recsys_assets.settings --set "RECSYS_EXPORT_PATH=$(realpath "$RECSYS_EXPORT_PATH")"
+fi
+. scripts/local_env.sh  # the settings file, DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
 if [ -n "${RECSYS_EXPORT_PATH:-}" ] && [ ! -f "$RECSYS_EXPORT_PATH" ]; then
-  echo "error: RECSYS_EXPORT_PATH=$RECSYS_EXPORT_PATH does not exist" >&2; exit 2
+  echo "error: RECSYS_EXPORT_PATH=$RECSYS_EXPORT_PATH (from $RECSYS_SETTINGS_FILE) does not exist" >&2; exit 2
 fi
 .venv/bin/recsys sample  # writes a synthetic export at the default path only when none is there
 echo "==> materializing all assets: dg launch --assets '*' (DAGSTER_HOME=$DAGSTER_HOME)"

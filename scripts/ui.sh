@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-. scripts/local_env.sh  # DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
+. scripts/local_env.sh  # the settings file, DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
 .venv/bin/recsys sample  # writes a synthetic export at the default path only when none is there
 cat <<MSG
 ==> the sensor new_export_sensor is ON: every ${RECSYS_SENSOR_INTERVAL:-30} s it looks at the current export
