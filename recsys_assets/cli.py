@@ -83,11 +83,17 @@ class ProgressBar:
 
 
 def _sample(args) -> int:
+    from recsys_assets.core.exports import is_sample_export
     from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
     path = Path(args.path)
+    if path.exists() and not is_sample_export(path):  # the user's own export: never replaced, never offered to be
+        if args.force:
+            raise ValueError(f"{path} is not a sample export (it is your data); --force only replaces a sample")
+        print(f"{path} exists and is not a sample export; keeping it")
+        return 0
     if path.exists() and not args.force:
-        print(f"{path} exists; keeping it (use --force to overwrite)")
+        print(f"{path} is a sample export; keeping it (--force writes a new sample)")
         return 0
     spec = SampleSpec(n_ratings=args.n_ratings, n_users=args.n_users, n_movies=args.n_movies, seed=args.seed)
     with ProgressBar(sys.stderr) as bar:
@@ -251,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-users", type=int, default=1_000, help="how many users (default 1000)")
     p.add_argument("--n-movies", type=int, default=4_000, help="how many movies (default 4000)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--force", action="store_true", help="replace an existing sample export (never your own file)")
     p.set_defaults(func=_sample)
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
     model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")

@@ -6,6 +6,9 @@ the drop folder is the current export; with none there, the fixed path is.
 Files still being written are skipped: names with a temporary suffix or a
 leading dot, and files whose size or modification time changed between two
 looks (see :class:`ExportWatcher`).
+
+A synthetic sample (``recsys sample``) leaves a marker beside itself (``.<name>.sample``, holding its
+content fingerprint), so the CLI and the sensor can tell the demo export from a user's own file.
 """
 
 import os
@@ -68,3 +71,29 @@ class ExportLook:
 def export_fingerprint(identity: dict) -> str:
     """One string for an export's identity (``size``, ``mtime_ns``, content ``fingerprint``)."""
     return f"{identity['fingerprint']}-{identity['size']}-{identity['mtime_ns']}"
+
+
+def sample_marker(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.sample")
+
+
+def mark_sample(path: str | os.PathLike) -> None:
+    """Record that ``path`` is a synthetic sample export, as it is now (its content fingerprint)."""
+    from recsys_assets.core.atomic import atomic_write_bytes
+
+    atomic_write_bytes(sample_marker(path), source_identity(Path(path))["fingerprint"].encode())
+
+
+def is_sample_export(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sample export written by ``recsys sample`` and unchanged since."""
+    try:
+        marked = sample_marker(path).read_text().strip()
+        return marked == source_identity(Path(path))["fingerprint"]
+    except OSError:
+        return False
+
+
+def content_key(fingerprint: str) -> str:
+    """An export fingerprint without its modification time: the same bytes give the same key."""
+    return fingerprint.rsplit("-", 1)[0]
