@@ -133,6 +133,13 @@ FORCE_PUBLISH = Setting(
     "`1`: publish a new model even when the promotion rule rejects it",
     shown_default="off",
 )
+VERBOSE = Setting(
+    "RECSYS_VERBOSE",
+    "",
+    "`1`: `scripts/run_pipeline.sh` prints Dagster's whole event log instead of one line per step "
+    "(the whole log is always in `$DAGSTER_HOME/last_run.log`)",
+    shown_default="off",
+)
 SERVE_HOST = Setting(
     "RECSYS_SERVE_HOST",
     "127.0.0.1",
@@ -173,6 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     TIMEZONE,
     RETRAIN_FORCE,
     FORCE_PUBLISH,
+    VERBOSE,
     SERVE_HOST,
     SERVE_PORT,
     CELERY_BROKER,

@@ -17,6 +17,13 @@ if [ -n "${RECSYS_EXPORT_PATH:-}" ] && [ ! -f "$RECSYS_EXPORT_PATH" ]; then
 fi
 .venv/bin/recsys sample  # writes a synthetic export at the default path only when none is there
 echo "==> materializing all assets: dg launch --assets '*' (DAGSTER_HOME=$DAGSTER_HOME)"
-dg launch --assets '*' "$@"
+case "${RECSYS_VERBOSE:-}" in
+  1 | true | yes | on) dg launch --assets '*' "$@" ;;  # Dagster's whole event log
+  *)  # one line per step, and the reason of a failure; the whole log goes to last_run.log
+    status=0
+    dg launch --assets '*' "$@" 2>&1 | .venv/bin/python -m recsys_assets.run_summary --log "$DAGSTER_HOME/last_run.log" \
+      || status=$?
+    [ "$status" = 0 ] || exit "$status" ;;
+esac
 echo "==> done (recsys models lists the published files; the loss plot is training_loss.png beside them)"
 .venv/bin/recsys metrics
