@@ -144,3 +144,37 @@ def background_process(args: list[str], env: dict, log: Path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+# --- test tiers: the fast tier (unit and defs tests) runs first, then the end-to-end tier (marked e2e) ----
+_TIERS: dict = {"fast_failed": False, "first_e2e": None, "config": None}
+
+
+def _is_e2e(item) -> bool:
+    return item.get_closest_marker("e2e") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the collected tests fast tier first (a stable sort keeps each tier's file order)."""
+    items.sort(key=_is_e2e)
+    _TIERS.update(first_e2e=next((item.nodeid for item in items if _is_e2e(item)), None), config=config)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    """Announce the end-to-end tier before its first test."""
+    reporter = _TIERS["config"].pluginmanager.get_plugin("terminalreporter") if _TIERS["config"] else None
+    if nodeid == _TIERS["first_e2e"] and reporter is not None:
+        skipped = ": skipped, the fast tier failed" if _TIERS["fast_failed"] else ""
+        reporter.ensure_newline()
+        reporter.write_sep("-", f"end-to-end tier (e2e){skipped}")
+
+
+def pytest_runtest_logreport(report):
+    if report.failed and "e2e" not in report.keywords:
+        _TIERS["fast_failed"] = True
+
+
+def pytest_runtest_setup(item):
+    """Skip the end-to-end tier when the fast tier failed (fix those first: they are quicker to rerun)."""
+    if _is_e2e(item) and _TIERS["fast_failed"]:
+        pytest.skip("the fast tier failed, so the end-to-end tier is not run (pytest -m e2e runs it alone)")
