@@ -23,7 +23,7 @@ CHAIN_KEYS = [
     "recommendation_model",
     "training_loss_plot",
 ]
-ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation"]
+ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation", "model_versions"]
 TINY = SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
 
 
