@@ -41,9 +41,11 @@ def test_the_server_swaps_a_whole_pair_and_keeps_the_old_one_on_a_bad_load(tmp_p
     assert loaded.recommender.ranker is not None and len(loaded.recommender.users) == 60
     assert not server.refresh() and server.current is loaded  # unchanged files: nothing reloaded
     (data / RATING_FILE).write_bytes(b"not a model")  # a broken file: the old pair stays
+    assert not server.refresh() and server.current is loaded  # changed: waits for a second look
     assert not server.refresh() and server.current is loaded and server.last_error
     (data / RANKING_FILE).unlink()
     _publish(second, data)
+    assert not server.refresh() and server.current is loaded  # mid-promotion as far as it knows
     assert server.refresh() and server.current is not loaded
     assert len(server.current.recommender.users) == 3 and server.current.recommender.ranker is None
     assert server.reloads == 2 and server.last_error is None

@@ -3,7 +3,8 @@ reloaded when a new version is promoted.
 
 :class:`ModelServer` holds one fully loaded :class:`Recommender` at a time. A background thread looks
 at both published files (their size, modification time and inode: one ``stat`` each) every
-``reload_interval`` seconds; when they changed, it loads the pair into a new ``Recommender`` and only
+``reload_interval`` seconds; when they changed and then stayed the same for one more look (a promotion
+replaces the two files one after the other), it loads the pair into a new ``Recommender`` and only
 then replaces the reference, so a request in flight keeps the object it started with and no request
 sees a half-loaded model. A load that fails (the pair is mid-swap, a file is being replaced) or a pair
 that changed while it loaded keeps the old model and is retried at the next look.
@@ -68,15 +69,18 @@ class ModelServer:
         self.last_error: str | None = None
         self.reloads = 0
         self._lock = threading.Lock()
+        self._last_look: tuple | None = None
 
     def stamp(self) -> tuple:
         return (_stat(self.store, RATING_FILE), _stat(self.store, RANKING_FILE))
 
     def refresh(self) -> bool:
-        """Load the published pair when it changed since the loaded one; True when a new pair is now served."""
+        """Load the published pair when it changed since the loaded one and is the same as at the previous
+        look (the first load needs no second look); True when a new pair is now served."""
         with self._lock:
-            before = self.stamp()
-            if self.current is not None and before == self.current.stamp:
+            before, previous = self.stamp(), self._last_look
+            self._last_look = before
+            if self.current is not None and (before == self.current.stamp or before != previous):
                 return False
             try:
                 recommender = Recommender.from_store(self.store, RATING_FILE)
