@@ -9,7 +9,8 @@ scripts/setup.sh
 cat <<MSG
 ==> the sensor new_export_sensor is ON: every ${RECSYS_SENSOR_INTERVAL:-30} s it looks at the current export
     (the newest complete file in ${RECSYS_DROP_DIR:-${RECSYS_DATA_DIR:-data}/exports}/, else the export path) and
-    starts one retraining run per new or changed file, including one this instance never ingested.
+    starts one retraining run per new or changed file that no kept model version was trained on.
+    Settings (the export path among them) come from the environment, then ${RECSYS_SETTINGS_FILE}.
     Turn it off under Automation in the UI. Serving http://${HOST:-127.0.0.1}:${PORT:-3000}
 MSG
 exec dg dev -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}"
