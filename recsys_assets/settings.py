@@ -247,9 +247,9 @@ def write_value(name: str, value: str, path: str | os.PathLike) -> None:
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     kept = [line for line in lines if not ((m := _LINE.match(line)) and m.group(1) == name)]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join([*kept, f"{name}={shlex.quote(value)}"]) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from recsys_assets.core.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, ("\n".join([*kept, f"{name}={shlex.quote(value)}"]) + "\n").encode())
 
 
 def markdown_table() -> str:
