@@ -14,12 +14,16 @@ routes answer 503 with the reason.
 import contextlib
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from recsys_assets.core.serving import Loaded, ModelServer
 
 MAX_K = 1000
+
+
+def _id():  # a fresh parameter per route: FastAPI binds the object to the route's parameter name
+    return Path(ge=-(2**63), le=2**63 - 1, description="a raw id from the export (64-bit)")
 
 
 class NewUser(BaseModel):
@@ -68,7 +72,7 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
         }
 
     @app.get("/users/{user_id}/recommendations")
-    def recommend(user_id: int, k: int = Query(10, ge=1, le=MAX_K), by: str = Query("ranking")) -> dict:
+    def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: str = Query("ranking")) -> dict:
         pair = loaded()
         if by not in ("ranking", "rating"):
             raise HTTPException(422, f"by must be 'ranking' or 'rating', got {by!r}")
@@ -76,7 +80,7 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
         return _answer(pair, frame, titles, user_id=user_id)
 
     @app.get("/movies/{movie_id}/similar")
-    def similar(movie_id: int, k: int = Query(10, ge=1, le=MAX_K)) -> dict:
+    def similar(movie_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K)) -> dict:
         pair = loaded()
         try:
             frame = pair.recommender.similar_movies(movie_id, k=k)
@@ -93,6 +97,8 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
             frame = pair.recommender.recommend_for_ratings(body.ratings, k=body.k)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        except OverflowError:
+            raise HTTPException(422, "movie ids are 64-bit integers") from None
         return _answer(pair, frame, titles)
 
     return app

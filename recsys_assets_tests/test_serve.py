@@ -115,6 +115,8 @@ def test_serve_answers_over_http_and_swaps_models_without_a_failed_request(tmp_p
         assert status == 200 and len(body["items"]) == 4 and body["fallback"] is None
         assert _post(f"{base}/recommendations", {"ratings": {str(movie_ids[20]): 99}})[0] == 422
         assert _get(f"{base}/users/1/recommendations?k=0")[0] == 422
+        assert _get(f"{base}/users/{2**70}/recommendations")[0] == 422  # beyond int64: a clear 422, not a 500
+        assert _post(f"{base}/recommendations", {"ratings": {str(2**70): 5}})[0] == 422
         stop, outcomes = threading.Event(), []
         workers = [threading.Thread(target=_hammer, args=(f"{base}/users/10/recommendations?k=2", stop, outcomes))]
         workers[0].start()
