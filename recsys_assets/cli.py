@@ -83,7 +83,7 @@ class ProgressBar:
 
 
 def _sample(args) -> int:
-    from recsys_assets.core.exports import is_sample_export
+    from recsys_assets.core.exports import is_sample_export, mark_sample
     from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
     path = Path(args.path)
@@ -98,6 +98,7 @@ def _sample(args) -> int:
     spec = SampleSpec(n_ratings=args.n_ratings, n_users=args.n_users, n_movies=args.n_movies, seed=args.seed)
     with ProgressBar(sys.stderr) as bar:
         write_sample_export(path, spec, on_progress=bar.update)
+    mark_sample(path)  # the demo export: the sensor and a later `recsys sample` recognise it
     print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
     return 0
 

@@ -120,7 +120,7 @@ def test_checkpoints_and_artifacts_publish_through_the_one_atomic_helper(tmp_pat
         atomic, "_replace", lambda tmp, target: (published.append(Path(target).name), real(tmp, target))
     )
     export = write_sample_export(tmp_path / "export.csv", SampleSpec(n_ratings=500, n_users=20, n_movies=50, seed=1))
-    assert published == ["export.csv", ".export.csv.sample"]  # the export, then its sample marker
+    assert published == ["export.csv"]
     MovieDataLoader(export, tmp_path / "ckpt.json", 100, 200).load()
     assert "ckpt.json" in published and "part-000001.arrow" in published
 

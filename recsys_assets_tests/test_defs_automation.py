@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core.exports import mark_sample
 from recsys_assets.core.ingest import CheckpointStore
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
@@ -131,6 +132,7 @@ def test_sensor_skips_exports_behind_kept_versions_and_the_demo_once_a_real_expo
     again = shutil.copy(mine, tmp_path / "again.csv")  # the same bytes, a new modification time
     os.utime(again, ns=(1, 1))
     demo = write_sample_export(tmp_path / "demo.csv", SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=9))
+    mark_sample(demo)  # as `recsys sample` does: the demo export
     with dg.instance_for_test() as fresh:  # a restart on a new instance: no materialization recorded
         for path, reason in ((again, "model v0001 was trained on the same bytes"), (demo, "synthetic demo export")):
             _, cursor = _tick(fresh, _storage(path, data_dir))

@@ -7,8 +7,9 @@ Files still being written are skipped: names with a temporary suffix or a
 leading dot, and files whose size or modification time changed between two
 looks (see :class:`ExportWatcher`).
 
-A synthetic sample (``recsys sample``) leaves a marker beside itself (``.<name>.sample``, holding its
-content fingerprint), so the CLI and the sensor can tell the demo export from a user's own file.
+The demo export (``recsys sample``) leaves a marker beside itself (``.<name>.sample``, the content
+fingerprints of the demos written at that path), so the CLI and the sensor can tell it from a user's
+own file.
 """
 
 import os
@@ -79,17 +80,26 @@ def sample_marker(path: str | os.PathLike) -> Path:
 
 
 def mark_sample(path: str | os.PathLike) -> None:
-    """Record that ``path`` is a synthetic sample export, as it is now (its content fingerprint)."""
+    """Record that ``path`` is the demo export, as it is now (its content fingerprint, after earlier ones)."""
     from recsys_assets.core.atomic import atomic_write_bytes
 
-    atomic_write_bytes(sample_marker(path), source_identity(Path(path))["fingerprint"].encode())
+    kept = sorted(sample_fingerprints(path))[-20:]
+    text = "\n".join([*kept, source_identity(Path(path))["fingerprint"]]) + "\n"
+    atomic_write_bytes(sample_marker(path), text.encode())
+
+
+def sample_fingerprints(path: str | os.PathLike) -> set[str]:
+    """The content fingerprints of the demo exports written at ``path`` (none without a marker)."""
+    try:
+        return set(sample_marker(path).read_text().split())
+    except OSError:
+        return set()
 
 
 def is_sample_export(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a sample export written by ``recsys sample`` and unchanged since."""
+    """Whether ``path`` is a demo export written by ``recsys sample`` and unchanged since."""
     try:
-        marked = sample_marker(path).read_text().strip()
-        return marked == source_identity(Path(path))["fingerprint"]
+        return source_identity(Path(path))["fingerprint"] in sample_fingerprints(path)
     except OSError:
         return False
 

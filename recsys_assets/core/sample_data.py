@@ -28,7 +28,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from recsys_assets.core.atomic import atomic_path
-from recsys_assets.core.exports import mark_sample
 
 HEADER = ("userId", "movieId", "rating", "timestamp")
 GENERATOR_VERSION = 2  # 2: which movies a user rates follows taste (cached exports name the version)
@@ -126,7 +125,7 @@ def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | 
 def write_sample_export(
     path: str | os.PathLike, spec: SampleSpec | None = None, *, on_progress: Progress | None = None
 ) -> Path:
-    """Write a synthetic export to ``path`` atomically (with its sample marker) and return the path."""
+    """Write a synthetic export to ``path`` atomically and return the path."""
     path = Path(path)
     table = generate_ratings(spec, on_progress=on_progress)
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
@@ -138,7 +137,6 @@ def write_sample_export(
                 pacsv.write_csv(table.slice(start, block), f, write_options=options)
                 if on_progress is not None:
                     on_progress("writing", min((start + block) / max(table.num_rows, 1), 1.0))
-    mark_sample(path)
     return path
 
 

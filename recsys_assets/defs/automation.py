@@ -21,7 +21,7 @@ import json
 import dagster as dg
 
 from recsys_assets import settings
-from recsys_assets.core.exports import ExportLook, content_key, is_sample_export
+from recsys_assets.core.exports import ExportLook, content_key, is_sample_export, sample_fingerprints
 from recsys_assets.defs.resources import RecsysStorage
 
 retrain_job = dg.define_asset_job(
@@ -64,7 +64,8 @@ def _not_new(storage: RecsysStorage, instance: dg.DagsterInstance, path: str, fi
     kept = kept_exports(storage)
     if content_key(fingerprint) in kept:
         return f"{path} was already ingested: {kept[content_key(fingerprint)]} was trained on the same bytes"
-    if kept and is_sample_export(path):
+    demos = sample_fingerprints(path) if is_sample_export(path) else set()
+    if demos and any(key.split("-")[0] not in demos for key in kept):  # a model of a real export is kept
         return (
             f"{path} is the synthetic demo export and models of another export are kept; the sensor leaves it "
             "(set RECSYS_EXPORT_PATH in recsys.env; materialize by hand to train on the demo)"
