@@ -40,7 +40,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir() / "ratings.csv"  # RECSYS_MOVIELENS_DIR
 OUT = ROOT / "benchmarks" / "output"
 # recsys_assets.core.sample_data.GENERATOR_VERSION of the cached exports (a test keeps them equal)
 GENERATOR_VERSION = 2

@@ -17,7 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir() / "ratings.csv"  # RECSYS_MOVIELENS_DIR
 
 
 def main() -> None:

@@ -31,7 +31,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir() / "ratings.csv"  # RECSYS_MOVIELENS_DIR
 BINS = 30
 LR_DRIFT = (0.0, 1e-5, 1e-4)  # step sizes tried for alpha_u (dev is up to ~40, so these are small)
 LR_BIN = (0.0, 0.003)

@@ -35,7 +35,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir() / "ratings.csv"  # RECSYS_MOVIELENS_DIR
 OUT = ROOT / "benchmarks" / "output"
 CONTENTION_SPEC = {"n_ratings": 3_000_000, "n_users": 20_000, "n_movies": 10_000, "seed": 16}
 

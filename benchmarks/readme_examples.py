@@ -14,7 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir()  # RECSYS_MOVIELENS_DIR
 COMMANDS = [
     "recsys recommend --user 1 -k 5",
     "recsys recommend --user 1 -k 5 --by rating",

@@ -21,7 +21,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-ML_SMALL = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
+from recsys_assets.settings import movielens_dir  # noqa: E402
+
+ML_SMALL = movielens_dir() / "ratings.csv"  # RECSYS_MOVIELENS_DIR
 OUT = ROOT / "benchmarks" / "output"
 
 GRID = {  # a first, broader pass (factors 64-192, regularization 15-60, alpha 0.5-2, exponent 1-5) peaked at its edge

@@ -7,6 +7,7 @@
     recsys metrics [--model ...]                          (the published models' validation figures)
     recsys models [--data-dir data]                      (the kept published models)
     recsys rollback [VERSION] [--ranking] [--data-dir data]
+    recsys serve [--host 127.0.0.1] [--port 8000] [--data-dir data]   (HTTP API, reloads on promotion)
 
 Recommendations are ranked by the ranking model (data/ranking_model.pth, beside the
 rating model) and show the rating model's predicted rating and the rated movie behind
@@ -18,8 +19,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from recsys_assets import settings
-from recsys_assets.core.model_file import ModelFileError
+try:
+    from recsys_assets import settings
+except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
+    raise SystemExit(f"recsys: error: {exc}") from None
+from recsys_assets.core.model_file import ModelFileError  # noqa: E402
 
 
 def _default_export() -> str:
@@ -79,15 +83,22 @@ class ProgressBar:
 
 
 def _sample(args) -> int:
+    from recsys_assets.core.exports import is_sample_export, mark_sample
     from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
     path = Path(args.path)
+    if path.exists() and not is_sample_export(path):  # the user's own export: never replaced, never offered to be
+        if args.force:
+            raise ValueError(f"{path} is not a sample export (it is your data); --force only replaces a sample")
+        print(f"{path} exists and is not a sample export; keeping it")
+        return 0
     if path.exists() and not args.force:
-        print(f"{path} exists; keeping it (use --force to overwrite)")
+        print(f"{path} is a sample export; keeping it (--force writes a new sample)")
         return 0
     spec = SampleSpec(n_ratings=args.n_ratings, n_users=args.n_users, n_movies=args.n_movies, seed=args.seed)
     with ProgressBar(sys.stderr) as bar:
         write_sample_export(path, spec, on_progress=bar.update)
+    mark_sample(path)  # the demo export: the sensor and a later `recsys sample` recognise it
     print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
     return 0
 
@@ -215,6 +226,27 @@ def _rollback(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from recsys_assets.api import serve
+    from recsys_assets.core.presentation import read_titles
+
+    if args.reload_interval <= 0:
+        raise ValueError(f"--reload-interval must be positive, got {args.reload_interval}")
+    titles = read_titles(args.movies)
+    print(f"serving the models in {args.data_dir} on http://{args.host}:{args.port} (docs at /docs; Ctrl-C stops)")
+    serve(args.data_dir, host=args.host, port=args.port, titles=titles, reload_interval=args.reload_interval)
+    return 0
+
+
+def _add_serve(sub, data_args) -> None:
+    p = sub.add_parser("serve", parents=[data_args], help="an HTTP API over the published models (FastAPI)")
+    p.add_argument("--host", default=settings.SERVE_HOST.get(), help="address to bind (default: $RECSYS_SERVE_HOST)")
+    p.add_argument("--port", type=int, default=settings.SERVE_PORT.integer(), help="port (default: $RECSYS_SERVE_PORT)")
+    p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between looks at the files (1)")
+    p.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
+    p.set_defaults(func=_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -226,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-users", type=int, default=1_000, help="how many users (default 1000)")
     p.add_argument("--n-movies", type=int, default=4_000, help="how many movies (default 4000)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--force", action="store_true", help="replace an existing sample export (never your own file)")
     p.set_defaults(func=_sample)
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
     model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")
@@ -272,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
     p.set_defaults(func=_rollback)
+    _add_serve(sub, data_args)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from recsys_assets.defs import evaluation, executors, features, ingest, ranking, training
+from recsys_assets.defs import evaluation, executors, features, ingest, ranking, training, versions
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +38,7 @@ ASSETS = [
     ranking.ranking_model,
     evaluation.user_recommendations,
     evaluation.model_evaluation,
+    versions.model_versions,
 ]
 
 

@@ -8,12 +8,24 @@ through it, and the README's table of settings is generated from it::
     python -m benchmarks.readme_blocks settings   # rewrites the README's settings block with it
 
 A variable that is set but empty counts as unset (its default applies).
+
+**The settings file.** Values that should outlive one shell go in ``recsys.env`` (``NAME=value``
+lines; ``#`` comments, an optional ``export``, optional quotes), found through
+``RECSYS_SETTINGS_FILE`` (default: ``recsys.env`` in the current folder; the scripts set it to the
+repo root's). Importing this module fills every variable the environment does not set from it, so
+``dg``, the daemon, every run worker and ``recsys`` read the same values; the environment wins::
+
+    python -m recsys_assets.settings --set RECSYS_EXPORT_PATH=/data/ratings.csv   # write one value
+    python -m recsys_assets.settings --shell     # `export` lines for the scripts (scripts/local_env.sh)
 """
 
 import os
+import re
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 
@@ -53,6 +65,12 @@ class Setting:
         return value
 
 
+SETTINGS_FILE = Setting(
+    "RECSYS_SETTINGS_FILE",
+    "recsys.env",
+    "the settings file: `NAME=value` lines for any variable of this table; the environment wins over it",
+    shown_default="`recsys.env` (the scripts: the repo root's)",
+)
 EXPORT_PATH = Setting("RECSYS_EXPORT_PATH", "data/ratings_export.csv", "the export to ingest")
 DATA_DIR = Setting(
     "RECSYS_DATA_DIR",
@@ -126,10 +144,30 @@ FORCE_PUBLISH = Setting(
     "`1`: publish a new model even when the promotion rule rejects it",
     shown_default="off",
 )
+VERBOSE = Setting(
+    "RECSYS_VERBOSE",
+    "",
+    "`1`: `scripts/run_pipeline.sh` prints Dagster's whole event log instead of one line per step "
+    "(the whole log is always in `$DAGSTER_HOME/last_run.log`)",
+    shown_default="off",
+)
+SERVE_HOST = Setting(
+    "RECSYS_SERVE_HOST",
+    "127.0.0.1",
+    "the address `recsys serve` binds (loopback; `0.0.0.0` exposes the API to the network)",
+)
+SERVE_PORT = Setting("RECSYS_SERVE_PORT", "8000", "the port of `recsys serve`")
 CELERY_BROKER = Setting(
     "RECSYS_CELERY_BROKER", "", "Celery broker URL (`RECSYS_EXECUTOR=celery`)", shown_default="unset"
 )
 CELERY_BACKEND = Setting("RECSYS_CELERY_BACKEND", "", "Celery result backend URL", shown_default="unset")
+MOVIELENS_DIR = Setting(
+    "RECSYS_MOVIELENS_DIR",
+    "",
+    "the MovieLens ml-latest-small folder (`ratings.csv`, `movies.csv`) the tests and benchmarks that need "
+    "real data read; they are skipped without it",
+    shown_default="`../shared/datasets/ml-latest-small` beside the checkout",
+)
 DAGSTER_HOME = Setting(
     "DAGSTER_HOME",
     "",
@@ -138,6 +176,7 @@ DAGSTER_HOME = Setting(
 )
 
 SETTINGS: tuple[Setting, ...] = (
+    SETTINGS_FILE,
     EXPORT_PATH,
     DATA_DIR,
     WORK_DIR,
@@ -154,8 +193,12 @@ SETTINGS: tuple[Setting, ...] = (
     TIMEZONE,
     RETRAIN_FORCE,
     FORCE_PUBLISH,
+    VERBOSE,
+    SERVE_HOST,
+    SERVE_PORT,
     CELERY_BROKER,
     CELERY_BACKEND,
+    MOVIELENS_DIR,
     DAGSTER_HOME,
 )
 
@@ -163,6 +206,63 @@ SETTINGS: tuple[Setting, ...] = (
 def data_path(name: str, environ: Mapping[str, str] | None = None) -> str:
     """``name`` inside ``RECSYS_DATA_DIR`` (a folder or a URL), e.g. ``data/recommendation_model.pth``."""
     return f"{DATA_DIR.get(environ).rstrip('/')}/{name}"
+
+
+def movielens_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``RECSYS_MOVIELENS_DIR``, else ``../shared/datasets/ml-latest-small`` beside the checkout."""
+    if MOVIELENS_DIR.is_set(environ):
+        return Path(MOVIELENS_DIR.get(environ)).expanduser()
+    return Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ml-latest-small"
+
+
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def read_file(path: str | os.PathLike) -> dict[str, str]:
+    """The ``NAME=value`` pairs of a settings file; a line that is not one, or a name this module does not
+    declare, is a ``ValueError`` naming the file and line."""
+    known = {s.name for s in SETTINGS} - {SETTINGS_FILE.name}
+    values = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None or match.group(1) not in known:
+            what = f"unknown setting {match.group(1)}" if match else "not a NAME=value line"
+            raise ValueError(f"{path}:{number}: {what} (the settings are listed by python -m recsys_assets.settings)")
+        value = match.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[match.group(1)] = value
+    return values
+
+
+def settings_file(environ: Mapping[str, str] | None = None) -> Path:
+    return Path(SETTINGS_FILE.get(environ)).expanduser()
+
+
+def apply_file(environ=None) -> dict[str, str]:
+    """Fill the variables ``environ`` (default ``os.environ``) does not set from the settings file; the
+    values taken."""
+    environ = os.environ if environ is None else environ
+    path = settings_file(environ)
+    if not path.is_file():
+        return {}
+    taken = {name: value for name, value in read_file(path).items() if not environ.get(name, "").strip()}
+    environ.update(taken)
+    return taken
+
+
+def write_value(name: str, value: str, path: str | os.PathLike) -> None:
+    """Set ``name=value`` in the settings file at ``path`` (created if missing), keeping its other lines."""
+    if name not in {s.name for s in SETTINGS} - {SETTINGS_FILE.name}:
+        raise ValueError(f"unknown setting {name}")
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept = [line for line in lines if not ((m := _LINE.match(line)) and m.group(1) == name)]
+    from recsys_assets.core.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, ("\n".join([*kept, f"{name}={shlex.quote(value)}"]) + "\n").encode())
 
 
 def markdown_table() -> str:
@@ -174,5 +274,26 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["--shell"]:  # the file's values the environment lacks, as `export` lines
+        for name, value in FROM_FILE.items():
+            sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
+    elif argv[:1] == ["--set"] and len(argv) == 2 and "=" in argv[1]:
+        name, value = argv[1].split("=", 1)
+        write_value(name, value, settings_file())
+        sys.stdout.write(f"{name}={value} saved in {settings_file()}\n")
+    else:
+        sys.stdout.write(markdown_table() + "\n")
+    return 0
+
+
+try:  # the settings file fills what the environment does not set, for every reader of this module
+    FROM_FILE = apply_file()
+except (OSError, ValueError) as exc:  # a clear one-line reason wherever the import happens (dg shows it)
+    raise ValueError(f"the settings file {settings_file()} cannot be used: {exc}") from None
+
 if __name__ == "__main__":
-    sys.stdout.write(markdown_table() + "\n")
+    try:
+        raise SystemExit(_main(sys.argv[1:]))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from recsys_assets import settings
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ML_SMALL = REPO_ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+ML_SMALL = settings.movielens_dir()  # RECSYS_MOVIELENS_DIR, else ../shared/datasets/ml-latest-small
 # the documented asset keys, in pipeline order: the chain to the loss plot, then the ranking side
 CHAIN_KEYS = [
     "raw_ratings",
@@ -22,7 +23,7 @@ CHAIN_KEYS = [
     "recommendation_model",
     "training_loss_plot",
 ]
-ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation"]
+ASSET_KEYS = [*CHAIN_KEYS, "ranking_model", "user_recommendations", "model_evaluation", "model_versions"]
 TINY = SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7)
 
 
@@ -72,6 +73,8 @@ def _isolate_env(monkeypatch):
     for setting in settings.SETTINGS:  # every variable the project reads, except DAGSTER_HOME
         if setting.name.startswith("RECSYS_"):
             monkeypatch.delenv(setting.name, raising=False)
+    # no settings file (a developer's recsys.env at the repo root must not reach the processes tests start)
+    monkeypatch.setenv(settings.SETTINGS_FILE.name, os.devnull)
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
@@ -141,3 +144,37 @@ def background_process(args: list[str], env: dict, log: Path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+# --- test tiers: the fast tier (unit and defs tests) runs first, then the end-to-end tier (marked e2e) ----
+_TIERS: dict = {"fast_failed": False, "first_e2e": None, "config": None}
+
+
+def _is_e2e(item) -> bool:
+    return item.get_closest_marker("e2e") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the collected tests fast tier first (a stable sort keeps each tier's file order)."""
+    items.sort(key=_is_e2e)
+    _TIERS.update(first_e2e=next((item.nodeid for item in items if _is_e2e(item)), None), config=config)
+
+
+def pytest_runtest_logstart(nodeid, location):
+    """Announce the end-to-end tier before its first test."""
+    reporter = _TIERS["config"].pluginmanager.get_plugin("terminalreporter") if _TIERS["config"] else None
+    if nodeid == _TIERS["first_e2e"] and reporter is not None:
+        skipped = ": skipped, the fast tier failed" if _TIERS["fast_failed"] else ""
+        reporter.ensure_newline()
+        reporter.write_sep("-", f"end-to-end tier (e2e){skipped}")
+
+
+def pytest_runtest_logreport(report):
+    if report.failed and "e2e" not in report.keywords:
+        _TIERS["fast_failed"] = True
+
+
+def pytest_runtest_setup(item):
+    """Skip the end-to-end tier when the fast tier failed (fix those first: they are quicker to rerun)."""
+    if _is_e2e(item) and _TIERS["fast_failed"]:
+        pytest.skip("the fast tier failed, so the end-to-end tier is not run (pytest -m e2e runs it alone)")

@@ -122,3 +122,24 @@ def test_a_path_that_cannot_be_written_is_a_clear_error(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert err.startswith("recsys: error:") and "Traceback" not in err
+
+
+def test_sample_never_offers_to_overwrite_a_users_own_export(tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    small = ["--n-ratings", "200", "--n-users", "20", "--n-movies", "50"]
+    sample, mine = tmp_path / "sample.csv", tmp_path / "mine.csv"
+    assert main(["sample", "--path", str(sample), *small]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--path", str(sample), *small]) == 0
+    assert "is a sample export; keeping it (--force writes a new sample)" in capsys.readouterr().out
+    assert main(["sample", "--path", str(sample), "--seed", "3", "--force", *small]) == 0  # a sample: replaced
+    mine.write_text("userId,movieId,rating,timestamp\n1,1,4.0,1\n")
+    assert main(["sample", "--path", str(mine), *small]) == 0
+    out = capsys.readouterr().out
+    assert "is not a sample export; keeping it" in out.splitlines()[-1] and "--force" not in out.splitlines()[-1]
+    assert main(["sample", "--path", str(mine), "--force", *small]) == 2
+    assert "not a sample export" in capsys.readouterr().err
+    assert mine.read_text() == "userId,movieId,rating,timestamp\n1,1,4.0,1\n"  # nothing lost
+    sample.write_bytes(sample.read_bytes() + b"1,2,3.0,2\n")  # a sample edited by hand is the user's data now
+    assert main(["sample", "--path", str(sample), "--force", *small]) == 2

@@ -10,7 +10,7 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resource
 
 from .conftest import ASSET_KEYS
 
-ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, recommendations, evaluation
+ALL_ASSETS = ASSETS  # raw_ratings, cleaned_ratings, mappings, splits, model, plot, ..., evaluation, versions
 KEYS = set(ASSET_KEYS[:8])
 EVAL_KEYS = set(ASSET_KEYS[8:])
 
@@ -104,6 +104,19 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     assert ev["chart"].value.startswith("![Rankers side by side](data:image/png;base64,")
     table = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet")
     assert table["ranker"].tolist() == ["ranking model (iALS)", "rating model (MF)", "most popular"]
+
+    # the charts the UI shows on the asset page without a click: markdown under its 1,000-character limit
+    for inline in (plot_md["loss"].value, ev["ndcg"].value):
+        assert inline.startswith("![") and "(data:image/png;base64," in inline and len(inline) < 1000
+    assert list(ev)[0] == "ndcg" and "best epoch" in plot_md["loss"].value
+    versions = _mats(result, "model_versions")[0].metadata
+    rows = [record.data for record in versions["versions"].value.records]
+    assert [(r["model"], r["version"], r["published"]) for r in rows] == [
+        ("rating", "v0001", True),
+        ("ranking", "v0001", True),
+    ]
+    assert rows[0]["metric"] == "val_rmse" and rows[0]["value"] == round(model_md["val_rmse"].value, 4)
+    assert rows[1]["metric"] == "val_ndcg_at_10" and rows[0]["ratings"] > 0 and len(rows[0]["export"]) == 12
 
 
 def test_a_ranking_model_that_loses_to_most_popular_is_not_published(tiny_export, data_dir):

@@ -5,6 +5,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from recsys_assets.core.exports import mark_sample
 from recsys_assets.core.ingest import CheckpointStore
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
@@ -117,6 +118,30 @@ def test_run_keys_deduplicate_requests(tmp_path, data_dir):
         _, fresh = _tick(instance, storage)
         repeat, _ = _tick(instance, storage, fresh)
         assert repeat.run_key == first.run_key
+
+
+def test_sensor_skips_exports_behind_kept_versions_and_the_demo_once_a_real_export_is_published(tmp_path, data_dir):
+    import os
+    import shutil
+
+    sample = write_sample_export(tmp_path / "sample.csv", SMALL)
+    mine = shutil.copy(sample, tmp_path / "mine.csv")  # the user's own file: no sample marker
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(ASSETS, resources=_resources(mine, data_dir), instance=instance).success
+    assert (data_dir / "models" / "recommendation_model" / "v0001.json").exists()
+    again = shutil.copy(mine, tmp_path / "again.csv")  # the same bytes, a new modification time
+    os.utime(again, ns=(1, 1))
+    demo = write_sample_export(tmp_path / "demo.csv", SampleSpec(n_ratings=3_000, n_users=100, n_movies=300, seed=9))
+    mark_sample(demo)  # as `recsys sample` does: the demo export
+    with dg.instance_for_test() as fresh:  # a restart on a new instance: no materialization recorded
+        for path, reason in ((again, "model v0001 was trained on the same bytes"), (demo, "synthetic demo export")):
+            _, cursor = _tick(fresh, _storage(path, data_dir))
+            skipped, _ = _tick(fresh, _storage(path, data_dir), cursor)
+            assert isinstance(skipped, dg.SkipReason) and reason in skipped.skip_message, skipped
+        with open(demo, "a") as f:  # edited by hand: no longer the sample that was written
+            f.write("1,1,4.0,1\n")
+        _, cursor = _tick(fresh, _storage(demo, data_dir))
+        assert isinstance(_tick(fresh, _storage(demo, data_dir), cursor)[0], dg.RunRequest)
 
 
 # ------------------------------------------------------------------------- schedule

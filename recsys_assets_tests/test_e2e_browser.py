@@ -124,13 +124,21 @@ def test_materialize_all_from_the_browser(server):
             page.get_by_text("val_rmse", exact=True).first.wait_for()
             page.screenshot(path=str(SHOTS / "3-recommendation-model.png"), full_page=True)
 
-            page.goto(f"{base}/assets/training_loss_plot", wait_until="networkidle")
-            page.get_by_text("[Show Markdown]").first.click()
-            image = page.locator('img[src^="data:image/png"]').first
-            image.wait_for()
-            width, height, complete = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
-            assert complete and width >= 300 and height >= 200
-            page.screenshot(path=str(SHOTS / "4-training-loss-plot.png"))
+            # the loss curves and the rankers' chart are on the asset pages themselves: no click
+            for asset, shot in (("training_loss_plot", "4-training-loss-plot"), ("model_evaluation", "5-evaluation")):
+                page.goto(f"{base}/assets/{asset}", wait_until="networkidle")
+                image = page.locator('img[src^="data:image/png"]').first
+                image.wait_for()
+                width, height, complete = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
+                assert complete and width >= 200 and height >= 30
+                page.screenshot(path=str(SHOTS / f"{shot}.png"))
+            page.get_by_text("[Show Markdown]").first.click()  # the full-size figure, one click away
+            page.locator('img[src^="data:image/png"]').nth(1).wait_for()
+
+            page.goto(f"{base}/assets/model_versions", wait_until="networkidle")
+            page.get_by_text("val_ndcg_at_10", exact=True).first.wait_for()  # the versions table, shown inline
+            page.get_by_text("v0001", exact=True).first.wait_for()
+            page.screenshot(path=str(SHOTS / "6-model-versions.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(SHOTS / "failure.png"))
             raise

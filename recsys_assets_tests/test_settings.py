@@ -53,3 +53,63 @@ def test_only_settings_py_reads_the_environment_for_recsys_variables():
         if p.name != "settings.py" and direct.search(p.read_text())
     ]
     assert not offenders, f"read RECSYS_* through recsys_assets.settings instead: {offenders}"
+
+
+def test_the_settings_file_fills_what_the_environment_does_not_set(tmp_path):
+    path = tmp_path / "recsys.env"
+    path.write_text(
+        "# where the real export lives\n\nexport RECSYS_EXPORT_PATH='/srv/exports/ratings.csv'\n"
+        'RECSYS_SENSOR_INTERVAL = "5"\nRECSYS_DATA_DIR=data\n'
+    )
+    values = settings.read_file(path)
+    assert values == {
+        "RECSYS_EXPORT_PATH": "/srv/exports/ratings.csv",
+        "RECSYS_SENSOR_INTERVAL": "5",
+        "RECSYS_DATA_DIR": "data",
+    }
+    environ = {"RECSYS_SETTINGS_FILE": str(path), "RECSYS_DATA_DIR": "/elsewhere", "RECSYS_SENSOR_INTERVAL": " "}
+    taken = settings.apply_file(environ)
+    assert taken == {"RECSYS_EXPORT_PATH": "/srv/exports/ratings.csv", "RECSYS_SENSOR_INTERVAL": "5"}
+    assert environ["RECSYS_DATA_DIR"] == "/elsewhere"  # the environment wins
+    assert settings.apply_file({"RECSYS_SETTINGS_FILE": str(tmp_path / "none.env")}) == {}
+    settings.write_value("RECSYS_SENSOR_INTERVAL", "9", path)
+    settings.write_value("RECSYS_MOVIES_PATH", "/a b/movies.csv", path)
+    assert settings.read_file(path) == {
+        **values,
+        "RECSYS_SENSOR_INTERVAL": "9",
+        "RECSYS_MOVIES_PATH": "/a b/movies.csv",
+    }
+    assert path.read_text().startswith("# where the real export lives\n")  # other lines kept
+    path.write_text("RECSYS_EXPORT_PATH=x\nRECSYS_EXPORTPATH=y\n")
+    with pytest.raises(ValueError, match=r"recsys.env:2: unknown setting RECSYS_EXPORTPATH"):
+        settings.read_file(path)
+    with pytest.raises(ValueError, match="unknown setting"):
+        settings.write_value("RECSYS_NOPE", "1", path)
+
+
+def _run(args: list[str], env: dict, **kwargs):
+    import os
+    import subprocess
+
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, **kwargs)
+
+
+def test_recsys_the_code_location_and_the_scripts_read_the_settings_file(tmp_path, model_file):
+    import sys
+
+    path = tmp_path / "recsys.env"
+    path.write_text(f"RECSYS_SENSOR_INTERVAL=7\nRECSYS_DATA_DIR={model_file.parent}\n")
+    env = {"RECSYS_SETTINGS_FILE": str(path)}
+    proc = _run([sys.executable, "-m", "recsys_assets.cli", "metrics"], env)  # the model in the file's data dir
+    assert proc.returncode == 0 and "validation RMSE 1.0000" in proc.stdout, proc.stderr
+    code = "from recsys_assets.defs import automation; print(automation.new_export_sensor.minimum_interval_seconds)"
+    assert _run([sys.executable, "-c", code], env).stdout.strip() == "7"  # what `dg` loads
+    script = ". scripts/local_env.sh && echo $RECSYS_SENSOR_INTERVAL $DAGSTER_HOME"
+    env_sh = {**env, "DAGSTER_HOME": str(tmp_path / "home"), "RECSYS_DROP_DIR": str(tmp_path / "drop")}
+    proc = _run(["bash", "-c", script], env_sh)
+    assert proc.returncode == 0 and proc.stdout.split() == ["7", str(tmp_path / "home")], proc.stderr
+    assert _run(["bash", "-c", script], {**env_sh, "RECSYS_SENSOR_INTERVAL": "3"}).stdout.split()[0] == "3"
+    path.write_text("RECSYS_SENSOR_INTERVAL=7\nnot a setting\n")
+    proc = _run([sys.executable, "-m", "recsys_assets.cli", "metrics"], env)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "recsys.env:2" in proc.stderr
+    assert _run(["bash", "-c", script], env_sh).returncode != 0  # the scripts stop at a malformed file

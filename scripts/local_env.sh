@@ -3,6 +3,11 @@
 #   dagster.yaml (or only the telemetry line that earlier versions wrote): telemetry off, pool limits.
 # * The drop folder for new exports (data/exports/, or RECSYS_DROP_DIR) exists.
 # * .venv is the active environment, so `dg` finds the project's own.
+# * The settings file (RECSYS_SETTINGS_FILE, default recsys.env at the repo root) fills every variable the
+#   environment does not set; recsys_assets/settings.py reads it (and so do dg, its runs and recsys).
+export RECSYS_SETTINGS_FILE="${RECSYS_SETTINGS_FILE:-$PWD/recsys.env}"
+from_file="$(.venv/bin/python -m recsys_assets.settings --shell)" || return 1  # a malformed file stops the script
+eval "$from_file"
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 mkdir -p "$DAGSTER_HOME"
 if [ ! -f "$DAGSTER_HOME/dagster.yaml" ] \

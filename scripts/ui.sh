@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-. scripts/local_env.sh  # DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
+. scripts/local_env.sh  # the settings file, DAGSTER_HOME, its dagster.yaml, data/exports/, the active .venv
 .venv/bin/recsys sample  # writes a synthetic export at the default path only when none is there
 cat <<MSG
 ==> the sensor new_export_sensor is ON: every ${RECSYS_SENSOR_INTERVAL:-30} s it looks at the current export
     (the newest complete file in ${RECSYS_DROP_DIR:-${RECSYS_DATA_DIR:-data}/exports}/, else the export path) and
-    starts one retraining run per new or changed file, including one this instance never ingested.
+    starts one retraining run per new or changed file that no kept model version was trained on.
+    Settings (the export path among them) come from the environment, then ${RECSYS_SETTINGS_FILE}.
     Turn it off under Automation in the UI. Serving http://${HOST:-127.0.0.1}:${PORT:-3000}
 MSG
 exec dg dev -h "${HOST:-127.0.0.1}" -p "${PORT:-3000}"

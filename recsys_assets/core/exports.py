@@ -10,6 +10,10 @@ leads outside it is never followed (:func:`drop_folder_files` says why it was
 left out, for the sensor's reason and the ingest log): whoever can write into
 the drop folder must not make the pipeline read, and show, any file the
 pipeline's user can read.
+
+The demo export (``recsys sample``) leaves a marker beside itself (``.<name>.sample``, the content
+fingerprints of the demos written at that path), so the CLI and the sensor can tell it from a user's
+own file.
 """
 
 import os
@@ -98,3 +102,38 @@ class ExportLook:
 def export_fingerprint(identity: dict) -> str:
     """One string for an export's identity (``size``, ``mtime_ns``, content ``fingerprint``)."""
     return f"{identity['fingerprint']}-{identity['size']}-{identity['mtime_ns']}"
+
+
+def sample_marker(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.sample")
+
+
+def mark_sample(path: str | os.PathLike) -> None:
+    """Record that ``path`` is the demo export, as it is now (its content fingerprint, after earlier ones)."""
+    from recsys_assets.core.atomic import atomic_write_bytes
+
+    kept = sorted(sample_fingerprints(path))[-20:]
+    text = "\n".join([*kept, source_identity(Path(path))["fingerprint"]]) + "\n"
+    atomic_write_bytes(sample_marker(path), text.encode())
+
+
+def sample_fingerprints(path: str | os.PathLike) -> set[str]:
+    """The content fingerprints of the demo exports written at ``path`` (none without a marker)."""
+    try:
+        return set(sample_marker(path).read_text().split())
+    except OSError:
+        return set()
+
+
+def is_sample_export(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a demo export written by ``recsys sample`` and unchanged since."""
+    try:
+        return source_identity(Path(path))["fingerprint"] in sample_fingerprints(path)
+    except OSError:
+        return False
+
+
+def content_key(fingerprint: str) -> str:
+    """An export fingerprint without its modification time: the same bytes give the same key."""
+    return fingerprint.rsplit("-", 1)[0]

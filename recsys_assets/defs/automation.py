@@ -4,8 +4,12 @@
   ``RECSYS_SENSOR_INTERVAL`` seconds (default 30).  A new or changed file is
   first seen as *pending*; when a later look finds it unchanged (size and
   modification time), it is complete, and exactly one run of the whole asset
-  chain is requested for its fingerprint (the run key), unless ``raw_ratings``
-  was already materialized from that fingerprint.
+  chain is requested for its fingerprint (the run key), unless the export was
+  already ingested: the latest ``raw_ratings`` materialization, or any kept model
+  version (``data/models``) trained on the same bytes, so a restart with a fresh
+  instance does not publish a byte-identical version again.  Once models of a
+  real export are kept, the synthetic demo export (``recsys sample``) is never
+  ingested by the sensor.
 * ``retrain_schedule`` (off by default) runs on ``RECSYS_RETRAIN_CRON``
   (default ``0 3 * * *``) in ``RECSYS_TIMEZONE`` (default UTC): it retrains when
   the export changed since the last ingest and otherwise skips, unless
@@ -20,7 +24,7 @@ import json
 import dagster as dg
 
 from recsys_assets import settings
-from recsys_assets.core.exports import ExportLook, refused_exports
+from recsys_assets.core.exports import ExportLook, content_key, is_sample_export, refused_exports, sample_fingerprints
 from recsys_assets.defs.resources import RecsysStorage
 
 retrain_job = dg.define_asset_job(
@@ -37,6 +41,39 @@ def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
         return None
     value = event.asset_materialization.metadata.get("export_fingerprint")
     return value.value if value is not None else None
+
+
+def kept_exports(storage: RecsysStorage) -> dict[str, str]:
+    """The exports behind the kept model versions (``core/model_history.py``): content key -> which version."""
+    from recsys_assets.core.model_history import ModelHistory
+
+    kept = {}
+    for kind, name in (("ranking", "ranking_model.pth"), ("rating", "recommendation_model.pth")):
+        try:
+            versions = ModelHistory(storage.store, name).versions()
+        except (OSError, ValueError):  # an unreadable history: the latest ingest still counts
+            continue
+        for version in versions:
+            fingerprint = version.record.get("export_fingerprint")
+            if isinstance(fingerprint, str) and fingerprint:
+                kept[content_key(fingerprint)] = f"the kept {kind} model {version.name}"
+    return kept
+
+
+def _not_new(storage: RecsysStorage, instance: dg.DagsterInstance, path: str, fingerprint: str) -> str | None:
+    """Why the sensor leaves this export alone (already ingested, or the demo export), or None."""
+    if fingerprint == last_ingested_fingerprint(instance):
+        return f"{path} was already ingested (fingerprint {fingerprint[:12]})"
+    kept = kept_exports(storage)
+    if content_key(fingerprint) in kept:
+        return f"{path} was already ingested: {kept[content_key(fingerprint)]} was trained on the same bytes"
+    demos = sample_fingerprints(path) if is_sample_export(path) else set()
+    if demos and any(key.split("-")[0] not in demos for key in kept):  # a model of a real export is kept
+        return (
+            f"{path} is the synthetic demo export and models of another export are kept; the sensor leaves it "
+            "(set RECSYS_EXPORT_PATH in recsys.env; materialize by hand to train on the demo)"
+        )
+    return None
 
 
 def _look(storage: RecsysStorage) -> tuple[str, "ExportLook | dg.SkipReason"]:
@@ -93,9 +130,10 @@ def _new_export_tick(context: dg.SensorEvaluationContext, storage: RecsysStorage
         return fingerprint
     if fingerprint == cursor.get("requested"):
         return dg.SkipReason(f"{path} unchanged since the run requested for it (fingerprint {fingerprint[:12]})")
-    if fingerprint == last_ingested_fingerprint(context.instance):
+    reason = _not_new(storage, context.instance, path, fingerprint)
+    if reason is not None:
         context.update_cursor(json.dumps({**cursor, "requested": fingerprint}))
-        return dg.SkipReason(f"{path} was already ingested (fingerprint {fingerprint[:12]})")
+        return dg.SkipReason(reason)
     context.update_cursor(json.dumps({**cursor, "requested": fingerprint}))
     return dg.RunRequest(
         run_key=fingerprint,

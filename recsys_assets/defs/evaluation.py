@@ -186,6 +186,11 @@ def model_evaluation(
         rating_mae=dg.MetadataValue.float(round(mae(pred, val_ratings["rating"]), 4)),
         table=dg.MetadataValue.md(_markdown(frame)),
     )
+    from recsys_assets.core.sparkline import bars_markdown
+
+    ndcg = [float(getattr(row, f"ndcg_at_{k}")) for row in frame.itertuples()]
+    # small enough for the UI to show on the asset page itself, so it goes first
+    metadata = {"ndcg": dg.MetadataValue.md(bars_markdown(list(frame["ranker"]), ndcg, f"NDCG@{k}")), **metadata}
     store = storage.store
     with store.write(storage.EVALUATION_PLOT) as tmp:
         encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()

@@ -344,8 +344,11 @@ def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
     with store.write(storage.LOSS_PLOT) as tmp:
         encoded = base64.b64encode(plot_training_history(history, tmp, best_epoch=best_epoch).read_bytes()).decode()
+    from recsys_assets.core.sparkline import loss_markdown
+
     return dg.MaterializeResult(
         metadata={
+            "loss": dg.MetadataValue.md(loss_markdown(history, best_epoch)),  # small: shown on the page itself
             "plot": dg.MetadataValue.md(f"![Training History](data:image/png;base64,{encoded})"),
             "path": dg.MetadataValue.path(store.url(storage.LOSS_PLOT)),
             "epochs": dg.MetadataValue.int(len(history)),

@@ -1,0 +1,113 @@
+"""The published models as served by ``recsys serve`` (``recsys_assets/api.py``, the HTTP layer),
+reloaded when a new version is promoted.
+
+:class:`ModelServer` holds one fully loaded :class:`Recommender` at a time. A background thread looks
+at both published files (their size, modification time and inode: one ``stat`` each) every
+``reload_interval`` seconds; when they changed and then stayed the same for one more look (a promotion
+replaces the two files one after the other), it loads the pair into a new ``Recommender`` and only
+then replaces the reference, so a request in flight keeps the object it started with and no request
+sees a half-loaded model. A load that fails (the pair is mid-swap, a file is being replaced) or a pair
+that changed while it loaded keeps the old model and is retried at the next look.
+"""
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass, field
+
+from recsys_assets.core.artifact_store import ArtifactStore
+from recsys_assets.core.model_history import ModelHistory
+from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
+from recsys_assets.core.recommender import Recommender
+
+RATING_FILE = "recommendation_model.pth"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One loaded pair: the recommender, the files' stamp it was loaded from, and the kept versions."""
+
+    recommender: Recommender
+    stamp: tuple
+    loaded_at: float
+    versions: dict = field(default_factory=dict)
+
+
+def _stat(store: ArtifactStore, name: str) -> tuple:
+    """What changes when ``name`` is replaced: size, modification time and inode (local), else the
+    store's own listing fields (size, mtime, ETag)."""
+    if store.is_local:
+        try:
+            st = store.local_path(name).stat()
+        except FileNotFoundError:
+            return (name, None)
+        return (name, st.st_size, st.st_mtime_ns, st.st_ino)
+    try:
+        info = store.fs.info(store.path(name))
+    except FileNotFoundError:
+        return (name, None)
+    return (name, *(str(info.get(key)) for key in ("size", "mtime", "LastModified", "ETag")))
+
+
+def _kept_versions(store: ArtifactStore) -> dict:
+    """The kept version of each published file (``recsys models``' star), best effort."""
+    found = {}
+    for kind, name in (("rating", RATING_FILE), ("ranking", RANKING_FILE)):
+        try:
+            found[kind] = ModelHistory(store, name).current()
+        except Exception:  # noqa: BLE001 - the version is shown for information only
+            found[kind] = None
+    return found
+
+
+class ModelServer:
+    """The current :class:`Loaded` pair of ``data_dir`` (a folder or an fsspec URL), swapped whole."""
+
+    def __init__(self, data_dir: str):
+        self.store = ArtifactStore(data_dir)
+        self.current: Loaded | None = None
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self._last_look: tuple | None = None
+
+    def stamp(self) -> tuple:
+        return (_stat(self.store, RATING_FILE), _stat(self.store, RANKING_FILE))
+
+    def refresh(self) -> bool:
+        """Load the published pair when it changed since the loaded one and is the same as at the previous
+        look (the first load needs no second look); True when a new pair is now served."""
+        with self._lock:
+            before, previous = self.stamp(), self._last_look
+            self._last_look = before
+            if self.current is not None and (before == self.current.stamp or before != previous):
+                return False
+            try:
+                recommender = Recommender.from_store(self.store, RATING_FILE)
+            except Exception as exc:  # noqa: BLE001 - mid-swap or missing: keep serving the old pair
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return False
+            if self.stamp() != before:  # replaced while it loaded: load again at the next look
+                self.last_error = "the published files changed while they were loading; retrying"
+                return False
+            self.current = Loaded(recommender, before, time.time(), _kept_versions(self.store))
+            self.last_error, self.reloads = None, self.reloads + 1
+            return True
+
+    @contextlib.contextmanager
+    def watching(self, interval: float):
+        """Refresh every ``interval`` seconds in a daemon thread while the block runs."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                self.refresh()
+
+        thread = threading.Thread(target=loop, name="recsys-model-watcher", daemon=True)
+        self.refresh()
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(timeout=interval + 5)
