@@ -77,7 +77,7 @@ def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path
     assert main(["rollback", "--ranking", "--data-dir", str(data_dir)]) == 0
     assert (_digest(rating), _digest(ranking_file)) == before
     assert main(["rollback", "v0009", "--data-dir", str(data_dir)]) == 2
-    assert "no version 'v0009'" in capsys.readouterr().err
+    assert "no intact version 'v0009'" in capsys.readouterr().err
 
 
 def test_a_retrain_on_the_same_export_is_published(tmp_path, data_dir):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.core.artifact_store import ArtifactStore
+from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking.interactions import UserItems
@@ -66,6 +67,7 @@ class Recommender:
         self.movie_counts = movie_counts
         self.info = info or {}
         self.ranker = ranker
+        self.heldback = self.info.get("heldback")  # the held-back evaluation set (core/heldback.py), or None
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -102,7 +104,6 @@ class Recommender:
             ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
             return cls.from_store(store, name, ranking_store, ranking_name)
         payload = load_model_file(path)
-        state = payload["model_state_dict"]
         config = payload.get("config", {})
         users = IdMapping.from_dict(payload["user_mapping"])
         movies = IdMapping.from_dict(payload["movie_mapping"])
@@ -114,19 +115,36 @@ class Recommender:
         else:
             sibling = Path(path).with_name(RANKING_FILE)
             ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
-        return cls(
-            global_mean=float(state["global_mean"]),
-            user_bias=state["user_bias.weight"].numpy()[:, 0].astype(np.float64),
-            movie_bias=state["movie_bias.weight"].numpy()[:, 0].astype(np.float64),
-            user_factors=state["user_factors.weight"].numpy(),
-            movie_factors=state["movie_factors.weight"].numpy(),
-            users=users,
-            movies=movies,
+        return cls.from_state(
+            payload["model_state_dict"],
+            users,
+            movies,
             rating_range=(config.get("rating_min", 0.5), config.get("rating_max", 5.0)),
             seen=seen,
             movie_counts=payload["movie_counts"].numpy() if "movie_counts" in payload else None,
-            info={"config": config, "metrics": payload.get("metrics", {}), "history": payload.get("history", [])},
+            info={
+                "config": config,
+                "metrics": payload.get("metrics", {}),
+                "history": payload.get("history", []),
+                "heldback": HeldBack.from_payload(payload),
+                "evaluation_state": payload.get("evaluation_state_dict"),
+            },
             ranker=ranker,
+        )
+
+    @classmethod
+    def from_state(cls, state: dict, users: IdMapping, movies: IdMapping, **extra) -> "Recommender":
+        """A rating model from a ``BiasedMF`` state dict (tensors) and its id mappings; ``extra``: the
+        constructor's other keywords (``rating_range``, ``seen``, ``info``, ``ranker`` ...)."""
+        return cls(
+            global_mean=float(state["global_mean"]),
+            user_bias=state["user_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
+            movie_bias=state["movie_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
+            user_factors=state["user_factors.weight"].detach().cpu().numpy(),
+            movie_factors=state["movie_factors.weight"].detach().cpu().numpy(),
+            users=users,
+            movies=movies,
+            **extra,
         )
 
     # ---- predicted ratings (the rating model) -------------------------------------------------

@@ -11,7 +11,8 @@ ranges and finite factors, with one clear error naming what is wrong. Keys:
 movies never recommended back, and the input of fold-in and explanations),
 ``params``, ``metrics``, ``trained_on`` and ``info``; and ``eval_user_factors``/
 ``eval_item_factors``, the held-out fit (training split only) that the reported
-metrics come from, so the evaluation asset scores exactly what the check saw.
+metrics come from, so the evaluation asset scores exactly what the check saw;
+``heldback_*``, the held-back evaluation set no published fit trained on (``core/heldback.py``).
 """
 
 import os
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from recsys_assets.core.atomic import atomic_torch_save
+from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking.ials import explain, solve_users
@@ -56,6 +58,7 @@ class RankingModel:
     trained_on: str = "train+val"
     info: dict = field(default_factory=dict)
     evaluation: tuple[np.ndarray, np.ndarray] | None = None  # (user, item) factors of the held-out fit
+    heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
 
     def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
         """The factors of a user the model never saw, from their ratings (one least-squares solve)."""
@@ -92,6 +95,8 @@ class RankingModel:
         if self.evaluation is not None:
             payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
+        if self.heldback is not None:
+            payload.update({k: tensor(v, v.dtype) for k, v in self.heldback.arrays().items()})
         return atomic_torch_save(payload, path)
 
     @classmethod
@@ -166,4 +171,5 @@ class RankingModel:
             str(payload.get("trained_on", "")),
             dict(payload.get("info", {})),
             evaluation,
+            HeldBack.from_payload(payload),
         )
