@@ -1,8 +1,12 @@
 """A good model is never lost: promotion against the published model, kept versions, rollback."""
 
 import hashlib
+from dataclasses import replace
 
 import dagster as dg
+import numpy as np
+import pandas as pd
+import torch
 
 from recsys_assets.cli import main
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
@@ -14,6 +18,7 @@ from .conftest import TINY
 
 CHAIN = ASSETS[:7]  # ingest .. recommendation_model, training_loss_plot, ranking_model
 FULL = TINY  # 4,000 ratings, 120 users
+MEDIUM = replace(TINY, n_ratings=12_000, n_users=200)  # enough held-back ratings to tell models apart
 
 
 def _digest(path):
@@ -61,6 +66,7 @@ def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path
     for asset in ("recommendation_model", "ranking_model"):
         check = _check(small, asset, "not_worse_than_published")
         assert not check.passed and "the data shrank" in check.description
+        assert "RECSYS_FORCE_PUBLISH" in check.description
     assert (_digest(rating), _digest(ranking_file)) == before
     assert (data_dir / "recommendation_model.rejected.pth").exists()
     assert (data_dir / "ranking_model.rejected.pth").exists()
@@ -87,3 +93,62 @@ def test_a_retrain_on_the_same_export_is_published(tmp_path, data_dir):
     again = _run(export, data_dir)
     assert again.success
     assert "fresh validation ratings" in _check(again, "recommendation_model", "not_worse_than_published").description
+
+
+def _rewrite(source, target, change):
+    frame = pd.read_csv(source)
+    change(frame)
+    frame.to_csv(target, index=False)
+    return target
+
+
+def _inverted(frame):
+    frame["rating"] = 5.5 - frame["rating"]
+
+
+def _permuted_users(frame):
+    ids = frame["userId"].unique()
+    frame["userId"] = frame["userId"].map(dict(zip(ids, np.random.default_rng(1).permutation(ids))))
+
+
+def test_hostile_exports_are_judged_on_the_published_models_held_back_ratings(tmp_path, data_dir):
+    """Inverted ratings on the same pairs, and permuted user ids, are rejected; an honest re-export is published."""
+    original = write_sample_export(tmp_path / "original.csv", MEDIUM)
+    export = tmp_path / "ratings.csv"
+    export.write_bytes(original.read_bytes())
+    assert _run(export, data_dir).success
+    rating, ranking_file = data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth"
+    before = _digest(rating), _digest(ranking_file)
+    held = torch.load(rating, weights_only=True)
+    assert len(held["heldback_ratings"]) > 100 and "evaluation_state_dict" in held
+
+    for attack in (_inverted, _permuted_users):
+        _rewrite(original, export, attack)
+        result = _run(export, data_dir)
+        check = _check(result, "recommendation_model", "not_worse_than_published")
+        assert not result.success and not check.passed, (attack.__name__, check.description)
+        assert "worse than the published model: held-back RMSE" in check.description
+        assert "RECSYS_FORCE_PUBLISH" in check.description
+        assert (_digest(rating), _digest(ranking_file)) == before, attack.__name__
+
+    # honest: the same export plus more ratings from the same users and movies
+    frame = pd.read_csv(original)
+    more = write_sample_export(tmp_path / "more.csv", replace(MEDIUM, n_ratings=MEDIUM.n_ratings * 5 // 4))
+    extra = pd.read_csv(more)
+    extra = extra[~extra.set_index(["userId", "movieId"]).index.isin(frame.set_index(["userId", "movieId"]).index)]
+    pd.concat([frame, extra.head(MEDIUM.n_ratings // 4)]).to_csv(export, index=False)
+    honest = _run(export, data_dir)
+    check = _check(honest, "recommendation_model", "not_worse_than_published")
+    assert honest.success and check.passed and "held-back RMSE" in check.description, check.description
+    assert _digest(rating) != before[0]
+
+
+def test_another_export_lineage_is_nothing_comparable(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", FULL)
+    assert _run(export, data_dir).success
+    _rewrite(export, export, lambda f: f.update({"userId": f["userId"] + 10_000, "movieId": f["movieId"] + 10_000}))
+    other = _run(export, data_dir)
+    for asset in ("recommendation_model", "ranking_model"):
+        check = _check(other, asset, "not_worse_than_published")
+        assert check.passed and "nothing comparable published: a different export lineage" in check.description
+    assert other.success

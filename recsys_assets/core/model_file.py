@@ -170,3 +170,28 @@ def _extras_problem(payload: dict, state: dict) -> str | None:
         if not bool(torch.isfinite(tensor.float()).all()):
             return f"evaluation_state_dict's {name} holds NaN or infinite values"
     return None
+
+
+def serving_fields(payload: dict) -> dict:
+    """A loaded file's ``Recommender`` keywords besides the weights and ids: rating range, seen index,
+    movie counts and ``info`` (config, metrics, history, the held-back set, the held-out fit's weights)."""
+    from recsys_assets.core.heldback import HeldBack
+    from recsys_assets.core.ranking.interactions import UserItems
+
+    config = payload.get("config", {})
+    seen = None
+    if "seen_indptr" in payload:
+        n_movies = len(payload["movie_mapping"])
+        seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, n_movies)
+    return {
+        "rating_range": (config.get("rating_min", 0.5), config.get("rating_max", 5.0)),
+        "seen": seen,
+        "movie_counts": payload["movie_counts"].numpy() if "movie_counts" in payload else None,
+        "info": {
+            "config": config,
+            "metrics": payload.get("metrics", {}),
+            "history": payload.get("history", []),
+            "heldback": HeldBack.from_payload(payload),
+            "evaluation_state": payload.get("evaluation_state_dict"),
+        },
+    }

@@ -14,7 +14,8 @@ Two rules, applied to the rating model and the ranking model alike:
   scored on the candidate's validation ratings that the published model never
   saw in training (the "fresh" ratings).  On each, the candidate must not be
   worse than the published model by more than the tolerance (``rmse_tolerance``
-  stars of RMSE, ``ndcg_tolerance`` of NDCG@10).  Evidence with fewer than
+  stars of RMSE, ``ndcg_tolerance`` of NDCG@10) beyond noise: ``noise_z``
+  standard errors of the paired per-rating (per-user for NDCG) gap.  Evidence with fewer than
   ``min_fresh_ratings`` ratings is not used (the decision says so).
 * **Different export lineage.** When the candidate's and the published model's
   id spaces hardly overlap (the demo export replaced by real data), nothing
@@ -59,10 +60,11 @@ class PromotionPolicy:
     rmse_tolerance: float = 0.01
     ndcg_tolerance: float = 0.02
     min_fresh_ratings: int = 100
+    noise_z: float = 2.0
     force: bool = False
 
     def validate(self) -> "PromotionPolicy":
-        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance"):
+        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance", "noise_z"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -83,6 +85,7 @@ class Evidence:
     fresh_ratings: int
     lower_is_better: bool
     on: str = "fresh validation ratings it never trained on"
+    standard_error: float = 0.0  # of the paired gap: how much of ``worse_by`` is noise
 
     @property
     def worse_by(self) -> float:
@@ -93,7 +96,7 @@ class Evidence:
     def describe(self) -> str:
         return (
             f"{self.metric} {self.candidate:.4f} against the published model's {self.current:.4f} "
-            f"on {self.fresh_ratings:,} {self.on}"
+            f"(+/- {self.standard_error:.4f}) on {self.fresh_ratings:,} {self.on}"
         )
 
 
@@ -161,8 +164,11 @@ def _compare(evidence: list[Evidence], policy: PromotionPolicy) -> tuple[list[st
             )
             continue
         tolerance = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
-        if item.worse_by > tolerance:
-            reasons.append(f"worse than the published model: {item.describe()} (tolerance {tolerance:g})")
+        if item.worse_by - policy.noise_z * item.standard_error > tolerance:
+            reasons.append(
+                f"worse than the published model: {item.describe()} "
+                f"(tolerance {tolerance:g} beyond {policy.noise_z:g} standard errors)"
+            )
         else:
             notes.append(item.describe())
     if not evidence:
@@ -181,12 +187,10 @@ def rmse_evidence(
 ) -> Evidence:
     """RMSE of both models' (clamped) predictions on the ``fresh`` ratings."""
     n = int(fresh.sum())
-    err = lambda pred: float(np.sqrt(np.mean((pred[fresh] - ratings[fresh]) ** 2))) if n else float("nan")
-    return Evidence(
-        metric,
-        err(np.asarray(candidate_pred, np.float64)),
-        err(np.asarray(current_pred, np.float64)),
-        n,
-        lower_is_better=True,
-        on=on,
+    mine, theirs = (
+        (np.asarray(pred, np.float64)[fresh] - ratings[fresh]) ** 2 for pred in (candidate_pred, current_pred)
     )
+    a, b = (float(np.sqrt(np.mean(sq))) if n else float("nan") for sq in (mine, theirs))
+    # the RMSE gap's standard error from the paired squared errors (delta method: d RMSE = d MSE / 2 RMSE)
+    se = float(np.std(mine - theirs, ddof=1) / np.sqrt(n) / max(a + b, 1e-9)) if n > 1 else float("inf")
+    return Evidence(metric, a, b, n, lower_is_better=True, on=on, standard_error=se)

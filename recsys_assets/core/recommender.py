@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.core.artifact_store import ArtifactStore
-from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError, load_model_file
+from recsys_assets.core.model_file import ModelFileError, load_model_file, serving_fields
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
@@ -104,33 +103,13 @@ class Recommender:
             ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
             return cls.from_store(store, name, ranking_store, ranking_name)
         payload = load_model_file(path)
-        config = payload.get("config", {})
-        users = IdMapping.from_dict(payload["user_mapping"])
-        movies = IdMapping.from_dict(payload["movie_mapping"])
-        seen = None
-        if "seen_indptr" in payload:
-            seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, len(movies))
         if ranking_path is not None:
             ranker = RankingModel.load(ranking_path)
         else:
             sibling = Path(path).with_name(RANKING_FILE)
             ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
-        return cls.from_state(
-            payload["model_state_dict"],
-            users,
-            movies,
-            rating_range=(config.get("rating_min", 0.5), config.get("rating_max", 5.0)),
-            seen=seen,
-            movie_counts=payload["movie_counts"].numpy() if "movie_counts" in payload else None,
-            info={
-                "config": config,
-                "metrics": payload.get("metrics", {}),
-                "history": payload.get("history", []),
-                "heldback": HeldBack.from_payload(payload),
-                "evaluation_state": payload.get("evaluation_state_dict"),
-            },
-            ranker=ranker,
-        )
+        users, movies = IdMapping.from_dict(payload["user_mapping"]), IdMapping.from_dict(payload["movie_mapping"])
+        return cls.from_state(payload["model_state_dict"], users, movies, **serving_fields(payload), ranker=ranker)
 
     @classmethod
     def from_state(cls, state: dict, users: IdMapping, movies: IdMapping, **extra) -> "Recommender":

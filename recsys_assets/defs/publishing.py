@@ -50,6 +50,11 @@ class PromotionConfig(dg.Config):
         description="Fewest ratings for a comparison with the published model (held-back or fresh); with fewer "
         "it is skipped (the data-size rule still applies).",
     )
+    evidence_noise_z: float = Field(
+        default=_POLICY.noise_z,
+        description="A candidate is refused as worse only when its gap to the published model exceeds the "
+        "tolerance by more than this many standard errors of the paired gap (noise of a small evidence set).",
+    )
     keep_versions: int = Field(default=5, description="Published models kept in <data_dir>/models/ for rollback.")
 
     def policy(self) -> PromotionPolicy:
@@ -61,6 +66,7 @@ class PromotionConfig(dg.Config):
             rmse_tolerance=self.rmse_tolerance,
             ndcg_tolerance=self.ndcg_tolerance,
             min_fresh_ratings=self.min_fresh_ratings,
+            noise_z=self.evidence_noise_z,
             force=self.force_publish or settings.FORCE_PUBLISH.flag(),
         ).validate()
 

@@ -99,8 +99,9 @@ def fresh_ndcg_evidence(
         current.user_factors, current.item_factors, current.seen, k=k, users=current.users.encode(users.ids[held.users])
     ).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
-    ndcg = lambda recommended: ranking_metrics(recommended, held.users, held, k).metrics[f"ndcg_at_{k}"]  # noqa: E731
-    return Evidence(metric, ndcg(ranked), ndcg(theirs), int(fresh.sum()), lower_is_better=False)
+    return _ndcg_evidence(
+        ranked, theirs, held, k, metric, int(fresh.sum()), "fresh validation ratings it never trained on"
+    )
 
 
 def _without(seen: UserItems, users: np.ndarray, movies: np.ndarray) -> UserItems:
@@ -142,5 +143,12 @@ def heldback_ndcg_evidence(
         current.user_factors, current.item_factors, their_seen, k=k, users=current.users.encode(users.ids[target.users])
     ).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
-    ndcg = lambda recommended: ranking_metrics(recommended, target.users, target, k).metrics[f"ndcg_at_{k}"]  # noqa: E731
-    return Evidence(metric, ndcg(mine), ndcg(theirs), int(known.sum()), lower_is_better=False, on=on)
+    return _ndcg_evidence(mine, theirs, target, k, metric, int(known.sum()), on)
+
+
+def _ndcg_evidence(mine, theirs, held: HeldOut, k: int, metric: str, n: int, on: str) -> Evidence:
+    """NDCG@k of both recommendation lists for ``held``'s users, with the paired per-user gap's noise."""
+    a, b = (ranking_metrics(recommended, held.users, held, k) for recommended in (mine, theirs))
+    _, se = paired_gap(a.ndcg_per_user, b.ndcg_per_user)
+    key = f"ndcg_at_{k}"
+    return Evidence(metric, a.metrics[key], b.metrics[key], n, lower_is_better=False, on=on, standard_error=se)
