@@ -171,13 +171,12 @@ def _metrics(args) -> int:
     return 0
 
 
-def _history(store, kind: str):
-    """The kept versions of one model, each restorable only after its file validates as that kind."""
+def _validators() -> dict:
+    """Each model file's full validation, run before a kept version is restored."""
     from recsys_assets.core.model_file import load_model_file
-    from recsys_assets.core.model_history import ModelHistory
     from recsys_assets.core.ranking.model import RankingModel
 
-    return ModelHistory(store, MODEL_FILES[kind], validate=load_model_file if kind == "rating" else RankingModel.load)
+    return {MODEL_FILES["rating"]: load_model_file, MODEL_FILES["ranking"]: RankingModel.load}
 
 
 def _version_line(v, current: str | None) -> str:
@@ -200,10 +199,11 @@ def _version_line(v, current: str | None) -> str:
 
 def _models(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
+    from recsys_assets.core.model_history import ModelHistory
 
     store = ArtifactStore(args.data_dir)
     for kind, name in MODEL_FILES.items():
-        history = _history(store, kind)
+        history = ModelHistory(store, name)
         scan = history.scan()
         print(f"{kind} model ({store.url(name)}):")
         for problem in scan.problems:
@@ -222,17 +222,17 @@ def _rollback(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
     from recsys_assets.core.locks import BusyError
     from recsys_assets.core.model_history import publish_lock
-    from recsys_assets.core.publishing import work_folder_for
+    from recsys_assets.core.publishing import rollback, work_folder_for
 
-    kind = "ranking" if args.ranking else "rating"
+    name = MODEL_FILES["ranking" if args.ranking else "rating"]
     store = ArtifactStore(args.data_dir)
     try:
         with publish_lock(work_folder_for(args.data_dir, settings.WORK_DIR.get())):
-            chosen = _history(store, kind).rollback(args.version)
+            restored = rollback(store, name, args.version, _validators())
     except BusyError as exc:
         raise ValueError(f"{exc} (a model is being published)") from None
-    name = MODEL_FILES[kind]
-    print(f"restored {store.url(name)} to {chosen.name} (published {chosen.record.get('published_at', '?')})")
+    for file, chosen in restored:
+        print(f"restored {store.url(file)} to {chosen.name} (published {chosen.record.get('published_at', '?')})")
     return 0
 
 

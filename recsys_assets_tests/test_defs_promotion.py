@@ -1,17 +1,22 @@
 """A good model is never lost: promotion against the published model, kept versions, rollback."""
 
 import hashlib
+import json
 from dataclasses import replace
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
+from recsys_assets import Recommender
 from recsys_assets.cli import main
+from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from recsys_assets.definitions import ASSETS
-from recsys_assets.defs import ranking, training
+from recsys_assets.defs import training
+from recsys_assets.defs.ranking import RankingConfig
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
 from .conftest import TINY
@@ -26,10 +31,14 @@ def _digest(path):
 
 
 def _run(export, data_dir, **config):
+    return _run_with(export, data_dir, ranking=config, **config)
+
+
+def _run_with(export, data_dir, *, ranking: dict, **config):
     run_config = dg.RunConfig(
         ops={
             "recommendation_model": training.RecommendationModelConfig(epochs=5, **config),
-            "ranking_model": ranking.RankingConfig(**config),
+            "ranking_model": RankingConfig(**ranking),
         }
     )
     return dg.materialize(
@@ -78,10 +87,11 @@ def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path
     listing = capsys.readouterr().out
     assert "*v0002" in listing and " v0001" in listing
 
-    # roll back: the good model is back, byte for byte
+    # roll back: the good pair is back, byte for byte (the ranking model of the same data comes with it)
     assert main(["rollback", "--data-dir", str(data_dir)]) == 0
-    assert main(["rollback", "--ranking", "--data-dir", str(data_dir)]) == 0
+    assert "ranking_model.pth to v0001" in capsys.readouterr().out
     assert (_digest(rating), _digest(ranking_file)) == before
+    assert main(["rollback", "--ranking", "--data-dir", str(data_dir)]) == 2  # nothing older
     assert main(["rollback", "v0009", "--data-dir", str(data_dir)]) == 2
     assert "no intact version 'v0009'" in capsys.readouterr().err
 
@@ -152,3 +162,30 @@ def test_another_export_lineage_is_nothing_comparable(tmp_path, data_dir):
         check = _check(other, asset, "not_worse_than_published")
         assert check.passed and "nothing comparable published: a different export lineage" in check.description
     assert other.success
+
+
+def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
+    export = write_sample_export(tmp_path / "ratings.csv", FULL)
+    assert _run(export, data_dir).success
+    rating, ranking_file = data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth"
+    before = _digest(rating), _digest(ranking_file)
+
+    # new data: the rating model passes, the ranking model loses to most popular -> neither changes
+    write_sample_export(export, replace(FULL, n_ratings=4_400))
+    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1}
+    result = _run_with(export, data_dir, ranking=bad_ranking)
+    assert _check(result, "recommendation_model", "not_worse_than_published").passed
+    assert not _check(result, "ranking_model", "beats_most_popular").passed
+    assert (_digest(rating), _digest(ranking_file)) == before
+    assert (data_dir / "recommendation_model.rejected.pth").exists()
+    assert not list((data_dir / "staged").glob("*.pth"))  # nothing left waiting
+    # a pair from different exports is refused by the Recommender, with a clear error
+    with pytest.raises(ModelFileError, match="come from different exports"):
+        Recommender.load(data_dir / "recommendation_model.rejected.pth", ranking_path=ranking_file)
+
+    # both pass: both go live, recorded as one release
+    assert _run(export, data_dir).success
+    assert _digest(rating) != before[0] and _digest(ranking_file) != before[1]
+    record = json.loads((data_dir / "models" / "recommendation_model" / "v0002.json").read_text())
+    assert record["pair"] == {"file": "ranking_model.pth", "version": "v0002"}
+    Recommender.load(rating)  # the live pair loads

@@ -23,7 +23,8 @@ model carries a held-back set from its own export:
   comparable is published, and no score is compared.
 """
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,7 @@ class EvaluationPlan:
     refit_val: pd.DataFrame  # the validation ratings the published refit adds: val minus ``heldback``
     heldback: HeldBack  # this candidate's own held-back set, stored with it
     excluded: int  # ratings removed because the published model holds their pairs back
+    fingerprint: str = ""  # of the ratings both models are built from (the pair check, core/publishing.py)
 
 
 def pair_mask(frame: pd.DataFrame, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
@@ -134,7 +136,19 @@ def plan_against(train: pd.DataFrame, val: pd.DataFrame, users, movies, publishe
     """The candidate's :class:`EvaluationPlan` against a published model (None: nothing published), and
     why that model is of another lineage (None: the same). ``users``/``movies``: the candidate's
     ``IdMapping``s; ``published``: anything with ``users``, ``movies`` (``IdMapping``) and ``heldback``."""
+    fingerprint = data_fingerprint(train, val)
     if published is None:
-        return plan_evaluation(train, val, None), None
+        return replace(plan_evaluation(train, val, None), fingerprint=fingerprint), None
     unrelated = lineage(users.ids, movies.ids, published.users.ids, published.movies.ids)
-    return plan_evaluation(train, val, None if unrelated else published.heldback), unrelated
+    plan = plan_evaluation(train, val, None if unrelated else published.heldback)
+    return replace(plan, fingerprint=fingerprint), unrelated
+
+
+def data_fingerprint(train: pd.DataFrame, val: pd.DataFrame) -> str:
+    """A short hash of the training and validation ratings: equal for the two models of one run's data."""
+    digest = hashlib.sha256()
+    for frame in (train, val):
+        digest.update(len(frame).to_bytes(8, "little"))
+        for column, dtype in (("user_id", np.int64), ("movie_id", np.int64), ("rating", np.float32)):
+            digest.update(np.ascontiguousarray(frame[column].to_numpy(dtype)).tobytes())
+    return digest.hexdigest()[:16]

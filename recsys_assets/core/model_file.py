@@ -195,3 +195,14 @@ def serving_fields(payload: dict) -> dict:
             "evaluation_state": payload.get("evaluation_state_dict"),
         },
     }
+
+
+def check_same_data(payload: dict, ranking_info: dict | None, path) -> None:
+    """Refuse a rating model and a ranking model trained on different data (their recorded fingerprints differ)."""
+    mine = payload.get("config", {}).get("data_fingerprint")
+    theirs = (ranking_info or {}).get("data_fingerprint")
+    if mine and theirs and mine != theirs:
+        raise ModelFileError(
+            f"{path} and its ranking model come from different exports (data fingerprints {mine} and {theirs}); "
+            "publish both from one run, or roll both back to one release (recsys models shows the pairs)"
+        )

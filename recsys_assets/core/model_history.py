@@ -129,8 +129,17 @@ class ModelHistory:
 
     def publish(self, local: str | Path, record: dict) -> Version:
         """Record ``local`` as the next version (file, then JSON), then make it the live file; prune old versions."""
-        scan = self.scan()
-        name = f"v{scan.highest + 1:04d}"
+        version = self.record_file(local, record, self.next_name())
+        self.switch(local)
+        self.prune()
+        return version
+
+    def next_name(self) -> str:
+        """The next version's name (after every entry, damaged ones included: no number is reused)."""
+        return f"v{self.scan().highest + 1:04d}"
+
+    def record_file(self, local: str | Path, record: dict, name: str) -> Version:
+        """Keep ``local`` as version ``name``: the file first, then its JSON record (with the file's sha256)."""
         full = {
             **record,
             "version": name,
@@ -140,11 +149,17 @@ class ModelHistory:
         }
         self.store.put(local, f"{self.folder}/{name}.pth")
         self.store.write_bytes(f"{self.folder}/{name}.json", json.dumps(full, indent=2, default=str).encode())
-        self.store.put(local, self.name)  # the switch: atomic, after the record exists
-        for old in scan.versions[self.keep - 1 :]:
+        return Version(name, full)
+
+    def switch(self, local: str | Path) -> None:
+        """Make ``local`` the live file (atomic: readers see the old file or the new one)."""
+        self.store.put(local, self.name)
+
+    def prune(self) -> None:
+        """Drop the intact versions beyond the newest ``keep``."""
+        for old in self.versions()[self.keep :]:
             self.store.remove(f"{self.folder}/{old.name}.pth")
             self.store.remove(f"{self.folder}/{old.name}.json")
-        return Version(name, full)
 
     def current(self, versions: list[Version] | None = None) -> str | None:
         """The version whose file is the published one now, or None (``versions``: already listed)."""

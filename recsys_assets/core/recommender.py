@@ -27,7 +27,7 @@ import pandas as pd
 
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError, load_model_file, serving_fields
+from recsys_assets.core.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
@@ -108,6 +108,7 @@ class Recommender:
         else:
             sibling = Path(path).with_name(RANKING_FILE)
             ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
+        check_same_data(payload, ranker.info if ranker is not None else None, path)
         users, movies = IdMapping.from_dict(payload["user_mapping"]), IdMapping.from_dict(payload["movie_mapping"])
         return cls.from_state(payload["model_state_dict"], users, movies, **serving_fields(payload), ranker=ranker)
 

@@ -19,6 +19,7 @@ from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import EvaluationPlan
+    from recsys_assets.core.publishing import Outcome
 
 _POLICY = PromotionPolicy()
 
@@ -103,6 +104,15 @@ def version_record(context: dg.AssetExecutionContext, record: dict) -> dict:
     from recsys_assets.defs.automation import last_ingested_fingerprint
 
     return {**record, "export_fingerprint": last_ingested_fingerprint(context.instance), "run_id": context.run.run_id}
+
+
+def log_outcome(context: dg.AssetExecutionContext, storage: RecsysStorage, outcome: "Outcome") -> None:
+    """Say where the candidate went (published as a version, staged for its partner, or rejected)."""
+    store = storage.store
+    if outcome.version:
+        context.log.info(f"{outcome.name} published as {outcome.version} (kept in {store.url('models')})")
+    if outcome.note:
+        context.log.info(f"{store.url(outcome.name)}: {outcome.note}")
 
 
 def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", unrelated: str | None) -> None:

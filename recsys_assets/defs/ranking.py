@@ -16,6 +16,7 @@ from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
+    log_outcome,
     log_plan,
     promotion_check,
     provenance,
@@ -221,6 +222,7 @@ def ranking_model(
                 "relevance_threshold": config.relevance_threshold,
                 "evaluated_on": "a fit on train_ratings, scored on val_ratings",
                 "capacity_candidates": result.selection.candidates,
+                "data_fingerprint": plan.fingerprint,
             },
             evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
             heldback=plan.heldback,
@@ -231,12 +233,13 @@ def ranking_model(
             "data": size.to_dict(),
             "promotion": promotion.describe(),
         }
-        candidate = Candidate(storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record))
+        candidate = Candidate(
+            storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), plan.fingerprint
+        )
         store = storage.store
         outcome = release(store, candidate, publish, keep=config.keep_versions, work_folder=storage.work_folder)
-        target, version = candidate.name if publish else candidate.rejected_name, outcome.version
-        if version:
-            context.log.info(f"{storage.RANKING_MODEL} published as {version} (kept in {store.url('models')})")
+        target, version = outcome.name, outcome.version
+        log_outcome(context, storage, outcome)
     verdict = comparison.describe()
     if not publish:
         why = "non-finite factors" if not finite else "; ".join(promotion.reasons) or verdict
@@ -245,7 +248,7 @@ def ranking_model(
             f"the previous ranking model is unchanged ({FORCE_HINT})"
         )
     else:
-        context.log.info(f"published {store.url(target)}: {verdict}")
+        context.log.info(f"{store.url(target)}: {verdict}")
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
     checks = [
         dg.AssetCheckResult(
@@ -270,7 +273,7 @@ def ranking_model(
     ]
     metrics = result.metrics
     metadata = {
-        "published": dg.MetadataValue.bool(publish),
+        "published": dg.MetadataValue.bool(outcome.published),
         "version": dg.MetadataValue.text(version or "not published"),
         "promotion": dg.MetadataValue.text(promotion.describe()),
         "path": dg.MetadataValue.path(store.url(target)),

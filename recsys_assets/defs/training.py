@@ -20,6 +20,7 @@ from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
+    log_outcome,
     log_plan,
     promotion_check,
     provenance,
@@ -189,7 +190,9 @@ def recommendation_model(
             seen=(users.encode(everything["user_id"]), movies.encode(everything["movie_id"])),
         )
         refit_val = MovieRatingDataset.from_frame(plan.refit_val, users, movies)
-        published = _refit(context, result, report, train, refit_val, train_config, torch_device)
+        published = _refit(
+            context, result, report, train, refit_val, train_config=train_config, torch_device=torch_device
+        )
         report = with_promotion(
             report,
             result.model,
@@ -212,11 +215,12 @@ def recommendation_model(
             published=published,
             learned_ratings=len(train) + (len(refit_val) if published is not result else 0),
             heldback=plan.heldback,
+            fingerprint=plan.fingerprint,
         )
         return _publish(context, storage, run, keep=config.keep_versions)
 
 
-def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_val, train_config, torch_device):
+def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_val, *, train_config, torch_device):
     """The fit to publish: the refit on training + validation minus the held-back ratings (``refit``), else
     the held-out fit. Done before the promotion decision, which scores the weights that would go live."""
     from recsys_assets.core.training import refit_on_all
@@ -253,6 +257,7 @@ class _TrainingRun:
     published: "TrainResult"  # the fit whose weights are published: the refit on train + val, or ``result``
     learned_ratings: int  # the ratings the published weights were trained on
     heldback: "HeldBack"  # the held-back evaluation set stored with the file
+    fingerprint: str  # of the data (the pair rule: both models of one data set go live together)
 
     @property
     def trained_on(self) -> str:
@@ -276,7 +281,12 @@ def _publish(
             optimizer_state=run.published.optimizer.state_dict(),
             user_ids=run.users.ids,
             movie_ids=run.movies.ids,
-            config={**asdict(run.config), **report.data_size.to_dict(), "trained_on": run.trained_on},
+            config={
+                **asdict(run.config),
+                **report.data_size.to_dict(),
+                "trained_on": run.trained_on,
+                "data_fingerprint": run.fingerprint,
+            },
             history=result.history,
             heldback=run.heldback,
             evaluation_state=result.model.state_dict(),
@@ -288,16 +298,15 @@ def _publish(
         "data": report.data_size.to_dict(),
         "promotion": report.promotion.describe() if report.promotion else "",
     }
-    candidate = Candidate(storage.MODEL, save, load_model_file, version_record(context, record))
+    candidate = Candidate(storage.MODEL, save, load_model_file, version_record(context, record), run.fingerprint)
     outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
-    target, version = candidate.name if outcome.published else candidate.rejected_name, outcome.version
-    if version:
-        context.log.info(f"{storage.MODEL} published as {version} (kept in {store.url('models')})")
+    target, version = outcome.name, outcome.version
+    log_outcome(context, storage, outcome)
     run.checkpoint.unlink(missing_ok=True)
     storage.drop_checkpoint(run.checkpoint.name)
     if not report.publish:
         context.log.error(
-            f"model not published ({report.rejection}); it was saved to {outcome.location} for inspection "
+            f"model not published ({report.rejection}); it was saved to {store.url(target)} for inspection "
             f"and the previous model file is unchanged ({FORCE_HINT})"
         )
     elif report.promotion is not None and report.promotion.forced:
@@ -305,7 +314,7 @@ def _publish(
     return dg.MaterializeResult(
         check_results=_check_results(report),
         metadata={
-            "published": dg.MetadataValue.bool(report.publish),
+            "published": dg.MetadataValue.bool(outcome.published),
             "version": dg.MetadataValue.text(version or "not published"),
             "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
             **{

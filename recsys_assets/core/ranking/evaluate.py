@@ -100,7 +100,7 @@ def fresh_ndcg_evidence(
     ).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
     return _ndcg_evidence(
-        ranked, theirs, held, k, metric, int(fresh.sum()), "fresh validation ratings it never trained on"
+        ranked, theirs, held, k, metric=metric, n=int(fresh.sum()), on="fresh validation ratings it never trained on"
     )
 
 
@@ -143,10 +143,10 @@ def heldback_ndcg_evidence(
         current.user_factors, current.item_factors, their_seen, k=k, users=current.users.encode(users.ids[target.users])
     ).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
-    return _ndcg_evidence(mine, theirs, target, k, metric, int(known.sum()), on)
+    return _ndcg_evidence(mine, theirs, target, k, metric=metric, n=int(known.sum()), on=on)
 
 
-def _ndcg_evidence(mine, theirs, held: HeldOut, k: int, metric: str, n: int, on: str) -> Evidence:
+def _ndcg_evidence(mine, theirs, held: HeldOut, k: int, *, metric: str, n: int, on: str) -> Evidence:
     """NDCG@k of both recommendation lists for ``held``'s users, with the paired per-user gap's noise."""
     a, b = (ranking_metrics(recommended, held.users, held, k) for recommended in (mine, theirs))
     _, se = paired_gap(a.ndcg_per_user, b.ndcg_per_user)
