@@ -20,6 +20,10 @@ Both model assets (``defs/training.py``, ``defs/ranking.py``) go through here:
    then both switched, or, if either was rejected, neither changes.  A model
    whose partner is absent or already of the same data is published alone.
    ``Recommender.load`` refuses a live pair of different fingerprints.
+   The publish lock is a local file lock: on executors that run the two steps
+   on different machines, a step looks for the partner's staged entry again
+   after writing its own, so two steps that finish at once still meet (at
+   worst both publish the same pair, as two recorded versions).
 """
 
 import contextlib
@@ -125,6 +129,10 @@ def _release(store: ArtifactStore, candidate: Candidate, local: Path, publish: b
     store.put(local, f"{STAGED}/{candidate.name}")
     entry = {"fingerprint": candidate.fingerprint, "publish": publish, "record": candidate.record}
     store.write_bytes(f"{STAGED}/{Path(candidate.name).stem}.json", json.dumps(entry, default=str).encode())
+    staged = _staged(store, partner, candidate.fingerprint)  # staged meanwhile by a step on another machine
+    if staged is not None:
+        _unstage(store, candidate.name)
+        return _together(store, candidate, local, publish, staged, keep)
     if not publish:
         store.put(local, candidate.rejected_name)
         return Outcome(False, candidate.rejected_name, note=f"the {partner} of this data cannot go live")

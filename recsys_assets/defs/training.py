@@ -380,8 +380,11 @@ def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)
 def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     """Training and validation loss per epoch (PNG next to the model, shown inline here)."""
+    from recsys_assets.core.publishing import STAGED
+
     store = storage.store
-    with store.read(storage.MODEL) as model_file:
+    staged = f"{STAGED}/{storage.MODEL}"  # a model waiting for the ranking model of its data
+    with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
         payload = load_model_file(model_file)
     history = payload["history"]
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
