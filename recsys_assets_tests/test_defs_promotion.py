@@ -19,7 +19,7 @@ from recsys_assets.defs import training
 from recsys_assets.defs.ranking import RankingConfig
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
-from .conftest import TINY
+from .conftest import TINY, ml_small_ratings
 
 CHAIN = ASSETS[:7]  # ingest .. recommendation_model, training_loss_plot, ranking_model
 FULL = TINY  # 4,000 ratings, 120 users
@@ -37,7 +37,7 @@ def _run(export, data_dir, **config):
 def _run_with(export, data_dir, *, ranking: dict, **config):
     run_config = dg.RunConfig(
         ops={
-            "recommendation_model": training.RecommendationModelConfig(epochs=5, **config),
+            "recommendation_model": training.RecommendationModelConfig(**{"epochs": 5, **config}),
             "ranking_model": RankingConfig(**ranking),
         }
     )
@@ -189,3 +189,30 @@ def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
     record = json.loads((data_dir / "models" / "recommendation_model" / "v0002.json").read_text())
     assert record["pair"] == {"file": "ranking_model.pth", "version": "v0002"}
     Recommender.load(rating)  # the live pair loads
+
+
+@pytest.mark.e2e
+def test_on_movielens_the_attacks_are_refused_and_an_honest_reexport_is_published(tmp_path, data_dir):
+    """The issue's two attacks on real data (90% of ml-latest-small published first), and the honest
+    re-export: the same ratings plus the other 10%."""
+    source = pd.read_csv(ml_small_ratings())
+    base = source.sample(frac=0.9, random_state=0)
+    export = tmp_path / "ratings.csv"
+    base.to_csv(export, index=False)
+    assert _run_with(export, data_dir, ranking={}, epochs=40).success
+    before = _digest(data_dir / "recommendation_model.pth"), _digest(data_dir / "ranking_model.pth")
+    ids = base["userId"].unique()
+    permuted = base["userId"].map(dict(zip(ids, np.random.default_rng(1).permutation(ids))))
+    for attack in (base.assign(rating=5.5 - base["rating"]), base.assign(userId=permuted)):
+        attack.to_csv(export, index=False)
+        result = _run_with(export, data_dir, ranking={}, epochs=40)
+        for asset in ("recommendation_model", "ranking_model"):
+            check = _check(result, asset, "not_worse_than_published")
+            assert not check.passed and "worse than the published model: held-back" in check.description
+        assert (_digest(data_dir / "recommendation_model.pth"), _digest(data_dir / "ranking_model.pth")) == before
+    source.to_csv(export, index=False)
+    honest = _run_with(export, data_dir, ranking={}, epochs=40)
+    assert honest.success, [
+        _check(honest, a, "not_worse_than_published").description for a in ("recommendation_model", "ranking_model")
+    ]
+    assert _digest(data_dir / "recommendation_model.pth") != before[0]

@@ -179,6 +179,19 @@ def heldback_evidence(state: dict, users: IdMapping, movies: IdMapping, current)
     )
 
 
+def held_out_fit(current):
+    """The published Recommender's held-out fit (training split only, kept in its file), which the candidate's
+    held-out fit is compared with on fresh ratings (like with like: the refit saw more data); else ``current``."""
+    from recsys_assets.core.recommender import Recommender
+
+    state = current.info.get("evaluation_state")
+    if state is None:
+        return current
+    return Recommender.from_state(
+        state, current.users, current.movies, rating_range=current.rating_range, seen=current.seen_matrix
+    )
+
+
 def with_promotion(
     report: ModelReport,
     model,
@@ -203,7 +216,7 @@ def with_promotion(
         state = published_state if published_state is not None else model.state_dict()
         held = heldback_evidence(state, users, movies, current)
         evidence = [held] if held is not None else []
-        evidence.append(rating_evidence(model, val, users, movies, current))
+        evidence.append(rating_evidence(model, val, users, movies, held_out_fit(current)))
     promotion = judge(report.data_size, published_size(current), evidence, policy, unrelated=unrelated)
     return replace(report, promotion=promotion)
 

@@ -301,8 +301,9 @@ def ranking_promotion(
     threshold: float,
     unrelated: str | None = None,
 ) -> Promotion:
-    """The promotion decision against the published ranking model (core/publishing.py's one rule): the
-    published fit on the published model's held-back ratings, the held-out fit on fresh validation ratings."""
+    """The promotion decision against the published ranking model (core/publishing.py's one rule): the published
+    fits on the published model's held-back ratings, the held-out fits (training split only) on fresh validation
+    ratings."""
     from recsys_assets.core.publishing import judge
     from recsys_assets.core.ranking import UserItems, factor_ranker
     from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence, heldback_ndcg_evidence
@@ -327,5 +328,5 @@ def ranking_promotion(
             )
         seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
         candidate = factor_ranker(result.evaluation_model.user_factors, result.evaluation_model.item_factors, seen)
-        evidence.append(fresh_ndcg_evidence(current, candidate, users, movies, val, threshold=threshold))
+        evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
     return judge(size, published, evidence, policy, unrelated=unrelated)

@@ -16,7 +16,7 @@ metrics come from, so the evaluation asset scores exactly what the check saw;
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,12 @@ class RankingModel:
     def explain(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None):
         """``(because, share)``: the rated movie behind each recommendation and its share of the score."""
         return explain(self.item_factors, self.seen if seen is None else seen, self.params, users, recommended)
+
+    def held_out(self) -> "RankingModel":
+        """This model with the held-out fit's factors (training split only), or itself when the file has none."""
+        if self.evaluation is None:
+            return self
+        return replace(self, user_factors=self.evaluation[0], item_factors=self.evaluation[1])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (temp file, then rename)."""
