@@ -182,6 +182,32 @@ def _metrics(args) -> int:
     return 0
 
 
+def _validators() -> dict:
+    """Each model file's full validation, run before a kept version is restored."""
+    from recsys_assets.core.model_file import load_model_file
+    from recsys_assets.core.ranking.model import RankingModel
+
+    return {MODEL_FILES["rating"]: load_model_file, MODEL_FILES["ranking"]: RankingModel.load}
+
+
+def _version_line(v, current: str | None) -> str:
+    metrics = v.record.get("metrics", {})
+    figure = (
+        f"val RMSE {metrics['val_rmse']:.4f}"
+        if "val_rmse" in metrics
+        else f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}"
+        if "val_ndcg_at_10" in metrics
+        else ""
+    )
+    data = v.record.get("data", {})
+    marker = "*" if v.name == current else " "
+    return (
+        f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
+        f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
+        f"export {str(v.record.get('export_fingerprint') or '-')[:12]}"
+    )
+
+
 def _models(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
     from recsys_assets.core.model_history import ModelHistory
@@ -189,40 +215,35 @@ def _models(args) -> int:
     store = ArtifactStore(args.data_dir)
     for kind, name in MODEL_FILES.items():
         history = ModelHistory(store, name)
-        versions = history.versions()
-        current = history.current(versions)
+        scan = history.scan()
         print(f"{kind} model ({store.url(name)}):")
-        if not versions:
-            print("  no kept versions")
+        for problem in scan.problems:
+            print(f"  damaged: {problem}")
+        if not scan.versions:
+            print("  no intact kept versions")
             continue
-        for v in versions:
-            metrics = v.record.get("metrics", {})
-            figure = (
-                f"val RMSE {metrics['val_rmse']:.4f}"
-                if "val_rmse" in metrics
-                else f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}"
-                if "val_ndcg_at_10" in metrics
-                else ""
-            )
-            data = v.record.get("data", {})
-            marker = "*" if v.name == current else " "
-            print(
-                f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
-                f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
-                f"export {str(v.record.get('export_fingerprint') or '-')[:12]}"
-            )
+        current = history.current(scan.versions)
+        for v in scan.versions:
+            print(_version_line(v, current))
     print("(* = the published file)")
     return 0
 
 
 def _rollback(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
-    from recsys_assets.core.model_history import ModelHistory
+    from recsys_assets.core.locks import BusyError
+    from recsys_assets.core.model_history import publish_lock
+    from recsys_assets.core.publishing import rollback, work_folder_for
 
     name = MODEL_FILES["ranking" if args.ranking else "rating"]
     store = ArtifactStore(args.data_dir)
-    chosen = ModelHistory(store, name).rollback(args.version)
-    print(f"restored {store.url(name)} to {chosen.name} (published {chosen.record.get('published_at', '?')})")
+    try:
+        with publish_lock(work_folder_for(args.data_dir, settings.WORK_DIR.get())):
+            restored = rollback(store, name, args.version, _validators())
+    except BusyError as exc:
+        raise ValueError(f"{exc} (a model is being published)") from None
+    for file, chosen in restored:
+        print(f"restored {store.url(file)} to {chosen.name} (published {chosen.record.get('published_at', '?')})")
     return 0
 
 
@@ -300,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_models)
     p = sub.add_parser("rollback", parents=[data_args], help="publish a kept model version again")
     p.add_argument(
-        "version", nargs="?", help="the version to restore, e.g. v0003 (default: the one before the current)"
+        "version",
+        nargs="?",
+        help="the version to restore: v3, 3 or v0003 (default: the one before the current)",
     )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
     p.set_defaults(func=_rollback)

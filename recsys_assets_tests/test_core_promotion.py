@@ -3,9 +3,11 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_assets.core.artifact_store import ArtifactStore
+from recsys_assets.core.heldback import lineage, plan_evaluation
 from recsys_assets.core.model_history import ModelHistory
 from recsys_assets.core.promotion import DataSize, Evidence, PromotionPolicy, decide, rmse_evidence
 from recsys_assets.core.ranking.interactions import UserItems
@@ -60,19 +62,119 @@ def test_fresh_means_never_trained_on():
     assert evidence.current == pytest.approx(math.sqrt((1 + 4) / 2))
 
 
+def _publish(history, tmp_path, content: bytes, **record):
+    local = tmp_path / "candidate.bin"
+    local.write_bytes(content)
+    return history.publish(local, record)
+
+
 def test_history_keeps_the_last_versions_and_rolls_back_atomically(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path / "data")
     history = ModelHistory(store, "recommendation_model.pth", keep=2)
     for k in range(3):
-        (tmp_path / "recommendation_model.pth").write_bytes(f"model {k}".encode())
-        history.record({"metrics": {"val_rmse": 0.9 - k / 100}})
+        _publish(history, tmp_path, f"model {k}".encode(), metrics={"val_rmse": 0.9 - k / 100})
+    live = tmp_path / "data" / "recommendation_model.pth"
     assert [v.name for v in history.versions()] == ["v0003", "v0002"]  # v0001 pruned
-    assert history.current() == "v0003"
+    assert history.current() == "v0003" and live.read_bytes() == b"model 2"
     restored = history.rollback()
-    assert restored.name == "v0002" and (tmp_path / "recommendation_model.pth").read_bytes() == b"model 1"
+    assert restored.name == "v0002" and live.read_bytes() == b"model 1"
     assert history.current() == "v0002"
     history.rollback("3")
-    assert (tmp_path / "recommendation_model.pth").read_bytes() == b"model 2"
-    with pytest.raises(ValueError, match="no version 'v0001'"):
+    assert live.read_bytes() == b"model 2"
+    for spelling in ("v2", "2", "v0002", "0002"):
+        assert history.rollback(spelling).name == "v0002"
+    with pytest.raises(ValueError, match="no intact version 'v0001'"):
         history.rollback("v0001")
+    with pytest.raises(ValueError, match="not a version"):
+        history.rollback("latest")
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_the_version_is_recorded_before_the_live_file_switches(tmp_path, monkeypatch):
+    """A full disk while recording leaves the old live file; the switch is the last write."""
+    import errno
+
+    store = ArtifactStore(tmp_path / "data")
+    history = ModelHistory(store, "recommendation_model.pth")
+    _publish(history, tmp_path, b"good")
+    writes = []
+    real_put = ArtifactStore.put
+
+    def put(self, local, name):
+        writes.append(name)
+        if name.endswith("v0002.pth"):
+            raise OSError(errno.ENOSPC, "No space left on device", name)
+        return real_put(self, local, name)
+
+    monkeypatch.setattr(ArtifactStore, "put", put)
+    with pytest.raises(OSError, match="No space left"):
+        _publish(history, tmp_path, b"new")
+    assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"good"
+    monkeypatch.setattr(ArtifactStore, "put", real_put)
+    writes.clear()
+    monkeypatch.setattr(
+        ArtifactStore, "put", lambda self, local, name: writes.append(name) or real_put(self, local, name)
+    )
+    _publish(history, tmp_path, b"new")
+    assert writes == ["models/recommendation_model/v0002.pth", "recommendation_model.pth"]  # the record first
+
+
+def test_a_damaged_registry_is_named_and_the_intact_versions_still_work(tmp_path):
+    store = ArtifactStore(tmp_path / "data")
+    history = ModelHistory(store, "recommendation_model.pth", validate=lambda path: None)
+    for k in range(3):
+        _publish(history, tmp_path, f"model {k}".encode())
+    folder = tmp_path / "data" / "models" / "recommendation_model"
+    (folder / "v0002.json").write_text("{not json")
+    (folder / "v0001.pth").write_bytes(b"tampered")  # its sha256 no longer matches its record
+    scan = history.scan()
+    assert [v.name for v in scan.versions] == ["v0003", "v0001"]
+    assert any("v0002.json is damaged" in p for p in scan.problems)
+    with pytest.raises(ValueError, match="no intact version 'v2'.*v0002.json is damaged"):
+        history.rollback("v2")
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        history.rollback("1")
+    assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"model 2"
+    assert _publish(history, tmp_path, b"model 3").name == "v0004"  # never reuses a damaged entry's number
+
+
+def test_rollback_runs_the_files_full_validation(tmp_path):
+    def validate(path):
+        if path.read_bytes().startswith(b"bad"):
+            raise ValueError("not a model")
+
+    store = ArtifactStore(tmp_path / "data")
+    history = ModelHistory(store, "recommendation_model.pth", validate=validate)
+    _publish(history, tmp_path, b"bad model")
+    _publish(history, tmp_path, b"good model")
+    with pytest.raises(ValueError, match="fails validation \\(not a model\\); not restored"):
+        history.rollback()
+    assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"good model"
+
+
+def test_size_rejections_name_the_override_and_other_lineages_are_not_compared():
+    small = decide(DataSize(3, 280, 300), FULL, None, PromotionPolicy())
+    assert "RECSYS_FORCE_PUBLISH" in small.describe()
+    worse = Evidence("held-back RMSE", candidate=2.3, current=0.6, fresh_ratings=5_000, lower_is_better=True)
+    other = decide(FULL, FULL, [worse], PromotionPolicy(), unrelated="a different export lineage (3% shared)")
+    assert other.publish and "nothing comparable published" in other.describe()
+    assert not decide(FULL, FULL, [worse], PromotionPolicy()).publish
+
+
+def test_the_held_back_set_is_kept_out_of_every_fit():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"user_id": np.repeat(np.arange(50), 20), "movie_id": np.tile(np.arange(20), 50), "rating": 3.0}
+    )
+    frame["rating"] = rng.integers(1, 6, len(frame)).astype(float)
+    train, val = frame.iloc[:800], frame.iloc[800:]
+    first = plan_evaluation(train, val, None)
+    assert len(first.heldback) == 50 and len(first.refit_val) == 150 and first.excluded == 0
+    again = plan_evaluation(frame.iloc[200:], frame.iloc[:200], first.heldback)  # a re-split of the same export
+    held_pairs = set(zip(first.heldback.users, first.heldback.movies))
+    for part in (again.train, again.val, again.refit_val):
+        assert not held_pairs & set(zip(part["user_id"], part["movie_id"]))
+    assert again.excluded == 50
+    same = np.arange(100)
+    assert lineage(same, same, same, same) is None
+    assert "different export lineage" in lineage(same, same, same + 1000, same)

@@ -8,7 +8,10 @@ arbitrary object is ever unpickled.  Keys:
 ``movie_mapping`` (raw id -> index), a PyTorch checkpoint's usual keys; plus
 ``format_version``, ``architecture``, ``config``, ``history``, ``metrics``,
 ``seen_indptr``/``seen_indices`` (the movies each user has rated, CSR) and
-``movie_counts`` (ratings per movie, for cold-start fallbacks).
+``movie_counts`` (ratings per movie, for cold-start fallbacks); ``heldback_user_ids``/
+``heldback_movie_ids``/``heldback_ratings`` (the held-back evaluation set no published fit
+trained on, ``core/heldback.py``) and ``evaluation_state_dict`` (the held-out fit on the
+training split, which ``model_evaluation`` scores; the published weights are the refit's).
 """
 
 import os
@@ -18,8 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsys_assets.core.atomic import atomic_torch_save
+from recsys_assets.core import rating_scale
 
 if TYPE_CHECKING:
+    from recsys_assets.core.heldback import HeldBack
     from recsys_assets.core.report import ModelReport
 
 FORMAT_VERSION = 1
@@ -40,6 +45,8 @@ def save_model_file(
     movie_ids: np.ndarray,
     config: dict,
     history: list[dict],
+    heldback: "HeldBack | None" = None,
+    evaluation_state: dict | None = None,
 ) -> Path:
     """Write the model file atomically (temp file, then rename).
 
@@ -60,6 +67,10 @@ def save_model_file(
         "seen_indices": torch.from_numpy(np.ascontiguousarray(report.seen_indices, dtype=np.int32)),
         "movie_counts": torch.from_numpy(np.ascontiguousarray(report.movie_counts, dtype=np.int64)),
     }
+    if heldback is not None:
+        payload.update({k: torch.from_numpy(np.array(v, copy=True)) for k, v in heldback.arrays().items()})
+    if evaluation_state is not None:
+        payload["evaluation_state_dict"] = {k: v.detach().cpu() for k, v in evaluation_state.items()}
     return atomic_torch_save(payload, path)
 
 
@@ -137,4 +148,62 @@ def payload_problem(payload: dict) -> str | None:
     counts = payload.get("movie_counts")
     if counts is not None and (len(counts) != n_movies or bool((counts < 0).any())):
         return "movie_counts does not match the movies"
+    return _extras_problem(payload, state)
+
+
+def _extras_problem(payload: dict, state: dict) -> str | None:
+    """What is wrong with the held-back set or the held-out fit's weights, or None."""
+    import torch
+
+    from recsys_assets.core.heldback import HeldBack
+
+    try:
+        HeldBack.from_payload(payload)
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"the held-back evaluation set is malformed ({exc})"
+    evaluation = payload.get("evaluation_state_dict")
+    if evaluation is None:
+        return None
+    for name in _WEIGHTS:
+        tensor = evaluation.get(name) if isinstance(evaluation, dict) else None
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != state[name].shape:
+            return f"evaluation_state_dict's {name} does not match the model's"
+        if not bool(torch.isfinite(tensor.float()).all()):
+            return f"evaluation_state_dict's {name} holds NaN or infinite values"
     return None
+
+
+def serving_fields(payload: dict) -> dict:
+    """A loaded file's ``Recommender`` keywords besides the weights and ids: rating range, seen index,
+    movie counts and ``info`` (config, metrics, history, the held-back set, the held-out fit's weights)."""
+    from recsys_assets.core.heldback import HeldBack
+    from recsys_assets.core.ranking.interactions import UserItems
+
+    config = payload.get("config", {})
+    seen = None
+    if "seen_indptr" in payload:
+        n_movies = len(payload["movie_mapping"])
+        seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, n_movies)
+    return {
+        "rating_range": rating_scale.recorded(config),  # the scale the file was trained on
+        "seen": seen,
+        "movie_counts": payload["movie_counts"].numpy() if "movie_counts" in payload else None,
+        "info": {
+            "config": config,
+            "metrics": payload.get("metrics", {}),
+            "history": payload.get("history", []),
+            "heldback": HeldBack.from_payload(payload),
+            "evaluation_state": payload.get("evaluation_state_dict"),
+        },
+    }
+
+
+def check_same_data(payload: dict, ranking_info: dict | None, path) -> None:
+    """Refuse a rating model and a ranking model trained on different data (their recorded fingerprints differ)."""
+    mine = payload.get("config", {}).get("data_fingerprint")
+    theirs = (ranking_info or {}).get("data_fingerprint")
+    if mine and theirs and mine != theirs:
+        raise ModelFileError(
+            f"{path} and its ranking model come from different exports (data fingerprints {mine} and {theirs}); "
+            "publish both from one run, or roll both back to one release (recsys models shows the pairs)"
+        )

@@ -6,16 +6,21 @@ Two rules, applied to the rating model and the ranking model alike:
   at least ``min_data_ratio`` of the published model's (default 0.5): a small
   valid export (a test file, a partial dump) cannot replace a model trained on
   the full catalogue.
-* **No worse on fresh evidence.** Both models are scored on the candidate's
-  validation ratings that the published model never saw in training (the
-  "fresh" ratings; a rating it trained on would flatter it).  The candidate
-  must not be worse than the published model by more than the tolerance
-  (``rmse_tolerance`` stars of validation RMSE, ``ndcg_tolerance`` of NDCG@10).
-  The ranking candidate's evidence is its fit on the training split alone, which
-  saw less data than the published fit on train + validation did; its larger
-  tolerance absorbs that handicap.
-  With fewer than ``min_fresh_ratings`` fresh ratings there is nothing fair to
-  compare, and the rule is not applied (the decision says so).
+* **No worse on evidence the candidate cannot poison.** Both models are scored
+  on the published model's *held-back* ratings (``core/heldback.py``): ratings
+  of the published model's own export that no published fit trained on, stored
+  with its version, read with their real ratings.  A candidate trained on
+  inverted or re-labelled ratings cannot choose that evidence.  Both are also
+  scored on the candidate's validation ratings that the published model never
+  saw in training (the "fresh" ratings).  On each, the candidate must not be
+  worse than the published model by more than the tolerance (``rmse_tolerance``
+  stars of RMSE, ``ndcg_tolerance`` of NDCG@10) beyond noise: ``noise_z``
+  standard errors of the paired per-rating (per-user for NDCG) gap.  Evidence with fewer than
+  ``min_fresh_ratings`` ratings is not used (the decision says so).
+* **Different export lineage.** When the candidate's and the published model's
+  id spaces hardly overlap (the demo export replaced by real data), nothing
+  comparable is published: no score is compared, the decision says so, and only
+  the data-size rule applies.
 
 ``force`` (the asset's ``force_publish`` or ``RECSYS_FORCE_PUBLISH=1``)
 publishes anyway, and the decision records that it was forced.
@@ -55,10 +60,11 @@ class PromotionPolicy:
     rmse_tolerance: float = 0.01
     ndcg_tolerance: float = 0.02
     min_fresh_ratings: int = 100
+    noise_z: float = 2.0
     force: bool = False
 
     def validate(self) -> "PromotionPolicy":
-        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance"):
+        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance", "noise_z"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -78,6 +84,8 @@ class Evidence:
     current: float
     fresh_ratings: int
     lower_is_better: bool
+    on: str = "fresh validation ratings it never trained on"
+    standard_error: float = 0.0  # of the paired gap: how much of ``worse_by`` is noise
 
     @property
     def worse_by(self) -> float:
@@ -88,7 +96,7 @@ class Evidence:
     def describe(self) -> str:
         return (
             f"{self.metric} {self.candidate:.4f} against the published model's {self.current:.4f} "
-            f"on {self.fresh_ratings:,} validation ratings it never trained on"
+            f"(+/- {self.standard_error:.4f}) on {self.fresh_ratings:,} {self.on}"
         )
 
 
@@ -102,16 +110,40 @@ class Promotion:
     forced: bool = False
 
     def describe(self) -> str:
-        return "; ".join(self.reasons + self.notes) or "no published model to compare with"
+        text = "; ".join(self.reasons + self.notes) or "no published model to compare with"
+        return text if self.publish else f"{text} ({FORCE_HINT})"
+
+
+FORCE_HINT = "force_publish or RECSYS_FORCE_PUBLISH=1 publishes anyway"
 
 
 def decide(
-    candidate: DataSize, current: DataSize | None, evidence: Evidence | None, policy: PromotionPolicy
+    candidate: DataSize,
+    current: DataSize | None,
+    evidence: "Evidence | list[Evidence] | None",
+    policy: PromotionPolicy,
+    *,
+    unrelated: str | None = None,
 ) -> Promotion:
-    """The promotion decision for a candidate (``current`` None: nothing is published yet)."""
+    """The promotion decision for a candidate (``current`` None: nothing is published yet).
+
+    ``unrelated``: why the published model is of a different export lineage (then no score is compared)."""
     if current is None:
         return Promotion(True, notes=["no published model to compare with"])
-    reasons, notes = [], []
+    reasons = _shrinkage(candidate, current, policy)
+    if unrelated is not None:
+        notes = [f"nothing comparable published: {unrelated}; no score compared"]
+    else:
+        listed = [] if evidence is None else evidence if isinstance(evidence, list) else [evidence]
+        worse, notes = _compare(listed, policy)
+        reasons += worse
+    if reasons and policy.force:
+        return Promotion(True, notes=[f"forced despite: {r}" for r in reasons] + notes, forced=True)
+    return Promotion(not reasons, reasons, notes)
+
+
+def _shrinkage(candidate: DataSize, current: DataSize, policy: PromotionPolicy) -> list[str]:
+    reasons = []
     for name in ("users", "movies", "ratings"):
         before, now = getattr(current, name), getattr(candidate, name)
         if now < policy.min_data_ratio * before:
@@ -119,33 +151,46 @@ def decide(
                 f"{now:,} {name} against the published model's {before:,} "
                 f"(below {policy.min_data_ratio:.0%}: the data shrank)"
             )
-    if evidence is None or evidence.fresh_ratings < policy.min_fresh_ratings:
-        fresh = 0 if evidence is None else evidence.fresh_ratings
-        notes.append(
-            f"not compared with the published model: {fresh:,} fresh validation ratings "
-            f"(at least {policy.min_fresh_ratings:,} needed)"
-        )
-    else:
-        tolerance = policy.rmse_tolerance if evidence.lower_is_better else policy.ndcg_tolerance
-        if evidence.worse_by > tolerance:
-            reasons.append(f"worse than the published model: {evidence.describe()} (tolerance {tolerance:g})")
+    return reasons
+
+
+def _compare(evidence: list[Evidence], policy: PromotionPolicy) -> tuple[list[str], list[str]]:
+    reasons, notes = [], []
+    for item in evidence:
+        if item.fresh_ratings < policy.min_fresh_ratings or not math.isfinite(item.candidate - item.current):
+            notes.append(
+                f"{item.metric} not compared: {item.fresh_ratings:,} {item.on} "
+                f"(at least {policy.min_fresh_ratings:,} needed)"
+            )
+            continue
+        tolerance = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
+        if item.worse_by - policy.noise_z * item.standard_error > tolerance:
+            reasons.append(
+                f"worse than the published model: {item.describe()} "
+                f"(tolerance {tolerance:g} beyond {policy.noise_z:g} standard errors)"
+            )
         else:
-            notes.append(evidence.describe())
-    if reasons and policy.force:
-        return Promotion(True, notes=[f"forced despite: {r}" for r in reasons] + notes, forced=True)
-    return Promotion(not reasons, reasons, notes)
+            notes.append(item.describe())
+    if not evidence:
+        notes.append("not compared with the published model: no evidence")
+    return reasons, notes
 
 
 def rmse_evidence(
-    candidate_pred: np.ndarray, current_pred: np.ndarray, ratings: np.ndarray, fresh: np.ndarray
+    candidate_pred: np.ndarray,
+    current_pred: np.ndarray,
+    ratings: np.ndarray,
+    fresh: np.ndarray,
+    *,
+    metric: str = "val RMSE",
+    on: str = "fresh validation ratings it never trained on",
 ) -> Evidence:
-    """Validation RMSE of both models' (clamped) predictions on the fresh ratings."""
+    """RMSE of both models' (clamped) predictions on the ``fresh`` ratings."""
     n = int(fresh.sum())
-    err = lambda pred: float(np.sqrt(np.mean((pred[fresh] - ratings[fresh]) ** 2))) if n else float("nan")
-    return Evidence(
-        "val RMSE",
-        err(np.asarray(candidate_pred, np.float64)),
-        err(np.asarray(current_pred, np.float64)),
-        n,
-        lower_is_better=True,
+    mine, theirs = (
+        (np.asarray(pred, np.float64)[fresh] - ratings[fresh]) ** 2 for pred in (candidate_pred, current_pred)
     )
+    a, b = (float(np.sqrt(np.mean(sq))) if n else float("nan") for sq in (mine, theirs))
+    # the RMSE gap's standard error from the paired squared errors (delta method: d RMSE = d MSE / 2 RMSE)
+    se = float(np.std(mine - theirs, ddof=1) / np.sqrt(n) / max(a + b, 1e-9)) if n > 1 else float("inf")
+    return Evidence(metric, a, b, n, lower_is_better=True, on=on, standard_error=se)

@@ -28,7 +28,7 @@ import pandas as pd
 from recsys_assets.core import rating_scale
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError, load_model_file
+from recsys_assets.core.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
@@ -67,6 +67,7 @@ class Recommender:
         self.movie_counts = movie_counts
         self.info = info or {}
         self.ranker = ranker
+        self.heldback = self.info.get("heldback")  # the held-back evaluation set (core/heldback.py), or None
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -103,31 +104,28 @@ class Recommender:
             ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
             return cls.from_store(store, name, ranking_store, ranking_name)
         payload = load_model_file(path)
-        state = payload["model_state_dict"]
-        config = payload.get("config", {})
-        users = IdMapping.from_dict(payload["user_mapping"])
-        movies = IdMapping.from_dict(payload["movie_mapping"])
-        seen = None
-        if "seen_indptr" in payload:
-            seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, len(movies))
         if ranking_path is not None:
             ranker = RankingModel.load(ranking_path)
         else:
             sibling = Path(path).with_name(RANKING_FILE)
             ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
+        check_same_data(payload, ranker.info if ranker is not None else None, path)
+        users, movies = IdMapping.from_dict(payload["user_mapping"]), IdMapping.from_dict(payload["movie_mapping"])
+        return cls.from_state(payload["model_state_dict"], users, movies, **serving_fields(payload), ranker=ranker)
+
+    @classmethod
+    def from_state(cls, state: dict, users: IdMapping, movies: IdMapping, **extra) -> "Recommender":
+        """A rating model from a ``BiasedMF`` state dict (tensors) and its id mappings; ``extra``: the
+        constructor's other keywords (``rating_range``, ``seen``, ``info``, ``ranker`` ...)."""
         return cls(
             global_mean=float(state["global_mean"]),
-            user_bias=state["user_bias.weight"].numpy()[:, 0].astype(np.float64),
-            movie_bias=state["movie_bias.weight"].numpy()[:, 0].astype(np.float64),
-            user_factors=state["user_factors.weight"].numpy(),
-            movie_factors=state["movie_factors.weight"].numpy(),
+            user_bias=state["user_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
+            movie_bias=state["movie_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
+            user_factors=state["user_factors.weight"].detach().cpu().numpy(),
+            movie_factors=state["movie_factors.weight"].detach().cpu().numpy(),
             users=users,
             movies=movies,
-            rating_range=rating_scale.recorded(config),  # the scale the file was trained on
-            seen=seen,
-            movie_counts=payload["movie_counts"].numpy() if "movie_counts" in payload else None,
-            info={"config": config, "metrics": payload.get("metrics", {}), "history": payload.get("history", [])},
-            ranker=ranker,
+            **extra,
         )
 
     # ---- predicted ratings (the rating model) -------------------------------------------------

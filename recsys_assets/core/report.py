@@ -14,14 +14,8 @@ import torch
 
 from recsys_assets.core.dataset import IdMapping, MovieRatingDataset
 from recsys_assets.core.metrics import baselines
-from recsys_assets.core.promotion import (
-    DataSize,
-    Evidence,
-    Promotion,
-    PromotionPolicy,
-    decide,
-    rmse_evidence,
-)
+from recsys_assets.core.promotion import DataSize, Evidence, Promotion, PromotionPolicy, rmse_evidence
+from recsys_assets.core.publishing import judge
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
 
 
@@ -91,8 +85,11 @@ def build_report(
     n_users: int,
     n_movies: int,
     rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
+    seen: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ModelReport:
-    """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits."""
+    """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits; ``seen``: every
+    (user, movie) index pair of the export (default: train + val), which the published file never
+    recommends back."""
     best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else {}
     metrics = {name: float(best.get(name, float("nan"))) for name in ("train_loss", "val_loss", "val_rmse", "val_mae")}
     metrics.update(
@@ -104,7 +101,7 @@ def build_report(
         if finite
         else float("nan")
     )
-    all_users, all_movies, _ = train.concat(val).arrays()
+    all_users, all_movies = seen if seen is not None else train.concat(val).arrays()[:2]
     indptr, indices = seen_matrix(all_users, all_movies, n_users)
     return ModelReport(
         metrics=metrics,
@@ -160,6 +157,41 @@ def published_size(current) -> DataSize:
     return DataSize(len(current.users), len(current.movies), ratings)
 
 
+HELD_BACK = "ratings the published model held back (no published fit trained on them)"
+
+
+def heldback_evidence(state: dict, users: IdMapping, movies: IdMapping, current) -> Evidence | None:
+    """The candidate (a ``BiasedMF`` state dict) and the published ``current``, scored on ``current``'s
+    held-back ratings (raw ids through each model's own mappings); None when its file has none."""
+    from recsys_assets.core.recommender import Recommender
+
+    held = current.info.get("heldback")
+    if held is None or not len(held):
+        return None
+    candidate = Recommender.from_state(state, users, movies, rating_range=current.rating_range)
+    return rmse_evidence(
+        candidate.predict(held.users, held.movies),
+        current.predict(held.users, held.movies),
+        held.ratings.astype(np.float64),
+        np.ones(len(held), bool),
+        metric="held-back RMSE",
+        on=HELD_BACK,
+    )
+
+
+def held_out_fit(current):
+    """The published Recommender's held-out fit (training split only, kept in its file), which the candidate's
+    held-out fit is compared with on fresh ratings (like with like: the refit saw more data); else ``current``."""
+    from recsys_assets.core.recommender import Recommender
+
+    state = current.info.get("evaluation_state")
+    if state is None:
+        return current
+    return Recommender.from_state(
+        state, current.users, current.movies, rating_range=current.rating_range, seen=current.seen_matrix
+    )
+
+
 def with_promotion(
     report: ModelReport,
     model,
@@ -169,12 +201,24 @@ def with_promotion(
     movies: IdMapping,
     current,
     policy: PromotionPolicy,
+    published_state: dict | None = None,
+    unrelated: str | None = None,
 ) -> ModelReport:
-    """``report`` with the promotion decision against ``current`` (the published Recommender, or None)."""
+    """``report`` with the promotion decision against ``current`` (the published Recommender, or None).
+
+    ``model`` (the held-out fit) is scored on the fresh validation ratings, ``published_state`` (the
+    weights to publish, default ``model``'s) on ``current``'s held-back set; ``unrelated``: why
+    ``current`` is of another export lineage (then nothing is compared)."""
     if current is None:
-        return replace(report, promotion=decide(report.data_size, None, None, policy))
-    evidence = rating_evidence(model, val, users, movies, current) if report.weights_finite else None
-    return replace(report, promotion=decide(report.data_size, published_size(current), evidence, policy))
+        return replace(report, promotion=judge(report.data_size, None, [], policy))
+    evidence = []
+    if report.weights_finite and unrelated is None:
+        state = published_state if published_state is not None else model.state_dict()
+        held = heldback_evidence(state, users, movies, current)
+        evidence = [held] if held is not None else []
+        evidence.append(rating_evidence(model, val, users, movies, held_out_fit(current)))
+    promotion = judge(report.data_size, published_size(current), evidence, policy, unrelated=unrelated)
+    return replace(report, promotion=promotion)
 
 
 def epoch_summary(record: dict) -> str:

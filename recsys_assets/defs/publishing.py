@@ -1,20 +1,25 @@
 """What the model assets share to publish safely: promotion settings, the published model, kept versions, provenance.
 
 The rule itself is plain Python in ``core/promotion.py``; this module turns its
-decision into a check result and records each published file in the model
-history (``data/models/``), which ``recsys models`` and ``recsys rollback`` read.
+decision into a check result; ``core/publishing.py`` records each published file
+in the model history (``data/models/``) before it goes live, which ``recsys models``
+and ``recsys rollback`` read.
 """
 
 import functools
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
 from recsys_assets import settings
 from recsys_assets.core.model_file import ModelFileError
-from recsys_assets.core.model_history import ModelHistory
 from recsys_assets.core.promotion import Promotion, PromotionPolicy
 from recsys_assets.defs.resources import RecsysStorage
+
+if TYPE_CHECKING:
+    from recsys_assets.core.heldback import EvaluationPlan
+    from recsys_assets.core.publishing import Outcome
 
 _POLICY = PromotionPolicy()
 
@@ -33,18 +38,23 @@ class PromotionConfig(dg.Config):
     )
     rmse_tolerance: float = Field(
         default=_POLICY.rmse_tolerance,
-        description="Rating model: how much higher its validation RMSE may be than the published model's, "
-        "both scored on validation ratings the published model never trained on.",
+        description="Rating model: how much higher its RMSE may be than the published model's, both scored on "
+        "the published model's held-back ratings and on validation ratings it never trained on.",
     )
     ndcg_tolerance: float = Field(
         default=_POLICY.ndcg_tolerance,
         description="Ranking model: how much lower its NDCG@10 may be than the published model's, on the same "
-        "fresh validation ratings.",
+        "held-back and fresh validation ratings.",
     )
     min_fresh_ratings: int = Field(
         default=_POLICY.min_fresh_ratings,
-        description="Fewest fresh validation ratings for the comparison with the published model; with fewer "
+        description="Fewest ratings for a comparison with the published model (held-back or fresh); with fewer "
         "it is skipped (the data-size rule still applies).",
+    )
+    evidence_noise_z: float = Field(
+        default=_POLICY.noise_z,
+        description="A candidate is refused as worse only when its gap to the published model exceeds the "
+        "tolerance by more than this many standard errors of the paired gap (noise of a small evidence set).",
     )
     keep_versions: int = Field(default=5, description="Published models kept in <data_dir>/models/ for rollback.")
 
@@ -57,6 +67,7 @@ class PromotionConfig(dg.Config):
             rmse_tolerance=self.rmse_tolerance,
             ndcg_tolerance=self.ndcg_tolerance,
             min_fresh_ratings=self.min_fresh_ratings,
+            noise_z=self.evidence_noise_z,
             force=self.force_publish or settings.FORCE_PUBLISH.flag(),
         ).validate()
 
@@ -88,16 +99,32 @@ def promotion_check(check_name: str, promotion: Promotion) -> dg.AssetCheckResul
     )
 
 
-def record_version(
-    context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, record: dict, keep: int
-) -> str:
-    """Keep a copy of the just-published ``name`` in the model history; returns its version."""
+def version_record(context: dg.AssetExecutionContext, record: dict) -> dict:
+    """``record`` with what made it: the export's fingerprint and the run id (kept in the version's JSON)."""
     from recsys_assets.defs.automation import last_ingested_fingerprint
 
-    record = {**record, "export_fingerprint": last_ingested_fingerprint(context.instance), "run_id": context.run.run_id}
-    version = ModelHistory(storage.store, name, keep=keep).record(record)
-    context.log.info(f"{name} published as {version.name} (kept in {storage.store.url('models')})")
-    return version.name
+    return {**record, "export_fingerprint": last_ingested_fingerprint(context.instance), "run_id": context.run.run_id}
+
+
+def log_outcome(context: dg.AssetExecutionContext, storage: RecsysStorage, outcome: "Outcome") -> None:
+    """Say where the candidate went (published as a version, staged for its partner, or rejected)."""
+    store = storage.store
+    if outcome.version:
+        context.log.info(f"{outcome.name} published as {outcome.version} (kept in {store.url('models')})")
+    if outcome.note:
+        context.log.info(f"{store.url(outcome.name)}: {outcome.note}")
+
+
+def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", unrelated: str | None) -> None:
+    """Say what the held-back evaluation set changed about this candidate's data."""
+    if unrelated:
+        context.log.warning(f"the published model is of {unrelated}: nothing comparable is published")
+    if plan.excluded:
+        context.log.info(
+            f"{plan.excluded:,} ratings on the published model's held-back pairs are left out of training "
+            "(they are the evidence it is judged on)"
+        )
+    context.log.info(f"{len(plan.heldback):,} validation ratings are held back from the published fit")
 
 
 @functools.lru_cache(maxsize=1)

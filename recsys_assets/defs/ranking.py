@@ -10,13 +10,22 @@ from pydantic import Field
 
 from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
-from recsys_assets.core.promotion import DataSize, Promotion, PromotionPolicy, decide
+from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
 from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
-from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
+from recsys_assets.defs.publishing import (
+    PromotionConfig,
+    load_published,
+    log_outcome,
+    log_plan,
+    promotion_check,
+    provenance,
+    version_record,
+)
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
+    from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import RankingTraining, Ratings
 
 OWNERS = ["team:recsys"]
@@ -142,6 +151,8 @@ def ranking_model(
     policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
+    from recsys_assets.core.heldback import plan_against
+    from recsys_assets.core.publishing import Candidate, release
     from recsys_assets.core.ranking.ials import ials_device  # PyTorch and implicit: once the settings are valid
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import Ratings, train_ranking_model
@@ -150,7 +161,14 @@ def ranking_model(
     if note:
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)
-    train, val = Ratings.from_frame(train_ratings, users, movies), Ratings.from_frame(val_ratings, users, movies)
+    current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
+    plan, unrelated = plan_against(train_ratings, val_ratings, users, movies, current)
+    log_plan(context, plan, unrelated)
+    train, val, refit, everything = (
+        Ratings.from_frame(f, users, movies)
+        for f in (plan.train, plan.val, plan.refit_val, pd.concat([train_ratings, val_ratings], ignore_index=True))
+    )
+    refit = train.concat(refit)
     context.log.info(
         f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
         f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
@@ -170,20 +188,24 @@ def ranking_model(
             factors=config.factors,
             regularization=config.regularization,
             log=context.log.info,
+            refit=refit,
+            seen=everything,
         )
         comparison = result.comparison
         params = result.selection.params
         finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
+        size = DataSize(len(users), len(movies), len(everything))
         promotion = ranking_promotion(
-            context,
-            storage,
+            current,
             result,
             train,
             val,
             users=users,
             movies=movies,
+            size=size,
             policy=policy,
             threshold=config.relevance_threshold,
+            unrelated=unrelated,
         )
         publish = finite and not comparison.loses_beyond_noise and promotion.publish
         model = RankingModel(
@@ -200,36 +222,33 @@ def ranking_model(
                 "relevance_threshold": config.relevance_threshold,
                 "evaluated_on": "a fit on train_ratings, scored on val_ratings",
                 "capacity_candidates": result.selection.candidates,
+                "data_fingerprint": plan.fingerprint,
             },
             evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
+            heldback=plan.heldback,
         )
-        target = storage.RANKING_MODEL if publish else storage.REJECTED_RANKING_MODEL
+        record = {
+            "metrics": result.metrics,
+            "config": params.to_dict(),
+            "data": size.to_dict(),
+            "promotion": promotion.describe(),
+        }
+        candidate = Candidate(
+            storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), plan.fingerprint
+        )
         store = storage.store
-        with store.write(target) as tmp:
-            model.save(tmp)
-        version = None
-        if publish:
-            version = record_version(
-                context,
-                storage,
-                storage.RANKING_MODEL,
-                {
-                    "metrics": result.metrics,
-                    "config": params.to_dict(),
-                    "data": published_size(users, movies, train, val).to_dict(),
-                    "promotion": promotion.describe(),
-                },
-                config.keep_versions,
-            )
+        outcome = release(store, candidate, publish, keep=config.keep_versions, work_folder=storage.work_folder)
+        target, version = outcome.name, outcome.version
+        log_outcome(context, storage, outcome)
     verdict = comparison.describe()
     if not publish:
         why = "non-finite factors" if not finite else "; ".join(promotion.reasons) or verdict
         context.log.error(
             f"ranking model not published ({why}); saved to {store.url(target)} for inspection, "
-            "the previous ranking model is unchanged"
+            f"the previous ranking model is unchanged ({FORCE_HINT})"
         )
     else:
-        context.log.info(f"published {store.url(target)}: {verdict}")
+        context.log.info(f"{store.url(target)}: {verdict}")
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
     checks = [
         dg.AssetCheckResult(
@@ -254,7 +273,7 @@ def ranking_model(
     ]
     metrics = result.metrics
     metadata = {
-        "published": dg.MetadataValue.bool(publish),
+        "published": dg.MetadataValue.bool(outcome.published),
         "version": dg.MetadataValue.text(version or "not published"),
         "promotion": dg.MetadataValue.text(promotion.describe()),
         "path": dg.MetadataValue.path(store.url(target)),
@@ -270,33 +289,44 @@ def ranking_model(
 
 
 def ranking_promotion(
-    context: dg.AssetExecutionContext,
-    storage: RecsysStorage,
+    current: "RankingModel | None",
     result: "RankingTraining",
     train: "Ratings",
     val: "Ratings",
     *,
     users,
     movies,
+    size: DataSize,
     policy: PromotionPolicy,
     threshold: float,
+    unrelated: str | None = None,
 ) -> Promotion:
-    """The promotion decision against the published ranking model (core/promotion.py's rule)."""
+    """The promotion decision against the published ranking model (core/publishing.py's one rule): the published
+    fits on the published model's held-back ratings, the held-out fits (training split only) on fresh validation
+    ratings."""
+    from recsys_assets.core.publishing import judge
     from recsys_assets.core.ranking import UserItems, factor_ranker
-    from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence
-    from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence, heldback_ndcg_evidence
 
-    size = published_size(users, movies, train, val)
-    current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
     if current is None:
-        return decide(size, None, None, policy)
-    seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
-    candidate = factor_ranker(result.evaluation_model.user_factors, result.evaluation_model.item_factors, seen)
-    evidence = fresh_ndcg_evidence(current, candidate, users, movies, val, threshold=threshold)
+        return judge(size, None, [], policy)
     published = DataSize(len(current.users), len(current.movies), current.seen.nnz)
-    return decide(size, published, evidence, policy)
-
-
-def published_size(users, movies, train: "Ratings", val: "Ratings") -> DataSize:
-    """What the published fit (on train + val) is built from."""
-    return DataSize(len(users), len(movies), len(train) + len(val))
+    evidence = []
+    if unrelated is None:
+        if current.heldback is not None and len(current.heldback):
+            fit = result.published_model
+            evidence.append(
+                heldback_ndcg_evidence(
+                    current,
+                    (fit.user_factors, fit.item_factors),
+                    result.published_seen,
+                    users,
+                    movies,
+                    current.heldback,
+                    threshold=threshold,
+                )
+            )
+        seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
+        candidate = factor_ranker(result.evaluation_model.user_factors, result.evaluation_model.item_factors, seen)
+        evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
+    return judge(size, published, evidence, policy, unrelated=unrelated)

@@ -6,8 +6,6 @@ variables that ``recsys_assets/settings.py`` names (``RECSYS_EXPORT_PATH``,
 """
 
 import functools
-import hashlib
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -100,13 +98,9 @@ class RecsysStorage(dg.ConfigurableResource):
     @property
     def work_folder(self) -> Path:
         """The local working folder (``data_dir`` itself when it is local)."""
-        if self.work_dir:
-            return Path(self.work_dir)
-        store = self.store
-        if store.is_local:
-            return Path(store.root)  # a plain folder, or the folder of a file:// URL
-        digest = hashlib.sha256(self.data_dir.encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"recsys-work-{digest}"
+        from recsys_assets.core.publishing import work_folder_for
+
+        return work_folder_for(self.data_dir, self.work_dir)
 
     @property
     def checkpoint_dir(self) -> Path:

@@ -14,13 +14,22 @@ from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.plots import plot_training_history
-from recsys_assets.core.promotion import Promotion
+from recsys_assets.core.promotion import FORCE_HINT, Promotion
 from recsys_assets.core.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
-from recsys_assets.defs.publishing import PromotionConfig, load_published, promotion_check, provenance, record_version
+from recsys_assets.defs.publishing import (
+    PromotionConfig,
+    load_published,
+    log_outcome,
+    log_plan,
+    promotion_check,
+    provenance,
+    version_record,
+)
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
+    from recsys_assets.core.heldback import HeldBack
     from recsys_assets.core.report import ModelReport
     from recsys_assets.core.training import TrainResult
 
@@ -131,14 +140,16 @@ def recommendation_model(
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
     from recsys_assets.core.dataset import MovieRatingDataset  # PyTorch: imported by this step only
+    from recsys_assets.core.heldback import plan_against
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
-    from recsys_assets.core.training import refit_on_all, train_model
+    from recsys_assets.core.training import train_model
 
     users, movies = mappings_from_table(user_movie_mappings)
-
-    train = MovieRatingDataset.from_frame(train_ratings, users, movies)
-    val = MovieRatingDataset.from_frame(val_ratings, users, movies)
+    current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
+    plan, unrelated = plan_against(train_ratings, val_ratings, users, movies, current)
+    log_plan(context, plan, unrelated)
+    train, val = (MovieRatingDataset.from_frame(f, users, movies) for f in (plan.train, plan.val))
     context.log.info(
         f"training on {torch_device}: {len(train):,} ratings, {len(val):,} for validation, "
         f"{len(users):,} users, {len(movies):,} movies"
@@ -168,6 +179,7 @@ def recommendation_model(
             checkpoint_path=checkpoint,
         )
         context.log.info(training_summary(result, train_config))
+        everything = pd.concat([train_ratings, val_ratings], ignore_index=True)
         report = build_report(
             result,
             train,
@@ -175,24 +187,23 @@ def recommendation_model(
             n_users=len(users),
             n_movies=len(movies),
             rating_range=(train_config.rating_min, train_config.rating_max),
+            seen=(users.encode(everything["user_id"]), movies.encode(everything["movie_id"])),
         )
-        current = load_published(
-            context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False)
+        refit_val = MovieRatingDataset.from_frame(plan.refit_val, users, movies)
+        published = _refit(
+            context, result, report, train, refit_val, train_config=train_config, torch_device=torch_device
         )
-        report = with_promotion(report, result.model, val, users=users, movies=movies, current=current, policy=policy)
-        published = result
-        if train_config.refit and report.publish:
-            refit_started = time.perf_counter()
-            published = refit_on_all(
-                train, val, len(users), len(movies), train_config, epochs=result.best_epoch, device=torch_device
-            )
-            context.log.info(
-                f"refitted on training + validation ({len(train) + len(val):,} ratings) for {result.best_epoch} epochs "
-                f"in {time.perf_counter() - refit_started:.1f}s; the reported figures are the held-out fit's"
-            )
-            if not published.model.all_finite():  # keep the checked fit rather than publish a broken one
-                context.log.warning("the refit produced non-finite weights; publishing the held-out fit instead")
-                published = result
+        report = with_promotion(
+            report,
+            result.model,
+            val,
+            users=users,
+            movies=movies,
+            current=current,
+            policy=policy,
+            published_state=published.model.state_dict(),
+            unrelated=unrelated,
+        )
         run = _TrainingRun(
             result=result,
             report=report,
@@ -202,9 +213,34 @@ def recommendation_model(
             checkpoint=checkpoint,
             started=started,
             published=published,
-            learned_ratings=len(train) + (len(val) if published is not result else 0),
+            learned_ratings=len(train) + (len(refit_val) if published is not result else 0),
+            heldback=plan.heldback,
+            fingerprint=plan.fingerprint,
         )
         return _publish(context, storage, run, keep=config.keep_versions)
+
+
+def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_val, *, train_config, torch_device):
+    """The fit to publish: the refit on training + validation minus the held-back ratings (``refit``), else
+    the held-out fit. Done before the promotion decision, which scores the weights that would go live."""
+    from recsys_assets.core.training import refit_on_all
+
+    if not (train_config.refit and report.weights_finite and report.beats_global_mean):
+        return result
+    started = time.perf_counter()
+    n_users, n_movies = len(report.seen_indptr) - 1, len(report.movie_counts)
+    published = refit_on_all(
+        train, refit_val, n_users, n_movies, train_config, epochs=result.best_epoch, device=torch_device
+    )
+    context.log.info(
+        f"refitted on training + validation less the held-back ratings ({len(train) + len(refit_val):,} ratings) "
+        f"for {result.best_epoch} epochs in {time.perf_counter() - started:.1f}s; the reported figures are the "
+        "held-out fit's"
+    )
+    if not published.model.all_finite():  # keep the checked fit rather than publish a broken one
+        context.log.warning("the refit produced non-finite weights; publishing the held-out fit instead")
+        return result
+    return published
 
 
 @dataclass(frozen=True)
@@ -220,6 +256,8 @@ class _TrainingRun:
     started: float
     published: "TrainResult"  # the fit whose weights are published: the refit on train + val, or ``result``
     learned_ratings: int  # the ratings the published weights were trained on
+    heldback: "HeldBack"  # the held-back evaluation set stored with the file
+    fingerprint: str  # of the data (the pair rule: both models of one data set go live together)
 
     @property
     def trained_on(self) -> str:
@@ -230,47 +268,53 @@ def _publish(
     context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun", *, keep: int
 ) -> dg.MaterializeResult:
     """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
+    from recsys_assets.core.publishing import Candidate, release
+
     result, report, metrics = run.result, run.report, run.report.metrics
     store = storage.store
-    target = storage.MODEL if report.publish else storage.REJECTED_MODEL
-    with store.write(target) as tmp:
+
+    def save(path) -> None:
         save_model_file(
-            tmp,
+            path,
             report,
             model_state=run.published.model.state_dict(),
             optimizer_state=run.published.optimizer.state_dict(),
             user_ids=run.users.ids,
             movie_ids=run.movies.ids,
-            config={**asdict(run.config), **report.data_size.to_dict(), "trained_on": run.trained_on},
-            history=result.history,
-        )
-    version = None
-    if report.publish:
-        version = record_version(
-            context,
-            storage,
-            storage.MODEL,
-            {
-                "metrics": metrics,
-                "config": asdict(run.config),
-                "data": report.data_size.to_dict(),
-                "promotion": report.promotion.describe() if report.promotion else "",
+            config={
+                **asdict(run.config),
+                **report.data_size.to_dict(),
+                "trained_on": run.trained_on,
+                "data_fingerprint": run.fingerprint,
             },
-            keep,
+            history=result.history,
+            heldback=run.heldback,
+            evaluation_state=result.model.state_dict(),
         )
+
+    record = {
+        "metrics": metrics,
+        "config": asdict(run.config),
+        "data": report.data_size.to_dict(),
+        "promotion": report.promotion.describe() if report.promotion else "",
+    }
+    candidate = Candidate(storage.MODEL, save, load_model_file, version_record(context, record), run.fingerprint)
+    outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
+    target, version = outcome.name, outcome.version
+    log_outcome(context, storage, outcome)
     run.checkpoint.unlink(missing_ok=True)
     storage.drop_checkpoint(run.checkpoint.name)
     if not report.publish:
         context.log.error(
             f"model not published ({report.rejection}); it was saved to {store.url(target)} for inspection "
-            "and the previous model file is unchanged (force_publish or RECSYS_FORCE_PUBLISH=1 publishes anyway)"
+            f"and the previous model file is unchanged ({FORCE_HINT})"
         )
     elif report.promotion is not None and report.promotion.forced:
         context.log.warning(f"model published by force: {report.promotion.describe()}")
     return dg.MaterializeResult(
         check_results=_check_results(report),
         metadata={
-            "published": dg.MetadataValue.bool(report.publish),
+            "published": dg.MetadataValue.bool(outcome.published),
             "version": dg.MetadataValue.text(version or "not published"),
             "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
             **{
@@ -337,8 +381,11 @@ def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)
 def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     """Training and validation loss per epoch (PNG next to the model, shown inline here)."""
+    from recsys_assets.core.publishing import STAGED
+
     store = storage.store
-    with store.read(storage.MODEL) as model_file:
+    staged = f"{STAGED}/{storage.MODEL}"  # a model waiting for the ranking model of its data
+    with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
         payload = load_model_file(model_file)
     history = payload["history"]
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None

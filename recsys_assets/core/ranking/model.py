@@ -11,17 +11,19 @@ ranges and finite factors, with one clear error naming what is wrong. Keys:
 movies never recommended back, and the input of fold-in and explanations),
 ``params``, ``metrics``, ``trained_on`` and ``info``; and ``eval_user_factors``/
 ``eval_item_factors``, the held-out fit (training split only) that the reported
-metrics come from, so the evaluation asset scores exactly what the check saw.
+metrics come from, so the evaluation asset scores exactly what the check saw;
+``heldback_*``, the held-back evaluation set no published fit trained on (``core/heldback.py``).
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from recsys_assets.core.atomic import atomic_torch_save
+from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking.ials import explain, solve_users
@@ -56,6 +58,7 @@ class RankingModel:
     trained_on: str = "train+val"
     info: dict = field(default_factory=dict)
     evaluation: tuple[np.ndarray, np.ndarray] | None = None  # (user, item) factors of the held-out fit
+    heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
 
     def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
         """The factors of a user the model never saw, from their ratings (one least-squares solve)."""
@@ -67,6 +70,12 @@ class RankingModel:
     def explain(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None):
         """``(because, share)``: the rated movie behind each recommendation and its share of the score."""
         return explain(self.item_factors, self.seen if seen is None else seen, self.params, users, recommended)
+
+    def held_out(self) -> "RankingModel":
+        """This model with the held-out fit's factors (training split only), or itself when the file has none."""
+        if self.evaluation is None:
+            return self
+        return replace(self, user_factors=self.evaluation[0], item_factors=self.evaluation[1])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (temp file, then rename)."""
@@ -92,6 +101,8 @@ class RankingModel:
         if self.evaluation is not None:
             payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
+        if self.heldback is not None:
+            payload.update({k: tensor(v, v.dtype) for k, v in self.heldback.arrays().items()})
         return atomic_torch_save(payload, path)
 
     @classmethod
@@ -166,4 +177,5 @@ class RankingModel:
             str(payload.get("trained_on", "")),
             dict(payload.get("info", {})),
             evaluation,
+            HeldBack.from_payload(payload),
         )

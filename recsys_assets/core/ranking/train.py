@@ -169,6 +169,8 @@ def train_ranking_model(
     factors: Sequence[int] | None = None,
     regularization: Sequence[float] | None = None,
     log: Callable[[str], None] = lambda message: None,
+    refit: Ratings | None = None,
+    seen: Ratings | None = None,
 ) -> RankingTraining:
     """Fit on ``train``, score on ``val`` beside most-popular, then refit on both for publishing.
 
@@ -224,8 +226,10 @@ def train_ranking_model(
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
     lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
-    everything = train.concat(val)
-    all_m = UserItems.from_pairs(everything.users, everything.movies, n_users, n_movies, everything.ratings)
-    published = fit_ials(all_m, params, device=device, on_iteration=progress("published fit (training + validation)"))
+    fit_on = refit if refit is not None else train.concat(val)
+    fit_m = UserItems.from_pairs(fit_on.users, fit_on.movies, n_users, n_movies, fit_on.ratings)
+    published = fit_ials(fit_m, params, device=device, on_iteration=progress("published fit (training + validation)"))
     lap("published fit (training + validation)")
-    return RankingTraining(held_out_fit, published, all_m, scores, comparison, selection, seconds)
+    if seen is not None:
+        fit_m = UserItems.from_pairs(seen.users, seen.movies, n_users, n_movies, seen.ratings)
+    return RankingTraining(held_out_fit, published, fit_m, scores, comparison, selection, seconds)
