@@ -36,6 +36,17 @@ from recsys_assets.core.ranking.topn import top_n
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 
 
+def user_means(seen: UserItems, rows: np.ndarray) -> np.ndarray:
+    """Each row's mean rating (``seen`` with ratings); -inf for a row without ratings (no filter)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if seen.values is None:
+        return np.full(len(rows), -np.inf)
+    sums = np.add.reduceat(np.append(seen.values, 0.0).astype(np.float64), seen.indptr[:-1])
+    counts = seen.counts()
+    sums = np.where(counts > 0, sums, 0.0)
+    return np.where(counts[rows] > 0, sums[rows] / np.maximum(counts[rows], 1), -np.inf)
+
+
 class Recommender:
     """The rating model (numpy arrays, raw ids) and, when present, the ranking model."""
 
@@ -66,6 +77,7 @@ class Recommender:
         self.movie_counts = movie_counts
         self.info = info or {}
         self.ranker = ranker
+        self.coherent = True  # no listed movie predicted below the user's mean rating (see _coherent)
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -218,9 +230,16 @@ class Recommender:
         if by == "ranking":
             r = self._ranking
             u = r.users.encode(user_ids)
-            result = top_n(r.user_factors, r.item_factors, r.seen if exclude_seen else None, k=k, users=u)
-            because, _ = r.explain(u, result.movies)
-            movie_ids = r.movies.ids[result.movies]
+            result = r.top_n(u, self.pool(k), mask=exclude_seen)
+            movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
+            keep = self._coherent(user_ids, movie_ids, r.seen, u, k)
+            rows = np.arange(len(u))[:, None]
+            result.movies, result.scores, movie_ids = (
+                result.movies[rows, keep],
+                result.scores[rows, keep],
+                movie_ids[rows, keep],
+            )
+            because = r.because(u, result.movies)
             because_ids = np.where(because >= 0, r.movies.ids[np.maximum(because, 0)], -1)
             scores = result.scores.astype(np.float64)
         else:
@@ -252,6 +271,22 @@ class Recommender:
         )
         return frame[finite.ravel()].reset_index(drop=True)
 
+    @staticmethod
+    def pool(k: int) -> int:
+        """How many ranked movies :meth:`_coherent` chooses the top ``k`` from."""
+        return max(3 * k, k + 20)
+
+    def _coherent(self, user_ids, movie_ids: np.ndarray, seen: UserItems, rows: np.ndarray, k: int) -> np.ndarray:
+        """Per user, the positions (in ranking order) of the first ``k`` ranked movies whose predicted
+        rating is at least the user's mean rating; when fewer pass, the best-ranked others fill the list."""
+        if not self.coherent:
+            return np.tile(np.arange(min(k, movie_ids.shape[1])), (len(movie_ids), 1))
+        users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
+        predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
+        mean = user_means(seen, rows)
+        passes = (predicted >= mean[:, None] - 1e-6) & (movie_ids >= 0)
+        return np.argsort(~passes, axis=1, kind="stable")[:, :k]
+
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
         counts = self.popularity()
         order = np.argsort(-counts, kind="stable")[: min(k, len(counts))]
@@ -277,17 +312,20 @@ class Recommender:
             return self.seen_matrix.movie_counts().astype(np.float64)
         return np.zeros(len(self.movies))
 
-    def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
+    def recommend_for_ratings(self, ratings: dict, k: int = 10, by: str = "ranking") -> pd.DataFrame:
         """Top-``k`` for someone the model never saw, from their ratings ``{movie_id: rating}``.
 
-        The ranking model folds them in (one least-squares solve against the fixed
-        movie factors; no retraining); the rated movies are never recommended back.
-        Movies the model does not know are ignored (``attrs["ignored"]`` lists them).
-        Without a ranking model, or when no rated movie is known, the most popular
-        unrated movies are returned and ``attrs["fallback"]`` says so.
+        ``by="ranking"``: the ranking model folds them in (one least-squares solve against the
+        fixed movie factors; no retraining); ``by="rating"``: ordered by the rating model's
+        predicted rating for this person (a ridge fit of their ratings). The rated movies are
+        never recommended back. Movies the model does not know are ignored (``attrs["ignored"]``
+        lists them). Without a ranking model, or when no rated movie is known to it, ``by="ranking"``
+        returns the most popular unrated movies and ``attrs["fallback"]`` says so.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if by not in ("ranking", "rating"):
+            raise ValueError(f"by must be 'ranking' or 'rating', got {by!r}")
         movie_ids = np.array(list(ratings.keys()), dtype=np.int64)
         values = np.array([float(v) for v in ratings.values()], dtype=np.float64)
         if not np.isfinite(values).all():
@@ -295,44 +333,78 @@ class Recommender:
         lo, hi = self.rating_range
         if ((values < lo) | (values > hi)).any():
             raise ValueError(f"ratings must lie within {lo}-{hi}")
+        if by == "rating":
+            return self._folded_by_rating(movie_ids, values, k)
         r = self.ranker
-        known = r.movies.known(movie_ids) if r is not None else np.zeros(len(movie_ids), bool)
-        ignored = movie_ids[~known].tolist()
-        if r is None or not known.any():
-            counts = self.popularity()
-            counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
-            order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
-            frame = pd.DataFrame(
-                {
-                    "rank": np.arange(1, len(order) + 1),
-                    "movie_id": self.movies.ids[order],
-                    "score": counts[order],
-                    "predicted_rating": self._new_user_ratings(order),
-                    "because_movie_id": -1,
-                }
-            )
-            frame.attrs.update(fallback="popularity", ignored=ignored, by="popularity")
-            return frame
+        known = r.movies.known(movie_ids) if r is not None else np.zeros(len(movie_ids), dtype=bool)
+        if not known.any():
+            return self._popular_for(movie_ids, k, ignored=movie_ids.tolist())
+        return self._folded_by_ranking(movie_ids, values, k, ignored=movie_ids[~known].tolist())
+
+    def _popular_for(self, movie_ids: np.ndarray, k: int, ignored: list) -> pd.DataFrame:
+        counts = self.popularity()
+        counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
+        order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
+        frame = pd.DataFrame(
+            {
+                "rank": np.arange(1, len(order) + 1),
+                "movie_id": self.movies.ids[order],
+                "score": counts[order],
+                "predicted_rating": self._new_user_ratings(order),
+                "because_movie_id": -1,
+            }
+        )
+        frame.attrs.update(fallback="popularity", ignored=ignored, by="popularity")
+        return frame
+
+    def _folded_by_rating(self, movie_ids: np.ndarray, values: np.ndarray, k: int) -> pd.DataFrame:
+        known = self.movies.known(movie_ids)
+        predicted = self._fold_in_ratings(movie_ids, values, self.movies.ids, clip=False)
+        predicted[self.movies.encode(movie_ids[known])] = -np.inf
+        k = min(k, int(np.isfinite(predicted).sum()))
+        top = np.argsort(-predicted, kind="stable")[:k]
+        frame = pd.DataFrame(
+            {
+                "rank": np.arange(1, len(top) + 1),
+                "movie_id": self.movies.ids[top],
+                "score": predicted[top],
+                "predicted_rating": np.clip(predicted[top], *self.rating_range),
+                "because_movie_id": -1,
+            }
+        )
+        frame.attrs.update(fallback=None, ignored=movie_ids[~known].tolist(), by="rating")
+        return frame
+
+    def _folded_by_ranking(self, movie_ids: np.ndarray, values: np.ndarray, k: int, ignored: list) -> pd.DataFrame:
+        r = self._ranking
+        known = r.movies.known(movie_ids)
         m = r.movies.encode(movie_ids[known])
-        x, one = r.fold_in(m, values[known])
-        scores = r.item_factors @ x
-        scores[m] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.empty(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        because, _ = r.explain(np.array([0]), top[None, :], seen=one)
+        one = UserItems.from_pairs(np.zeros(len(m), dtype=np.int64), m, 1, len(r.movies), values[known])
+        result = r.top_n(np.array([0]), self.pool(k), seen=one)
+        top = result.movies[0][np.isfinite(result.scores[0])]
+        if self.coherent:  # the first k predicted at least this person's mean rating, the rest after
+            predicted = self._fold_in_ratings(movie_ids, values, r.movies.ids[top])
+            top = top[np.argsort(predicted < values.mean() - 1e-6, kind="stable")]
+        top = top[:k]
+        because = r.because(np.array([0]), top[None, :], seen=one)[0]
         top_ids = r.movies.ids[top]
         frame = pd.DataFrame(
             {
                 "rank": np.arange(1, len(top) + 1),
                 "movie_id": top_ids,
-                "score": scores[top].astype(np.float64),
+                "score": self._scores_of(result, top),
                 "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
-                "because_movie_id": np.where(because[0] >= 0, r.movies.ids[np.maximum(because[0], 0)], -1),
+                "because_movie_id": np.where(because >= 0, r.movies.ids[np.maximum(because, 0)], -1),
             }
         )
         frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
         return frame
+
+    @staticmethod
+    def _scores_of(result, movies: np.ndarray) -> np.ndarray:
+        """The ranking scores of ``movies`` (a subset of the first row of ``result``)."""
+        score = dict(zip(result.movies[0].tolist(), result.scores[0].tolist(), strict=True))
+        return np.array([score[int(m)] for m in movies], dtype=np.float64)
 
     def _new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
         """Ratings of movie indices ``movies`` (-1: unknown) for the average user moved by ``delta``."""
@@ -341,14 +413,16 @@ class Recommender:
         pred = self.global_mean + w[-1] + np.where(movies >= 0, self.movie_bias[i] + self.movie_factors[i] @ w[:-1], 0)
         return np.clip(pred, *self.rating_range) if clip else pred
 
-    def _fold_in_ratings(self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0):
+    def _fold_in_ratings(
+        self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0, clip: bool = True
+    ):
         """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings on the
         rating model's movie factors (user bias and factors; ``reg`` shrinks both to the average user's)."""
         m = self.movies.encode(rated_ids[self.movies.known(rated_ids)])
         X = np.hstack([self.movie_factors[m].astype(np.float64), np.ones((len(m), 1))])
         target = values[self.movies.known(rated_ids)] - self._new_user_ratings(m, clip=False)
         delta = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
-        return self._new_user_ratings(self.movies.encode(movie_ids, unknown=-1), delta)
+        return self._new_user_ratings(self.movies.encode(movie_ids, unknown=-1), delta, clip=clip)
 
     # ---- similar movies ----------------------------------------------------------------------
 
@@ -370,8 +444,20 @@ class Recommender:
         return self.ranker
 
     def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies closest to ``movie_id`` by cosine similarity of movie factors:
-        ``rank, movie_id, similarity``; ``attrs`` name the query movie and the factors used."""
+        """The ``k`` movies most like ``movie_id``: ``rank, movie_id, similarity``; ``attrs`` name the query
+        movie and the signal used. With the ranking model's item-item weights (learnt from who watched
+        what together) those come first, with the factor cosine breaking ties; otherwise the cosine of the
+        movie factors of the model that ranks better on validation (:attr:`similar_by`)."""
+        r = self.ranker
+        if r is not None and r.item_item is not None:
+            if not r.movies.known([movie_id])[0]:
+                raise KeyError(f"movie {movie_id} is not known to the model")
+            top, sims = r.similar(int(r.movies.encode([movie_id])[0]), k)
+            frame = pd.DataFrame(
+                {"rank": np.arange(1, len(top) + 1), "movie_id": r.movies.ids[top], "similarity": sims}
+            )
+            frame.attrs.update(query_movie_id=int(movie_id), by="item-item")
+            return frame
         by = self.similar_by
         factors, mapping = (
             (self._ranking.item_factors, self._ranking.movies) if by == "ranking" else (self.movie_factors, self.movies)
