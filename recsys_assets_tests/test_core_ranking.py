@@ -20,8 +20,8 @@ from recsys_assets.core.ranking import (
     solve_users,
     top_n,
 )
-from recsys_assets.core.ranking.ials import ials_device, implicit_has_cuda
 from recsys_assets.core.ranking.blend import Weights
+from recsys_assets.core.ranking.ials import ials_device, implicit_has_cuda
 from recsys_assets.core.ranking.itemitem import fit_item_item
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.params import ItemItemParams

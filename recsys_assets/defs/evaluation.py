@@ -85,6 +85,7 @@ def user_recommendations(
     mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
     rec_counts = counts[mapping.encode(frame["movie_id"], unknown=0)]
     top_share = frame["movie_id"].value_counts().iloc[0] / max(len(user_ids), 1) if len(frame) else 0.0
+    top100 = mapping.ids[np.argsort(-counts, kind="stable")[:100]]
     preview = frame[frame["user_id"].isin(frame["user_id"].unique()[:3])]
     return dg.Output(
         frame,
@@ -96,6 +97,8 @@ def user_recommendations(
             "distinct_movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
             "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
             "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
+            "coverage": dg.MetadataValue.float(round(frame["movie_id"].nunique() / max(len(mapping), 1), 4)),
+            "top100_share": dg.MetadataValue.float(round(float(frame["movie_id"].isin(top100).mean()), 4)),
             "preview": dg.MetadataValue.md(_markdown(preview)),
             **provenance(context, config.model_dump()),
         },
@@ -108,6 +111,28 @@ def _aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np
     known = model_ids.known(target.ids)
     out[known] = factors[model_ids.encode(target.ids[known])]
     return out
+
+
+def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: IdMapping, seen):
+    """The ranking model's held-out parts re-indexed to this split's mappings (None without a held-out fit)."""
+    if ranker is None or ranker.evaluation is None:
+        return None
+    from recsys_assets.core.ranking import UserItems
+    from recsys_assets.core.ranking.blend import Components
+
+    P, Q = ranker.evaluation
+    items = ranker.evaluation_item_item
+    if ranker.weights.items and items is None:
+        return None
+    if items is not None:  # movie x movie weights, re-indexed like the factors
+        rows = np.repeat(np.arange(items.n_users), items.counts())
+        src, dst = ranker.movies.ids[rows], ranker.movies.ids[items.indices]
+        keep = movies.known(src) & movies.known(dst)
+        items = UserItems.from_pairs(
+            movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), items.values[keep]
+        )
+    P, Q = _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies)
+    return Components(P, Q, items, seen.movie_counts())
 
 
 @dg.asset(
@@ -123,14 +148,17 @@ def model_evaluation(
 ) -> dg.Output[pd.DataFrame]:
     """Every ranker side by side on the validation split: the ranking model, the rating model and most popular.
 
-    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage and
-    the median training-rating count of the recommended movies (low = obscure). Relevant = a
+    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage, the
+    share of picks among the 100 most-rated movies (top100_share), the share of users shown the
+    most-shown movie (max_movie_share) and the median training-rating count of the recommended
+    movies (low = obscure). Relevant = a
     validation rating at or above relevance_threshold; each user's training movies are
-    excluded from every ranking. The ranking model is scored through its held-out fit
-    (training split only, stored in its file); the rating model also gets RMSE and MAE.
+    excluded from every ranking. The ranking model (the candidate its asset chose) is scored
+    through its held-out fit (training split only, stored in its file); the rating model also gets RMSE and MAE.
     A bar chart of the metrics is shown on the asset page.
     """
     from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+    from recsys_assets.core.ranking.blend import blend_ranker
 
     users, movies = mappings_from_table(user_movie_mappings)
     k = config.k
@@ -144,11 +172,9 @@ def model_evaluation(
     rec = _recommender(storage)
     rankers = {}
     ranker: RankingModel | None = rec.ranker
-    if ranker is not None and ranker.evaluation is not None:
-        P, Q = ranker.evaluation
-        rankers["ranking model (iALS)"] = factor_ranker(
-            _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies), seen
-        )
+    parts = _evaluation_parts(ranker, users, movies, seen)
+    if ranker is not None and parts is not None:
+        rankers["ranking model"] = blend_ranker(parts, ranker.weights, seen)
     else:
         context.log.warning("no published ranking model with a held-out fit: it is left out of the comparison")
     bias = np.zeros(len(movies), dtype=np.float32)
@@ -168,6 +194,8 @@ def model_evaluation(
         f"recall_at_{k}",
         f"hit_rate_at_{k}",
         "coverage",
+        "top100_share",
+        "max_movie_share",
         "median_rating_count",
         "users_evaluated",
     ]
@@ -175,7 +203,7 @@ def model_evaluation(
         [{"ranker": name, **{m: float(s.metrics.get(m, np.nan)) for m in names}} for name, s in scores.items()]
     )
     pred = rec.predict(val_ratings["user_id"].to_numpy(), val_ratings["movie_id"].to_numpy())
-    key = {"ranking model (iALS)": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
+    key = {"ranking model": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
     metadata = {
         f"{key[row.ranker]}_{m}": dg.MetadataValue.float(round(float(getattr(row, m)), 4))
         for row in frame.itertuples()

@@ -95,9 +95,7 @@ def fresh_ndcg_evidence(
     if not len(held.users):
         return Evidence(metric, float("nan"), float("nan"), int(fresh.sum()), lower_is_better=False)
     ranked = candidate(held.users, k)
-    theirs = top_n(
-        current.user_factors, current.item_factors, current.seen, k=k, users=current.users.encode(users.ids[held.users])
-    ).movies
+    theirs = current.top_n(current.users.encode(users.ids[held.users]), k).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
     ndcg = lambda recommended: ranking_metrics(recommended, held.users, held, k).metrics[f"ndcg_at_{k}"]  # noqa: E731
     return Evidence(metric, ndcg(ranked), ndcg(theirs), int(fresh.sum()), lower_is_better=False)

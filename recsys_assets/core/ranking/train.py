@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from recsys_assets.core.ranking.blend import Components, blend_top_n_many
+from recsys_assets.core.ranking.blend import Components, blend_ranker, blend_top_n_many
 from recsys_assets.core.ranking.choose import IALS_ALONE, POPULAR, BlendChoice, choose_blend
 from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
@@ -163,6 +163,16 @@ class RankingTraining:
     evaluation_item_item: ItemItemModel | None = None
     published_item_item: ItemItemModel | None = None
 
+    def evaluation_ranker(self, seen: UserItems):
+        """The chosen blend of the held-out fits (training split only) as a ranker over ``seen``."""
+        parts = Components(
+            self.evaluation_model.user_factors,
+            self.evaluation_model.item_factors,
+            _weights(self.evaluation_item_item),
+            seen.movie_counts(),
+        )
+        return blend_ranker(parts, self.blend.weights, seen)
+
     @property
     def metrics(self) -> dict[str, float]:
         out = {f"val_{name}": float(v) for name, v in self.scores["ranking_model"].metrics.items()}
@@ -189,6 +199,7 @@ class CandidateSettings:
     item_item: ItemItemParams = field(default_factory=ItemItemParams)
     diversity: float = 1.0
     refit_iterations: int | None = None  # sweeps of the published refit (warm-started); default a third, >= 3
+    blend: bool = True  # False: iALS alone (no candidates compared)
 
 
 def train_ranking_model(
@@ -283,6 +294,8 @@ def _weights(model: ItemItemModel | None) -> UserItems | None:
 
 def _choose(train, n_users, n_movies, selection, settings, *, threshold, device, log) -> BlendChoice:
     """The blend, chosen on the same inner split as the capacity (or a fresh one when the capacity was fixed)."""
+    if not settings.blend:
+        return BlendChoice(IALS_ALONE)
     inner = selection.inner or inner_split(train, n_users, n_movies, threshold=threshold)
     model = selection.inner_model or fit_ials(inner.matrix, selection.params, device=device)
     items = fit_item_item(inner.matrix, settings.item_item)
