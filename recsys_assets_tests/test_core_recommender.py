@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
+from recsys_assets.core.ranking import IALSParams
+from recsys_assets.core.ranking.model import RankingModel
 
+from .conftest import ml_small_ratings
 from .model_files import ranked_pair
 
 
@@ -205,3 +209,34 @@ def test_load_reads_both_models_from_an_fsspec_url(tmp_path):
     assert Recommender.load(f"{url}/{path.name}", find_ranking=False).ranker is None
     with pytest.raises(ModelFileError, match="not found"):
         Recommender.load(f"{url}/missing.pth")
+
+
+def test_toy_story_2_is_among_toy_storys_neighbours_on_movielens_small():
+    """The item-item weights (EASE on ml-latest-small) put Toy Story 2 in Toy Story's top 10."""
+    from recsys_assets.core.presentation import find_movie, read_titles
+    from recsys_assets.core.ranking import UserItems
+    from recsys_assets.core.ranking.itemitem import fit_item_item
+    from recsys_assets.core.ranking.params import ItemItemParams
+
+    frame = pd.read_csv(ml_small_ratings())
+    users, movies = IdMapping.fit(frame["userId"]), IdMapping.fit(frame["movieId"])
+    matrix = UserItems.from_pairs(
+        users.encode(frame["userId"]), movies.encode(frame["movieId"]), len(users), len(movies), frame["rating"]
+    )
+    items = fit_item_item(matrix, ItemItemParams())
+    assert items is not None and items.method == "ease"
+    factors = np.random.default_rng(0).normal(size=(len(movies), 4)).astype(np.float32)  # tie-breaks only
+    model = RankingModel(
+        np.zeros((len(users), 4), np.float32),
+        factors,
+        users,
+        movies,
+        matrix,
+        IALSParams(factors=4),
+        item_item=items.weights,
+    )
+    titles = read_titles(ml_small_ratings().with_name("movies.csv"))
+    toy_story = find_movie(titles, "toy story", known=movies.known)
+    assert toy_story == 1
+    top, _ = model.similar(int(movies.encode([toy_story])[0]), 10)
+    assert 3114 in movies.ids[top].tolist()  # Toy Story 2

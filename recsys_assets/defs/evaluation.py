@@ -128,8 +128,9 @@ def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: I
         rows = np.repeat(np.arange(items.n_users), items.counts())
         src, dst = ranker.movies.ids[rows], ranker.movies.ids[items.indices]
         keep = movies.known(src) & movies.known(dst)
+        values = np.ones(items.nnz, np.float32) if items.values is None else items.values
         items = UserItems.from_pairs(
-            movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), items.values[keep]
+            movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), values[keep]
         )
     P, Q = _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies)
     return Components(P, Q, items, seen.movie_counts())

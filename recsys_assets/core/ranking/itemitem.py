@@ -81,9 +81,8 @@ def fit_rp3beta(matrix: UserItems, params: ItemItemParams, *, seed: int = 0, blo
 
     to_movie = scipy.sparse.diags(1.0 / np.maximum(user_deg, 1)) @ X  # P(user -> movie)
     to_user = (X @ scipy.sparse.diags(1.0 / np.maximum(movie_deg, 1))).T.tocsr()  # P(movie -> user)
-    to_movie.data **= params.rp3_alpha
-    to_user.data **= params.rp3_alpha
-    to_movie = to_movie.astype(np.float32).tocsr()
+    to_movie = to_movie.power(params.rp3_alpha).astype(np.float32).tocsr()
+    to_user = to_user.power(params.rp3_alpha).tocsr()
     penalty = torch.from_numpy((1.0 / np.maximum(movie_deg, 1) ** params.rp3_beta).astype(np.float32))
     parts = []
     for s in range(0, n, block):
