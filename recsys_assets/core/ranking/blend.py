@@ -57,10 +57,9 @@ class Components:
         return len(self.movie_counts)
 
     def popularity(self) -> np.ndarray:
-        """``log(1 + ratings)`` standardized over the catalogue, with a hair of id order to break ties."""
+        """``log(1 + ratings)`` standardized over the catalogue."""
         log = np.log1p(np.asarray(self.movie_counts, dtype=np.float64))
-        z = (log - log.mean()) / max(float(log.std()), 1e-12)
-        return (z - 1e-9 * np.arange(len(z))).astype(np.float32)
+        return ((log - log.mean()) / max(float(log.std()), 1e-12)).astype(np.float32)
 
 
 def _standardize(scores: torch.Tensor) -> torch.Tensor:
