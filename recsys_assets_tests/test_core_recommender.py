@@ -240,3 +240,23 @@ def test_toy_story_2_is_among_toy_storys_neighbours_on_movielens_small():
     assert toy_story == 1
     top, _ = model.similar(int(movies.encode([toy_story])[0]), 10)
     assert 3114 in movies.ids[top].tolist()  # Toy Story 2
+
+
+def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
+    """No listed movie is predicted below the user's mean unless too few of the best-ranked pass; the reason
+    is a movie the user rated 4 or more."""
+    path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
+    rec = Recommender.load(path)
+    frame = rec.recommend_many(user_ids, k=5)
+    means = {u: matrix.row_values(i).mean() for i, u in enumerate(user_ids)}
+    rec.coherent = False
+    pool = rec.recommend_many(user_ids, k=Recommender.pool(5))
+    for u, rows in frame.groupby("user_id"):
+        passes = rows["predicted_rating"].to_numpy() >= means[u] - 1e-6
+        assert not (passes[1:] & ~passes[:-1]).any()  # the movies that pass come first
+        if not passes.all():  # then fewer than k of the pool pass
+            assert (pool[pool["user_id"] == u]["predicted_rating"] >= means[u] - 1e-6).sum() < 5
+        i = int(np.flatnonzero(user_ids == u)[0])
+        liked = set(movie_ids[matrix.row(i)[matrix.row_values(i) >= 4]].tolist())
+        reasons = set(rows["because_movie_id"].tolist()) - {-1}
+        assert reasons <= liked and (reasons or not liked)

@@ -3,11 +3,13 @@
 1. Choose the model's capacity (factors, regularization) for this export on an
    inner split of the training split (:func:`select_params`): the best setting
    differs by data set (128 factors on MovieLens, 16 on the synthetic sample).
-2. Fit iALS on the training split and score it on the validation split beside
-   most-popular (:func:`compare`): these are the reported figures and the
+2. On the same inner split, choose the candidate: iALS, item-item, most popular or a
+   blend, and the diversity penalty (:mod:`choose`).
+3. Fit the chosen parts on the training split and score them on the validation split
+   beside most-popular (:func:`compare`): these are the reported figures and the
    publishing rule's evidence.
-3. Fit again on training + validation with the same settings: that model is
-   published, so recommendations use every rating the pipeline saw.
+4. Fit again on training + validation with the same settings (iALS warm-started from
+   step 3): that model is published, so recommendations use every rating the pipeline saw.
 """
 
 import time
