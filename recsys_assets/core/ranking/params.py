@@ -55,7 +55,7 @@ class ItemItemParams:
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
     neighbours: int = 100
-    max_users: int = 50_000  # RP3beta's co-occurrences come from at most this many users (a random sample)
+    max_users: int = 20_000  # RP3beta's co-occurrences come from at most this many users (a random sample)
 
     def __post_init__(self):
         if self.method not in ITEM_ITEM_METHODS:

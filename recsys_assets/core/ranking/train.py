@@ -75,7 +75,7 @@ def select_params(
     factors: Sequence[int],
     regularization: Sequence[float],
     *,
-    max_users: int = 20_000,
+    max_users: int = 10_000,
     seed: int = 0,
     threshold: float = 4.0,
     noise_z: float = 2.0,
@@ -135,7 +135,7 @@ class InnerSplit:
 
 
 def inner_split(
-    train: Ratings, n_users: int, n_movies: int, *, max_users: int = 20_000, seed: int = 0, threshold: float = 4.0
+    train: Ratings, n_users: int, n_movies: int, *, max_users: int = 10_000, seed: int = 0, threshold: float = 4.0
 ) -> InnerSplit:
     """At most ``max_users`` users' training ratings (a random sample), split 80/20 at random."""
     rng = np.random.default_rng(seed)
@@ -202,6 +202,7 @@ class CandidateSettings:
     diversity: float = 1.0
     refit_iterations: int | None = None  # sweeps of the published refit (warm-started); default a third, >= 3
     blend: bool = True  # False: iALS alone (no candidates compared)
+    max_eval_users: int = 30_000  # the validation figures come from at most this many users (a random sample)
 
 
 def train_ranking_model(
@@ -263,12 +264,14 @@ def train_ranking_model(
     parts = Components(
         held_out_fit.user_factors, held_out_fit.item_factors, _weights(held_items), train_m.movie_counts()
     )
-    tops = blend_top_n_many(parts, [blend.weights, IALS_ALONE, POPULAR], train_m, held.users, k)
+    users = held.users
+    if len(users) > settings.max_eval_users:  # a large export: a random sample of users bounds the cost
+        users = np.sort(np.random.default_rng(0).choice(users, settings.max_eval_users, replace=False))
+    named = {"ranking_model": blend.weights, "ials_alone": IALS_ALONE, "most_popular": POPULAR}
+    unique = list(dict.fromkeys(named.values()))
+    tops = dict(zip(unique, blend_top_n_many(parts, unique, train_m, users, k), strict=True))
     counts = train_m.movie_counts()
-    scores = {
-        name: ranking_metrics(t.movies, held.users, held, k, counts)
-        for name, t in zip(("ranking_model", "ials_alone", "most_popular"), tops, strict=True)
-    }
+    scores = {name: ranking_metrics(tops[w].movies, users, held, k, counts) for name, w in named.items()}
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
     lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
