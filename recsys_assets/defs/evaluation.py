@@ -33,6 +33,11 @@ class RecommendationsConfig(dg.Config):
         description="'ranking': ordered by the ranking model (falls back to the rating order when none is published); "
         "'rating': ordered by the rating model's predicted rating.",
     )
+    coherent: bool = Field(
+        default=True,
+        description="Leave out movies the rating model predicts below the user's mean rating (while enough of the "
+        "best-ranked remain); false: the ranking order alone.",
+    )
 
 
 class EvaluationConfig(dg.Config):
@@ -71,6 +76,7 @@ def user_recommendations(
     per block), so memory stays bounded on large catalogues.
     """
     rec = _recommender(storage)
+    rec.coherent = config.coherent
     if config.by == "ranking" and rec.ranker is None:
         context.log.warning("no ranking model is published: recommendations are ordered by predicted rating")
     user_ids = rec.ranker.users.ids if rec.ranker is not None and config.by == "ranking" else rec.users.ids

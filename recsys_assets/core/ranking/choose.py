@@ -18,7 +18,7 @@ from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, paired_gap, ranking_metrics
 
 IALS_ALONE, POPULAR = Weights(1.0, 0.0, 0.0), Weights(0.0, 0.0, 1.0)
-PENALTIES = (0.1, 0.2, 0.3, 0.5)  # popularity penalties the diversity setting tries, smallest first
+PENALTIES = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)  # popularity penalties the diversity setting tries, smallest first
 
 
 def candidate_weights(has_item_item: bool) -> list[Weights]:
@@ -67,7 +67,7 @@ def choose_blend(
     candidates = [_row(w, s, k) for w, s in zip(grid, scores, strict=True)]
     chosen, penalty = grid[best], 0.0
     if diversity > 0 and chosen != POPULAR:
-        penalized = [replace(chosen, popularity=chosen.popularity - p) for p in PENALTIES]
+        penalized = [replace(chosen, popularity=round(chosen.popularity - p, 6)) for p in PENALTIES]
         for p, w, s in zip(PENALTIES, penalized, _score(parts, penalized, seen, held, users, k), strict=True):
             gap, se = paired_gap(s.ndcg_per_user, scores[best].ndcg_per_user)
             candidates.append({**_row(w, s, k), "penalty": p})
