@@ -4,10 +4,13 @@
     .venv/bin/python benchmarks/bench_ranking.py --skip-scale    # ml-latest-small parts only (~3 min)
     .venv/bin/python benchmarks/bench_ranking.py --scale-only --device cuda
 
-Part 1, the protocol (ml-latest-small, ``train_test_split(test_size=0.2, random_state=42)``,
+Each MovieLens part runs on ml-latest-small and, when ``RECSYS_ML100K`` (or ``--ml100k``) names its
+ratings file, on MovieLens 100K (``benchmarks/movielens.py``).
+
+Part 1, the protocol (``train_test_split(test_size=0.2, random_state=42)``,
 relevant = a validation rating of 4 or more, training movies never recommended), every ranker
 in this one process on the same users: the shipped ranking model (``train_ranking_model``
-with its defaults), the shipped rating model (``train_model`` defaults), most popular, the
+with its defaults: the candidate chosen on an inner split, with diversity 1 and 0), the shipped rating model (``train_model`` defaults), most popular, the
 rating model's score plus a popularity prior (its weight chosen on an inner split of the
 training data), BPR, item-kNN (cosine) and iALS from ``implicit`` at the anchor settings
 (confidence 1 + rating, 64 factors, regularization 30, 15 iterations), and EASE (closed form,

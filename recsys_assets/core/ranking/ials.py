@@ -20,7 +20,8 @@ GPU). Everything after the fit is here, in batched PyTorch, on any device:
 * :func:`explain`: why a movie was recommended. A user's score for movie ``j``
   is ``y_j . A_u^-1 sum_i c_ui y_i`` with ``A_u = Y'Y + sum_i (c_ui - 1) y_i y_i' + reg I``,
   so it splits exactly into one term per rated movie ``i``:
-  ``c_ui y_j' A_u^-1 y_i``; the largest names the "because you rated" movie.
+  ``c_ui y_j' A_u^-1 y_i``. (The reasons the lists show come from :mod:`similarity`: the movie the
+  user rated 4 or more that is most like the pick, whatever candidate ranked it.)
 """
 
 import time
