@@ -508,10 +508,15 @@ def main():
             print(f"== {name}", flush=True)
             protocol[name] = part_protocol(frame)
             outside[name] = part_outside(frame, [int(s) for s in args.seeds.split(",")])
+    OUT.mkdir(parents=True, exist_ok=True)
+    if protocol:  # kept before the long scale part, which --scale-only runs alone and joins to these
+        (OUT / "ranking_movielens.json").write_text(json.dumps({"protocol": protocol, "outside": outside}, indent=1))
+    elif (OUT / "ranking_movielens.json").exists():
+        saved = json.loads((OUT / "ranking_movielens.json").read_text())
+        protocol, outside = saved["protocol"], saved["outside"]
     if not args.skip_scale:
         scale = part_scale(args.device)
     full, readme = report(protocol, outside, scale, meta)
-    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ranking.md").write_text(full)
     (OUT / "ranking.json").write_text(
         json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1)
