@@ -7,6 +7,7 @@ temporary folder), runs the `recsys` commands the README shows against the model
 rewrites the README's ``cli_examples`` block with the commands and their real output.
 """
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,8 @@ COMMANDS = [
     "recsys recommend --user 1 -k 5",
     "recsys recommend --user 1 -k 5 --by rating",
     "recsys recommend --rated 318:5,296:4.5,1:4 -k 5",
-    "recsys similar --movie 1 -k 5",
+    "recsys recommend --rated 318:5,296:4.5,1:4 -k 5 --by rating",
+    'recsys similar --title "toy story" -k 10',
     "recsys recommend --user 99999 -k 3",
 ]
 
@@ -46,7 +48,7 @@ def main():
         for command in COMMANDS:
             args = [
                 str(Path(sys.executable).parent / "recsys"),
-                *command.split()[1:],
+                *shlex.split(command)[1:],
                 "--model",
                 str(data / "recommendation_model.pth"),
                 "--movies",

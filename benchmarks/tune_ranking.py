@@ -1,6 +1,7 @@
 """Choose the ranking model's defaults without looking at the figures that get reported.
 
     .venv/bin/python benchmarks/tune_ranking.py [--inner-seeds 0,1] [--quick]
+    .venv/bin/python benchmarks/tune_ranking.py --item-item     # EASE's lambda, on each MovieLens set at hand
 
 The protocol's training split of ml-latest-small (80/20, ``random_state=42``: the
 same split the reported figures use) is split again, 80/20, once per inner seed.
@@ -71,11 +72,45 @@ def inner_ndcg(train, val, n_users, n_movies, params) -> float:
     return scores["m"].metrics["ndcg_at_10"]
 
 
+EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0)
+
+
+def tune_item_item(seeds: list[int]) -> None:
+    """EASE's lambda (item-item alone, NDCG@10) on inner splits of each data set's protocol training split."""
+    from benchmarks.bench_ranking import protocol_split
+    from benchmarks.movielens import data_sets
+    from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
+    from recsys_assets.core.ranking.itemitem import fit_item_item
+    from recsys_assets.core.ranking.metrics import ranking_metrics
+    from recsys_assets.core.ranking.params import ItemItemParams
+    from recsys_assets.core.ranking.train import inner_split
+
+    lines = ["| data set | EASE lambda | mean NDCG@10 on the inner splits (item-item alone) |", "| --- | ---: | ---: |"]
+    for name, frame in data_sets().items():
+        train, _, n_users, n_movies = protocol_split(frame)  # the protocol's validation split is not read
+        inners = [inner_split(train, n_users, n_movies, seed=seed) for seed in seeds]
+        for lam in EASE_LAMBDAS:
+            scores = []
+            for inner in inners:
+                weights = fit_item_item(inner.matrix, ItemItemParams(method="ease", ease_lambda=lam)).weights
+                parts = Components(None, None, weights, inner.matrix.movie_counts())
+                top = blend_top_n(parts, Weights(0, 1, 0), inner.matrix, inner.held.users, 10)
+                scores.append(ranking_metrics(top.movies, inner.held.users, inner.held, 10).metrics["ndcg_at_10"])
+            lines.append(f"| {name} | {lam:g} | {np.mean(scores):.4f} |")
+            print(lines[-1], flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tune_item_item.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {OUT / 'tune_item_item.md'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inner-seeds", default="0,1")
     parser.add_argument("--quick", action="store_true", help="a 4-point grid (smoke test)")
+    parser.add_argument("--item-item", action="store_true", help="tune EASE's lambda instead of iALS")
     args = parser.parse_args()
+    if args.item_item:
+        return tune_item_item([int(s) for s in args.inner_seeds.split(",")])
     if not ML_SMALL.exists():
         sys.exit(f"{ML_SMALL} not found")
     from recsys_assets.core.dataset import split_ratings

@@ -2,8 +2,8 @@
 
     recsys sample [--path data/ratings_export.csv] [--n-ratings 100000] [--force]
     recsys recommend --user 42 [-k 10] [--by ranking|rating] [--model data/recommendation_model.pth]
-    recsys recommend --rated 318:5,296:4.5 [-k 10]      (someone the model never saw)
-    recsys similar --movie 1 [-k 10] [--model ...]
+    recsys recommend --rated 318:5,296:4.5 [-k 10] [--by ranking|rating]  (someone the model never saw)
+    recsys similar --movie 1 | --title "toy story" [-k 10] [--model ...]
     recsys metrics [--model ...]                          (the published models' validation figures)
     recsys models [--data-dir data]                      (the kept published models)
     recsys rollback [VERSION] [--ranking] [--data-dir data]
@@ -128,11 +128,13 @@ def _recommend(args) -> int:
     rec = _load_model(args.model, args.ranking_model)
     titles = read_titles(args.movies)
     if args.rated is not None:
-        frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k)
+        frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k, by=args.by)
         if frame.attrs.get("ignored"):
             print(f"not in the model, ignored: {', '.join(map(str, frame.attrs['ignored']))}")
         if frame.attrs.get("fallback"):
             print("none of the rated movies is known to the ranking model: showing the most popular movies")
+        elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
+            print("no ranking model found: ordered by predicted rating")
     else:
         frame = rec.recommend(args.user, k=args.k, by=args.by)
         if frame.attrs.get("fallback"):
@@ -144,15 +146,22 @@ def _recommend(args) -> int:
 
 
 def _similar(args) -> int:
-    from recsys_assets.core.presentation import movie_name, read_titles
+    from recsys_assets.core.presentation import find_movie, movie_name, read_titles
 
+    if (args.movie is None) == (args.title is None):
+        raise ValueError("give either --movie ID or --title TEXT")
     rec = _load_model(args.model, args.ranking_model)
+    titles = read_titles(args.movies)
+    movie = args.movie
+    if args.title is not None:
+        mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
+        movie = find_movie(titles, args.title, known=mapping.known)
     try:
-        frame = rec.similar_movies(args.movie, k=args.k)
+        frame = rec.similar_movies(movie, k=args.k)
     except KeyError as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
-    titles = read_titles(args.movies)
-    print(f"movies like {movie_name(args.movie, titles)}, by the {frame.attrs['by']} model's movie factors:")
+    signal = "item-item weights" if frame.attrs["by"] == "item-item" else f"{frame.attrs['by']} model's movie factors"
+    print(f"movies like {movie_name(movie, titles)}, by the {signal}:")
     if titles is not None:
         frame = frame.assign(title=frame["movie_id"].map(titles).fillna(""))
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -307,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_recommend)
     p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
-    p.add_argument("--movie", type=int, required=True, help="the movie id to find neighbours of")
+    p.add_argument("--movie", type=int, help="the movie id to find neighbours of")
+    p.add_argument("--title", help='or its title, or a part of it (e.g. "toy story"; needs --movies)')
     p.set_defaults(func=_similar)
     p = sub.add_parser("metrics", parents=[model_args], help="the published models' validation figures")
     p.set_defaults(func=_metrics)

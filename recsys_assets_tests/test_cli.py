@@ -143,3 +143,26 @@ def test_sample_never_offers_to_overwrite_a_users_own_export(tmp_path, capsys):
     assert mine.read_text() == "userId,movieId,rating,timestamp\n1,1,4.0,1\n"  # nothing lost
     sample.write_bytes(sample.read_bytes() + b"1,2,3.0,2\n")  # a sample edited by hand is the user's data now
     assert main(["sample", "--path", str(sample), "--force", *small]) == 2
+
+
+def test_rated_by_rating_and_similar_by_title(tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    path, _, _, movie_ids = ranked_pair(tmp_path)
+    rated = f"{movie_ids[20]}:5,{movie_ids[22]}:4.5"
+    assert main(["recommend", "--rated", rated, "-k", "3", "--by", "rating", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "because you rated" not in out and "predicted" in out
+    assert str(movie_ids[20]) not in out.split()  # a rated movie is never recommended back
+    movies = tmp_path / "movies.csv"
+    movies.write_text(
+        "movieId,title,genres\n"
+        + "".join(f"{m},Movie {m} (2000),Drama\n" for m in movie_ids if m not in movie_ids[4:6])
+        + f'{movie_ids[5]},"Toy Story 2 (1999)",Animation\n{movie_ids[4]},"Toy Story (1995)",Animation\n'
+    )
+    assert main(["similar", "--title", "toy story", "-k", "2", "--model", str(path), "--movies", str(movies)]) == 0
+    assert f"movies like {movie_ids[4]} (Toy Story (1995))" in capsys.readouterr().out  # the exact title wins
+    assert main(["similar", "--title", "no such film", "--model", str(path), "--movies", str(movies)]) == 2
+    assert "no movie title contains" in capsys.readouterr().err
+    assert main(["similar", "--model", str(path)]) == 2
+    assert "either --movie" in capsys.readouterr().err

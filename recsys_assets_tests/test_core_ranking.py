@@ -20,8 +20,11 @@ from recsys_assets.core.ranking import (
     solve_users,
     top_n,
 )
+from recsys_assets.core.ranking.blend import Weights
 from recsys_assets.core.ranking.ials import ials_device, implicit_has_cuda
+from recsys_assets.core.ranking.itemitem import fit_item_item
 from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.ranking.params import ItemItemParams
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 from recsys_assets_tests.conftest import ml_small_ratings
 
@@ -187,6 +190,8 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
     matrix = UserItems.from_pairs(users, movies, 80, 60, ratings)
     params = IALSParams(factors=4, iterations=2)
     fitted = fit_ials(matrix, params)
+    items = fit_item_item(matrix, ItemItemParams(neighbours=10))
+    assert items is not None and items.method == "ease"
     model = RankingModel(
         fitted.user_factors,
         fitted.item_factors,
@@ -196,13 +201,25 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
         params,
         metrics={"val_ndcg_at_10": 0.3},
         evaluation=(fitted.user_factors, fitted.item_factors),
+        weights=Weights(0.5, 0.5, -0.1),
+        item_item=items.weights,
+        evaluation_item_item=items.weights,
     )
     path = model.save(tmp_path / "ranking_model.pth")
     payload = torch.load(path, weights_only=True)  # no pickle of arbitrary objects
-    assert payload["architecture"] == "ials" and payload["trained_on"] == "train+val"
+    assert payload["architecture"] == "blend" and payload["trained_on"] == "train+val"
     back = RankingModel.load(path)
     assert back.user_factors == pytest.approx(model.user_factors) and back.params == params
     assert back.users.ids.tolist() == model.users.ids.tolist() and back.evaluation is not None
+    assert back.weights == Weights(0.5, 0.5, -0.1) and back.item_item is not None
+    assert back.item_item.values == pytest.approx(items.weights.values)
+    assert (back.top_n(np.arange(80), 5).movies == model.top_n(np.arange(80), 5).movies).all()
+    # a format-1 file (iALS alone, before the blends) still loads, as iALS alone
+    added = {f"{p}_{k}" for p in ("item", "eval_item") for k in ("indptr", "indices", "weights")} | {"blend"}
+    old = {k: v for k, v in payload.items() if k not in added}
+    torch.save({**old, "format_version": 1, "architecture": "ials"}, tmp_path / "v1.pth")
+    v1 = RankingModel.load(tmp_path / "v1.pth")
+    assert v1.weights == Weights(1.0, 0.0, 0.0) and v1.item_item is None
 
     def damaged(name, change):
         bad = dict(payload)
@@ -219,6 +236,9 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
         "shape.pth": (lambda p: p.__setitem__("user_factors", p["user_factors"][:5]), "user rows"),
         "missing.pth": (lambda p: p.pop("seen_ratings"), "not a recsys_assets ranking model"),
         "order.pth": (lambda p: p.__setitem__("user_ids", p["user_ids"].flip(0)), "not sorted"),
+        "items.pth": (lambda p: p.__setitem__("item_indices", p["item_indices"] + 1000), "item weights name movies"),
+        "blend.pth": (lambda p: p.pop("item_indptr"), "item-item weights that the file does not hold"),
+        "weights.pth": (lambda p: p.__setitem__("blend", {"factors": float("inf")}), "blend weights are not finite"),
     }
     for name, (change, message) in cases.items():
         with pytest.raises(ModelFileError, match=message):

@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, load_model_file
+from recsys_assets.core.ranking import IALSParams
+from recsys_assets.core.ranking.model import RankingModel
 
+from .conftest import ml_small_ratings
 from .model_files import ranked_pair
 
 
@@ -205,3 +209,54 @@ def test_load_reads_both_models_from_an_fsspec_url(tmp_path):
     assert Recommender.load(f"{url}/{path.name}", find_ranking=False).ranker is None
     with pytest.raises(ModelFileError, match="not found"):
         Recommender.load(f"{url}/missing.pth")
+
+
+def test_toy_story_2_is_among_toy_storys_neighbours_on_movielens_small():
+    """The item-item weights (EASE on ml-latest-small) put Toy Story 2 in Toy Story's top 10."""
+    from recsys_assets.core.presentation import find_movie, read_titles
+    from recsys_assets.core.ranking import UserItems
+    from recsys_assets.core.ranking.itemitem import fit_item_item
+    from recsys_assets.core.ranking.params import ItemItemParams
+
+    frame = pd.read_csv(ml_small_ratings())
+    users, movies = IdMapping.fit(frame["userId"]), IdMapping.fit(frame["movieId"])
+    matrix = UserItems.from_pairs(
+        users.encode(frame["userId"]), movies.encode(frame["movieId"]), len(users), len(movies), frame["rating"]
+    )
+    items = fit_item_item(matrix, ItemItemParams())
+    assert items is not None and items.method == "ease"
+    factors = np.random.default_rng(0).normal(size=(len(movies), 4)).astype(np.float32)  # tie-breaks only
+    model = RankingModel(
+        np.zeros((len(users), 4), np.float32),
+        factors,
+        users,
+        movies,
+        matrix,
+        IALSParams(factors=4),
+        item_item=items.weights,
+    )
+    titles = read_titles(ml_small_ratings().with_name("movies.csv"))
+    toy_story = find_movie(titles, "toy story", known=movies.known)
+    assert toy_story == 1
+    top, _ = model.similar(int(movies.encode([toy_story])[0]), 10)
+    assert 3114 in movies.ids[top].tolist()  # Toy Story 2
+
+
+def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
+    """No listed movie is predicted below the user's mean unless too few of the best-ranked pass; the reason
+    is a movie the user rated 4 or more."""
+    path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
+    rec = Recommender.load(path)
+    frame = rec.recommend_many(user_ids, k=5)
+    means = {u: matrix.row_values(i).mean() for i, u in enumerate(user_ids)}
+    rec.coherent = False
+    pool = rec.recommend_many(user_ids, k=Recommender.pool(5))
+    for u, rows in frame.groupby("user_id"):
+        passes = rows["predicted_rating"].to_numpy() >= means[u] - 1e-6
+        assert not (passes[1:] & ~passes[:-1]).any()  # the movies that pass come first
+        if not passes.all():  # then fewer than k of the pool pass
+            assert (pool[pool["user_id"] == u]["predicted_rating"] >= means[u] - 1e-6).sum() < 5
+        i = int(np.flatnonzero(user_ids == u)[0])
+        liked = set(movie_ids[matrix.row(i)[matrix.row_values(i) >= 4]].tolist())
+        reasons = set(rows["because_movie_id"].tolist()) - {-1}
+        assert reasons <= liked and (reasons or not liked)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core import rating_scale
+from recsys_assets.core.atomic import atomic_torch_save
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import HeldBack

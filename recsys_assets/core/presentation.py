@@ -69,3 +69,26 @@ def recommendations_table(frame: pd.DataFrame, titles: pd.Series | None) -> pd.D
     else:  # by predicted rating: the unclamped value that orders the list
         shown["score"] = frame["score"].map(lambda v: f"{v:.2f}")
     return shown
+
+
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+
+
+def find_movie(titles: pd.Series | None, query: str, known=None) -> int:
+    """The movie id whose title matches ``query`` (case-insensitive): a title equal to it (year aside)
+    first, else the titles containing it, the shortest (then the lowest id) first. ``known(ids)``, when
+    given, keeps the ids a model knows. A ``ValueError`` names what is missing."""
+    if titles is None:
+        raise ValueError("finding a movie by title needs a MovieLens movies.csv (--movies or RECSYS_MOVIES_PATH)")
+    wanted = " ".join(query.lower().split())
+    if not wanted:
+        raise ValueError("--title needs some text")
+    names = titles.str.lower().str.replace(_YEAR, "", regex=True).str.strip()
+    matches = titles[names.str.contains(wanted, regex=False)]
+    if known is not None and len(matches):
+        matches = matches[known(matches.index.to_numpy())]
+    if not len(matches):
+        raise ValueError(f"no movie title contains {query!r}")
+    exact = names[matches.index] == wanted
+    order = sorted(matches.index, key=lambda m: (not exact[m], len(matches[m]), m))
+    return int(order[0])

@@ -29,6 +29,7 @@ from recsys_assets.core import rating_scale
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
+from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
@@ -37,7 +38,18 @@ from recsys_assets.core.ranking.topn import top_n
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 
 
-class Recommender:
+def user_means(seen: UserItems, rows: np.ndarray) -> np.ndarray:
+    """Each row's mean rating (``seen`` with ratings); -inf for a row without ratings (no filter)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if seen.values is None:
+        return np.full(len(rows), -np.inf)
+    sums = np.add.reduceat(np.append(seen.values, 0.0).astype(np.float64), seen.indptr[:-1])
+    counts = seen.counts()
+    sums = np.where(counts > 0, sums, 0.0)
+    return np.where(counts[rows] > 0, sums[rows] / np.maximum(counts[rows], 1), -np.inf)
+
+
+class Recommender(NewUser):
     """The rating model (numpy arrays, raw ids) and, when present, the ranking model."""
 
     def __init__(
@@ -68,6 +80,7 @@ class Recommender:
         self.info = info or {}
         self.ranker = ranker
         self.heldback = self.info.get("heldback")  # the held-back evaluation set (core/heldback.py), or None
+        self.coherent = True  # no listed movie predicted below the user's mean rating (see _coherent)
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -217,9 +230,16 @@ class Recommender:
         if by == "ranking":
             r = self._ranking
             u = r.users.encode(user_ids)
-            result = top_n(r.user_factors, r.item_factors, r.seen if exclude_seen else None, k=k, users=u)
-            because, _ = r.explain(u, result.movies)
-            movie_ids = r.movies.ids[result.movies]
+            result = r.top_n(u, self.pool(k), mask=exclude_seen)
+            movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
+            keep = self._coherent(user_ids, movie_ids, r.seen, u, k)
+            rows = np.arange(len(u))[:, None]
+            result.movies, result.scores, movie_ids = (
+                result.movies[rows, keep],
+                result.scores[rows, keep],
+                movie_ids[rows, keep],
+            )
+            because = r.because(u, result.movies)
             because_ids = np.where(because >= 0, r.movies.ids[np.maximum(because, 0)], -1)
             scores = result.scores.astype(np.float64)
         else:
@@ -251,6 +271,22 @@ class Recommender:
         )
         return frame[finite.ravel()].reset_index(drop=True)
 
+    @staticmethod
+    def pool(k: int) -> int:
+        """How many ranked movies :meth:`_coherent` chooses the top ``k`` from."""
+        return max(3 * k, k + 20)
+
+    def _coherent(self, user_ids, movie_ids: np.ndarray, seen: UserItems, rows: np.ndarray, k: int) -> np.ndarray:
+        """Per user, the positions (in ranking order) of the first ``k`` ranked movies whose predicted
+        rating is at least the user's mean rating; when fewer pass, the best-ranked others fill the list."""
+        if not self.coherent:
+            return np.tile(np.arange(min(k, movie_ids.shape[1])), (len(movie_ids), 1))
+        users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
+        predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
+        mean = user_means(seen, rows)
+        passes = (predicted >= mean[:, None] - 1e-6) & (movie_ids >= 0)
+        return np.argsort(~passes, axis=1, kind="stable")[:, :k]
+
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
         counts = self.popularity()
         order = np.argsort(-counts, kind="stable")[: min(k, len(counts))]
@@ -276,79 +312,6 @@ class Recommender:
             return self.seen_matrix.movie_counts().astype(np.float64)
         return np.zeros(len(self.movies))
 
-    def recommend_for_ratings(self, ratings: dict, k: int = 10) -> pd.DataFrame:
-        """Top-``k`` for someone the model never saw, from their ratings ``{movie_id: rating}``.
-
-        The ranking model folds them in (one least-squares solve against the fixed
-        movie factors; no retraining); the rated movies are never recommended back.
-        Movies the model does not know are ignored (``attrs["ignored"]`` lists them).
-        Without a ranking model, or when no rated movie is known, the most popular
-        unrated movies are returned and ``attrs["fallback"]`` says so.
-        """
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        movie_ids = np.array(list(ratings.keys()), dtype=np.int64)
-        values = np.array([float(v) for v in ratings.values()], dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("ratings must be finite numbers")
-        lo, hi = self.rating_range
-        if ((values < lo) | (values > hi)).any():
-            raise ValueError(f"ratings must lie within {lo}-{hi}")
-        r = self.ranker
-        known = r.movies.known(movie_ids) if r is not None else np.zeros(len(movie_ids), bool)
-        ignored = movie_ids[~known].tolist()
-        if r is None or not known.any():
-            counts = self.popularity()
-            counts[self.movies.encode(movie_ids[self.movies.known(movie_ids)])] = -np.inf
-            order = np.argsort(-counts, kind="stable")[: min(k, int(np.isfinite(counts).sum()))]
-            frame = pd.DataFrame(
-                {
-                    "rank": np.arange(1, len(order) + 1),
-                    "movie_id": self.movies.ids[order],
-                    "score": counts[order],
-                    "predicted_rating": self._new_user_ratings(order),
-                    "because_movie_id": -1,
-                }
-            )
-            frame.attrs.update(fallback="popularity", ignored=ignored, by="popularity")
-            return frame
-        m = r.movies.encode(movie_ids[known])
-        x, one = r.fold_in(m, values[known])
-        scores = r.item_factors @ x
-        scores[m] = -np.inf
-        k = min(k, int(np.isfinite(scores).sum()))
-        top = np.argpartition(-scores, k - 1)[:k] if k else np.empty(0, dtype=np.int64)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        because, _ = r.explain(np.array([0]), top[None, :], seen=one)
-        top_ids = r.movies.ids[top]
-        frame = pd.DataFrame(
-            {
-                "rank": np.arange(1, len(top) + 1),
-                "movie_id": top_ids,
-                "score": scores[top].astype(np.float64),
-                "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
-                "because_movie_id": np.where(because[0] >= 0, r.movies.ids[np.maximum(because[0], 0)], -1),
-            }
-        )
-        frame.attrs.update(fallback=None, ignored=ignored, by="ranking")
-        return frame
-
-    def _new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
-        """Ratings of movie indices ``movies`` (-1: unknown) for the average user moved by ``delta``."""
-        w = self.average_user + delta
-        i = np.maximum(movies, 0)
-        pred = self.global_mean + w[-1] + np.where(movies >= 0, self.movie_bias[i] + self.movie_factors[i] @ w[:-1], 0)
-        return np.clip(pred, *self.rating_range) if clip else pred
-
-    def _fold_in_ratings(self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0):
-        """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings on the
-        rating model's movie factors (user bias and factors; ``reg`` shrinks both to the average user's)."""
-        m = self.movies.encode(rated_ids[self.movies.known(rated_ids)])
-        X = np.hstack([self.movie_factors[m].astype(np.float64), np.ones((len(m), 1))])
-        target = values[self.movies.known(rated_ids)] - self._new_user_ratings(m, clip=False)
-        delta = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
-        return self._new_user_ratings(self.movies.encode(movie_ids, unknown=-1), delta)
-
     # ---- similar movies ----------------------------------------------------------------------
 
     @property
@@ -369,8 +332,20 @@ class Recommender:
         return self.ranker
 
     def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies closest to ``movie_id`` by cosine similarity of movie factors:
-        ``rank, movie_id, similarity``; ``attrs`` name the query movie and the factors used."""
+        """The ``k`` movies most like ``movie_id``: ``rank, movie_id, similarity``; ``attrs`` name the query
+        movie and the signal used. With the ranking model's item-item weights (learnt from who watched
+        what together) those come first, with the factor cosine breaking ties; otherwise the cosine of the
+        movie factors of the model that ranks better on validation (:attr:`similar_by`)."""
+        r = self.ranker
+        if r is not None and r.item_item is not None:
+            if not r.movies.known([movie_id])[0]:
+                raise KeyError(f"movie {movie_id} is not known to the model")
+            top, sims = r.similar(int(r.movies.encode([movie_id])[0]), k)
+            frame = pd.DataFrame(
+                {"rank": np.arange(1, len(top) + 1), "movie_id": r.movies.ids[top], "similarity": sims}
+            )
+            frame.attrs.update(query_movie_id=int(movie_id), by="item-item")
+            return frame
         by = self.similar_by
         factors, mapping = (
             (self._ranking.item_factors, self._ranking.movies) if by == "ranking" else (self.movie_factors, self.movies)

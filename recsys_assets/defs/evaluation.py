@@ -33,6 +33,11 @@ class RecommendationsConfig(dg.Config):
         description="'ranking': ordered by the ranking model (falls back to the rating order when none is published); "
         "'rating': ordered by the rating model's predicted rating.",
     )
+    coherent: bool = Field(
+        default=True,
+        description="Leave out movies the rating model predicts below the user's mean rating (while enough of the "
+        "best-ranked remain); false: the ranking order alone.",
+    )
 
 
 class EvaluationConfig(dg.Config):
@@ -71,6 +76,7 @@ def user_recommendations(
     per block), so memory stays bounded on large catalogues.
     """
     rec = _recommender(storage)
+    rec.coherent = config.coherent
     if config.by == "ranking" and rec.ranker is None:
         context.log.warning("no ranking model is published: recommendations are ordered by predicted rating")
     user_ids = rec.ranker.users.ids if rec.ranker is not None and config.by == "ranking" else rec.users.ids
@@ -85,6 +91,7 @@ def user_recommendations(
     mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
     rec_counts = counts[mapping.encode(frame["movie_id"], unknown=0)]
     top_share = frame["movie_id"].value_counts().iloc[0] / max(len(user_ids), 1) if len(frame) else 0.0
+    top100 = mapping.ids[np.argsort(-counts, kind="stable")[:100]]
     preview = frame[frame["user_id"].isin(frame["user_id"].unique()[:3])]
     return dg.Output(
         frame,
@@ -96,6 +103,8 @@ def user_recommendations(
             "distinct_movies": dg.MetadataValue.int(int(frame["movie_id"].nunique())),
             "median_rating_count": dg.MetadataValue.float(float(np.median(rec_counts)) if len(rec_counts) else 0.0),
             "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
+            "coverage": dg.MetadataValue.float(round(frame["movie_id"].nunique() / max(len(mapping), 1), 4)),
+            "top100_share": dg.MetadataValue.float(round(float(frame["movie_id"].isin(top100).mean()), 4)),
             "preview": dg.MetadataValue.md(_markdown(preview)),
             **provenance(context, config.model_dump()),
         },
@@ -122,6 +131,29 @@ def _held_out_fit(context: dg.AssetExecutionContext, rec: "Recommender") -> "Rec
     return Recommender.from_state(state, rec.users, rec.movies, rating_range=rec.rating_range)
 
 
+def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: IdMapping, seen):
+    """The ranking model's held-out parts re-indexed to this split's mappings (None without a held-out fit)."""
+    if ranker is None or ranker.evaluation is None:
+        return None
+    from recsys_assets.core.ranking import UserItems
+    from recsys_assets.core.ranking.blend import Components
+
+    P, Q = ranker.evaluation
+    items = ranker.evaluation_item_item
+    if ranker.weights.items and items is None:
+        return None
+    if items is not None:  # movie x movie weights, re-indexed like the factors
+        rows = np.repeat(np.arange(items.n_users), items.counts())
+        src, dst = ranker.movies.ids[rows], ranker.movies.ids[items.indices]
+        keep = movies.known(src) & movies.known(dst)
+        values = np.ones(items.nnz, np.float32) if items.values is None else items.values
+        items = UserItems.from_pairs(
+            movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), values[keep]
+        )
+    P, Q = _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies)
+    return Components(P, Q, items, seen.movie_counts())
+
+
 @dg.asset(
     deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
 )
@@ -135,15 +167,19 @@ def model_evaluation(
 ) -> dg.Output[pd.DataFrame]:
     """Every ranker side by side on the validation split: the ranking model, the rating model and most popular.
 
-    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage and
-    the median training-rating count of the recommended movies (low = obscure). Relevant = a
+    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage, the
+    share of picks among the 100 most-rated movies (top100_share), the share of users shown the
+    most-shown movie (max_movie_share) and the median training-rating count of the recommended
+    movies (low = obscure). Relevant = a
     validation rating at or above relevance_threshold; each user's training movies are
     excluded from every ranking. Both models are scored through their held-out fits
     (training split only, stored in their files; the published refits trained on the
-    validation ratings); the rating model also gets RMSE and MAE.
+    validation ratings): the ranking model as the candidate its asset chose; the rating model
+    also gets RMSE and MAE.
     A bar chart of the metrics is shown on the asset page.
     """
     from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+    from recsys_assets.core.ranking.blend import blend_ranker
 
     users, movies = mappings_from_table(user_movie_mappings)
     k = config.k
@@ -158,11 +194,9 @@ def model_evaluation(
     fit = _held_out_fit(context, rec)
     rankers = {}
     ranker: RankingModel | None = rec.ranker
-    if ranker is not None and ranker.evaluation is not None:
-        P, Q = ranker.evaluation
-        rankers["ranking model (iALS)"] = factor_ranker(
-            _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies), seen
-        )
+    parts = _evaluation_parts(ranker, users, movies, seen)
+    if ranker is not None and parts is not None:
+        rankers["ranking model"] = blend_ranker(parts, ranker.weights, seen)
     else:
         context.log.warning("no published ranking model with a held-out fit: it is left out of the comparison")
     bias = np.zeros(len(movies), dtype=np.float32)
@@ -182,6 +216,8 @@ def model_evaluation(
         f"recall_at_{k}",
         f"hit_rate_at_{k}",
         "coverage",
+        "top100_share",
+        "max_movie_share",
         "median_rating_count",
         "users_evaluated",
     ]
@@ -189,7 +225,7 @@ def model_evaluation(
         [{"ranker": name, **{m: float(s.metrics.get(m, np.nan)) for m in names}} for name, s in scores.items()]
     )
     pred = fit.predict(val_ratings["user_id"].to_numpy(), val_ratings["movie_id"].to_numpy())
-    key = {"ranking model (iALS)": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
+    key = {"ranking model": "ranking", "rating model (MF)": "rating", "most popular": "popular"}
     metadata = {
         f"{key[row.ranker]}_{m}": dg.MetadataValue.float(round(float(getattr(row, m)), 4))
         for row in frame.itertuples()

@@ -11,7 +11,7 @@ from pydantic import Field
 from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
-from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams
+from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
@@ -26,10 +26,11 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
     from recsys_assets.core.ranking.model import RankingModel
-    from recsys_assets.core.ranking.train import RankingTraining, Ratings
+    from recsys_assets.core.ranking.train import CandidateSettings, RankingTraining, Ratings
 
 OWNERS = ["team:recsys"]
 _DEFAULTS = IALSParams()
+_ITEMS = ItemItemParams()
 
 
 class RankingConfig(PromotionConfig):
@@ -64,6 +65,41 @@ class RankingConfig(PromotionConfig):
         default=2.0,
         description="Losing to most-popular by more than this many standard errors of the per-user NDCG gap blocks publishing.",
     )
+    item_item: str = Field(
+        default=_ITEMS.method,
+        description=f"The item-item candidate: {', '.join(ITEM_ITEM_METHODS)} (auto: EASE up to max_ease_items movies, "
+        "RP3beta above). Blended with iALS and popularity; the blend is chosen on an inner split.",
+    )
+    ease_lambda: float = Field(default=_ITEMS.ease_lambda, description="EASE's L2 penalty.")
+    max_ease_items: int = Field(
+        default=_ITEMS.max_ease_items,
+        description="The largest catalogue EASE is used for (it holds a few movies x movies float32 matrices).",
+    )
+    neighbours: int = Field(default=_ITEMS.neighbours, description="Item-item weights kept per movie.")
+    blend: bool = Field(
+        default=True,
+        description="Compare iALS with item-item, most popular and their blends on an inner split and publish the "
+        "best; false: iALS alone.",
+    )
+    diversity: float = Field(
+        default=1.0,
+        description="A popularity penalty is kept when its NDCG@10 on the inner split stays within this many "
+        "standard errors of the best candidate's (more movies of the catalogue reach the lists); 0 turns it off.",
+    )
+
+    def candidates(self) -> "CandidateSettings":
+        """The candidates train_ranking_model compares (settings validated here)."""
+        from recsys_assets.core.ranking.train import CandidateSettings
+
+        if not (np.isfinite(self.diversity) and self.diversity >= 0):
+            raise ValueError(f"diversity must be a non-negative number, got {self.diversity}")
+        items = ItemItemParams(
+            method=self.item_item,
+            ease_lambda=self.ease_lambda,
+            max_ease_items=self.max_ease_items,
+            neighbours=self.neighbours,
+        )
+        return CandidateSettings(self.factors, self.regularization, items, self.diversity, blend=self.blend)
 
     def params(self) -> IALSParams:
         """The fixed settings (with the first candidate of each list); every candidate is validated here."""
@@ -119,6 +155,15 @@ def _candidates_table(candidates: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _blend_table(candidates: list[dict]) -> str:
+    rows = ["| candidate | NDCG@10 on the inner split | coverage | chosen |", "| --- | ---: | ---: | --- |"]
+    rows += [
+        f"| {c['blend']} | {c['inner_ndcg_at_10']:.4f} | {c['inner_coverage']:.3f} | {'yes' if c['chosen'] else ''} |"
+        for c in candidates
+    ]
+    return "\n".join(rows)
+
+
 @dg.asset(
     group_name="training",
     kinds={"pytorch"},
@@ -148,6 +193,7 @@ def ranking_model(
     rating the pipeline saw. Loads with torch.load(..., weights_only=True).
     """
     params = config.params()  # invalid settings fail here, before any work
+    candidates = config.candidates()
     policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
@@ -185,8 +231,7 @@ def ranking_model(
             device=fit_device,
             threshold=config.relevance_threshold,
             noise_z=config.noise_z,
-            factors=config.factors,
-            regularization=config.regularization,
+            candidates=candidates,
             log=context.log.info,
             refit=refit,
             seen=everything,
@@ -223,8 +268,13 @@ def ranking_model(
                 "evaluated_on": "a fit on train_ratings, scored on val_ratings",
                 "capacity_candidates": result.selection.candidates,
                 "data_fingerprint": plan.fingerprint,
+                "blend_candidates": result.blend.candidates,
+                "item_item": result.published_item_item.method if result.published_item_item else "none",
             },
             evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
+            weights=result.blend.weights,
+            item_item=result.published_item_item.weights if result.published_item_item else None,
+            evaluation_item_item=result.evaluation_item_item.weights if result.evaluation_item_item else None,
             heldback=plan.heldback,
         )
         record = {
@@ -283,6 +333,9 @@ def ranking_model(
         "file_size_bytes": dg.MetadataValue.int(store.size(target)),
         **provenance(context, {**config.model_dump(), **params.to_dict()}),
         "candidates": dg.MetadataValue.md(_candidates_table(result.selection.candidates)),
+        "chosen_blend": dg.MetadataValue.text(result.blend.weights.describe()),
+        "blend_candidates": dg.MetadataValue.md(_blend_table(result.blend.candidates)),
+        "item_item": dg.MetadataValue.text(result.published_item_item.method if result.published_item_item else "none"),
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
     }
     return dg.MaterializeResult(check_results=checks, metadata=metadata)
@@ -303,9 +356,9 @@ def ranking_promotion(
 ) -> Promotion:
     """The promotion decision against the published ranking model (core/publishing.py's one rule): the published
     fits on the published model's held-back ratings, the held-out fits (training split only) on fresh validation
-    ratings."""
+    ratings, each model as the blend it chose."""
     from recsys_assets.core.publishing import judge
-    from recsys_assets.core.ranking import UserItems, factor_ranker
+    from recsys_assets.core.ranking import UserItems
     from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence, heldback_ndcg_evidence
 
     if current is None:
@@ -314,11 +367,10 @@ def ranking_promotion(
     evidence = []
     if unrelated is None:
         if current.heldback is not None and len(current.heldback):
-            fit = result.published_model
             evidence.append(
                 heldback_ndcg_evidence(
                     current,
-                    (fit.user_factors, fit.item_factors),
+                    result.published_ranker,
                     result.published_seen,
                     users,
                     movies,
@@ -327,6 +379,6 @@ def ranking_promotion(
                 )
             )
         seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
-        candidate = factor_ranker(result.evaluation_model.user_factors, result.evaluation_model.item_factors, seen)
+        candidate = result.evaluation_ranker(seen)
         evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
     return judge(size, published, evidence, policy, unrelated=unrelated)

@@ -1,9 +1,13 @@
-"""The ranking side of the recommender: top-N, the iALS ranking model, fold-in, explanations, metrics.
+"""The ranking side of the recommender: the candidates, top-N, fold-in, reasons, metrics.
 
 interactions.py  UserItems: who rated what (CSR), the seen-movie index
 topn.py          blocked top-N and the most-popular baseline
-params.py        IALSParams, the capacity candidates, the file name (no PyTorch)
+params.py        IALSParams, ItemItemParams, the capacity candidates, the file name (no PyTorch)
 ials.py          iALS fit (implicit), exact user solves (fold-in), explanations
+itemitem.py      EASE and RP3beta: sparse movie x movie weights
+blend.py         one scorer for iALS, item-item, popularity and their mixes (Weights, Components)
+choose.py        the candidate and the diversity penalty, chosen on an inner split
+similarity.py    "because you rated" reasons and similar movies
 model.py         RankingModel and its file, ranking_model.pth
 metrics.py       NDCG, precision, recall, hit rate, coverage at k; paired noise
 evaluate.py      rankers side by side; "beats most-popular" verdict

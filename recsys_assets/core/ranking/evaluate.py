@@ -12,6 +12,7 @@ import numpy as np
 
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.promotion import Evidence
+from recsys_assets.core.ranking.blend import blend_top_n
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import (
     HeldOut,
@@ -95,9 +96,7 @@ def fresh_ndcg_evidence(
     if not len(held.users):
         return Evidence(metric, float("nan"), float("nan"), int(fresh.sum()), lower_is_better=False)
     ranked = candidate(held.users, k)
-    theirs = top_n(
-        current.user_factors, current.item_factors, current.seen, k=k, users=current.users.encode(users.ids[held.users])
-    ).movies
+    theirs = current.top_n(current.users.encode(users.ids[held.users]), k).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
     return _ndcg_evidence(
         ranked, theirs, held, k, metric=metric, n=int(fresh.sum()), on="fresh validation ratings it never trained on"
@@ -115,7 +114,7 @@ def _without(seen: UserItems, users: np.ndarray, movies: np.ndarray) -> UserItem
 
 def heldback_ndcg_evidence(
     current,
-    factors: tuple[np.ndarray, np.ndarray],
+    candidate: Callable[[UserItems], Ranker],
     seen: UserItems,
     users: IdMapping,
     movies: IdMapping,
@@ -124,7 +123,8 @@ def heldback_ndcg_evidence(
     threshold: float = 4.0,
     k: int = 10,
 ) -> Evidence:
-    """The candidate (``factors`` in ``users``/``movies`` indices, ``seen`` its rated movies) and the published
+    """The candidate (``candidate(mask)``: its published fit as a ranker in ``users``/``movies`` indices that
+    masks ``mask``; ``seen`` its rated movies) and the published
     ``RankingModel`` ``current``, ranked for the users of ``current``'s held-back set ``held`` (raw ids and
     ratings). Each ranker masks what it has seen except the held-back pairs, which neither trained on; a held-back
     movie the candidate does not know is left out, one the published model recommends and the candidate lacks
@@ -135,12 +135,12 @@ def heldback_ndcg_evidence(
     metric, on = f"held-back NDCG@{k}", "ratings the published model held back (no published fit trained on them)"
     if not len(target.users):
         return Evidence(metric, float("nan"), float("nan"), 0, lower_is_better=False, on=on)
-    mine = factor_ranker(*factors, _without(seen, u, m))(target.users, k)
+    mine = candidate(_without(seen, u, m))(target.users, k)
     cu = current.users.encode(held.users[known])
     cm = current.movies.encode(held.movies[known], unknown=-1)
     their_seen = _without(current.seen, np.where(cm >= 0, cu, -1), cm)
-    theirs = top_n(
-        current.user_factors, current.item_factors, their_seen, k=k, users=current.users.encode(users.ids[target.users])
+    theirs = blend_top_n(
+        current.components(), current.weights, their_seen, current.users.encode(users.ids[target.users]), k
     ).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
     return _ndcg_evidence(mine, theirs, target, k, metric=metric, n=int(known.sum()), on=on)

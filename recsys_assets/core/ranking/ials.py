@@ -20,7 +20,8 @@ GPU). Everything after the fit is here, in batched PyTorch, on any device:
 * :func:`explain`: why a movie was recommended. A user's score for movie ``j``
   is ``y_j . A_u^-1 sum_i c_ui y_i`` with ``A_u = Y'Y + sum_i (c_ui - 1) y_i y_i' + reg I``,
   so it splits exactly into one term per rated movie ``i``:
-  ``c_ui y_j' A_u^-1 y_i``; the largest names the "because you rated" movie.
+  ``c_ui y_j' A_u^-1 y_i``. (The reasons the lists show come from :mod:`similarity`: the movie the
+  user rated 4 or more that is most like the pick, whatever candidate ranked it.)
 """
 
 import time
@@ -94,11 +95,14 @@ def fit_ials(
     *,
     device: str | torch.device = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
+    warm_start: "IALSModel | None" = None,
 ) -> IALSModel:
     """Fit iALS on ``matrix`` (users x movies with ratings), then re-solve every user exactly.
 
     ``device`` ``cuda`` runs ``implicit``'s CUDA kernels (its wheels carry them);
-    ``on_iteration(i, seconds)`` is called after each of ``params.iterations``.
+    ``on_iteration(i, seconds)`` is called after each of ``params.iterations``. ``warm_start``: a fit of
+    the same shape whose factors the sweeps start from (the published refit starts from the held-out
+    fit, so it needs fewer sweeps).
     """
     params = params or IALSParams()
     if matrix.values is None:
@@ -110,6 +114,9 @@ def fit_ials(
     model = _implicit_model(params, device)
     user_items = matrix.to_scipy(confidence(matrix.values, params))
     callback = (lambda it, seconds, loss: on_iteration(it + 1, seconds)) if on_iteration else None
+    if warm_start is not None and device.type != "cuda":
+        model.user_factors = np.array(warm_start.user_factors, dtype=np.float32, copy=True)
+        model.item_factors = np.array(warm_start.item_factors, dtype=np.float32, copy=True)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):  # implicit runs its own threads; BLAS threads inside them only contend

@@ -12,6 +12,8 @@ import numpy as np
 
 from recsys_assets.core.ranking.interactions import UserItems
 
+TOP_POPULAR = 100  # top100_share: the share of recommendations that are among this many most-rated movies
+
 
 @dataclass(frozen=True)
 class HeldOut:
@@ -52,8 +54,10 @@ def ranking_metrics(
     """Metrics at ``k`` of ``recommended[i]`` (movie indices, best first) for ``users[i]``.
 
     Rows of users with nothing relevant are skipped. ``coverage`` is the share of
-    the catalogue recommended to anyone; with ``movie_counts`` (training ratings
-    per movie) ``median_rating_count`` says how mainstream the recommendations are.
+    the catalogue recommended to anyone and ``max_movie_share`` the share of users shown
+    the most-shown movie; with ``movie_counts`` (training ratings per movie)
+    ``median_rating_count`` and ``top100_share`` (picks among the 100 most-rated movies)
+    say how mainstream the recommendations are.
     """
     users = np.asarray(users, dtype=np.int64)
     recommended = np.asarray(recommended, dtype=np.int64)[:, :k]
@@ -75,8 +79,14 @@ def ranking_metrics(
         "coverage": len(np.unique(recommended[recommended >= 0])) / max(n_movies, 1),
         "users_evaluated": int(scored.sum()),
     }
-    if movie_counts is not None and (recommended >= 0).any():
-        metrics["median_rating_count"] = float(np.median(np.asarray(movie_counts)[recommended[recommended >= 0]]))
+    listed = recommended[recommended >= 0]
+    if len(listed):  # how concentrated the lists are: the one movie shown to the most users
+        metrics["max_movie_share"] = float(np.bincount(listed).max() / max(len(recommended), 1))
+    if movie_counts is not None and len(listed):
+        counts = np.asarray(movie_counts)
+        metrics["median_rating_count"] = float(np.median(counts[listed]))
+        top = np.argsort(-counts, kind="stable")[:TOP_POPULAR]
+        metrics["top100_share"] = float(np.isin(listed, top).mean())  # picks among the 100 most-rated movies
     return RankingScores(metrics, ndcg)
 
 

@@ -13,6 +13,12 @@ movies never recommended back, and the input of fold-in and explanations),
 ``eval_item_factors``, the held-out fit (training split only) that the reported
 metrics come from, so the evaluation asset scores exactly what the check saw;
 ``heldback_*``, the held-back evaluation set no published fit trained on (``core/heldback.py``).
+
+Format 2 (architecture ``"blend"``) adds the candidate chosen on the inner split: ``blend`` (the
+weights of iALS, item-item and popularity, :mod:`blend`), and the item-item model as a sparse movie x
+movie matrix ``item_indptr``/``item_indices``/``item_weights`` (and ``eval_item_*``, its held-out
+fit). Most popular is a blend too (popularity weight only), so every candidate is this one file,
+still tensors and plain values only. Format 1 files (iALS alone) still load.
 """
 
 import os
@@ -26,12 +32,16 @@ from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_file import ModelFileError
-from recsys_assets.core.ranking.ials import explain, solve_users
+from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
+from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FILE_NAME, IALSParams  # noqa: F401 - FILE_NAME re-exported
+from recsys_assets.core.ranking.similarity import neighbours, reasons
 
-FORMAT_VERSION = 1
-ARCHITECTURE = "ials"
+FORMAT_VERSION = 2
+READS = (1, 2)
+ARCHITECTURE = "ials"  # format 1: iALS alone
+BLEND = "blend"  # format 2: any candidate
 _REQUIRED = (
     "user_factors",
     "item_factors",
@@ -58,7 +68,41 @@ class RankingModel:
     trained_on: str = "train+val"
     info: dict = field(default_factory=dict)
     evaluation: tuple[np.ndarray, np.ndarray] | None = None  # (user, item) factors of the held-out fit
+    weights: Weights = field(default_factory=Weights)  # the blend chosen on the inner split
+    item_item: UserItems | None = None  # movie x movie weights (EASE or RP3beta), fit on everything
+    evaluation_item_item: UserItems | None = None  # the same, fit on the training split only
     heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
+
+    def components(self, seen: UserItems | None = None) -> Components:
+        """The published parts; popularity counts from ``seen`` (default: what the model was fitted on)."""
+        return Components(self.user_factors, self.item_factors, self.item_item, (seen or self.seen).movie_counts())
+
+    def evaluation_components(self, seen: UserItems) -> Components | None:
+        """The held-out fit's parts (training split only), popularity from ``seen``; None without them."""
+        if self.evaluation is None or (self.weights.items and self.evaluation_item_item is None):
+            return None
+        return Components(*self.evaluation, self.evaluation_item_item, seen.movie_counts())
+
+    def top_n(self, users: np.ndarray, k: int, *, seen: UserItems | None = None, mask: bool = True):
+        """Top-``k`` movies of ``users`` under the chosen blend: rows of the model's own ``seen``, or of
+        another ``seen`` (users the model never saw, folded in against the fixed movie factors)."""
+        if seen is None:
+            return blend_top_n(self.components(), self.weights, self.seen, users, k, mask=mask)
+        factors = self.fold_in_factors(seen) if self.weights.factors else None
+        parts = Components(factors, self.item_factors, self.item_item, self.seen.movie_counts())
+        return blend_top_n(parts, self.weights, seen, users, k, mask=mask)
+
+    def fold_in_factors(self, seen: UserItems) -> np.ndarray:
+        """Factors of the users in ``seen`` (rows) solved against the fixed movie factors."""
+        return solve_users(self.item_factors, seen, self.params)
+
+    def because(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None) -> np.ndarray:
+        """The movie each user rated 4 or more that is most like each recommendation (-1: none)."""
+        return reasons(self.item_factors, self.item_item, self.seen if seen is None else seen, users, recommended)
+
+    def similar(self, movie: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Movie indices most like ``movie`` (item-item weights first, factor cosine after) and their similarity."""
+        return neighbours(self.item_factors, self.item_item, movie, k)
 
     def fold_in(self, movie_indices: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, UserItems]:
         """The factors of a user the model never saw, from their ratings (one least-squares solve)."""
@@ -67,15 +111,13 @@ class RankingModel:
         )
         return solve_users(self.item_factors, one, self.params)[0], one
 
-    def explain(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None):
-        """``(because, share)``: the rated movie behind each recommendation and its share of the score."""
-        return explain(self.item_factors, self.seen if seen is None else seen, self.params, users, recommended)
-
     def held_out(self) -> "RankingModel":
-        """This model with the held-out fit's factors (training split only), or itself when the file has none."""
-        if self.evaluation is None:
+        """This model with the held-out fit (training split only) in place of the published one, or itself
+        when the file has none."""
+        if self.evaluation is None or (self.weights.items and self.evaluation_item_item is None):
             return self
-        return replace(self, user_factors=self.evaluation[0], item_factors=self.evaluation[1])
+        user_factors, item_factors = self.evaluation
+        return replace(self, user_factors=user_factors, item_factors=item_factors, item_item=self.evaluation_item_item)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (temp file, then rename)."""
@@ -85,7 +127,7 @@ class RankingModel:
 
         payload = {
             "format_version": FORMAT_VERSION,
-            "architecture": ARCHITECTURE,
+            "architecture": BLEND,
             "user_factors": tensor(self.user_factors, np.float32),
             "item_factors": tensor(self.item_factors, np.float32),
             "user_ids": tensor(self.users.ids, np.int64),
@@ -101,6 +143,12 @@ class RankingModel:
         if self.evaluation is not None:
             payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
+        payload["blend"] = self.weights.to_dict()
+        for prefix, matrix in (("item", self.item_item), ("eval_item", self.evaluation_item_item)):
+            if matrix is not None:
+                payload[f"{prefix}_indptr"] = tensor(matrix.indptr, np.int64)
+                payload[f"{prefix}_indices"] = tensor(matrix.indices, np.int32)
+                payload[f"{prefix}_weights"] = tensor(matrix.values, np.float32)
         if self.heldback is not None:
             payload.update({k: tensor(v, v.dtype) for k, v in self.heldback.arrays().items()})
         return atomic_torch_save(payload, path)
@@ -117,15 +165,16 @@ class RankingModel:
             raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
         if (
             not isinstance(payload, dict)
-            or payload.get("architecture") != ARCHITECTURE
+            or payload.get("architecture") not in (ARCHITECTURE, BLEND)
             or any(k not in payload for k in _REQUIRED)
         ):
             raise ModelFileError(
                 f"{path} is not a recsys_assets ranking model file (expected keys {', '.join(_REQUIRED)})"
             )
-        if payload.get("format_version") != FORMAT_VERSION:
+        if payload.get("format_version") not in READS:
             raise ModelFileError(
-                f"{path} has ranking file format {payload.get('format_version')!r}; this version reads {FORMAT_VERSION}"
+                f"{path} has ranking file format {payload.get('format_version')!r}; this version reads "
+                f"{', '.join(map(str, READS))}"
             )
         try:
             return cls._from_payload(payload)
@@ -177,5 +226,30 @@ class RankingModel:
             str(payload.get("trained_on", "")),
             dict(payload.get("info", {})),
             evaluation,
+            Weights.from_dict(payload.get("blend", {})),
+            _item_item(payload, "item", len(Q)),
+            _item_item(payload, "eval_item", len(Q)),
             HeldBack.from_payload(payload),
-        )
+        )._checked()
+
+    def _checked(self) -> "RankingModel":
+        w = self.weights
+        if not all(np.isfinite([w.factors, w.items, w.popularity])):
+            raise ValueError("the blend weights are not finite")
+        if w.items and self.item_item is None:
+            raise ValueError("the blend uses item-item weights that the file does not hold")
+        return self
+
+
+def _item_item(payload: dict, prefix: str, n_movies: int) -> UserItems | None:
+    """The stored movie x movie weights, checked like the seen-movie index; None when absent."""
+    if f"{prefix}_indptr" not in payload:
+        return None
+    indptr, indices, weights = (payload[f"{prefix}_{k}"].numpy() for k in ("indptr", "indices", "weights"))
+    if len(indptr) != n_movies + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(indices):
+        raise ValueError(f"the {prefix.replace('_', ' ')} weights do not fit the movies")
+    if len(weights) != len(indices) or not np.isfinite(weights).all():
+        raise ValueError(f"the {prefix.replace('_', ' ')} weights are not finite or do not fit their index")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_movies):
+        raise ValueError(f"the {prefix.replace('_', ' ')} weights name movies the model does not have")
+    return UserItems(indptr, indices, weights, n_movies)

@@ -7,7 +7,7 @@ FILE_NAME = "ranking_model.pth"  # its name in the data folder, beside recommend
 
 # The candidates the ranking_model asset compares on an inner split of each export's training data:
 # the best capacity differs by data set (128 factors on MovieLens, 16 on the project's synthetic sample).
-FACTORS = (128, 32, 16)
+FACTORS = (128, 64, 16)
 REGULARIZATION = (45.0, 100.0)
 
 
@@ -33,6 +33,49 @@ class IALSParams:
             raise ValueError(f"confidence_exponent must be between 0 and 10, got {self.confidence_exponent}")
         if not 1 <= self.iterations <= 1000:
             raise ValueError(f"iterations must be between 1 and 1000, got {self.iterations}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- the other candidates: item-item, popularity and the blends ----------------------------------
+ITEM_ITEM_METHODS = ("auto", "ease", "rp3beta", "none")
+
+
+@dataclass(frozen=True)
+class ItemItemParams:
+    """The item-item candidate: EASE up to ``max_ease_items`` movies (a dense n x n solve), RP3beta above.
+
+    Both keep the ``neighbours`` strongest weights of each movie (a sparse n x neighbours matrix), which
+    bounds the file and the scoring cost. Defaults chosen on inner splits (benchmarks/tune_ranking.py)."""
+
+    method: str = "auto"
+    ease_lambda: float = 300.0
+    max_ease_items: int = 12_000  # 12,000^2 float32 = 0.58 GB per matrix (the solve holds about three)
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
+    neighbours: int = 100
+    max_users: int = 20_000  # RP3beta's co-occurrences come from at most this many users (a random sample)
+
+    def __post_init__(self):
+        if self.method not in ITEM_ITEM_METHODS:
+            raise ValueError(f"item_item method must be one of {', '.join(ITEM_ITEM_METHODS)}, got {self.method!r}")
+        if not (math.isfinite(self.ease_lambda) and self.ease_lambda > 0):
+            raise ValueError(f"ease_lambda must be a positive number, got {self.ease_lambda}")
+        if not 0 <= self.max_ease_items <= 40_000:
+            raise ValueError(f"max_ease_items must be between 0 and 40000, got {self.max_ease_items}")
+        if not (math.isfinite(self.rp3_alpha) and self.rp3_alpha > 0 and math.isfinite(self.rp3_beta)):
+            raise ValueError("rp3_alpha must be positive and rp3_beta finite")
+        if not 1 <= self.neighbours <= 2_000:
+            raise ValueError(f"neighbours must be between 1 and 2000, got {self.neighbours}")
+        if self.max_users < 1:
+            raise ValueError(f"max_users must be at least 1, got {self.max_users}")
+
+    def resolved(self, n_movies: int) -> str:
+        """The method used for a catalogue of ``n_movies``: ``auto`` is EASE up to the cap, RP3beta above."""
+        if self.method != "auto":
+            return self.method
+        return "ease" if n_movies <= self.max_ease_items else "rp3beta"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,11 +3,13 @@
 1. Choose the model's capacity (factors, regularization) for this export on an
    inner split of the training split (:func:`select_params`): the best setting
    differs by data set (128 factors on MovieLens, 16 on the synthetic sample).
-2. Fit iALS on the training split and score it on the validation split beside
-   most-popular (:func:`compare`): these are the reported figures and the
+2. On the same inner split, choose the candidate: iALS, item-item, most popular or a
+   blend, and the diversity penalty (:mod:`choose`).
+3. Fit the chosen parts on the training split and score them on the validation split
+   beside most-popular (:func:`compare`): these are the reported figures and the
    publishing rule's evidence.
-3. Fit again on training + validation with the same settings: that model is
-   published, so recommendations use every rating the pipeline saw.
+4. Fit again on training + validation with the same settings (iALS warm-started from
+   step 3): that model is published, so recommendations use every rating the pipeline saw.
 """
 
 import time
@@ -17,16 +19,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from recsys_assets.core.ranking.evaluate import (
-    Comparison,
-    compare,
-    evaluate_rankers,
-    factor_ranker,
-    popularity_ranker,
-)
+from recsys_assets.core.ranking.blend import Components, blend_ranker, blend_top_n_many
+from recsys_assets.core.ranking.choose import IALS_ALONE, POPULAR, BlendChoice, choose_blend
+from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.ranking.metrics import HeldOut, RankingScores
+from recsys_assets.core.ranking.itemitem import ItemItemModel, fit_item_item
+from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, ranking_metrics
+from recsys_assets.core.ranking.params import ItemItemParams
 
 
 @dataclass
@@ -63,6 +63,8 @@ class Selection:
     params: IALSParams
     candidates: list[dict] = field(default_factory=list)
     inner_users: int = 0
+    inner: "InnerSplit | None" = None
+    inner_model: IALSModel | None = None  # the chosen setting's fit on the inner split
 
 
 def select_params(
@@ -73,7 +75,7 @@ def select_params(
     factors: Sequence[int],
     regularization: Sequence[float],
     *,
-    max_users: int = 20_000,
+    max_users: int = 10_000,
     seed: int = 0,
     threshold: float = 4.0,
     noise_z: float = 2.0,
@@ -93,24 +95,16 @@ def select_params(
         raise ValueError("give at least one value of factors and of regularization")
     if len(grid) == 1:
         return Selection(replace(base, factors=grid[0][0], regularization=grid[0][1]))
-    rng = np.random.default_rng(seed)
-    users = np.unique(train.users)
-    if len(users) > max_users:
-        users = rng.choice(users, max_users, replace=False)
-    keep = np.isin(train.users, users)
-    inner = rng.random(int(keep.sum())) < 0.8
-    u, m, r = train.users[keep], train.movies[keep], train.ratings[keep]
-    matrix = UserItems.from_pairs(u[inner], m[inner], n_users, n_movies, r[inner])
-    held = HeldOut.from_ratings(u[~inner], m[~inner], r[~inner], n_users, n_movies, threshold)
-    candidates, scores = [], []
+    inner = inner_split(train, n_users, n_movies, max_users=max_users, seed=seed, threshold=threshold)
+    candidates, scores, models = [], [], []
     for f, reg in grid:
         params = replace(base, factors=f, regularization=reg)
-        model = fit_ials(matrix, params, device=device)
-        score = evaluate_rankers({"c": factor_ranker(model.user_factors, model.item_factors, matrix)}, matrix, held)[
-            "c"
-        ]
+        model = fit_ials(inner.matrix, params, device=device)
+        ranker = factor_ranker(model.user_factors, model.item_factors, inner.matrix)
+        score = evaluate_rankers({"c": ranker}, inner.matrix, inner.held)["c"]
         ndcg = score.metrics["ndcg_at_10"]
         scores.append(score)
+        models.append(model)
         candidates.append(
             {"factors": f, "regularization": reg, "inner_ndcg_at_10": ndcg, "fit_seconds": model.fit_seconds}
         )
@@ -127,32 +121,98 @@ def select_params(
             best = 0
     for i, candidate in enumerate(candidates):
         candidate["chosen"] = i == best
-    return Selection(replace(base, factors=grid[best][0], regularization=grid[best][1]), candidates, len(users))
+    params = replace(base, factors=grid[best][0], regularization=grid[best][1])
+    return Selection(params, candidates, len(inner.users), inner, models[best])
+
+
+@dataclass
+class InnerSplit:
+    """An 80/20 split of (a sample of users of) the training split: where every choice is made."""
+
+    matrix: UserItems
+    held: HeldOut
+    users: np.ndarray
+
+
+def inner_split(
+    train: Ratings, n_users: int, n_movies: int, *, max_users: int = 10_000, seed: int = 0, threshold: float = 4.0
+) -> InnerSplit:
+    """At most ``max_users`` users' training ratings (a random sample), split 80/20 at random."""
+    rng = np.random.default_rng(seed)
+    users = np.unique(train.users)
+    if len(users) > max_users:
+        users = rng.choice(users, max_users, replace=False)
+    keep = np.isin(train.users, users)
+    inner = rng.random(int(keep.sum())) < 0.8
+    u, m, r = train.users[keep], train.movies[keep], train.ratings[keep]
+    matrix = UserItems.from_pairs(u[inner], m[inner], n_users, n_movies, r[inner])
+    held = HeldOut.from_ratings(u[~inner], m[~inner], r[~inner], n_users, n_movies, threshold)
+    return InnerSplit(matrix, held, users)
 
 
 @dataclass
 class RankingTraining:
-    """The held-out fit and its scores, and the fit on everything that gets published."""
+    """The held-out fits and their scores, the blend chosen on the inner split, and the fits that get published."""
 
     evaluation_model: IALSModel
     published_model: IALSModel
     published_seen: UserItems
-    scores: dict[str, RankingScores]  # "ranking_model", "most_popular"
+    scores: dict[str, RankingScores]  # "ranking_model" (the chosen blend), "ials_alone", "most_popular"
     comparison: Comparison
     selection: Selection
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
+    blend: BlendChoice = field(default_factory=lambda: BlendChoice(IALS_ALONE))
+    evaluation_item_item: ItemItemModel | None = None
+    published_item_item: ItemItemModel | None = None
+
+    def evaluation_ranker(self, seen: UserItems):
+        """The chosen blend of the held-out fits (training split only) as a ranker over ``seen``."""
+        parts = Components(
+            self.evaluation_model.user_factors,
+            self.evaluation_model.item_factors,
+            _weights(self.evaluation_item_item),
+            seen.movie_counts(),
+        )
+        return blend_ranker(parts, self.blend.weights, seen)
+
+    def published_ranker(self, seen: UserItems):
+        """The chosen blend of the published fits as a ranker over ``seen`` (popularity from what they fitted)."""
+        parts = Components(
+            self.published_model.user_factors,
+            self.published_model.item_factors,
+            _weights(self.published_item_item),
+            self.published_seen.movie_counts(),
+        )
+        return blend_ranker(parts, self.blend.weights, seen)
 
     @property
     def metrics(self) -> dict[str, float]:
         out = {f"val_{name}": float(v) for name, v in self.scores["ranking_model"].metrics.items()}
         out.update({f"popular_{name}": float(v) for name, v in self.scores["most_popular"].metrics.items()})
+        if "ials_alone" in self.scores:
+            out.update({f"ials_{name}": float(v) for name, v in self.scores["ials_alone"].metrics.items()})
         out.update(
             ndcg_gap=self.comparison.gap,
             ndcg_gap_se=self.comparison.standard_error,
             eval_fit_seconds=self.evaluation_model.fit_seconds,
             fit_seconds=self.published_model.fit_seconds,
         )
+        if self.published_item_item is not None:
+            out["item_item_fit_seconds"] = self.published_item_item.fit_seconds
         return out
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    """What the candidates are: the iALS capacities to compare, the item-item model, the diversity setting."""
+
+    factors: Sequence[int] | None = None
+    regularization: Sequence[float] | None = None
+    item_item: ItemItemParams = field(default_factory=ItemItemParams)
+    diversity: float = 1.0
+    refit_iterations: int | None = None  # sweeps of the published refit (warm-started); default a third, >= 3
+    blend: bool = True  # False: iALS alone (no candidates compared)
+    max_eval_users: int = 30_000  # the validation figures come from at most this many users (a random sample)
 
 
 def train_ranking_model(
@@ -168,23 +228,24 @@ def train_ranking_model(
     noise_z: float = 2.0,
     factors: Sequence[int] | None = None,
     regularization: Sequence[float] | None = None,
+    candidates: CandidateSettings | None = None,
     log: Callable[[str], None] = lambda message: None,
     refit: Ratings | None = None,
     seen: Ratings | None = None,
 ) -> RankingTraining:
-    """Fit on ``train``, score on ``val`` beside most-popular, then refit on both for publishing.
+    """Choose on an inner split, fit on ``train``, score on ``val`` beside most-popular, refit on both.
 
     ``noise_z``: how many standard errors of the paired per-user NDCG gap count as noise
     in the comparison with most-popular (:class:`Comparison`). ``factors`` and
-    ``regularization`` (default: ``params``' own) are the candidates :func:`select_params` compares."""
-    clock = time.perf_counter()
+    ``regularization`` (default: ``params``' own) are the capacities :func:`select_params` compares;
+    ``candidates`` sets the item-item model and the diversity setting (:mod:`choose`)."""
+    settings = candidates or CandidateSettings(factors, regularization)
+    clock = [time.perf_counter()]
     seconds = {}
 
     def lap(stage: str) -> None:
-        nonlocal clock
         now = time.perf_counter()
-        seconds[stage] = now - clock
-        clock = now
+        seconds[stage], clock[0] = now - clock[0], now
 
     params = params or IALSParams()
     selection = select_params(
@@ -192,8 +253,8 @@ def train_ranking_model(
         n_users,
         n_movies,
         params,
-        factors or [params.factors],
-        regularization or [params.regularization],
+        settings.factors or factors or [params.factors],
+        settings.regularization or regularization or [params.regularization],
         threshold=threshold,
         noise_z=noise_z,
         device=device,
@@ -201,11 +262,8 @@ def train_ranking_model(
     )
     params = selection.params
     lap("choosing the capacity on an inner split")
-    if selection.candidates:
-        log(
-            f"chose factors {params.factors}, regularization {params.regularization:g} on an inner split of "
-            f"the training data ({selection.inner_users:,} users)"
-        )
+    blend = _choose(train, n_users, n_movies, selection, settings, threshold=threshold, device=device, log=log)
+    lap("choosing the blend on an inner split")
     train_m = UserItems.from_pairs(train.users, train.movies, n_users, n_movies, train.ratings)
     held = HeldOut.from_ratings(val.users, val.movies, val.ratings, n_users, n_movies, threshold)
 
@@ -213,23 +271,54 @@ def train_ranking_model(
         return lambda it, seconds: log(f"{stage}: ALS iteration {it}/{params.iterations} ({seconds:.2f} s)")
 
     held_out_fit = fit_ials(train_m, params, device=device, on_iteration=progress("held-out fit (training split)"))
+    held_items = fit_item_item(train_m, settings.item_item) if blend.weights.items else None
     lap("held-out fit (training split)")
-    scores = evaluate_rankers(
-        {
-            "ranking_model": factor_ranker(held_out_fit.user_factors, held_out_fit.item_factors, train_m),
-            "most_popular": popularity_ranker(train_m),
-        },
-        train_m,
-        held,
-        k,
+    parts = Components(
+        held_out_fit.user_factors, held_out_fit.item_factors, _weights(held_items), train_m.movie_counts()
     )
+    users = held.users
+    if len(users) > settings.max_eval_users:  # a large export: a random sample of users bounds the cost
+        users = np.sort(np.random.default_rng(0).choice(users, settings.max_eval_users, replace=False))
+    named = {"ranking_model": blend.weights, "ials_alone": IALS_ALONE, "most_popular": POPULAR}
+    unique = list(dict.fromkeys(named.values()))
+    tops = dict(zip(unique, blend_top_n_many(parts, unique, train_m, users, k), strict=True))
+    counts = train_m.movie_counts()
+    scores = {name: ranking_metrics(tops[w].movies, users, held, k, counts) for name, w in named.items()}
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
     lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
     fit_on = refit if refit is not None else train.concat(val)
     fit_m = UserItems.from_pairs(fit_on.users, fit_on.movies, n_users, n_movies, fit_on.ratings)
-    published = fit_ials(fit_m, params, device=device, on_iteration=progress("published fit (training + validation)"))
+    published, published_items = _published_fit(fit_m, held_out_fit, settings, device=device, progress=progress)
     lap("published fit (training + validation)")
-    if seen is not None:
+    if seen is not None:  # every rating of the export, never recommended back (the held-back ones too)
         fit_m = UserItems.from_pairs(seen.users, seen.movies, n_users, n_movies, seen.ratings)
-    return RankingTraining(held_out_fit, published, fit_m, scores, comparison, selection, seconds)
+    return RankingTraining(
+        held_out_fit, published, fit_m, scores, comparison, selection, seconds, blend, held_items, published_items
+    )
+
+
+def _published_fit(matrix: UserItems, held_out_fit, settings, *, device, progress):
+    """The published iALS fit (warm-started from the held-out fit, fewer iterations) and item-item model."""
+    params = held_out_fit.params
+    quick = replace(params, iterations=settings.refit_iterations or max(3, params.iterations // 3))
+    name = "published fit (training + validation)"
+    published = fit_ials(matrix, quick, device=device, on_iteration=progress(name), warm_start=held_out_fit)
+    return replace(published, params=params), fit_item_item(matrix, settings.item_item)
+
+
+def _weights(model: ItemItemModel | None) -> UserItems | None:
+    return model.weights if model is not None else None
+
+
+def _choose(train, n_users, n_movies, selection, settings, *, threshold, device, log) -> BlendChoice:
+    """The blend, chosen on the same inner split as the capacity (or a fresh one when the capacity was fixed)."""
+    if not settings.blend:
+        return BlendChoice(IALS_ALONE)
+    inner = selection.inner or inner_split(train, n_users, n_movies, threshold=threshold)
+    model = selection.inner_model or fit_ials(inner.matrix, selection.params, device=device)
+    items = fit_item_item(inner.matrix, settings.item_item)
+    if items is not None:
+        log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on the inner split)")
+    parts = Components(model.user_factors, model.item_factors, _weights(items), inner.matrix.movie_counts())
+    return choose_blend(parts, inner.matrix, inner.held, diversity=settings.diversity, log=log)

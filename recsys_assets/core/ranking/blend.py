@@ -1,0 +1,143 @@
+"""One scorer for every ranking candidate: iALS, item-item, most popular and their blends.
+
+A user's score for a movie is ``w_f z(factors) + w_i z(item-item) + w_p z(log popularity)``: each
+part standardized (per user for the two personal parts, over the catalogue for popularity), so one
+set of weights means the same on any data set. ``(1, 0, 0)`` is iALS alone, ``(0, 0, 1)`` most
+popular, and a negative popularity weight is the popularity penalty of the diversity setting.
+Scored in blocks of users like :func:`topn.top_n`, so memory stays at block x movies.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.ranking.itemitem import item_scores
+from recsys_assets.core.ranking.topn import TopN
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each standardized part counts."""
+
+    factors: float = 1.0
+    items: float = 0.0
+    popularity: float = 0.0
+
+    def describe(self) -> str:
+        named = {"iALS": self.factors, "item-item": self.items, "popularity": self.popularity}
+        parts = [f"{name} {w:g}" for name, w in named.items() if w]
+        if not parts:
+            return "nothing (all weights 0)"
+        if len(parts) == 1 and self.popularity > 0:
+            return "most popular"
+        return " + ".join(parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Weights":
+        return cls(**{k: float(values[k]) for k in ("factors", "items", "popularity") if k in values})
+
+
+@dataclass
+class Components:
+    """The fitted parts a blend draws on (a part that was not fitted is None)."""
+
+    user_factors: np.ndarray | None
+    item_factors: np.ndarray | None
+    item_item: UserItems | None
+    movie_counts: np.ndarray  # ratings per movie: the popularity part
+
+    @property
+    def n_movies(self) -> int:
+        return len(self.movie_counts)
+
+    def popularity(self) -> np.ndarray:
+        """``log(1 + ratings)`` standardized over the catalogue."""
+        log = np.log1p(np.asarray(self.movie_counts, dtype=np.float64))
+        return ((log - log.mean()) / max(float(log.std()), 1e-12)).astype(np.float32)
+
+
+def _standardize(scores: torch.Tensor) -> torch.Tensor:
+    mean = scores.mean(dim=1, keepdim=True)
+    std = scores.std(dim=1, keepdim=True).clamp_min(1e-12)
+    return (scores - mean) / std
+
+
+def _parts(parts: Components, seen: UserItems, users: np.ndarray, weights: Sequence[Weights]) -> list[torch.Tensor]:
+    """The standardized parts the ``weights`` use, for one block of users (B x movies each)."""
+    out = []
+    if any(w.factors for w in weights):
+        if parts.user_factors is None or parts.item_factors is None:
+            raise ValueError("a blend with an iALS weight needs factors")
+        P = torch.from_numpy(np.ascontiguousarray(parts.user_factors[users], dtype=np.float32))
+        out.append(_standardize(P @ torch.from_numpy(np.ascontiguousarray(parts.item_factors, dtype=np.float32)).T))
+    else:
+        out.append(torch.zeros(0))
+    if any(w.items for w in weights):
+        if parts.item_item is None:
+            raise ValueError("a blend with an item-item weight needs the item-item model")
+        out.append(_standardize(torch.from_numpy(item_scores(parts.item_item, seen, users))))
+    else:
+        out.append(torch.zeros(0))
+    return out
+
+
+def _combine(factors: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor, w: Weights, rows: int):
+    scores = popularity.expand(rows, -1) * w.popularity
+    if w.factors:
+        scores = scores + w.factors * factors
+    if w.items:
+        scores = scores + w.items * items
+    return scores
+
+
+def blend_top_n_many(
+    parts: Components,
+    weights: Sequence[Weights],
+    seen: UserItems,
+    users: np.ndarray,
+    k: int,
+    *,
+    mask: bool = True,
+    block: int = 1024,
+) -> list[TopN]:
+    """Top-``k`` movies of ``users`` under each of ``weights`` (the parts are computed once per block).
+
+    ``seen`` holds what each user rated: the item-item part scores from it, and with ``mask`` those
+    movies are never returned."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    users = np.asarray(users, dtype=np.int64)
+    k = min(k, parts.n_movies)
+    popularity = torch.from_numpy(parts.popularity())
+    movies = [np.empty((len(users), k), dtype=np.int64) for _ in weights]
+    scores = [np.empty((len(users), k), dtype=np.float32) for _ in weights]
+    for start in range(0, len(users), block):
+        chunk = users[start : start + block]
+        factors, items = _parts(parts, seen, chunk, weights)
+        rows, cols = (torch.from_numpy(a) for a in seen.pairs(chunk))
+        for i, w in enumerate(weights):
+            total = _combine(factors, items, popularity, w, len(chunk)).clone()
+            if mask:
+                total[rows, cols] = -torch.inf
+            top = torch.topk(total, k, dim=1)
+            movies[i][start : start + len(chunk)] = top.indices.numpy()
+            scores[i][start : start + len(chunk)] = top.values.numpy()
+    return [TopN(users, m, s) for m, s in zip(movies, scores, strict=True)]
+
+
+def blend_top_n(
+    parts: Components, weights: Weights, seen: UserItems, users, k: int, *, mask: bool = True, block: int = 1024
+) -> TopN:
+    """Top-``k`` movies of ``users`` under ``weights`` (see :func:`blend_top_n_many`)."""
+    return blend_top_n_many(parts, [weights], seen, users, k, mask=mask, block=block)[0]
+
+
+def blend_ranker(parts: Components, weights: Weights, seen: UserItems) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A ranker ``(users, k) -> movie indices`` for :func:`evaluate.evaluate_rankers`."""
+    return lambda users, k: blend_top_n(parts, weights, seen, users, k).movies

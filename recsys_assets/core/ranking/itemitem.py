@@ -1,0 +1,128 @@
+"""Item-item models: a movie's score for a user is the sum of its weights from the movies the user rated.
+
+* **EASE** (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", 2019): the weights ``B``
+  minimize ``|X - X B|^2 + lambda |B|^2`` with a zero diagonal, in closed form
+  ``B = I - P diag(1 / diag(P))``, ``P = (X'X + lambda I)^-1``. It needs an n x n matrix, so it is
+  used up to a memory cap on the catalogue (``ItemItemParams.max_ease_items``).
+* **RP3beta** (Paudel et al., 2017): a two-step random walk movie -> user -> movie, each step's
+  probabilities raised to ``alpha``, divided by the target's popularity to the power ``beta``. It is
+  sparse and is computed in blocks of movies, so it scales past the EASE cap.
+
+Either way only the ``neighbours`` strongest weights of each movie are kept: the result is a sparse
+movie x movie matrix (:class:`UserItems` with movies as rows) that the ranking file stores and that
+``similar_movies`` and the "because you rated" reasons read.
+"""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.ranking.params import ItemItemParams
+
+
+@dataclass
+class ItemItemModel:
+    """The sparse weights (row = the rated movie, column = the scored movie) and how they were made."""
+
+    weights: UserItems
+    method: str
+    fit_seconds: float
+
+
+def _binary(matrix: UserItems):
+    return matrix.to_scipy(np.ones(matrix.nnz, dtype=np.float32))
+
+
+def _keep_strongest(rows: torch.Tensor, first_row: int, neighbours: int) -> tuple[np.ndarray, ...]:
+    """(row, column, value) of the ``neighbours`` largest positive entries of each row of a dense block."""
+    k = min(neighbours, rows.shape[1])
+    top = torch.topk(rows, k, dim=1)
+    values, cols = top.values.numpy().ravel(), top.indices.numpy().ravel()
+    row_ids = np.repeat(np.arange(first_row, first_row + rows.shape[0]), k)
+    keep = values > 0
+    return row_ids[keep], cols[keep], values[keep]
+
+
+def _sparse(parts: list[tuple[np.ndarray, ...]], n_movies: int) -> UserItems:
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+    vals = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.float32)
+    return UserItems.from_pairs(rows, cols, n_movies, n_movies, vals.astype(np.float32))
+
+
+def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> UserItems:
+    """EASE's weights, the strongest ``params.neighbours`` per movie (float32; n^2 memory)."""
+    n = matrix.n_movies
+    X = _binary(matrix)
+    gram = torch.from_numpy((X.T @ X).toarray().astype(np.float32))
+    gram.diagonal().add_(params.ease_lambda)
+    P = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    del gram
+    B = P / (-P.diagonal()).unsqueeze(0)  # column j divided by -P_jj
+    del P
+    B.fill_diagonal_(0.0)
+    parts = [_keep_strongest(B[s : s + block], s, params.neighbours) for s in range(0, n, block)]
+    return _sparse(parts, n)
+
+
+def fit_rp3beta(matrix: UserItems, params: ItemItemParams, *, seed: int = 0, block: int = 1024) -> UserItems:
+    """RP3beta's weights, the strongest ``params.neighbours`` per movie, in blocks of movies."""
+    n = matrix.n_movies
+    X = _binary(matrix)
+    active = np.flatnonzero(matrix.counts())
+    if len(active) > params.max_users:  # co-occurrences from a random sample of users bound the cost
+        X = X[np.sort(np.random.default_rng(seed).choice(active, params.max_users, replace=False))]
+    user_deg = np.asarray(X.sum(axis=1)).ravel()
+    movie_deg = np.asarray(X.sum(axis=0)).ravel()
+    import scipy.sparse
+
+    to_movie = scipy.sparse.diags(1.0 / np.maximum(user_deg, 1)) @ X  # P(user -> movie)
+    to_user = (X @ scipy.sparse.diags(1.0 / np.maximum(movie_deg, 1))).T.tocsr()  # P(movie -> user)
+    to_movie = to_movie.power(params.rp3_alpha).astype(np.float32).tocsr()
+    to_user = to_user.power(params.rp3_alpha).tocsr()
+    penalty = torch.from_numpy((1.0 / np.maximum(movie_deg, 1) ** params.rp3_beta).astype(np.float32))
+    parts = []
+    for s in range(0, n, block):
+        W = torch.from_numpy((to_user[s : s + block] @ to_movie).toarray().astype(np.float32, copy=False))
+        W.mul_(penalty)
+        W[torch.arange(W.shape[0]), torch.arange(s, s + W.shape[0])] = 0.0
+        parts.append(_keep_strongest(W, s, params.neighbours))
+    return _sparse(parts, n)
+
+
+def fit_item_item(matrix: UserItems, params: ItemItemParams | None = None) -> ItemItemModel | None:
+    """The item-item model ``params`` name for this catalogue (None when the method is ``none``)."""
+    params = params or ItemItemParams()
+    method = params.resolved(matrix.n_movies)
+    if method == "none" or matrix.nnz == 0:
+        return None
+    started = time.perf_counter()
+    weights = fit_ease(matrix, params) if method == "ease" else fit_rp3beta(matrix, params)
+    return ItemItemModel(weights, method, time.perf_counter() - started)
+
+
+def item_scores(weights: UserItems, seen: UserItems, users: np.ndarray) -> np.ndarray:
+    """Dense (len(users), movies) scores: the sum of the weights from each user's rated movies."""
+    import scipy.sparse
+
+    rows, cols = seen.pairs(users)
+    X = scipy.sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), seen.n_movies))
+    return np.asarray((X @ weights.to_scipy()).toarray(), dtype=np.float32)
+
+
+def pair_weights(weights: UserItems, sources, targets, keys: np.ndarray | None = None) -> np.ndarray:
+    """``weights[source, target]`` for arrays of movie index pairs (any shape; 0 where not kept).
+
+    ``keys``: ``weights.keys()``, when the caller looks up many times."""
+    keys = weights.keys() if keys is None else keys
+    sources, targets = np.broadcast_arrays(np.asarray(sources, np.int64), np.asarray(targets, np.int64))
+    if not len(keys):
+        return np.zeros(sources.shape, dtype=np.float32)
+    wanted = sources * weights.n_movies + targets
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[pos] == wanted
+    values = weights.values if weights.values is not None else np.ones(len(keys), np.float32)
+    return np.where(found, values[pos], 0.0).astype(np.float32)

@@ -1,0 +1,112 @@
+"""The ranking candidates: item-item models, blends, the choice on an inner split, diversity, coherent lists."""
+
+import numpy as np
+import pytest
+
+from recsys_assets.core.ranking import HeldOut, UserItems, fit_ials, paired_gap, popularity_top_n, top_n
+from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
+from recsys_assets.core.ranking.itemitem import fit_item_item, fit_rp3beta
+from recsys_assets.core.ranking.params import IALSParams, ItemItemParams
+from recsys_assets.core.ranking.train import CandidateSettings, Ratings, train_ranking_model
+from recsys_assets.core.sample_data import SampleSpec, generate_ratings
+
+from .test_core_ranking import _synthetic
+
+
+def _matrix(n_users=80, n_movies=60, per_user=15, seed=0) -> UserItems:
+    users, movies, ratings = _synthetic(n_users, n_movies, per_user, seed)
+    return UserItems.from_pairs(users, movies, n_users, n_movies, ratings)
+
+
+@pytest.mark.parametrize("method", ["ease", "rp3beta"])
+def test_item_item_weights_link_movies_watched_together(method):
+    matrix = _matrix()
+    model = fit_item_item(matrix, ItemItemParams(method=method, neighbours=8))
+    assert model is not None and model.method == method
+    w = model.weights
+    assert (w.counts() <= 8).all() and (w.values > 0).all()
+    rows = np.repeat(np.arange(60), w.counts())
+    assert not (rows == w.indices).any()  # a movie is not its own neighbour
+    same_half = (rows < 30) == (w.indices < 30)  # the two taste groups watch different halves
+    assert same_half.mean() > 0.95
+
+
+def test_the_item_item_method_follows_the_memory_cap():
+    assert ItemItemParams(max_ease_items=100).resolved(100) == "ease"
+    assert ItemItemParams(max_ease_items=100).resolved(101) == "rp3beta"
+    assert fit_item_item(_matrix(), ItemItemParams(method="none")) is None
+    with pytest.raises(ValueError, match="item_item method"):
+        ItemItemParams(method="knn")
+    # RP3beta's co-occurrences from a sample of users still link the halves
+    sampled = fit_rp3beta(_matrix(), ItemItemParams(neighbours=5, max_users=30))
+    rows = np.repeat(np.arange(60), sampled.counts())
+    assert ((rows < 30) == (sampled.indices < 30)).mean() > 0.9
+
+
+def test_pure_blends_are_the_plain_rankers():
+    matrix = _matrix()
+    fitted = fit_ials(matrix, IALSParams(factors=4, iterations=3))
+    parts = Components(fitted.user_factors, fitted.item_factors, None, matrix.movie_counts())
+    users = np.arange(80)
+    alone = blend_top_n(parts, Weights(1, 0, 0), matrix, users, 5).movies
+    assert (alone == top_n(fitted.user_factors, fitted.item_factors, matrix, k=5).movies).all()
+    popular = blend_top_n(parts, Weights(0, 0, 1), matrix, users, 5).movies
+    counts = matrix.movie_counts()  # movies rated equally often may come in either order
+    assert (counts[popular] == counts[popularity_top_n(counts, users, matrix, 5)]).all()
+    with pytest.raises(ValueError, match="needs the item-item model"):
+        blend_top_n(parts, Weights(0, 1, 0), matrix, users, 5)
+
+
+def _ratings(spec: SampleSpec):
+    table = generate_ratings(spec).to_pandas()
+    users, movies = np.unique(table["userId"], return_inverse=True), np.unique(table["movieId"], return_inverse=True)
+    rng = np.random.default_rng(0)
+    val = rng.random(len(table)) < 0.2
+    data = Ratings(users[1], movies[1], table["rating"].to_numpy(np.float32))
+    pick = lambda m: Ratings(data.users[m], data.movies[m], data.ratings[m])  # noqa: E731
+    return pick(~val), pick(val), len(users[0]), len(movies[0])
+
+
+def test_on_ratings_drawn_by_popularity_alone_the_choice_never_loses_to_most_popular():
+    spec = SampleSpec(n_ratings=30_000, n_users=600, n_movies=800, taste_weight=0.0, seed=11)
+    train, val, n_users, n_movies = _ratings(spec)
+    result = train_ranking_model(train, val, n_users, n_movies, IALSParams(factors=16, iterations=5))
+    assert not result.comparison.loses_beyond_noise, result.comparison.describe()
+    assert result.blend.weights.popularity > 0  # popularity is part of what was chosen
+    assert any(c["blend"] == "most popular" for c in result.blend.candidates)
+
+
+def test_the_default_diversity_widens_the_lists_without_losing_ndcg_beyond_noise():
+    spec = SampleSpec(n_ratings=40_000, n_users=800, n_movies=1_500, seed=3)
+    train, val, n_users, n_movies = _ratings(spec)
+    params = IALSParams(factors=16, iterations=5)
+    results = {
+        d: train_ranking_model(train, val, n_users, n_movies, params, candidates=CandidateSettings(diversity=d))
+        for d in (1.0, 0.0)
+    }
+    on, off = results[1.0], results[0.0]
+    assert off.blend.penalty == 0.0 and on.blend.penalty > 0.0
+    assert on.blend.weights.popularity == pytest.approx(off.blend.weights.popularity - on.blend.penalty)
+    on_s, off_s = on.scores["ranking_model"], off.scores["ranking_model"]
+    assert on_s.metrics["coverage"] > off_s.metrics["coverage"]  # on the validation split it never chose on
+    gap, se = paired_gap(on_s.ndcg_per_user, off_s.ndcg_per_user)
+    assert gap >= -2 * se, (gap, se)
+
+
+def test_held_out_scores_do_not_depend_on_the_published_refit():
+    users, movies, ratings = _synthetic(n_users=120, n_movies=60, per_user=15, seed=2)
+    split = np.arange(len(users)) % 5 == 0
+    train, val = (
+        Ratings(users[~split], movies[~split], ratings[~split]),
+        Ratings(users[split], movies[split], ratings[split]),
+    )
+    result = train_ranking_model(train, val, 120, 60, IALSParams(factors=4, iterations=6))
+    held = HeldOut.from_ratings(val.users, val.movies, val.ratings, 120, 60)
+    seen = UserItems.from_pairs(train.users, train.movies, 120, 60)
+    ranked = result.evaluation_ranker(seen)(held.users, 10)
+    from recsys_assets.core.ranking import ranking_metrics
+
+    ndcg = ranking_metrics(ranked, held.users, held, 10).metrics["ndcg_at_10"]
+    assert ndcg == pytest.approx(result.scores["ranking_model"].metrics["ndcg_at_10"])
+    assert result.published_model.params.iterations == 6  # the warm-started refit keeps the chosen settings
+    assert result.published_item_item is not None and result.published_seen.nnz == len(users)
