@@ -172,7 +172,7 @@ def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
 
     # new data: the rating model passes, the ranking model loses to most popular -> neither changes
     write_sample_export(export, replace(FULL, n_ratings=4_400))
-    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1}
+    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1, "blend": False}  # iALS alone
     result = _run_with(export, data_dir, ranking=bad_ranking)
     assert _check(result, "recommendation_model", "not_worse_than_published").passed
     assert not _check(result, "ranking_model", "beats_most_popular").passed

@@ -382,17 +382,14 @@ def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
 def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     """Training and validation loss per epoch (PNG next to the model, shown inline here)."""
     from recsys_assets.core.publishing import STAGED
+    from recsys_assets.core.sparkline import loss_markdown
 
-    store = storage.store
-    staged = f"{STAGED}/{storage.MODEL}"  # a model waiting for the ranking model of its data
+    store, staged = storage.store, f"{STAGED}/{storage.MODEL}"  # staged: a model waiting for its ranking model
     with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
-        payload = load_model_file(model_file)
-    history = payload["history"]
+        history = load_model_file(model_file)["history"]
     best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
     with store.write(storage.LOSS_PLOT) as tmp:
         encoded = base64.b64encode(plot_training_history(history, tmp, best_epoch=best_epoch).read_bytes()).decode()
-    from recsys_assets.core.sparkline import loss_markdown
-
     return dg.MaterializeResult(
         metadata={
             "loss": dg.MetadataValue.md(loss_markdown(history, best_epoch)),  # small: shown on the page itself
