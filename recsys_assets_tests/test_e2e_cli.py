@@ -156,7 +156,15 @@ def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
     random_ndcg = 10 * relevant_per_user / n_movies  # generous upper estimate for a random top-10
     assert ndcg["rating model (MF)"] > random_ndcg
     recs = pd.read_parquet(data_dir / "tables" / "user_recommendations.parquet")
-    assert recs["user_id"].nunique() == 610 and recs["reason"].str.startswith("because you rated").all()
+    assert recs["user_id"].nunique() == 610
+    # every reason names a movie the user rated 4 or more; a user with no such rating (one here) gets none
+    ratings = pd.read_csv(export)
+    liked = set(zip(ratings["userId"][ratings["rating"] >= 4], ratings["movieId"][ratings["rating"] >= 4], strict=True))
+    named = recs["because_movie_id"] >= 0
+    assert recs["reason"][named].str.startswith("because you rated").all() and (recs["reason"][~named] == "").all()
+    assert all((u, m) in liked for u, m in zip(recs["user_id"][named], recs["because_movie_id"][named], strict=True))
+    has_liked = recs["user_id"].isin({u for u, _ in liked})
+    assert named[has_liked].all() and not named[~has_liked].any() and (~has_liked).sum() == 10
     # "Troll 2"-style picks are gone: the recommended movies are ones many people rated
     counts = rec.ranker.seen.movie_counts()[rec.ranker.movies.encode(recs["movie_id"])]
     assert float(pd.Series(counts).median()) >= 30
