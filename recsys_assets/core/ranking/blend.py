@@ -93,7 +93,9 @@ def _combine(factors: torch.Tensor, items: torch.Tensor, popularity: torch.Tenso
     return scores
 
 
-def _block_top_k(factors, items, popularity: np.ndarray, weights: Sequence[Weights], seen, chunk, k: int, mask: bool):
+def _block_top_k(
+    factors, items, popularity: np.ndarray, weights: Sequence[Weights], seen, chunk, *, k: int, mask: bool
+):
     """:func:`kernels.blend_top_k` in PyTorch: the standardized parts, then one masked top-k per weight."""
     f = _standardize(torch.from_numpy(factors)) if factors is not None else torch.zeros(0)
     i = _standardize(torch.from_numpy(items)) if items is not None else torch.zeros(0)
@@ -137,9 +139,9 @@ def blend_top_n_many(
         chunk = users[start : start + block]
         factors, items = _raw_parts(parts, seen, chunk, weights)
         if kernels.numba is not None and compiled is not False:
-            block_m, block_s = kernels.blend_top_k(factors, items, popularity, coef, seen, chunk, k, mask)
+            block_m, block_s = kernels.blend_top_k(factors, items, popularity, coef, seen, chunk, k=k, mask=mask)
         else:
-            block_m, block_s = _block_top_k(factors, items, popularity, weights, seen, chunk, k, mask)
+            block_m, block_s = _block_top_k(factors, items, popularity, weights, seen, chunk, k=k, mask=mask)
         movies[:, start : start + len(chunk)], scores[:, start : start + len(chunk)] = block_m, block_s
     return [TopN(users, movies[i], scores[i]) for i in range(len(weights))]
 

@@ -182,7 +182,9 @@ def strongest_products(a, b, column_scale: np.ndarray, k: int) -> tuple[np.ndarr
     return np.repeat(np.arange(n), out_n), out_i[keep], out_v[keep]
 
 
-def blend_top_k(factors, items, popularity: np.ndarray, coef: np.ndarray, seen, users: np.ndarray, k: int, mask: bool):
+def blend_top_k(
+    factors, items, popularity: np.ndarray, coef: np.ndarray, seen, users: np.ndarray, *, k: int, mask: bool
+):
     """Top ``k`` movies (and scores) of each of ``users`` under each row ``(w_f, w_i, w_p)`` of ``coef``:
     ``w_f z(factors) + w_i z(items) + w_p popularity``, arrays ``(len(coef), len(users), k)``.
 
