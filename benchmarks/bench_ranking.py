@@ -26,11 +26,13 @@ other benchmarks' exports): both fits of ``train_ranking_model`` plus top-10 wit
 for every user, in a subprocess whose peak RSS is reported.
 
 Writes ``benchmarks/output/ranking.md`` and ``ranking.json`` and rewrites the README's
-recommendation block (between the ``bench_ranking`` markers).
+recommendation blocks: the MovieLens parts (``bench_ranking``, when they ran in this invocation) and
+the scale figure (``bench_ranking_scale``, in both READMEs, when part 3 ran).
 """
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -381,11 +383,13 @@ def part_scale(device: str) -> dict:
         f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_ranking import scale_child; "
         f"print('RESULT ' + json.dumps(scale_child({str(path)!r}, {device!r})))"
     )
+    load_before = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"scale run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     out = json.loads(line[len("RESULT ") :])
+    out["load_average"] = [load_before, os.getloadavg()[0]]  # 1-minute load: other work on the machine's cores
     print(
         f"25M: ranking step {out['ranking_step_seconds']:.0f} s, + top-10 {out['fit_and_top10_seconds']:.0f} s, "
         f"peak RSS {out['peak_rss_mb']:,.0f} MB {out['phases']}",
@@ -470,7 +474,6 @@ def report(protocol: dict, outside: dict, scale, meta) -> tuple[str, str]:
         ]
     if scale:
         lines += ["### Scale", "", _scale_text(scale), ""]
-        readme += [_scale_text(scale), ""]
     readme.append(
         f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; the machine's 2 cores were shared with "
         "other work, so the times are noisy.)"
@@ -496,7 +499,7 @@ def main():
 
     meta = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs",
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
         "implicit": implicit.__version__,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -524,11 +527,18 @@ def main():
         json.dumps({"meta": meta, "protocol": protocol, "outside": outside, "scale": scale}, indent=1)
     )
     print(full)
-    if not args.no_readme and protocol and outside and scale:
-        from benchmarks.readme_blocks import replace_block
+    from benchmarks.readme_blocks import replace_block
 
+    if not args.no_readme and not args.scale_only and protocol and outside:  # only parts measured in this run
         replace_block("bench_ranking", readme)
-        replace_block("bench_ranking_full", full, readme=ROOT / "benchmarks" / "README.md")
+        replace_block(
+            "bench_ranking_full", full.split("### Scale")[0].rstrip() + "\n", readme=ROOT / "benchmarks" / "README.md"
+        )
+    if not args.no_readme and scale:  # the scale figure has its own blocks: a --scale-only run rewrites just these
+        load = "; 1-minute load average {:.1f} before and {:.1f} after".format(*scale.get("load_average", [0, 0]))
+        text = f"{_scale_text(scale)} (`benchmarks/bench_ranking.py --scale-only`, {meta['date']}, {meta['machine']}{load}.)"
+        replace_block("bench_ranking_scale", text)
+        replace_block("bench_ranking_scale", text, readme=ROOT / "benchmarks" / "README.md")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from recsys_assets.core.ranking import kernels
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.itemitem import item_scores
 from recsys_assets.core.ranking.topn import TopN
@@ -68,23 +69,19 @@ def _standardize(scores: torch.Tensor) -> torch.Tensor:
     return (scores - mean) / std
 
 
-def _parts(parts: Components, seen: UserItems, users: np.ndarray, weights: Sequence[Weights]) -> list[torch.Tensor]:
-    """The standardized parts the ``weights`` use, for one block of users (B x movies each)."""
-    out = []
+def _raw_parts(parts: Components, seen: UserItems, users: np.ndarray, weights: Sequence[Weights]):
+    """The raw factor and item-item scores the ``weights`` use, for one block of users (B x movies, or None)."""
+    factors = items = None
     if any(w.factors for w in weights):
         if parts.user_factors is None or parts.item_factors is None:
             raise ValueError("a blend with an iALS weight needs factors")
         P = torch.from_numpy(np.ascontiguousarray(parts.user_factors[users], dtype=np.float32))
-        out.append(_standardize(P @ torch.from_numpy(np.ascontiguousarray(parts.item_factors, dtype=np.float32)).T))
-    else:
-        out.append(torch.zeros(0))
+        factors = (P @ torch.from_numpy(np.ascontiguousarray(parts.item_factors, dtype=np.float32)).T).numpy()
     if any(w.items for w in weights):
         if parts.item_item is None:
             raise ValueError("a blend with an item-item weight needs the item-item model")
-        out.append(_standardize(torch.from_numpy(item_scores(parts.item_item, seen, users))))
-    else:
-        out.append(torch.zeros(0))
-    return out
+        items = item_scores(parts.item_item, seen, users)
+    return factors, items
 
 
 def _combine(factors: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor, w: Weights, rows: int):
@@ -96,6 +93,24 @@ def _combine(factors: torch.Tensor, items: torch.Tensor, popularity: torch.Tenso
     return scores
 
 
+def _block_top_k(
+    factors, items, popularity: np.ndarray, weights: Sequence[Weights], seen, chunk, *, k: int, mask: bool
+):
+    """:func:`kernels.blend_top_k` in PyTorch: the standardized parts, then one masked top-k per weight."""
+    f = _standardize(torch.from_numpy(factors)) if factors is not None else torch.zeros(0)
+    i = _standardize(torch.from_numpy(items)) if items is not None else torch.zeros(0)
+    rows, cols = (torch.from_numpy(a) for a in seen.pairs(chunk))
+    out_m = np.empty((len(weights), len(chunk), k), dtype=np.int64)
+    out_s = np.empty((len(weights), len(chunk), k), dtype=np.float32)
+    for n, w in enumerate(weights):
+        total = _combine(f, i, torch.from_numpy(popularity), w, len(chunk)).clone()
+        if mask:
+            total[rows, cols] = -torch.inf
+        top = torch.topk(total, k, dim=1)
+        out_m[n], out_s[n] = top.indices.numpy(), top.values.numpy()
+    return out_m, out_s
+
+
 def blend_top_n_many(
     parts: Components,
     weights: Sequence[Weights],
@@ -105,30 +120,30 @@ def blend_top_n_many(
     *,
     mask: bool = True,
     block: int = 1024,
+    compiled: bool | None = None,
 ) -> list[TopN]:
     """Top-``k`` movies of ``users`` under each of ``weights`` (the parts are computed once per block).
 
     ``seen`` holds what each user rated: the item-item part scores from it, and with ``mask`` those
-    movies are never returned."""
+    movies are never returned. ``compiled``: False runs the PyTorch path instead of the Numba kernel
+    (:func:`kernels.blend_top_k`, the default when Numba is installed)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     users = np.asarray(users, dtype=np.int64)
     k = min(k, parts.n_movies)
-    popularity = torch.from_numpy(parts.popularity())
-    movies = [np.empty((len(users), k), dtype=np.int64) for _ in weights]
-    scores = [np.empty((len(users), k), dtype=np.float32) for _ in weights]
+    popularity = parts.popularity()
+    movies = np.empty((len(weights), len(users), k), dtype=np.int64)
+    scores = np.empty((len(weights), len(users), k), dtype=np.float32)
+    coef = np.array([[w.factors, w.items, w.popularity] for w in weights], dtype=np.float64).reshape(-1, 3)
     for start in range(0, len(users), block):
         chunk = users[start : start + block]
-        factors, items = _parts(parts, seen, chunk, weights)
-        rows, cols = (torch.from_numpy(a) for a in seen.pairs(chunk))
-        for i, w in enumerate(weights):
-            total = _combine(factors, items, popularity, w, len(chunk)).clone()
-            if mask:
-                total[rows, cols] = -torch.inf
-            top = torch.topk(total, k, dim=1)
-            movies[i][start : start + len(chunk)] = top.indices.numpy()
-            scores[i][start : start + len(chunk)] = top.values.numpy()
-    return [TopN(users, m, s) for m, s in zip(movies, scores, strict=True)]
+        factors, items = _raw_parts(parts, seen, chunk, weights)
+        if kernels.numba is not None and compiled is not False:
+            block_m, block_s = kernels.blend_top_k(factors, items, popularity, coef, seen, chunk, k=k, mask=mask)
+        else:
+            block_m, block_s = _block_top_k(factors, items, popularity, weights, seen, chunk, k=k, mask=mask)
+        movies[:, start : start + len(chunk)], scores[:, start : start + len(chunk)] = block_m, block_s
+    return [TopN(users, movies[i], scores[i]) for i in range(len(weights))]
 
 
 def blend_top_n(

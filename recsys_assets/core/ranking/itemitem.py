@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recsys_assets.core.ranking import kernels
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import ItemItemParams
 
@@ -68,8 +69,11 @@ def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> Us
     return _sparse(parts, n)
 
 
-def fit_rp3beta(matrix: UserItems, params: ItemItemParams, *, seed: int = 0, block: int = 1024) -> UserItems:
-    """RP3beta's weights, the strongest ``params.neighbours`` per movie, in blocks of movies."""
+def fit_rp3beta(
+    matrix: UserItems, params: ItemItemParams, *, seed: int = 0, block: int = 1024, compiled: bool | None = None
+) -> UserItems:
+    """RP3beta's weights, the strongest ``params.neighbours`` per movie: with Numba one movie at a time
+    (:func:`kernels.strongest_products`), else (or ``compiled=False``) in dense blocks of movies."""
     n = matrix.n_movies
     X = _binary(matrix)
     active = np.flatnonzero(matrix.counts())
@@ -82,12 +86,17 @@ def fit_rp3beta(matrix: UserItems, params: ItemItemParams, *, seed: int = 0, blo
     to_movie = scipy.sparse.diags(1.0 / np.maximum(user_deg, 1)) @ X  # P(user -> movie)
     to_user = (X @ scipy.sparse.diags(1.0 / np.maximum(movie_deg, 1))).T.tocsr()  # P(movie -> user)
     to_movie = to_movie.power(params.rp3_alpha).astype(np.float32).tocsr()
-    to_user = to_user.power(params.rp3_alpha).tocsr()
-    penalty = torch.from_numpy((1.0 / np.maximum(movie_deg, 1) ** params.rp3_beta).astype(np.float32))
+    to_user = to_user.power(params.rp3_alpha).astype(np.float32).tocsr()
+    penalty = (1.0 / np.maximum(movie_deg, 1) ** params.rp3_beta).astype(np.float32)
+    if (
+        kernels.numba is not None and compiled is not False
+    ):  # straight to each movie's strongest weights, no dense block
+        rows, cols, vals = kernels.strongest_products(to_user, to_movie, penalty, params.neighbours)
+        return UserItems.from_pairs(rows, cols, n, n, vals)
     parts = []
     for s in range(0, n, block):
-        W = torch.from_numpy((to_user[s : s + block] @ to_movie).toarray().astype(np.float32, copy=False))
-        W.mul_(penalty)
+        W = torch.from_numpy(kernels.rows_times(to_user, np.arange(s, min(s + block, n)), to_movie, compiled=compiled))
+        W.mul_(torch.from_numpy(penalty))
         W[torch.arange(W.shape[0]), torch.arange(s, s + W.shape[0])] = 0.0
         parts.append(_keep_strongest(W, s, params.neighbours))
     return _sparse(parts, n)
@@ -106,11 +115,7 @@ def fit_item_item(matrix: UserItems, params: ItemItemParams | None = None) -> It
 
 def item_scores(weights: UserItems, seen: UserItems, users: np.ndarray) -> np.ndarray:
     """Dense (len(users), movies) scores: the sum of the weights from each user's rated movies."""
-    import scipy.sparse
-
-    rows, cols = seen.pairs(users)
-    X = scipy.sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), seen.n_movies))
-    return np.asarray((X @ weights.to_scipy()).toarray(), dtype=np.float32)
+    return kernels.rows_times(seen, users, weights, binary=True)
 
 
 def pair_weights(weights: UserItems, sources, targets, keys: np.ndarray | None = None) -> np.ndarray:
