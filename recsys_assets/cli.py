@@ -23,7 +23,7 @@ try:
     from recsys_assets import settings
 except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
     raise SystemExit(f"recsys: error: {exc}") from None
-from recsys_assets.core.model_file import ModelFileError  # noqa: E402
+from recsys_assets.core.rating.model_file import ModelFileError  # noqa: E402
 
 
 def _default_export() -> str:
@@ -193,8 +193,8 @@ def _metrics(args) -> int:
 
 def _validators() -> dict:
     """Each model file's full validation, run before a kept version is restored."""
-    from recsys_assets.core.model_file import load_model_file
     from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.rating.model_file import load_model_file
 
     return {MODEL_FILES["rating"]: load_model_file, MODEL_FILES["ranking"]: RankingModel.load}
 

@@ -8,20 +8,22 @@ import pytest
 import torch
 
 from recsys_assets.core.cleaning import clean_rating_data
-from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-from recsys_assets.core.implicit import ImplicitFeedback
+from recsys_assets.core.ids import build_mappings
 from recsys_assets.core.ingest import MovieDataLoader
-from recsys_assets.core.metrics import baselines, mae, rmse
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, WeightedRatings
-from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-from recsys_assets.core.training import (
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
+from recsys_assets.core.rating.metrics import baselines, mae, rmse
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings
+from recsys_assets.core.rating.train_config import TrainConfig
+from recsys_assets.core.rating.training import (
     MIN_BATCHES_PER_EPOCH,
-    TrainConfig,
     TrainingDivergedError,
     epoch_batch_size,
     train_model,
 )
+from recsys_assets.core.sample_data import SampleSpec, generate_ratings
+from recsys_assets.core.splits import split_ratings
 
 from .conftest import ml_small_ratings
 
@@ -97,7 +99,7 @@ def test_early_stopping_restores_the_best_epoch(data):
     result = train_model(train, val, nu, nm, config)
     assert result.stopped_early and result.epochs_run == result.best_epoch + 3
     best_val = min(h["val_loss"] for h in result.history)
-    from recsys_assets.core.training import evaluate
+    from recsys_assets.core.rating.training import evaluate
 
     assert evaluate(result.model, val)[0] == pytest.approx(best_val, rel=1e-5)
 
@@ -123,7 +125,7 @@ def test_fused_sgd_touches_only_the_batch_rows(kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fused_sgd_step_is_the_documented_update(kernel):
-    """One rating, computed by hand from the formula in core/optim.py's docstring."""
+    """One rating, computed by hand from the formula in core/rating/optim.py's docstring."""
     model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
     with torch.no_grad():
         model.user_factors.weight[1] = torch.tensor([0.5, -1.0])
@@ -279,7 +281,7 @@ def test_movielens_small_reaches_the_accuracy_goal():
 def test_epoch_order_is_a_uniform_reproducible_permutation():
     from collections import Counter
 
-    from recsys_assets.core.numba_sgd import epoch_order
+    from recsys_assets.core.rating.numba_sgd import epoch_order
 
     g = torch.Generator().manual_seed(7)
     big = epoch_order(300_000, g)
@@ -368,7 +370,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monke
 
 def test_epoch_batches_slice_as_views_and_copy_in_place():
     """What GraphedEpoch relies on: a slice is a view of the same storage, clone() is not, copy_() fills in place."""
-    from recsys_assets.core.optim import EpochBatches
+    from recsys_assets.core.rating.optim import EpochBatches
 
     fields = [torch.arange(8, dtype=torch.float32) + k for k in range(7)]
     batches = EpochBatches(*fields)
@@ -383,7 +385,7 @@ def test_epoch_batches_slice_as_views_and_copy_in_place():
 
 def test_the_refit_learns_from_the_validation_ratings_too():
     """A user whose only ratings are in the validation split: untouched by the held-out fit, learned by the refit."""
-    from recsys_assets.core.training import refit_on_all
+    from recsys_assets.core.rating.training import refit_on_all
 
     train, val, nu, nm = _data()
     only_val = int(val.users[0])
@@ -402,7 +404,7 @@ def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatc
     """The thread tuner runs an epoch in chunks of whole batches and may change the thread count
     between them: the weights are those of one uninterrupted call."""
     pytest.importorskip("numba")
-    from recsys_assets.core import numba_sgd
+    from recsys_assets.core.rating import numba_sgd
 
     if numba_sgd.numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one CPU: there is no other thread count to switch to")

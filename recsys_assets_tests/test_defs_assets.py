@@ -304,11 +304,11 @@ def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, da
 
 
 def test_the_kernel_rule_lives_in_one_place(monkeypatch):
-    """The config, the optimizer and the device resource all ask core/kernels.py."""
-    from recsys_assets.core import kernels
-    from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD
-    from recsys_assets.core.training import TrainConfig
+    """The config, the optimizer and the device resource all ask core/rating/kernels.py."""
+    from recsys_assets.core.rating import kernels
+    from recsys_assets.core.rating.model import BiasedMF
+    from recsys_assets.core.rating.optim import FusedSGD
+    from recsys_assets.core.rating.train_config import TrainConfig
 
     model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
     for accept in (False, True):

@@ -9,9 +9,10 @@ import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.ids import IdMapping, mappings_from_table
-from recsys_assets.core.metrics import mae, rmse
 from recsys_assets.core.plots import plot_ranker_comparison
 from recsys_assets.core.presentation import read_titles, reasons
+from recsys_assets.core.rating.metrics import mae, rmse
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import provenance
 from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage
@@ -20,8 +21,6 @@ from recsys_assets.defs.training import recommendation_model
 if TYPE_CHECKING:  # the scoring code (PyTorch) is imported by the evaluation steps themselves
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.recommender import Recommender
-
-OWNERS = ["team:recsys"]
 
 
 class RecommendationsConfig(dg.Config):

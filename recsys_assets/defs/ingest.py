@@ -26,9 +26,9 @@ from recsys_assets.core.ingest import (
 )
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.core.presentation import clean_text
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.resources import RecsysStorage
 
-OWNERS = ["team:recsys"]
 DEFAULT_CHECKPOINT = "raw_ratings.checkpoint.json"
 
 

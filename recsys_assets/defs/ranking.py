@@ -13,6 +13,7 @@ from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
 from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itsel
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import CandidateSettings, RankingTraining, Ratings
 
-OWNERS = ["team:recsys"]
 _DEFAULTS = IALSParams()
 _ITEMS = ItemItemParams()
 

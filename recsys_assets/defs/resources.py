@@ -19,8 +19,8 @@ from recsys_assets import settings
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.ingest import table_to_frame
-from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.ranking.params import FILE_NAME as RANKING_FILE
+from recsys_assets.core.rating.kernels import check_kernel
 from recsys_assets.settings import Setting
 
 if TYPE_CHECKING:

@@ -12,11 +12,12 @@ from pydantic import Field
 
 from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
-from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.promotion import FORCE_HINT, Promotion
-from recsys_assets.core.train_config import TrainConfig
+from recsys_assets.core.rating.model_file import load_model_file, save_model_file
+from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
@@ -30,11 +31,11 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
     from recsys_assets.core.heldback import HeldBack
-    from recsys_assets.core.report import ModelReport
-    from recsys_assets.core.training import TrainResult
+    from recsys_assets.core.rating.report import ModelReport
+    from recsys_assets.core.rating.training import TrainResult
 
-OWNERS = ["team:recsys"]
 _DEFAULTS = TrainConfig()
+_METRICS = ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")
 
 
 class RecommendationModelConfig(PromotionConfig):
@@ -139,11 +140,11 @@ def recommendation_model(
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
-    from recsys_assets.core.dataset import MovieRatingDataset  # PyTorch: imported by this step only
     from recsys_assets.core.heldback import plan_against
+    from recsys_assets.core.rating.dataset import MovieRatingDataset  # PyTorch: imported by this step only
+    from recsys_assets.core.rating.report import build_report, epoch_summary, training_summary, with_promotion
+    from recsys_assets.core.rating.training import train_model
     from recsys_assets.core.recommender import Recommender
-    from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
-    from recsys_assets.core.training import train_model
 
     users, movies = mappings_from_table(user_movie_mappings)
     current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
@@ -223,7 +224,7 @@ def recommendation_model(
 def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_val, *, train_config, torch_device):
     """The fit to publish: the refit on training + validation minus the held-back ratings (``refit``), else
     the held-out fit. Done before the promotion decision, which scores the weights that would go live."""
-    from recsys_assets.core.training import refit_on_all
+    from recsys_assets.core.rating.training import refit_on_all
 
     if not (train_config.refit and report.weights_finite and report.beats_global_mean):
         return result
@@ -317,25 +318,14 @@ def _publish(
             "published": dg.MetadataValue.bool(outcome.published),
             "version": dg.MetadataValue.text(version or "not published"),
             "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
-            **{
-                name: dg.MetadataValue.float(round(metrics[name], 4))
-                for name in (
-                    "train_loss",
-                    "val_loss",
-                    "val_rmse",
-                    "val_mae",
-                    "global_mean_rmse",
-                    "bias_only_rmse",
-                    "ndcg_at_10",
-                )
-            },
+            **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in _METRICS},
             "epochs_run": dg.MetadataValue.int(result.epochs_run),
             "best_epoch": dg.MetadataValue.int(result.best_epoch),
             "stopped_early": dg.MetadataValue.bool(result.stopped_early),
             "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
             "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
             "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
-            "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/training.py)
+            "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/rating/training.py)
             "device": dg.MetadataValue.text(result.device),
             "parameters": dg.MetadataValue.int(result.model.n_parameters),
             "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),

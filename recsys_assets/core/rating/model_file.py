@@ -25,7 +25,7 @@ from recsys_assets.core.atomic import atomic_torch_save
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import HeldBack
-    from recsys_assets.core.report import ModelReport
+    from recsys_assets.core.rating.report import ModelReport
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")
@@ -50,7 +50,7 @@ def save_model_file(
 ) -> Path:
     """Write the model file atomically (temp file, then rename).
 
-    ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.report.ModelReport`)."""
+    ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.rating.report.ModelReport`)."""
     import torch
 
     payload = {

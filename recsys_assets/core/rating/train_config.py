@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from recsys_assets.core import rating_scale
-from recsys_assets.core.kernels import check_kernel
+from recsys_assets.core.rating.kernels import check_kernel
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -27,7 +27,7 @@ class TrainConfig:
     reg_factors: float = 0.1
     reg_bias: float = 0.2
     reg_count_exponent: float = 0.5
-    # implicit feedback (SVD++-style, core/implicit.py; SGD only): the step size and L2 of the implicit
+    # implicit feedback (SVD++-style, core/rating/implicit_feedback.py; SGD only): the step size and L2 of the implicit
     # factors of the movies a user rated, updated once per epoch; 0 turns it off (plain biased MF)
     implicit_lr: float = 0.001
     reg_implicit: float = 20.0

@@ -6,7 +6,7 @@ It minimizes ``nn.MSELoss`` over shuffled batches and validates under
 
 * batches are slices of preloaded tensors under a fresh permutation per epoch,
   never samples collated one at a time;
-* the default optimizer is :class:`~recsys_assets.core.optim.FusedSGD`:
+* the default optimizer is :class:`~recsys_assets.core.rating.optim.FusedSGD`:
   per-rating SGD with count-weighted L2, applied a batch at a time to the
   batch's rows only (a compiled Numba kernel on the CPU, Triton on CUDA);
   ``optimizer="adam"`` is plain Adam, as ``SparseAdam`` on sparse
@@ -37,14 +37,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recsys_assets.core import numba_sgd
-from recsys_assets.core.dataset import MovieRatingDataset
-from recsys_assets.core.implicit import ImplicitFeedback
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.numba_sgd import epoch_order
-from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
-from recsys_assets.core.train_config import OPTIMIZERS, TrainConfig  # noqa: F401 - re-exported
-from recsys_assets.core.training_checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
+from recsys_assets.core.rating import numba_sgd
+from recsys_assets.core.rating.checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.numba_sgd import epoch_order
+from recsys_assets.core.rating.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
+from recsys_assets.core.rating.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 MAX_BACKOFFS = 4  # halvings of the step size after a diverged epoch before training gives up
