@@ -422,3 +422,19 @@ def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatc
     assert chunked[0] == pytest.approx(whole[0], rel=1e-6)
     for k in whole[1]:
         torch.testing.assert_close(chunked[1][k], whole[1][k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.003, 0.01])
+def test_the_best_epoch_rule_replayed_from_the_history_is_the_trainers(min_delta):
+    """early_stopping.best_epoch (what the loss plot marks) picks the epoch the trainer restored; with a
+    min_delta a later, slightly lower validation loss is not the best epoch (the plot once marked it)."""
+    from recsys_assets.core.rating import early_stopping
+
+    train, val, nu, nm = _data(SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
+    result = train_model(train, val, nu, nm, TrainConfig(epochs=12, min_delta=min_delta, patience=20))
+    assert early_stopping.best_epoch(result.history, min_delta) == result.best_epoch
+    lowest = min(result.history, key=lambda h: h["val_loss"])["epoch"]
+    assert (lowest == result.best_epoch) == (min_delta == 0.0), (lowest, result.best_epoch)
+    # no validation split: the training loss is monitored, by the trainer and the replay alike
+    alone = train_model(train, MovieRatingDataset._of(*val[:0]), nu, nm, TrainConfig(epochs=4, min_delta=min_delta))
+    assert early_stopping.best_epoch(alone.history, min_delta) == alone.best_epoch >= 1

@@ -203,7 +203,7 @@ def ranking_model(
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 
-    fit_device, note = ials_device(device.torch_device(), explicit=device.device.strip().lower() != "auto")
+    fit_device, note = ials_device(device.torch_device(), explicit=device.explicit)
     if note:
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)

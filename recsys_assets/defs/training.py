@@ -14,6 +14,7 @@ from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.promotion import FORCE_HINT, Promotion
+from recsys_assets.core.rating import early_stopping
 from recsys_assets.core.rating.model_file import load_model_file, save_model_file
 from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
@@ -378,7 +379,7 @@ def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
         payload = load_model_file(model_file)
     history = payload["history"]
-    best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
+    best_epoch = early_stopping.best_epoch(history, payload["config"].get("min_delta", _DEFAULTS.min_delta))
     with store.write(storage.LOSS_PLOT) as tmp:
         encoded = base64.b64encode(plot_training_history(history, tmp, best_epoch=best_epoch).read_bytes()).decode()
     from recsys_assets.core.sparkline import loss_markdown

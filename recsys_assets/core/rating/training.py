@@ -40,6 +40,7 @@ from torch import nn
 from recsys_assets.core.rating import numba_sgd
 from recsys_assets.core.rating.checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
 from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.early_stopping import improves
 from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
 from recsys_assets.core.rating.model import BiasedMF
 from recsys_assets.core.rating.numba_sgd import epoch_order
@@ -243,7 +244,7 @@ def train_model(
         if len(val_dev) and not math.isfinite(val_loss):
             raise TrainingDivergedError(f"validation loss became {val_loss} in epoch {epoch}")
         monitored = val_loss if len(val_dev) else train_loss
-        if monitored < best_val - config.min_delta:
+        if improves(monitored, best_val, config.min_delta):
             best_val, best_epoch, best_state, bad_epochs = monitored, epoch, _clone_state(model), 0
         else:
             bad_epochs += 1
