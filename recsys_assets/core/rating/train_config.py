@@ -69,6 +69,12 @@ class TrainConfig:
         for name, value in asdict(self).items():  # NaN or infinity in any number is refused first
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value}")
+        self._check_ranges()
+        check_kernel(self.kernel)
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+
+    def _check_ranges(self) -> None:
         if not self.init_std >= 0:
             raise ValueError(f"init_std must be non-negative, got {self.init_std}")
         if not self.min_delta >= 0:
@@ -88,6 +94,3 @@ class TrainConfig:
             )
         if self.patience < 0:
             raise ValueError(f"patience must be non-negative, got {self.patience}")
-        check_kernel(self.kernel)
-        if self.rating_min >= self.rating_max:
-            raise ValueError("rating_min must be below rating_max")

@@ -40,7 +40,7 @@ from torch import nn
 from recsys_assets.core.rating import numba_sgd
 from recsys_assets.core.rating.checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
 from recsys_assets.core.rating.dataset import MovieRatingDataset
-from recsys_assets.core.rating.early_stopping import improves
+from recsys_assets.core.rating.early_stopping import improves, monitored_loss
 from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
 from recsys_assets.core.rating.model import BiasedMF
 from recsys_assets.core.rating.numba_sgd import epoch_order
@@ -130,7 +130,59 @@ def train_model(
     config.validate()
     if len(train) == 0:
         raise ValueError("the training split is empty")
-    device = torch.device(device)
+    fit = _build_fit(train, val, n_users, n_movies, config, torch.device(device))
+    ckpt = Path(checkpoint_path) if checkpoint_path else None
+    fingerprint = data_fingerprint(train, val, n_users, n_movies, asdict(config)) if ckpt else ""
+    progress = _resume(fit, read_checkpoint(ckpt, fingerprint, fit.device) if ckpt is not None else None)
+    start_epoch, started = progress.epoch, time.perf_counter()
+    while progress.epoch < config.epochs and not progress.stopped_early:
+        record = _epoch(fit, progress, started)
+        if record is None:  # diverged: the epoch runs again with half the step size
+            continue
+        if ckpt is not None:
+            write_checkpoint(ckpt, fingerprint, _checkpoint_state(fit, progress))
+        if on_epoch is not None:
+            on_epoch({**record, "message": _epoch_message(record)})
+    return _result(fit, progress, start_epoch)
+
+
+@dataclass
+class _Fit:
+    """The parts one training works with: the model, its optimizer and the data on the device."""
+
+    model: BiasedMF
+    optimizer: torch.optim.Optimizer
+    train: MovieRatingDataset  # on the device
+    val: MovieRatingDataset
+    config: TrainConfig
+    device: torch.device
+    batch_size: int
+    generator: torch.Generator
+    global_mean: float
+    initial_loss: float  # the training loss before any step (a first epoch above twice it diverged)
+    weighted: WeightedRatings | None = None  # SGD: the ratings with their L2 weights
+    implicit: ImplicitFeedback | None = None  # SGD with implicit feedback
+    graphed: GraphedEpoch | None = None  # SGD on CUDA: the captured epoch runner
+
+
+@dataclass
+class _Progress:
+    """What early stopping and the checkpoint carry from one epoch to the next."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    backoffs: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    trained_ratings: int = 0
+
+
+def _build_fit(train, val, n_users: int, n_movies: int, config: TrainConfig, device: torch.device) -> _Fit:
+    """The seeded model and its optimizer (FusedSGD with its weights and implicit feedback, or SparseAdam)."""
     batch_size = epoch_batch_size(config.batch_size, len(train))
     if batch_size < config.batch_size:
         log.info("batch size %d for %d training ratings (configured %d)", batch_size, len(train), config.batch_size)
@@ -138,176 +190,200 @@ def train_model(
     generator = torch.Generator().manual_seed(config.seed)
     global_mean = float(train.ratings.double().mean())
     sgd = config.optimizer == "sgd"
-    implicit: ImplicitFeedback | None = None
     model = BiasedMF(
         n_users, n_movies, config.embedding_dim, global_mean=global_mean, init_std=config.init_std, sparse=not sgd
     )
     model.to(device)
     train_dev, val_dev = train.to(device), val.to(device)
-    if sgd:
-        optimizer = FusedSGD(
-            model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias, kernel=config.kernel
-        )
-        weighted = WeightedRatings(
-            train_dev.users,
-            train_dev.movies,
-            train_dev.ratings,
-            w_user=count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users],
-            w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
-        )
-        if config.implicit_lr > 0:  # SVD++-style implicit feedback from each user's rated movies
-            implicit = optimizer.implicit = ImplicitFeedback(
-                train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
-            )
-        graphed = _graphed_runner(model, optimizer, weighted, batch_size, config, device)
-    else:
+    initial_loss = float(((train_dev.ratings.double() - global_mean) ** 2).mean())
+    parts = (train_dev, val_dev, config, device, batch_size, generator, global_mean, initial_loss)
+    if not sgd:
         optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=config.learning_rate)
-    clamp = (config.rating_min, config.rating_max)
+        return _Fit(model, optimizer, *parts)
+    optimizer = FusedSGD(
+        model.parameters(), config.learning_rate, config.reg_factors, config.reg_bias, kernel=config.kernel
+    )
+    fit = _Fit(model, optimizer, *parts)
+    fit.weighted = WeightedRatings(
+        train_dev.users,
+        train_dev.movies,
+        train_dev.ratings,
+        w_user=count_weights(train.users, n_users, config.reg_count_exponent).to(device)[train_dev.users],
+        w_movie=count_weights(train.movies, n_movies, config.reg_count_exponent).to(device)[train_dev.movies],
+    )
+    if config.implicit_lr > 0:  # SVD++-style implicit feedback from each user's rated movies
+        fit.implicit = optimizer.implicit = ImplicitFeedback(
+            train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
+        )
+    fit.graphed = _graphed_runner(model, optimizer, fit.weighted, batch_size, config, device)
+    return fit
 
-    history: list[dict] = []
-    best_val, best_epoch, best_state, bad_epochs, start_epoch = math.inf, 0, None, 0, 0
-    ckpt = Path(checkpoint_path) if checkpoint_path else None
-    fingerprint = data_fingerprint(train, val, n_users, n_movies, asdict(config)) if ckpt else ""
-    saved = read_checkpoint(ckpt, fingerprint, device) if ckpt is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        history = list(saved["history"])
-        best_val, best_epoch = saved["best_val"], saved["best_epoch"]
-        best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
-        start_epoch = saved["epoch"]
-        if implicit is not None:
-            implicit.load_state_dict(saved["implicit"])
-        torch.set_rng_state(saved["torch_rng"])
-        generator.set_state(saved["generator"])
-        log.info("resuming training from epoch %d", start_epoch)
 
-    started = time.perf_counter()
-    train_seconds = 0.0
-    trained_ratings = 0
-    stopped_early = False
-    if start_epoch and bad_epochs > config.patience:
-        stopped_early = True
-    epoch = start_epoch
-    backoffs: list[dict] = []
-    initial_loss = float(((train_dev.ratings.double() - global_mean) ** 2).mean())  # the loss before any step
-    while epoch < config.epochs and not stopped_early:
-        epoch += 1
-        model.train()
-        t0 = time.perf_counter()
-        last_good = _clone_state(model), (None if sgd else copy.deepcopy(optimizer.state_dict()))
-        implicit_good = implicit.state_dict() if implicit is not None else None
-        if sgd:
-            total_loss = _sgd_epoch(model, optimizer, weighted, batch_size, generator, graphed)
-            if implicit is not None:  # the implicit factors' once-an-epoch step, scaled with any backoff
-                scale = optimizer.param_groups[0]["lr"] / config.learning_rate
-                implicit.step(model.user_factors.weight, config.implicit_lr * scale, config.reg_implicit)
-        else:
-            total_loss = _adam_epoch(model, optimizer, train_dev, replace(config, batch_size=batch_size), generator)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_loss = float(total_loss) / len(train_dev)
-        reference = history[-1]["train_loss"] if history else initial_loss
-        if not (math.isfinite(train_loss) and train_loss <= DIVERGENCE_RATIO * reference and model.all_finite()):
-            # a step too large for this data (many repeats of a row in one batch add up): restart the
-            # epoch from the last good weights with half the step size, a few times at most
-            lr = optimizer.param_groups[0]["lr"]
-            if len(backoffs) >= MAX_BACKOFFS:
-                raise TrainingDivergedError(
-                    f"training loss became {train_loss} in epoch {epoch} after {len(backoffs)} halvings of the "
-                    f"step size (now {lr:g}); lower learning_rate (configured {config.learning_rate}) or batch_size, "
-                    "or raise regularization"
-                )
-            model.load_state_dict(last_good[0])
-            if last_good[1] is not None:
-                optimizer.load_state_dict(last_good[1])
-            if implicit is not None and implicit_good is not None:
-                implicit.load_state_dict(implicit_good)
-            for group in optimizer.param_groups:
-                group["lr"] = lr / 2
-            if sgd and graphed is not None:  # the captured steps hold the old step size
-                graphed = _graphed_runner(model, optimizer, weighted, batch_size, config, device)
-            backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
-            log.warning(
-                "epoch %d diverged (training loss %s); restarting it from epoch %d's weights with learning rate %g",
-                epoch,
-                train_loss,
-                epoch - 1,
-                lr / 2,
-            )
-            epoch -= 1
-            continue
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        trained_ratings += len(train_dev)
-        val_loss, val_rmse, val_mae = evaluate(model, val_dev, config.eval_batch_size, clamp)
-        if len(val_dev) and not math.isfinite(val_loss):
-            raise TrainingDivergedError(f"validation loss became {val_loss} in epoch {epoch}")
-        monitored = val_loss if len(val_dev) else train_loss
-        if improves(monitored, best_val, config.min_delta):
-            best_val, best_epoch, best_state, bad_epochs = monitored, epoch, _clone_state(model), 0
-        else:
-            bad_epochs += 1
-        record = {
-            "epoch": epoch,
-            "epochs": config.epochs,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_rmse": val_rmse,
-            "val_mae": val_mae,
-            "seconds": seconds,
-            "elapsed": time.perf_counter() - started,
-        }
-        history.append(record)
-        if bad_epochs > config.patience:
-            stopped_early = True
-        if ckpt is not None:
-            write_checkpoint(
-                ckpt,
-                fingerprint,
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "history": history,
-                    "best_val": best_val,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "bad_epochs": bad_epochs,
-                    "torch_rng": torch.get_rng_state(),
-                    "generator": generator.get_state(),
-                    "implicit": implicit.state_dict() if implicit is not None else None,
-                },
-            )
-        if on_epoch is not None:
-            on_epoch(
-                {
-                    **record,
-                    "message": (
-                        f"Epoch {epoch}/{config.epochs}:\n"
-                        f"Training Loss: {train_loss:.4f}\n"
-                        f"Validation Loss: {val_loss:.4f}"
-                    ),
-                }
-            )
+def _resume(fit: _Fit, saved: dict | None) -> _Progress:
+    """The progress of a fresh training, or of the checkpointed one (its weights and RNG states restored)."""
+    if saved is None:
+        return _Progress()
+    fit.model.load_state_dict(saved["model"])
+    fit.optimizer.load_state_dict(saved["optimizer"])
+    progress = _Progress(
+        epoch=saved["epoch"],
+        history=list(saved["history"]),
+        best_val=saved["best_val"],
+        best_epoch=saved["best_epoch"],
+        best_state=saved["best_state"],
+        bad_epochs=saved["bad_epochs"],
+    )
+    if fit.implicit is not None:
+        fit.implicit.load_state_dict(saved["implicit"])
+    torch.set_rng_state(saved["torch_rng"])
+    fit.generator.set_state(saved["generator"])
+    log.info("resuming training from epoch %d", progress.epoch)
+    progress.stopped_early = bool(progress.epoch) and progress.bad_epochs > fit.config.patience
+    return progress
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    epochs_run = len(history)
+
+def _epoch(fit: _Fit, progress: _Progress, started: float) -> dict | None:
+    """Train and validate one epoch: its history record, or None when it diverged and was rolled back."""
+    progress.epoch += 1
+    fit.model.train()
+    t0 = time.perf_counter()
+    last_good = _snapshot(fit)
+    train_loss = _train_epoch(fit)
+    reference = progress.history[-1]["train_loss"] if progress.history else fit.initial_loss
+    if not (math.isfinite(train_loss) and train_loss <= DIVERGENCE_RATIO * reference and fit.model.all_finite()):
+        _back_off(fit, progress, last_good, train_loss)
+        return None
+    seconds = time.perf_counter() - t0
+    progress.train_seconds += seconds
+    progress.trained_ratings += len(fit.train)
+    return _validate(fit, progress, train_loss, seconds, started)
+
+
+def _snapshot(fit: _Fit) -> tuple[dict, dict | None, dict | None]:
+    """The weights (and Adam's state, the implicit factors) a diverged epoch is rolled back to."""
+    optimizer_state = None if fit.weighted is not None else copy.deepcopy(fit.optimizer.state_dict())
+    return _clone_state(fit.model), optimizer_state, fit.implicit.state_dict() if fit.implicit is not None else None
+
+
+def _train_epoch(fit: _Fit) -> float:
+    """One pass over the training ratings; the mean squared error summed before each batch's update."""
+    if fit.weighted is not None:
+        assert isinstance(fit.optimizer, FusedSGD)
+        total_loss = _sgd_epoch(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.generator, fit.graphed)
+        if fit.implicit is not None:  # the implicit factors' once-an-epoch step, scaled with any backoff
+            scale = fit.optimizer.param_groups[0]["lr"] / fit.config.learning_rate
+            fit.implicit.step(fit.model.user_factors.weight, fit.config.implicit_lr * scale, fit.config.reg_implicit)
+    else:
+        config = replace(fit.config, batch_size=fit.batch_size)
+        total_loss = _adam_epoch(fit.model, fit.optimizer, fit.train, config, fit.generator)
+    if fit.device.type == "cuda":
+        torch.cuda.synchronize(fit.device)
+    return float(total_loss) / len(fit.train)
+
+
+def _back_off(fit: _Fit, progress: _Progress, last_good: tuple, train_loss: float) -> None:
+    """A step too large for this data (many repeats of a row in one batch add up): restart the epoch from
+    the last good weights with half the step size, a few times at most."""
+    epoch, lr = progress.epoch, fit.optimizer.param_groups[0]["lr"]
+    if len(progress.backoffs) >= MAX_BACKOFFS:
+        raise TrainingDivergedError(
+            f"training loss became {train_loss} in epoch {epoch} after {len(progress.backoffs)} halvings of the "
+            f"step size (now {lr:g}); lower learning_rate (configured {fit.config.learning_rate}) or batch_size, "
+            "or raise regularization"
+        )
+    model_state, optimizer_state, implicit_state = last_good
+    fit.model.load_state_dict(model_state)
+    if optimizer_state is not None:
+        fit.optimizer.load_state_dict(optimizer_state)
+    if fit.implicit is not None and implicit_state is not None:
+        fit.implicit.load_state_dict(implicit_state)
+    for group in fit.optimizer.param_groups:
+        group["lr"] = lr / 2
+    if fit.weighted is not None and fit.graphed is not None:  # the captured steps hold the old step size
+        fit.graphed = _graphed_runner(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.config, fit.device)
+    progress.backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
+    log.warning(
+        "epoch %d diverged (training loss %s); restarting it from epoch %d's weights with learning rate %g",
+        epoch,
+        train_loss,
+        epoch - 1,
+        lr / 2,
+    )
+    progress.epoch -= 1
+
+
+def _validate(fit: _Fit, progress: _Progress, train_loss: float, seconds: float, started: float) -> dict:
+    """Score the epoch on the validation split, keep the best weights (early_stopping.py) and record it."""
+    config, epoch = fit.config, progress.epoch
+    val_loss, val_rmse, val_mae = evaluate(
+        fit.model, fit.val, config.eval_batch_size, (config.rating_min, config.rating_max)
+    )
+    if len(fit.val) and not math.isfinite(val_loss):
+        raise TrainingDivergedError(f"validation loss became {val_loss} in epoch {epoch}")
+    record = {
+        "epoch": epoch,
+        "epochs": config.epochs,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_rmse": val_rmse,
+        "val_mae": val_mae,
+        "seconds": seconds,
+        "elapsed": time.perf_counter() - started,
+    }
+    monitored = monitored_loss(record)
+    if improves(monitored, progress.best_val, config.min_delta):
+        progress.best_val, progress.best_epoch, progress.best_state = monitored, epoch, _clone_state(fit.model)
+        progress.bad_epochs = 0
+    else:
+        progress.bad_epochs += 1
+    progress.history.append(record)
+    progress.stopped_early = progress.bad_epochs > config.patience
+    return record
+
+
+def _checkpoint_state(fit: _Fit, progress: _Progress) -> dict:
+    return {
+        "epoch": progress.epoch,
+        "model": fit.model.state_dict(),
+        "optimizer": fit.optimizer.state_dict(),
+        "history": progress.history,
+        "best_val": progress.best_val,
+        "best_epoch": progress.best_epoch,
+        "best_state": progress.best_state,
+        "bad_epochs": progress.bad_epochs,
+        "torch_rng": torch.get_rng_state(),
+        "generator": fit.generator.get_state(),
+        "implicit": fit.implicit.state_dict() if fit.implicit is not None else None,
+    }
+
+
+def _epoch_message(record: dict) -> str:
+    return (
+        f"Epoch {record['epoch']}/{record['epochs']}:\n"
+        f"Training Loss: {record['train_loss']:.4f}\n"
+        f"Validation Loss: {record['val_loss']:.4f}"
+    )
+
+
+def _result(fit: _Fit, progress: _Progress, start_epoch: int) -> TrainResult:
+    """The result with the best epoch's weights restored."""
+    if progress.best_state is not None:
+        fit.model.load_state_dict(progress.best_state)
+    train_seconds = progress.train_seconds
     return TrainResult(
-        model=model,
-        optimizer=optimizer,
-        history=history,
-        best_epoch=best_epoch,
-        epochs_run=epochs_run,
-        stopped_early=stopped_early,
+        model=fit.model,
+        optimizer=fit.optimizer,
+        history=progress.history,
+        best_epoch=progress.best_epoch,
+        epochs_run=len(progress.history),
+        stopped_early=progress.stopped_early,
         train_seconds=train_seconds,
-        ratings_per_second=trained_ratings / train_seconds if train_seconds > 0 else 0.0,
+        ratings_per_second=progress.trained_ratings / train_seconds if train_seconds > 0 else 0.0,
         resumed_from_epoch=start_epoch,
-        device=str(device),
-        learning_rate_backoffs=backoffs,
-        final_learning_rate=float(optimizer.param_groups[0]["lr"]),
-        batch_size=batch_size,
+        device=str(fit.device),
+        learning_rate_backoffs=progress.backoffs,
+        final_learning_rate=float(fit.optimizer.param_groups[0]["lr"]),
+        batch_size=fit.batch_size,
     )
 
 
