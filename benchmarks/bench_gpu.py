@@ -19,11 +19,14 @@ import time
 
 import torch
 
-from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
+from recsys_assets.core.ids import build_mappings
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
+from recsys_assets.core.rating.train_config import TrainConfig
+from recsys_assets.core.rating.training import train_model
 from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-from recsys_assets.core.training import TrainConfig, train_model
+from recsys_assets.core.splits import split_ratings
 
 
 def synthetic(n, users=162_000, movies=59_000, seed=0):

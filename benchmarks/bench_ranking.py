@@ -96,8 +96,9 @@ def timed(fn):
 
 # ---- part 1 ---------------------------------------------------------------------------------------
 def protocol_split(frame, seed=42):
-    from recsys_assets.core.dataset import IdMapping, split_ratings
+    from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking.train import Ratings
+    from recsys_assets.core.splits import split_ratings
 
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
     train, val = split_ratings(frame, test_size=0.2, random_state=seed)
@@ -105,8 +106,9 @@ def protocol_split(frame, seed=42):
 
 
 def rating_model(train, val, n_users, n_movies):
-    from recsys_assets.core.dataset import MovieRatingDataset
-    from recsys_assets.core.training import TrainConfig, train_model
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.train_config import TrainConfig
+    from recsys_assets.core.rating.training import train_model
 
     result = train_model(
         MovieRatingDataset(train.users, train.movies, train.ratings),
@@ -237,8 +239,9 @@ def part_outside(frame, seeds) -> list[dict]:
     import dagster as dg
     import pandas as pd
 
-    from recsys_assets.core.dataset import IdMapping, split_ratings
+    from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
+    from recsys_assets.core.splits import split_ratings
     from recsys_assets.definitions import ASSETS
     from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
@@ -310,7 +313,7 @@ def scale_child(path: str, device: str) -> dict:
     import pyarrow.csv as pv
     from sklearn.model_selection import train_test_split
 
-    from recsys_assets.core.dataset import IdMapping
+    from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking.ials import FACTORS, REGULARIZATION
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import Ratings, train_ranking_model

@@ -29,9 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     import pandas as pd
 
-    from recsys_assets.core.dataset import MovieRatingDataset
-    from recsys_assets.core.ids import build_mappings, split_ratings
-    from recsys_assets.core.training import TrainConfig, evaluate, refit_on_all, train_model
+    from recsys_assets.core.ids import build_mappings
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.train_config import TrainConfig
+    from recsys_assets.core.rating.training import evaluate, refit_on_all, train_model
+    from recsys_assets.core.splits import split_ratings
 
     if not ML_SMALL.exists():
         sys.exit(f"{ML_SMALL} not found")

@@ -115,7 +115,7 @@ def train(train_f, evals, nu, nm, lr_a, lr_b, epochs=None, patience=8, max_epoch
 def protocol(frame, export_mask: np.ndarray, ordered: bool = False) -> dict:
     """Choose the time terms' step sizes on an inner split of the export (``ordered``: its last 20% in time,
     so the choice is made on extrapolation, as the score is); score both models on the rest."""
-    from recsys_assets.core.ids import split_ratings
+    from recsys_assets.core.splits import split_ratings
 
     export, unseen = frame[export_mask], frame[~export_mask]
     users, movies = np.unique(export["userId"]), np.unique(export["movieId"])

@@ -56,8 +56,9 @@ VARIANTS = {
 
 def protocol_split(frame, seed: int):
     """(the export the pipeline gets as (train, val) datasets, the unseen ratings, sizes, frames)."""
-    from recsys_assets.core.dataset import MovieRatingDataset
-    from recsys_assets.core.ids import build_mappings, split_ratings
+    from recsys_assets.core.ids import build_mappings
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.splits import split_ratings
 
     export, unseen = split_ratings(frame, 0.2, seed)
     users, movies = build_mappings(export)
@@ -69,7 +70,7 @@ def protocol_split(frame, seed: int):
 
 def training_step(train, val, nu, nm, config) -> dict:
     """What the pipeline's training step does: the held-out fit with early stopping, then the refit if on."""
-    from recsys_assets.core.training import refit_on_all, train_model
+    from recsys_assets.core.rating.training import refit_on_all, train_model
 
     started = time.perf_counter()
     result = train_model(train, val, nu, nm, config)
@@ -84,7 +85,8 @@ def training_step(train, val, nu, nm, config) -> dict:
 
 
 def run_variant(spec, split) -> dict:
-    from recsys_assets.core.training import TrainConfig, evaluate
+    from recsys_assets.core.rating.train_config import TrainConfig
+    from recsys_assets.core.rating.training import evaluate
 
     train, val, unseen, nu, nm, export, unseen_frame = split
     if spec in ("SVD", "SVDpp"):
@@ -213,10 +215,11 @@ def one_core_busy():
 
 def contention() -> tuple[str, dict]:
     """The whole training step and Surprise SVD on a 3M-rating export, quiet and with one core busy."""
-    from recsys_assets.core.dataset import MovieRatingDataset
-    from recsys_assets.core.ids import build_mappings, split_ratings
+    from recsys_assets.core.ids import build_mappings
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.train_config import TrainConfig
     from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-    from recsys_assets.core.training import TrainConfig
+    from recsys_assets.core.splits import split_ratings
 
     frame = generate_ratings(SampleSpec(**CONTENTION_SPEC)).to_pandas()
     frame = frame.rename(columns={"userId": "user_id", "movieId": "movie_id"})
@@ -252,8 +255,8 @@ def _nothing():
 
 def first_use_seconds() -> float:
     """Seconds of the first compiled step in this process (outside the timed runs)."""
-    from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD, WeightedRatings
+    from recsys_assets.core.rating.model import BiasedMF
+    from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings
 
     model = BiasedMF(4, 4, 64, global_mean=3.0, sparse=False)
     idx = torch.arange(4)
@@ -265,11 +268,13 @@ def first_use_seconds() -> float:
 
 def scale_child(n: int) -> dict:
     """One size: generate, build tensors, time two epochs of the shipped trainer's step."""
-    from recsys_assets.core.dataset import MovieRatingDataset, build_mappings
-    from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD, WeightedRatings, count_weights
+    from recsys_assets.core.ids import build_mappings
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.model import BiasedMF
+    from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings, count_weights
+    from recsys_assets.core.rating.train_config import TrainConfig
+    from recsys_assets.core.rating.training import _sgd_epoch
     from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-    from recsys_assets.core.training import TrainConfig, _sgd_epoch
 
     df = generate_ratings(SampleSpec(n_ratings=n, n_users=162_000, n_movies=59_000, seed=11)).to_pandas()
     df = df.rename(columns={"userId": "user_id", "movieId": "movie_id"})

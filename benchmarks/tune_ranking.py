@@ -46,9 +46,10 @@ QUICK = {
 def load_protocol_split():
     """The protocol's train and validation splits as index arrays, and the table sizes."""
     from recsys_assets.core.cleaning import clean_rating_data
-    from recsys_assets.core.dataset import build_mappings, split_ratings
+    from recsys_assets.core.ids import build_mappings
     from recsys_assets.core.ingest import MovieDataLoader
     from recsys_assets.core.ranking.train import Ratings
+    from recsys_assets.core.splits import split_ratings
 
     ratings = clean_rating_data(MovieDataLoader(ML_SMALL).load()).ratings
     users, movies = build_mappings(ratings)
@@ -113,9 +114,9 @@ def main():
         return tune_item_item([int(s) for s in args.inner_seeds.split(",")])
     if not ML_SMALL.exists():
         sys.exit(f"{ML_SMALL} not found")
-    from recsys_assets.core.dataset import split_ratings
     from recsys_assets.core.ranking import IALSParams
     from recsys_assets.core.ranking.train import Ratings
+    from recsys_assets.core.splits import split_ratings
 
     _, _, n_users, n_movies, (train_frame, users, movies) = load_protocol_split()
     inner = []

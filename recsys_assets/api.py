@@ -53,13 +53,19 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
             yield
 
     app = FastAPI(title="recsys_assets", summary="recommendations from the published models", lifespan=lifespan)
+    _health_route(app, server)
+    _recommendation_routes(app, server, titles)
+    return app
 
-    def loaded() -> Loaded:
-        current = server.current  # one read: the whole request uses this pair
-        if current is None:
-            raise HTTPException(503, f"no published model in {server.store.root_url} yet ({server.last_error})")
-        return current
 
+def _loaded(server: ModelServer) -> Loaded:
+    current = server.current  # one read: the whole request uses this pair
+    if current is None:
+        raise HTTPException(503, f"no published model in {server.store.root_url} yet ({server.last_error})")
+    return current
+
+
+def _health_route(app: FastAPI, server: ModelServer) -> None:
     @app.get("/health")
     def health() -> dict:
         current = server.current
@@ -71,9 +77,11 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
             "last_error": server.last_error,
         }
 
+
+def _recommendation_routes(app: FastAPI, server: ModelServer, titles: "pd.Series | None") -> None:
     @app.get("/users/{user_id}/recommendations")
     def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: str = Query("ranking")) -> dict:
-        pair = loaded()
+        pair = _loaded(server)
         if by not in ("ranking", "rating"):
             raise HTTPException(422, f"by must be 'ranking' or 'rating', got {by!r}")
         frame = pair.recommender.recommend(user_id, k=k, by=by)
@@ -81,7 +89,7 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
 
     @app.get("/movies/{movie_id}/similar")
     def similar(movie_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K)) -> dict:
-        pair = loaded()
+        pair = _loaded(server)
         try:
             frame = pair.recommender.similar_movies(movie_id, k=k)
         except KeyError:
@@ -90,7 +98,7 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
 
     @app.post("/recommendations")
     def new_user(body: NewUser) -> dict:
-        pair = loaded()
+        pair = _loaded(server)
         if not body.ratings:
             raise HTTPException(422, "ratings needs at least one movie id -> rating")
         try:
@@ -100,8 +108,6 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
         except OverflowError:
             raise HTTPException(422, "movie ids are 64-bit integers") from None
         return _answer(pair, frame, titles)
-
-    return app
 
 
 def serve(data_dir: str, *, host: str, port: int, titles=None, reload_interval: float = 1.0) -> None:

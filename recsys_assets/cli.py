@@ -23,7 +23,7 @@ try:
     from recsys_assets import settings
 except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
     raise SystemExit(f"recsys: error: {exc}") from None
-from recsys_assets.core.model_file import ModelFileError  # noqa: E402
+from recsys_assets.core.rating.model_file import ModelFileError  # noqa: E402
 
 
 def _default_export() -> str:
@@ -193,8 +193,8 @@ def _metrics(args) -> int:
 
 def _validators() -> dict:
     """Each model file's full validation, run before a kept version is restored."""
-    from recsys_assets.core.model_file import load_model_file
     from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.rating.model_file import load_model_file
 
     return {MODEL_FILES["rating"]: load_model_file, MODEL_FILES["ranking"]: RankingModel.load}
 
@@ -277,11 +277,7 @@ def _add_serve(sub, data_args) -> None:
     p.set_defaults(func=_serve)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate a synthetic ratings export")
     p.add_argument("--path", default=_default_export(), help="where to write it (default: $RECSYS_EXPORT_PATH)")
     p.add_argument("--n-ratings", type=int, default=100_000, help="how many ratings (default 100000)")
@@ -290,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--force", action="store_true", help="replace an existing sample export (never your own file)")
     p.set_defaults(func=_sample)
+
+
+def _add_model_commands(sub) -> None:
+    """recommend, similar and metrics: the commands that read a model."""
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
     model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")
     model_args.add_argument(
@@ -321,12 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_similar)
     p = sub.add_parser("metrics", parents=[model_args], help="the published models' validation figures")
     p.set_defaults(func=_metrics)
-    data_args = argparse.ArgumentParser(add_help=False)
-    data_args.add_argument(
-        "--data-dir",
-        default=settings.DATA_DIR.get(),
-        help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)",
-    )
+
+
+def _add_versions(sub, data_args) -> None:
+    """models and rollback: the kept versions."""
     p = sub.add_parser("models", parents=[data_args], help="list the kept published models (newest first)")
     p.set_defaults(func=_models)
     p = sub.add_parser("rollback", parents=[data_args], help="publish a kept model version again")
@@ -337,6 +335,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
     p.set_defaults(func=_rollback)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_sample(sub)
+    _add_model_commands(sub)
+    data_args = argparse.ArgumentParser(add_help=False)
+    data_args.add_argument(
+        "--data-dir",
+        default=settings.DATA_DIR.get(),
+        help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)",
+    )
+    _add_versions(sub, data_args)
     _add_serve(sub, data_args)
     args = parser.parse_args(argv)
     try:

@@ -4,10 +4,10 @@ a ranking model fitted beside it."""
 import numpy as np
 import torch
 
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.model_file import save_model_file
 from recsys_assets.core.ranking import seen_matrix
-from recsys_assets.core.report import ModelReport
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.model_file import save_model_file
+from recsys_assets.core.rating.report import ModelReport
 
 
 def hand_set_model_file(tmp_path):
@@ -43,7 +43,7 @@ def hand_set_model_file(tmp_path):
 
 def ranked_pair(tmp_path):
     """A rating model and a ranking model fitted on the same small synthetic ratings."""
-    from recsys_assets.core.dataset import IdMapping
+    from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking import IALSParams, UserItems, fit_ials
     from recsys_assets.core.ranking.model import RankingModel
 

@@ -3,14 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys_assets.core.dataset import (
-    IdMapping,
-    MovieRatingDataset,
-    build_mappings,
-    mappings_from_table,
-    mappings_table,
-    split_ratings,
-)
+from recsys_assets.core.ids import IdMapping, build_mappings, mappings_from_table, mappings_table
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.splits import split_ratings
 
 
 def _ratings(n=100):

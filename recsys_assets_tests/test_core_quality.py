@@ -35,7 +35,7 @@ def test_pair_rules_are_exact_for_ids_beyond_32_bits():
 def test_the_split_is_train_test_split_row_for_row():
     from sklearn.model_selection import train_test_split
 
-    from recsys_assets.core.ids import split_ratings
+    from recsys_assets.core.splits import split_ratings
 
     frame = pd.DataFrame({"user_id": range(1000), "movie_id": range(1000, 2000), "rating": 4.0})
     train, val = split_ratings(frame, test_size=0.2, random_state=7)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsys_assets.core.dataset import IdMapping
-from recsys_assets.core.model_file import ModelFileError
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.ranking import (
     HeldOut,
     IALSParams,
@@ -26,6 +25,7 @@ from recsys_assets.core.ranking.itemitem import fit_item_item
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.params import ItemItemParams
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+from recsys_assets.core.rating.model_file import ModelFileError
 from recsys_assets_tests.conftest import ml_small_ratings
 
 
@@ -260,7 +260,7 @@ def test_cuda_only_when_implicit_can():
 def test_ranking_model_beats_most_popular_on_movielens_small():
     import pandas as pd
 
-    from recsys_assets.core.dataset import split_ratings
+    from recsys_assets.core.splits import split_ratings
 
     frame = pd.read_csv(ml_small_ratings()).rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])

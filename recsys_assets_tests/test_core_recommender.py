@@ -5,9 +5,9 @@ import torch
 
 from recsys_assets import Recommender
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError, load_model_file
 from recsys_assets.core.ranking import IALSParams
 from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.rating.model_file import ModelFileError, load_model_file
 
 from .conftest import ml_small_ratings
 from .model_files import ranked_pair

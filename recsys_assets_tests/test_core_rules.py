@@ -136,13 +136,14 @@ def test_a_change_of_the_rating_scale_reaches_every_user(tmp_path, monkeypatch):
     """Cleaning, the quality check, training's clamp, the baselines, the ranking confidence, the synthetic
     exports and serving all read core/rating_scale.py when they run: a 1-10 scale in whole stars reaches each."""
     from recsys_assets.core import quality, rating_scale
-    from recsys_assets.core.dataset import MovieRatingDataset
     from recsys_assets.core.ids import IdMapping
-    from recsys_assets.core.metrics import baselines
     from recsys_assets.core.ranking.ials import IALSParams, confidence
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.metrics import baselines
+    from recsys_assets.core.rating.train_config import TrainConfig
+    from recsys_assets.core.rating.training import train_model
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.sample_data import generate_ratings
-    from recsys_assets.core.training import TrainConfig, train_model
 
     from .model_files import hand_set_model_file
 

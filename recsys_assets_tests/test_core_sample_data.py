@@ -1,6 +1,6 @@
 import re
 
-from recsys_assets.core.dataset import IdMapping
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.ranking.train import Ratings, train_ranking_model
 from recsys_assets.core.sample_data import GENERATOR_VERSION, SampleSpec, generate_ratings
 
@@ -8,7 +8,7 @@ from .conftest import REPO_ROOT
 
 
 def _ranking_on(spec):
-    from recsys_assets.core.dataset import split_ratings
+    from recsys_assets.core.splits import split_ratings
 
     frame = generate_ratings(spec).to_pandas().rename(columns={"userId": "user_id", "movieId": "movie_id"})
     users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])

@@ -8,20 +8,22 @@ import pytest
 import torch
 
 from recsys_assets.core.cleaning import clean_rating_data
-from recsys_assets.core.dataset import MovieRatingDataset, build_mappings, split_ratings
-from recsys_assets.core.implicit import ImplicitFeedback
+from recsys_assets.core.ids import build_mappings
 from recsys_assets.core.ingest import MovieDataLoader
-from recsys_assets.core.metrics import baselines, mae, rmse
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, WeightedRatings
-from recsys_assets.core.sample_data import SampleSpec, generate_ratings
-from recsys_assets.core.training import (
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
+from recsys_assets.core.rating.metrics import baselines, mae, rmse
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings
+from recsys_assets.core.rating.train_config import TrainConfig
+from recsys_assets.core.rating.training import (
     MIN_BATCHES_PER_EPOCH,
-    TrainConfig,
     TrainingDivergedError,
     epoch_batch_size,
     train_model,
 )
+from recsys_assets.core.sample_data import SampleSpec, generate_ratings
+from recsys_assets.core.splits import split_ratings
 
 from .conftest import ml_small_ratings
 
@@ -97,7 +99,7 @@ def test_early_stopping_restores_the_best_epoch(data):
     result = train_model(train, val, nu, nm, config)
     assert result.stopped_early and result.epochs_run == result.best_epoch + 3
     best_val = min(h["val_loss"] for h in result.history)
-    from recsys_assets.core.training import evaluate
+    from recsys_assets.core.rating.training import evaluate
 
     assert evaluate(result.model, val)[0] == pytest.approx(best_val, rel=1e-5)
 
@@ -123,7 +125,7 @@ def test_fused_sgd_touches_only_the_batch_rows(kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fused_sgd_step_is_the_documented_update(kernel):
-    """One rating, computed by hand from the formula in core/optim.py's docstring."""
+    """One rating, computed by hand from the formula in core/rating/optim.py's docstring."""
     model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
     with torch.no_grad():
         model.user_factors.weight[1] = torch.tensor([0.5, -1.0])
@@ -279,7 +281,7 @@ def test_movielens_small_reaches_the_accuracy_goal():
 def test_epoch_order_is_a_uniform_reproducible_permutation():
     from collections import Counter
 
-    from recsys_assets.core.numba_sgd import epoch_order
+    from recsys_assets.core.rating.numba_sgd import epoch_order
 
     g = torch.Generator().manual_seed(7)
     big = epoch_order(300_000, g)
@@ -368,7 +370,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monke
 
 def test_epoch_batches_slice_as_views_and_copy_in_place():
     """What GraphedEpoch relies on: a slice is a view of the same storage, clone() is not, copy_() fills in place."""
-    from recsys_assets.core.optim import EpochBatches
+    from recsys_assets.core.rating.optim import EpochBatches
 
     fields = [torch.arange(8, dtype=torch.float32) + k for k in range(7)]
     batches = EpochBatches(*fields)
@@ -383,7 +385,7 @@ def test_epoch_batches_slice_as_views_and_copy_in_place():
 
 def test_the_refit_learns_from_the_validation_ratings_too():
     """A user whose only ratings are in the validation split: untouched by the held-out fit, learned by the refit."""
-    from recsys_assets.core.training import refit_on_all
+    from recsys_assets.core.rating.training import refit_on_all
 
     train, val, nu, nm = _data()
     only_val = int(val.users[0])
@@ -402,7 +404,7 @@ def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatc
     """The thread tuner runs an epoch in chunks of whole batches and may change the thread count
     between them: the weights are those of one uninterrupted call."""
     pytest.importorskip("numba")
-    from recsys_assets.core import numba_sgd
+    from recsys_assets.core.rating import numba_sgd
 
     if numba_sgd.numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one CPU: there is no other thread count to switch to")
@@ -420,3 +422,19 @@ def test_switching_threads_between_chunks_of_an_epoch_changes_nothing(monkeypatc
     assert chunked[0] == pytest.approx(whole[0], rel=1e-6)
     for k in whole[1]:
         torch.testing.assert_close(chunked[1][k], whole[1][k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.003, 0.01])
+def test_the_best_epoch_rule_replayed_from_the_history_is_the_trainers(min_delta):
+    """early_stopping.best_epoch (what the loss plot marks) picks the epoch the trainer restored; with a
+    min_delta a later, slightly lower validation loss is not the best epoch (the plot once marked it)."""
+    from recsys_assets.core.rating import early_stopping
+
+    train, val, nu, nm = _data(SampleSpec(n_ratings=4_000, n_users=120, n_movies=400, seed=7))
+    result = train_model(train, val, nu, nm, TrainConfig(epochs=12, min_delta=min_delta, patience=20))
+    assert early_stopping.best_epoch(result.history, min_delta) == result.best_epoch
+    lowest = min(result.history, key=lambda h: h["val_loss"])["epoch"]
+    assert (lowest == result.best_epoch) == (min_delta == 0.0), (lowest, result.best_epoch)
+    # no validation split: the training loss is monitored, by the trainer and the replay alike
+    alone = train_model(train, MovieRatingDataset._of(*val[:0]), nu, nm, TrainConfig(epochs=4, min_delta=min_delta))
+    assert early_stopping.best_epoch(alone.history, min_delta) == alone.best_epoch >= 1

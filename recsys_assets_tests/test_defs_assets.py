@@ -304,11 +304,11 @@ def test_a_rerun_after_a_failed_load_resumes_from_the_checkpoint(tiny_export, da
 
 
 def test_the_kernel_rule_lives_in_one_place(monkeypatch):
-    """The config, the optimizer and the device resource all ask core/kernels.py."""
-    from recsys_assets.core import kernels
-    from recsys_assets.core.model import BiasedMF
-    from recsys_assets.core.optim import FusedSGD
-    from recsys_assets.core.training import TrainConfig
+    """The config, the optimizer and the device resource all ask core/rating/kernels.py."""
+    from recsys_assets.core.rating import kernels
+    from recsys_assets.core.rating.model import BiasedMF
+    from recsys_assets.core.rating.optim import FusedSGD
+    from recsys_assets.core.rating.train_config import TrainConfig
 
     model = BiasedMF(2, 2, 2, global_mean=3.0, sparse=False)
     for accept in (False, True):
@@ -394,3 +394,16 @@ def test_a_2000_rating_export_trains_with_the_defaults_and_publishes_finite_mode
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
     recommender = Recommender.load(data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth")
     assert len(recommender.recommend(1, k=5)) == 5
+
+
+def test_the_loss_plot_marks_the_epoch_the_trainer_restored(tiny_export, data_dir):
+    """training_loss_plot replays core/rating/early_stopping.py on the stored history: with a min_delta the
+    epoch it marks is the trainer's best epoch, not the lowest validation loss."""
+    config = training.RecommendationModelConfig(epochs=12, min_delta=0.01, patience=20)
+    run_config = dg.RunConfig(ops={"recommendation_model": config})
+    result = dg.materialize(ALL_ASSETS[:6], resources=_resources(tiny_export, data_dir), run_config=run_config)
+    assert result.success
+    best = _mats(result, "recommendation_model")[0].metadata["best_epoch"].value
+    history = torch.load(data_dir / "recommendation_model.pth", weights_only=True)["history"]
+    assert min(history, key=lambda h: h["val_loss"])["epoch"] != best  # the case the two rules told apart
+    assert f"best epoch {best} (" in _mats(result, "training_loss_plot")[0].metadata["loss"].value

@@ -12,7 +12,7 @@ import torch
 
 from recsys_assets import Recommender
 from recsys_assets.cli import main
-from recsys_assets.core.model_file import ModelFileError
+from recsys_assets.core.rating.model_file import ModelFileError
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from recsys_assets.definitions import ASSETS
 from recsys_assets.defs import training

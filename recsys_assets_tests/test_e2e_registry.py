@@ -14,9 +14,9 @@ import torch
 
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.atomic import atomic_torch_save
-from recsys_assets.core.model_file import load_model_file
 from recsys_assets.core.model_history import ModelHistory, publish_lock
 from recsys_assets.core.publishing import Candidate, PublishError, release
+from recsys_assets.core.rating.model_file import load_model_file
 
 from .conftest import REPO_ROOT
 from .model_files import hand_set_model_file

@@ -289,71 +289,102 @@ def clean_rating_data(
     if max_rejected_fraction is not None and not 0 <= max_rejected_fraction <= 1:  # NaN fails too
         raise ValueError(f"max_rejected_fraction must be between 0 and 1, got {max_rejected_fraction}")
     work = _standardise(df)
-    n = work.n
-    # code per row: 0 kept, -1 a parse error (reason:detail in work.errors), k > 0 rules[k - 1]
-    code = np.zeros(n, dtype=np.int8)
-    rules: list[tuple[str, str]] = []
+    verdict = _Verdict(work)
+    _reject_invalid(work, verdict, rating_min, rating_max)
+    _reject_superseded(work, verdict)
+    bad = verdict.rejected()
+    quarantine, counts = _quarantine(work, verdict, bad)
+    invalid = sum(c for r, c in counts.items() if r != "duplicate_superseded")
+    if max_rejected_fraction is not None and work.n and invalid / work.n > max_rejected_fraction:
+        raise _too_many_rejected(quarantine, counts, invalid, work.n, max_rejected_fraction, source=source)
+    kept = None if len(bad) == 0 else np.flatnonzero(verdict.code == 0)
+    return CleanedRatings(ratings=_kept_ratings(work, kept), quarantine=quarantine, reason_counts=counts)
 
-    def reject(mask: np.ndarray, reason: str, detail: str) -> None:
-        mask = mask & (code == 0)
+
+class _Verdict:
+    """A code per row: 0 kept, -1 a parse error (reason:detail in ``work.errors``), k > 0 ``rules[k - 1]``;
+    the first rule that rejects a row names its reason."""
+
+    def __init__(self, work: _Work):
+        self.code = np.zeros(work.n, dtype=np.int8)
+        self.rules: list[tuple[str, str]] = []
+        self.parse_errors = work.errors.codes
+        if self.parse_errors is not None:
+            self.code[self.parse_errors != None] = -1  # noqa: E711
+
+    def reject(self, mask: np.ndarray, reason: str, detail: str) -> None:
+        mask = mask & (self.code == 0)
         if mask.any():
-            rules.append((reason, detail))
-            code[mask] = len(rules)
+            self.rules.append((reason, detail))
+            self.code[mask] = len(self.rules)
 
-    if work.errors.codes is not None:
-        code[work.errors.codes != None] = -1  # noqa: E711
+    @property
+    def all_valid(self) -> bool:
+        return not self.rules and self.parse_errors is None
+
+    def rejected(self) -> np.ndarray:
+        """Positions of the rejected rows."""
+        return np.zeros(0, dtype=np.int64) if self.all_valid else np.flatnonzero(self.code != 0)
+
+
+def _reject_invalid(work: _Work, verdict: _Verdict, rating_min: float, rating_max: float) -> None:
+    """Ids that are not non-negative int64 integers, ratings off the scale."""
     for col, column in (("user_id", work.user_id), ("movie_id", work.movie_id)):
         if column.out_of_range is not None:
-            reject(column.out_of_range, "invalid_id", f"{col} does not fit int64")
+            verdict.reject(column.out_of_range, "invalid_id", f"{col} does not fit int64")
         if column.unusable is not None:  # not an integer (fractional, infinite)
-            reject(column.unusable, "non_numeric", col)
-        reject(column.ints < 0, "invalid_id", f"{col} is negative")
+            verdict.reject(column.unusable, "non_numeric", col)
+        verdict.reject(column.ints < 0, "invalid_id", f"{col} is negative")
     with np.errstate(invalid="ignore"):
-        reject(
+        verdict.reject(
             ~((work.rating >= rating_min) & (work.rating <= rating_max)),
             "rating_off_scale",
             f"rating outside [{rating_min:g}, {rating_max:g}]",
         )
 
-    all_valid = not rules and work.errors.codes is None
-    valid_idx = None if all_valid else np.flatnonzero(code == 0)
-    user = work.user_id.ints if all_valid else work.user_id.ints[valid_idx]
-    movie = work.movie_id.ints if all_valid else work.movie_id.ints[valid_idx]
-    cand = _duplicate_candidates(user, movie)
-    if cand is not None:  # the exact rule on the candidates only: the latest timestamp wins, then the later line
-        rows = cand if valid_idx is None else valid_idx[cand]
-        ts = work.timestamp
-        if ts.floats is not None:
-            order_ts = ts.floats[rows]
-            missing_ts = np.isnan(order_ts)
-            order_ts = np.where(missing_ts, -np.inf, order_ts)
-        else:
-            order_ts = ts.ints[rows]
-            if ts.absent is not None:
-                order_ts = np.where(ts.absent[rows], _INT64_MIN, order_ts)
-        u, m = work.user_id.ints[rows], work.movie_id.ints[rows]
-        order = np.lexsort((work.line[rows], order_ts, m, u))
-        us, ms = u[order], m[order]
-        last = np.ones(len(rows), dtype=bool)
-        last[:-1] = (us[1:] != us[:-1]) | (ms[1:] != ms[:-1])
-        superseded = np.zeros(n, dtype=bool)
-        superseded[rows[order][~last]] = True
-        reject(superseded, "duplicate_superseded", "a later rating of the same (user, movie) was kept")
 
-    bad = np.flatnonzero(code != 0) if (rules or work.errors.codes is not None) else np.zeros(0, dtype=np.int64)
-    bad_codes = code[bad]
+def _reject_superseded(work: _Work, verdict: _Verdict) -> None:
+    """Of the valid rows rating one (user, movie) pair, the latest timestamp wins, then the later line."""
+    valid_idx = None if verdict.all_valid else np.flatnonzero(verdict.code == 0)
+    user = work.user_id.ints if valid_idx is None else work.user_id.ints[valid_idx]
+    movie = work.movie_id.ints if valid_idx is None else work.movie_id.ints[valid_idx]
+    cand = _duplicate_candidates(user, movie)
+    if cand is None:
+        return
+    rows = cand if valid_idx is None else valid_idx[cand]  # the exact rule on the candidates only
+    u, m = work.user_id.ints[rows], work.movie_id.ints[rows]
+    order = np.lexsort((work.line[rows], _timestamp_order(work.timestamp, rows), m, u))
+    us, ms = u[order], m[order]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = (us[1:] != us[:-1]) | (ms[1:] != ms[:-1])
+    superseded = np.zeros(work.n, dtype=bool)
+    superseded[rows[order][~last]] = True
+    verdict.reject(superseded, "duplicate_superseded", "a later rating of the same (user, movie) was kept")
+
+
+def _timestamp_order(ts: _Column, rows: np.ndarray) -> np.ndarray:
+    """The rows' timestamps as a sort key, a missing timestamp before every other."""
+    if ts.floats is not None:
+        order_ts = ts.floats[rows]
+        return np.where(np.isnan(order_ts), -np.inf, order_ts)
+    order_ts = ts.ints[rows]
+    return order_ts if ts.absent is None else np.where(ts.absent[rows], _INT64_MIN, order_ts)
+
+
+def _quarantine(work: _Work, verdict: _Verdict, bad: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rejected rows with their line, raw text, reason and detail; and the count per reason."""
+    bad_codes = verdict.code[bad]
     reason = np.empty(len(bad), dtype=object)
     detail = np.empty(len(bad), dtype=object)
     parse = bad_codes == -1
-    if parse.any() and work.errors.codes is not None:  # parse failures come with their codes
-        for j, text in zip(np.flatnonzero(parse).tolist(), work.errors.codes[bad[parse]].tolist()):
+    if parse.any() and verdict.parse_errors is not None:  # parse failures come with their codes
+        for j, text in zip(np.flatnonzero(parse).tolist(), verdict.parse_errors[bad[parse]].tolist()):
             reason[j], _, detail[j] = str(text).partition(":")
-    for k, (r, d) in enumerate(rules, start=1):
+    for k, (r, d) in enumerate(verdict.rules, start=1):
         sel = bad_codes == k
         reason[sel] = r
         detail[sel] = d
     counts = {r: int(c) for r, c in pd.Series(reason, dtype=object).value_counts().items()}
-    invalid = sum(c for r, c in counts.items() if r != "duplicate_superseded")
     raw, rebuilt = _raw_text(work, bad)
     quarantine = pd.DataFrame(
         {
@@ -364,28 +395,33 @@ def clean_rating_data(
             "detail": pd.array(detail, dtype="string"),
         }
     )
-    if max_rejected_fraction is not None and n and invalid / n > max_rejected_fraction:
-        examples = "; ".join(
-            f"line {r.line}: {r.reason} ({r.detail})"
-            for r in quarantine[quarantine["reason"] != "duplicate_superseded"].head(5).itertuples()
-        )
-        raise DataQualityError(
-            f"{source}: {invalid} of {n} rows ({invalid / n:.1%}) were rejected, more than the allowed "
-            f"{max_rejected_fraction:.1%}; by reason: {counts}; first: {examples}",
-            quarantine=quarantine.drop(columns="raw_rebuilt"),
-        )
+    return quarantine, counts
 
-    if len(bad) == 0:  # every row kept: no row selection; int64 input columns are shared copy-on-write
-        kept = None
-    else:
-        kept = np.flatnonzero(code == 0)
+
+def _too_many_rejected(
+    quarantine: pd.DataFrame, counts: dict, invalid: int, n: int, allowed: float, *, source: str
+) -> DataQualityError:
+    examples = "; ".join(
+        f"line {r.line}: {r.reason} ({r.detail})"
+        for r in quarantine[quarantine["reason"] != "duplicate_superseded"].head(5).itertuples()
+    )
+    return DataQualityError(
+        f"{source}: {invalid} of {n} rows ({invalid / n:.1%}) were rejected, more than the allowed "
+        f"{allowed:.1%}; by reason: {counts}; first: {examples}",
+        quarantine=quarantine.drop(columns="raw_rebuilt"),
+    )
+
+
+def _kept_ratings(work: _Work, kept: np.ndarray | None) -> pd.DataFrame:
+    """The kept rows (``kept`` None: every row, with no row selection; int64 input columns are shared
+    copy-on-write)."""
 
     def output(column: _Column) -> pd.Series | np.ndarray:
         if kept is None and column.source is not None:
             return column.source.reset_index(drop=True).rename(None)
         return column.ints.copy() if kept is None else column.ints[kept]
 
-    ratings = pd.DataFrame(
+    return pd.DataFrame(
         {
             "user_id": output(work.user_id),
             "movie_id": output(work.movie_id),
@@ -394,4 +430,3 @@ def clean_rating_data(
         },
         copy=False,
     )
-    return CleanedRatings(ratings=ratings, quarantine=quarantine, reason_counts=counts)

@@ -87,6 +87,19 @@ def _looks_numeric(field: str) -> bool:
     return True
 
 
+_DELIMITERS = ("::", "\t", ",", ";", "|")  # tried in this order: the first one the line holds is the separator
+
+
+def _detect_delimiter(text: str, source: str) -> str:
+    found = next((d for d in _DELIMITERS if d in text), None)
+    if found is None:
+        raise ExportFormatError(
+            f"{source}: cannot recognise a separator in the first line {text[:80]!r}; "
+            "expected comma, tab, ';', '|' or '::'"
+        )
+    return found
+
+
 def detect_format(
     first_line: bytes,
     *,
@@ -103,21 +116,7 @@ def detect_format(
     """
     text = first_line.decode("utf-8", errors="replace")
     if delimiter is None:
-        if "::" in text:
-            delimiter = "::"
-        elif "\t" in text:
-            delimiter = "\t"
-        elif "," in text:
-            delimiter = ","
-        elif ";" in text:
-            delimiter = ";"
-        elif "|" in text:
-            delimiter = "|"
-        else:
-            raise ExportFormatError(
-                f"{source}: cannot recognise a separator in the first line {text[:80]!r}; "
-                "expected comma, tab, ';', '|' or '::'"
-            )
+        delimiter = _detect_delimiter(text, source)
     double_colon = delimiter == "::"
     if not double_colon and len(delimiter.encode()) != 1:
         raise ExportFormatError(f"{source}: delimiter must be one character or '::', got {delimiter!r}")

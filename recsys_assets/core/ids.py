@@ -1,4 +1,4 @@
-"""Id mappings (raw id -> contiguous index) and the train/validation split, without PyTorch."""
+"""Id mappings (raw id -> contiguous index), without PyTorch."""
 
 from dataclasses import dataclass
 
@@ -76,24 +76,3 @@ def mappings_from_table(table: pd.DataFrame) -> tuple[IdMapping, IdMapping]:
             raise ValueError(f"{kind} mapping indices are not contiguous")
         out.append(IdMapping(part["raw_id"].to_numpy(dtype=np.int64)))
     return out[0], out[1]
-
-
-def split_ratings(
-    ratings: pd.DataFrame, test_size: float = 0.2, random_state: int = 42
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded random split into training and validation ratings (scikit-learn's ``train_test_split``).
-
-    The rows are exactly ``train_test_split(ratings, ...)``'s, found by splitting row numbers
-    (:func:`split_indices`) and then taking the rows once."""
-    train_rows, val_rows = split_indices(len(ratings), test_size=test_size, random_state=random_state)
-    return ratings.take(train_rows).reset_index(drop=True), ratings.take(val_rows).reset_index(drop=True)
-
-
-def split_indices(n: int, *, test_size: float = 0.2, random_state: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """The row numbers of ``train_test_split`` of ``n`` rows: (training rows, validation rows)."""
-    if n < 2:
-        raise ValueError(f"need at least 2 ratings to split, got {n}")
-    from sklearn.model_selection import train_test_split  # here: importing sklearn costs ~2 s per step process
-
-    train_rows, val_rows = train_test_split(np.arange(n), test_size=test_size, random_state=random_state)
-    return train_rows, val_rows

@@ -28,12 +28,12 @@ import pandas as pd
 from recsys_assets.core import rating_scale
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
 from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.topn import top_n
+from recsys_assets.core.rating.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
 
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 

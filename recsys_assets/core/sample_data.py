@@ -55,6 +55,39 @@ def _long_tail_weights(rng: np.random.Generator, n: int, sigma: float) -> np.nda
 Progress = Callable[[str, float], None]  # (stage, share done) for a progress bar
 
 
+def _chosen_by_taste(rng: np.random.Generator, spec: SampleSpec, users, movies, factors: tuple) -> np.ndarray:
+    """Which drawn pairs are kept: with probability ``sigmoid(taste_weight * z)``, ``z`` the standardized
+    affinity over the first half of the taste dimensions (think genre): what a user chooses to watch follows
+    them, how much they then like it follows all of them, so ratings vary among the movies people pick."""
+    user_factors, movie_factors, factor_std = factors
+    shown = max(spec.n_factors // 2, 1)
+    affinity_std = factor_std**2 * np.sqrt(shown)  # std of a dot product of two such half rows
+    keep = np.empty(len(users), dtype=bool)
+    for start in range(0, len(users), 1_000_000):
+        u, m = users[start : start + 1_000_000], movies[start : start + 1_000_000]
+        z = np.einsum("ij,ij->i", user_factors[u, :shown], movie_factors[m, :shown]) / affinity_std
+        keep[start : start + 1_000_000] = rng.random(u.size) < 1.0 / (1.0 + np.exp(-spec.taste_weight * z))
+    return keep
+
+
+def _rate(rng: np.random.Generator, spec: SampleSpec, pairs: tuple, model: tuple, progress: Progress) -> np.ndarray:
+    """The (unrounded) rating of each pair: 3.5 + biases + the centred interaction + noise, a block at a time."""
+    users, movies = pairs
+    user_bias, movie_bias, user_factors, movie_factors = model
+    ratings = np.empty(spec.n_ratings, dtype=np.float64)
+    block = 1_000_000
+    # users rate what they like, so the kept pairs' mean affinity is positive: center it, to keep a 3.5 mean
+    sample = slice(0, min(spec.n_ratings, block))
+    interaction_mean = float(np.einsum("ij,ij->i", user_factors[users[sample]], movie_factors[movies[sample]]).mean())
+    for start in range(0, spec.n_ratings, block):
+        u, m = users[start : start + block], movies[start : start + block]
+        interaction = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) - interaction_mean
+        noise = rng.normal(0.0, spec.noise_std, u.size)
+        ratings[start : start + block] = 3.5 + user_bias[u] + movie_bias[m] + interaction + noise
+        progress("rating", min((start + block) / spec.n_ratings, 1.0))
+    return ratings
+
+
 def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | None = None) -> pa.Table:
     """Return a table ``userId, movieId, rating, timestamp`` of ``spec.n_ratings`` unique pairs."""
     spec = spec or SampleSpec()
@@ -71,10 +104,6 @@ def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | 
     factor_std = (0.35 / spec.n_factors) ** 0.25
     user_factors = rng.normal(0.0, factor_std, (spec.n_users, spec.n_factors)).astype(np.float32)
     movie_factors = rng.normal(0.0, factor_std, (spec.n_movies, spec.n_factors)).astype(np.float32)
-    # what a user chooses to watch follows the first half of the taste dimensions (think genre);
-    # how much they then like it follows all of them, so ratings vary among the movies people pick
-    shown = max(spec.n_factors // 2, 1)
-    affinity_std = factor_std**2 * np.sqrt(shown)  # std of a dot product of two such half rows
 
     keys = np.empty(0, dtype=np.int64)
     kept_share = 1.0  # of the pairs drawn, the share that survives taste and de-duplication (learned per round)
@@ -84,11 +113,7 @@ def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | 
         users = rng.choice(spec.n_users, size=need, p=user_weights)
         movies = rng.choice(spec.n_movies, size=need, p=movie_weights)
         if spec.taste_weight:
-            keep = np.empty(need, dtype=bool)
-            for start in range(0, need, 1_000_000):
-                u, m = users[start : start + 1_000_000], movies[start : start + 1_000_000]
-                z = np.einsum("ij,ij->i", user_factors[u, :shown], movie_factors[m, :shown]) / affinity_std
-                keep[start : start + 1_000_000] = rng.random(u.size) < 1.0 / (1.0 + np.exp(-spec.taste_weight * z))
+            keep = _chosen_by_taste(rng, spec, users, movies, (user_factors, movie_factors, factor_std))
             users, movies = users[keep], movies[keep]
         keys = np.unique(np.concatenate([keys, users.astype(np.int64) * spec.n_movies + movies]))
         kept_share = max((keys.size - before) / need, 0.05)
@@ -96,17 +121,7 @@ def generate_ratings(spec: SampleSpec | None = None, *, on_progress: Progress | 
     keys = np.sort(rng.choice(keys, size=spec.n_ratings, replace=False))
     users, movies = np.divmod(keys, spec.n_movies)
 
-    ratings = np.empty(spec.n_ratings, dtype=np.float64)
-    block = 1_000_000
-    # users rate what they like, so the kept pairs' mean affinity is positive: center it, to keep a 3.5 mean
-    sample = slice(0, min(spec.n_ratings, block))
-    interaction_mean = float(np.einsum("ij,ij->i", user_factors[users[sample]], movie_factors[movies[sample]]).mean())
-    for start in range(0, spec.n_ratings, block):
-        u, m = users[start : start + block], movies[start : start + block]
-        interaction = np.einsum("ij,ij->i", user_factors[u], movie_factors[m]) - interaction_mean
-        noise = rng.normal(0.0, spec.noise_std, u.size)
-        ratings[start : start + block] = 3.5 + user_bias[u] + movie_bias[m] + interaction + noise
-        progress("rating", min((start + block) / spec.n_ratings, 1.0))
+    ratings = _rate(rng, spec, (users, movies), (user_bias, movie_bias, user_factors, movie_factors), progress)
     ratings = rating_scale.current().snap(ratings)  # half stars, 0.5-5.0 (core/rating_scale.py)
 
     # MovieLens-like ids: users 1..n, movies sparse and increasing.

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.core import quality, rating_scale
-from recsys_assets.core.ids import split_indices
+from recsys_assets.core.splits import split_indices
 
 
 def _result(name: str, asset: str, outcome) -> dg.AssetCheckResult:

@@ -9,9 +9,10 @@ import pandas as pd
 from pydantic import Field
 
 from recsys_assets.core.ids import IdMapping, mappings_from_table
-from recsys_assets.core.metrics import mae, rmse
 from recsys_assets.core.plots import plot_ranker_comparison
 from recsys_assets.core.presentation import read_titles, reasons
+from recsys_assets.core.rating.metrics import mae, rmse
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import provenance
 from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage
@@ -20,8 +21,6 @@ from recsys_assets.defs.training import recommendation_model
 if TYPE_CHECKING:  # the scoring code (PyTorch) is imported by the evaluation steps themselves
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.recommender import Recommender
-
-OWNERS = ["team:recsys"]
 
 
 class RecommendationsConfig(dg.Config):
@@ -154,6 +153,21 @@ def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: I
     return Components(P, Q, items, seen.movie_counts())
 
 
+def _rating_ranker(fit: "Recommender", users: IdMapping, movies: IdMapping, seen):
+    """The rating model's held-out fit as a ranker over the evaluation's indices (predicted-rating order)."""
+    from recsys_assets.core.ranking import factor_ranker
+
+    bias = np.zeros(len(movies), dtype=np.float32)
+    known_m = fit.movies.known(movies.ids)
+    bias[known_m] = fit.movie_bias[fit.movies.encode(movies.ids[known_m])]
+    return factor_ranker(
+        _aligned(fit.user_factors, fit.users, users),
+        _aligned(fit.movie_factors, fit.movies, movies),
+        seen,
+        movie_bias=bias,
+    )
+
+
 @dg.asset(
     deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
 )
@@ -178,7 +192,7 @@ def model_evaluation(
     also gets RMSE and MAE.
     A bar chart of the metrics is shown on the asset page.
     """
-    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, popularity_ranker
+    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, popularity_ranker
     from recsys_assets.core.ranking.blend import blend_ranker
 
     users, movies = mappings_from_table(user_movie_mappings)
@@ -199,15 +213,7 @@ def model_evaluation(
         rankers["ranking model"] = blend_ranker(parts, ranker.weights, seen)
     else:
         context.log.warning("no published ranking model with a held-out fit: it is left out of the comparison")
-    bias = np.zeros(len(movies), dtype=np.float32)
-    known_m = fit.movies.known(movies.ids)
-    bias[known_m] = fit.movie_bias[fit.movies.encode(movies.ids[known_m])]
-    rankers["rating model (MF)"] = factor_ranker(
-        _aligned(fit.user_factors, fit.users, users),
-        _aligned(fit.movie_factors, fit.movies, movies),
-        seen,
-        movie_bias=bias,
-    )
+    rankers["rating model (MF)"] = _rating_ranker(fit, users, movies, seen)
     rankers["most popular"] = popularity_ranker(seen)
     scores = evaluate_rankers(rankers, seen, held, k)
     names = [

@@ -4,9 +4,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.ids import build_mappings, mappings_table, split_ratings
-
-OWNERS = ["team:recsys"]
+from recsys_assets.core.ids import build_mappings, mappings_table
+from recsys_assets.core.splits import split_ratings
+from recsys_assets.defs.owners import OWNERS
 
 
 class SplitConfig(dg.Config):

@@ -26,9 +26,9 @@ from recsys_assets.core.ingest import (
 )
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.core.presentation import clean_text
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.resources import RecsysStorage
 
-OWNERS = ["team:recsys"]
 DEFAULT_CHECKPOINT = "raw_ratings.checkpoint.json"
 
 
@@ -99,6 +99,27 @@ def raw_ratings(
         raise
 
 
+def _checkpoint_callback(context: dg.AssetExecutionContext, storage: RecsysStorage, mirror_interval: float):
+    """What the loader calls at each checkpoint: a progress line every 2 s (and at the end), and on a remote
+    store a mirror of the checkpoint every ``mirror_interval`` seconds."""
+    last_log, last_mirror = [0.0], [time.monotonic()]
+    remote = not storage.is_local
+
+    def progress(rows: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_log[0] >= 2.0 or done >= total:
+            last_log[0] = now
+            context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
+
+    def on_checkpoint(rows: int, done: int, total: int) -> None:
+        progress(rows, done, total)
+        if remote and time.monotonic() - last_mirror[0] >= mirror_interval:  # a remote store: now and then
+            storage.mirror_checkpoints()
+            last_mirror[0] = time.monotonic()
+
+    return on_checkpoint
+
+
 def _load_raw_ratings(
     context: dg.AssetExecutionContext, config: RawRatingsConfig, storage: RecsysStorage
 ) -> dg.Output[pd.DataFrame]:
@@ -108,14 +129,6 @@ def _load_raw_ratings(
         )
     except CheckpointPathError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    last_log = [0.0]
-
-    def progress(rows: int, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last_log[0] >= 2.0 or done >= total:
-            last_log[0] = now
-            context.log.info(f"raw_ratings: {rows:,} rows loaded ({done / max(total, 1):.0%} of {total:,} bytes)")
-
     export = storage.export
     for line in refused_exports(storage.drop_folder):
         context.log.warning(line)
@@ -123,14 +136,7 @@ def _load_raw_ratings(
     if storage.restore_checkpoints():
         context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
     remote = not storage.is_local
-    last_mirror = [time.monotonic()]
-
-    def on_checkpoint(rows: int, done: int, total: int) -> None:
-        progress(rows, done, total)
-        if remote and time.monotonic() - last_mirror[0] >= config.mirror_interval:  # a remote store: now and then
-            storage.mirror_checkpoints()
-            last_mirror[0] = time.monotonic()
-
+    on_checkpoint = _checkpoint_callback(context, storage, config.mirror_interval)
     loader = MovieDataLoader(
         export,
         checkpoint,

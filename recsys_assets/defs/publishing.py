@@ -13,8 +13,8 @@ import dagster as dg
 from pydantic import Field
 
 from recsys_assets import settings
-from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.promotion import Promotion, PromotionPolicy
+from recsys_assets.core.rating.model_file import ModelFileError
 from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:

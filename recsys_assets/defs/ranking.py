@@ -1,6 +1,7 @@
 """The ranking model asset: iALS fitted on the splits, checked against most-popular, then published."""
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -13,6 +14,7 @@ from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
 from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
@@ -25,10 +27,10 @@ from recsys_assets.defs.publishing import (
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
+    from recsys_assets.core.heldback import EvaluationPlan
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import CandidateSettings, RankingTraining, Ratings
 
-OWNERS = ["team:recsys"]
 _DEFAULTS = IALSParams()
 _ITEMS = ItemItemParams()
 
@@ -198,33 +200,28 @@ def ranking_model(
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
     from recsys_assets.core.heldback import plan_against
-    from recsys_assets.core.publishing import Candidate, release
     from recsys_assets.core.ranking.ials import ials_device  # PyTorch and implicit: once the settings are valid
     from recsys_assets.core.ranking.model import RankingModel
-    from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+    from recsys_assets.core.ranking.train import train_ranking_model
 
-    fit_device, note = ials_device(device.torch_device(), explicit=device.device.strip().lower() != "auto")
+    fit_device, note = ials_device(device.torch_device(), explicit=device.explicit)
     if note:
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)
     current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
     plan, unrelated = plan_against(train_ratings, val_ratings, users, movies, current)
     log_plan(context, plan, unrelated)
-    train, val, refit, everything = (
-        Ratings.from_frame(f, users, movies)
-        for f in (plan.train, plan.val, plan.refit_val, pd.concat([train_ratings, val_ratings], ignore_index=True))
-    )
-    refit = train.concat(refit)
+    data = _RankingData.of(plan, train_ratings, val_ratings, users, movies)
     context.log.info(
-        f"fitting iALS on {fit_device}: {len(train):,} training ratings, {len(val):,} validation ratings, "
+        f"fitting iALS on {fit_device}: {len(data.train):,} training ratings, {len(data.val):,} validation ratings, "
         f"{len(users):,} users, {len(movies):,} movies; factors {config.factors} x regularization {config.regularization}, "
         f"alpha {params.alpha:g}, confidence exponent {params.confidence_exponent:g}, {params.iterations} iterations"
     )
     started = time.perf_counter()
     with exclusive_lock(storage.lock_dir / "ranking_model.lock", "ranking_model"):
         result = train_ranking_model(
-            train,
-            val,
+            data.train,
+            data.val,
             len(users),
             len(movies),
             params,
@@ -233,18 +230,15 @@ def ranking_model(
             noise_z=config.noise_z,
             candidates=candidates,
             log=context.log.info,
-            refit=refit,
-            seen=everything,
+            refit=data.refit,
+            seen=data.everything,
         )
-        comparison = result.comparison
-        params = result.selection.params
-        finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
-        size = DataSize(len(users), len(movies), len(everything))
+        size = DataSize(len(users), len(movies), len(data.everything))
         promotion = ranking_promotion(
             current,
             result,
-            train,
-            val,
+            data.train,
+            data.val,
             users=users,
             movies=movies,
             size=size,
@@ -252,66 +246,138 @@ def ranking_model(
             threshold=config.relevance_threshold,
             unrelated=unrelated,
         )
-        publish = finite and not comparison.loses_beyond_noise and promotion.publish
-        model = RankingModel(
-            result.published_model.user_factors,
-            result.published_model.item_factors,
-            users,
-            movies,
-            result.published_seen,
-            params,
-            metrics=result.metrics,
-            trained_on="train+val",
-            info={
-                "device": str(fit_device),
-                "relevance_threshold": config.relevance_threshold,
-                "evaluated_on": "a fit on train_ratings, scored on val_ratings",
-                "capacity_candidates": result.selection.candidates,
-                "data_fingerprint": plan.fingerprint,
-                "blend_candidates": result.blend.candidates,
-                "item_item": result.published_item_item.method if result.published_item_item else "none",
-            },
-            evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
-            weights=result.blend.weights,
-            item_item=result.published_item_item.weights if result.published_item_item else None,
-            evaluation_item_item=result.evaluation_item_item.weights if result.evaluation_item_item else None,
-            heldback=plan.heldback,
+        model = _ranking_file(result, config, plan, (users, movies), fit_device=fit_device)
+        release = _RankingRelease.of(result, promotion, size, model)
+        outcome = _release(context, storage, release, keep=config.keep_versions)
+    _log_verdict(context, storage, release, outcome)
+    trained_on = f"train + val ({len(data.train) + len(data.val):,} ratings)"
+    metadata = _ranking_metadata(
+        context, storage, config, release, outcome, fit_device=fit_device, trained_on=trained_on, started=started
+    )
+    return dg.MaterializeResult(check_results=_ranking_checks(release), metadata=metadata)
+
+
+@dataclass(frozen=True)
+class _RankingData:
+    """The ratings the ranking model is fitted and judged on, as index arrays."""
+
+    train: "Ratings"
+    val: "Ratings"
+    refit: "Ratings"  # train + the validation ratings the refit learns from
+    everything: "Ratings"  # every rating of the export (the published model's seen movies)
+
+    @classmethod
+    def of(cls, plan, train_ratings: pd.DataFrame, val_ratings: pd.DataFrame, users, movies) -> "_RankingData":
+        from recsys_assets.core.ranking.train import Ratings
+
+        train, val, refit, everything = (
+            Ratings.from_frame(f, users, movies)
+            for f in (plan.train, plan.val, plan.refit_val, pd.concat([train_ratings, val_ratings], ignore_index=True))
         )
-        record = {
-            "metrics": result.metrics,
-            "config": params.to_dict(),
-            "data": size.to_dict(),
-            "promotion": promotion.describe(),
-        }
-        candidate = Candidate(
-            storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), plan.fingerprint
-        )
-        store = storage.store
-        outcome = release(store, candidate, publish, keep=config.keep_versions, work_folder=storage.work_folder)
-        target, version = outcome.name, outcome.version
-        log_outcome(context, storage, outcome)
-    verdict = comparison.describe()
-    if not publish:
-        why = "non-finite factors" if not finite else "; ".join(promotion.reasons) or verdict
-        context.log.error(
-            f"ranking model not published ({why}); saved to {store.url(target)} for inspection, "
-            f"the previous ranking model is unchanged ({FORCE_HINT})"
-        )
-    else:
-        context.log.info(f"{store.url(target)}: {verdict}")
+        return cls(train, val, train.concat(refit), everything)
+
+
+@dataclass(frozen=True)
+class _RankingRelease:
+    """A trained ranking model, its file and the publishing decision."""
+
+    result: "RankingTraining"
+    promotion: Promotion
+    size: DataSize
+    model: "RankingModel"
+    finite: bool  # every factor of both fits is finite
+    publish: bool  # finite, not beyond noise below most popular, and the promotion rule passed
+
+    @classmethod
+    def of(cls, result: "RankingTraining", promotion: Promotion, size: DataSize, model: "RankingModel"):
+        finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
+        publish = finite and not result.comparison.loses_beyond_noise and promotion.publish
+        return cls(result, promotion, size, model, finite, publish)
+
+
+def _ranking_file(
+    result: "RankingTraining", config: RankingConfig, plan: "EvaluationPlan", mappings, *, fit_device
+) -> "RankingModel":
+    """The file to publish: the refit's factors, the held-out fit's for evaluation, the chosen blend."""
+    from recsys_assets.core.ranking.model import RankingModel
+
+    published_item_item, evaluation_item_item = result.published_item_item, result.evaluation_item_item
+    users, movies = mappings
+    return RankingModel(
+        result.published_model.user_factors,
+        result.published_model.item_factors,
+        users,
+        movies,
+        result.published_seen,
+        result.selection.params,
+        metrics=result.metrics,
+        trained_on="train+val",
+        info={
+            "device": str(fit_device),
+            "relevance_threshold": config.relevance_threshold,
+            "evaluated_on": "a fit on train_ratings, scored on val_ratings",
+            "capacity_candidates": result.selection.candidates,
+            "data_fingerprint": plan.fingerprint,
+            "blend_candidates": result.blend.candidates,
+            "item_item": published_item_item.method if published_item_item else "none",
+        },
+        evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
+        weights=result.blend.weights,
+        item_item=published_item_item.weights if published_item_item else None,
+        evaluation_item_item=evaluation_item_item.weights if evaluation_item_item else None,
+        heldback=plan.heldback,
+    )
+
+
+def _release(context: dg.AssetExecutionContext, storage: RecsysStorage, release: _RankingRelease, *, keep: int):
+    """Publish the file through core/publishing.py (or keep it as a rejected candidate)."""
+    from recsys_assets.core.publishing import Candidate
+    from recsys_assets.core.publishing import release as publish_release
+    from recsys_assets.core.ranking.model import RankingModel
+
+    model = release.model
+    record = {
+        "metrics": release.result.metrics,
+        "config": model.params.to_dict(),
+        "data": release.size.to_dict(),
+        "promotion": release.promotion.describe(),
+    }
+    fingerprint = model.info["data_fingerprint"]
+    candidate = Candidate(
+        storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), fingerprint
+    )
+    outcome = publish_release(storage.store, candidate, release.publish, keep=keep, work_folder=storage.work_folder)
+    log_outcome(context, storage, outcome)
+    return outcome
+
+
+def _log_verdict(context: dg.AssetExecutionContext, storage: RecsysStorage, release: _RankingRelease, outcome) -> None:
+    verdict, target = release.result.comparison.describe(), storage.store.url(outcome.name)
+    if release.publish:
+        context.log.info(f"{target}: {verdict}")
+        return
+    why = "non-finite factors" if not release.finite else "; ".join(release.promotion.reasons) or verdict
+    context.log.error(
+        f"ranking model not published ({why}); saved to {target} for inspection, "
+        f"the previous ranking model is unchanged ({FORCE_HINT})"
+    )
+
+
+def _ranking_checks(release: _RankingRelease) -> list[dg.AssetCheckResult]:
+    comparison = release.result.comparison
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
-    checks = [
+    return [
         dg.AssetCheckResult(
             check_name="factors_finite",
-            passed=finite,
+            passed=release.finite,
             severity=dg.AssetCheckSeverity.ERROR,
-            description="all factors finite" if finite else "NaN or infinite factors",
+            description="all factors finite" if release.finite else "NaN or infinite factors",
         ),
         dg.AssetCheckResult(
             check_name="beats_most_popular",
             passed=comparison.beats,
             severity=beats_severity,
-            description=verdict,
+            description=comparison.describe(),
             metadata={
                 "ndcg_at_10": round(comparison.ndcg, 4),
                 "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
@@ -319,16 +385,22 @@ def ranking_model(
                 "gap_standard_error": round(comparison.standard_error, 4),
             },
         ),
-        promotion_check("not_worse_than_published", promotion),
+        promotion_check("not_worse_than_published", release.promotion),
     ]
-    metrics = result.metrics
-    metadata = {
+
+
+def _ranking_metadata(
+    context, storage, config: RankingConfig, release: _RankingRelease, outcome, *, fit_device, trained_on, started
+):
+    result, store, target = release.result, storage.store, outcome.name
+    params = result.selection.params
+    return {
         "published": dg.MetadataValue.bool(outcome.published),
-        "version": dg.MetadataValue.text(version or "not published"),
-        "promotion": dg.MetadataValue.text(promotion.describe()),
+        "version": dg.MetadataValue.text(outcome.version or "not published"),
+        "promotion": dg.MetadataValue.text(release.promotion.describe()),
         "path": dg.MetadataValue.path(store.url(target)),
         "device": dg.MetadataValue.text(str(fit_device)),
-        "trained_on": dg.MetadataValue.text(f"train + val ({len(train) + len(val):,} ratings)"),
+        "trained_on": dg.MetadataValue.text(trained_on),
         "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
         "file_size_bytes": dg.MetadataValue.int(store.size(target)),
         **provenance(context, {**config.model_dump(), **params.to_dict()}),
@@ -336,9 +408,8 @@ def ranking_model(
         "chosen_blend": dg.MetadataValue.text(result.blend.weights.describe()),
         "blend_candidates": dg.MetadataValue.md(_blend_table(result.blend.candidates)),
         "item_item": dg.MetadataValue.text(result.published_item_item.method if result.published_item_item else "none"),
-        **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in metrics.items()},
+        **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in result.metrics.items()},
     }
-    return dg.MaterializeResult(check_results=checks, metadata=metadata)
 
 
 def ranking_promotion(

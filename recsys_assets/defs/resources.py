@@ -17,10 +17,11 @@ from pydantic import Field
 
 from recsys_assets import settings
 from recsys_assets.core.artifact_store import ArtifactStore
+from recsys_assets.core.devices import is_explicit
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.ingest import table_to_frame
-from recsys_assets.core.kernels import check_kernel
 from recsys_assets.core.ranking.params import FILE_NAME as RANKING_FILE
+from recsys_assets.core.rating.kernels import check_kernel
 from recsys_assets.settings import Setting
 
 if TYPE_CHECKING:
@@ -149,6 +150,11 @@ class DeviceResource(dg.ConfigurableResource):
         description="SGD step: auto = compiled (Numba on the CPU, Triton on CUDA) when installed, "
         "eager = plain PyTorch operations; env RECSYS_KERNEL.",
     )
+
+    @property
+    def explicit(self) -> bool:
+        """Whether ``device`` names a device rather than ``auto`` (core/devices.py's one parser)."""
+        return is_explicit(self.device)
 
     def torch_device(self) -> "torch.device":
         from recsys_assets.core.devices import resolve_device  # PyTorch only in the steps that train

@@ -12,11 +12,13 @@ from pydantic import Field
 
 from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
-from recsys_assets.core.model_file import load_model_file, save_model_file
 from recsys_assets.core.plots import plot_training_history
 from recsys_assets.core.promotion import FORCE_HINT, Promotion
-from recsys_assets.core.train_config import TrainConfig
+from recsys_assets.core.rating import early_stopping
+from recsys_assets.core.rating.model_file import load_model_file, save_model_file
+from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
+from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
@@ -30,11 +32,11 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
     from recsys_assets.core.heldback import HeldBack
-    from recsys_assets.core.report import ModelReport
-    from recsys_assets.core.training import TrainResult
+    from recsys_assets.core.rating.report import ModelReport
+    from recsys_assets.core.rating.training import TrainResult
 
-OWNERS = ["team:recsys"]
 _DEFAULTS = TrainConfig()
+_METRICS = ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")
 
 
 class RecommendationModelConfig(PromotionConfig):
@@ -139,11 +141,9 @@ def recommendation_model(
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
-    from recsys_assets.core.dataset import MovieRatingDataset  # PyTorch: imported by this step only
     from recsys_assets.core.heldback import plan_against
+    from recsys_assets.core.rating.dataset import MovieRatingDataset  # PyTorch: imported by this step only
     from recsys_assets.core.recommender import Recommender
-    from recsys_assets.core.report import build_report, epoch_summary, training_summary, with_promotion
-    from recsys_assets.core.training import train_model
 
     users, movies = mappings_from_table(user_movie_mappings)
     current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
@@ -154,76 +154,127 @@ def recommendation_model(
         f"training on {torch_device}: {len(train):,} ratings, {len(val):,} for validation, "
         f"{len(users):,} users, {len(movies):,} movies"
     )
-
-    def log_epoch(record: dict) -> None:
-        context.log.info(f"{record['message']}\n{epoch_summary(record)}")
-
     checkpoint = storage.checkpoint_dir / "recommendation_model.training.pt"
     started = time.perf_counter()
     with exclusive_lock(storage.lock_dir / "recommendation_model.lock", "recommendation_model"):
-        if storage.restore_checkpoints():
-            context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
-
-        def on_epoch(record: dict) -> None:
-            log_epoch(record)
-            storage.mirror_checkpoints()  # a remote store: mirror the epoch's checkpoint for a rerun elsewhere
-
-        result = train_model(
-            train,
-            val,
-            len(users),
-            len(movies),
+        result = _train(
+            context,
+            storage,
+            (train, val),
+            (users, movies),
             train_config,
-            device=torch_device,
-            on_epoch=on_epoch,
-            checkpoint_path=checkpoint,
+            torch_device=torch_device,
+            checkpoint=checkpoint,
         )
-        context.log.info(training_summary(result, train_config))
-        everything = pd.concat([train_ratings, val_ratings], ignore_index=True)
-        report = build_report(
+        run = _judged(
+            context,
             result,
-            train,
-            val,
-            n_users=len(users),
-            n_movies=len(movies),
-            rating_range=(train_config.rating_min, train_config.rating_max),
-            seen=(users.encode(everything["user_id"]), movies.encode(everything["movie_id"])),
-        )
-        refit_val = MovieRatingDataset.from_frame(plan.refit_val, users, movies)
-        published = _refit(
-            context, result, report, train, refit_val, train_config=train_config, torch_device=torch_device
-        )
-        report = with_promotion(
-            report,
-            result.model,
-            val,
-            users=users,
-            movies=movies,
+            plan,
+            (users, movies),
+            (train, val),
+            train_config,
+            torch_device=torch_device,
             current=current,
             policy=policy,
-            published_state=published.model.state_dict(),
             unrelated=unrelated,
-        )
-        run = _TrainingRun(
-            result=result,
-            report=report,
-            users=users,
-            movies=movies,
-            config=train_config,
+            exported=(train_ratings, val_ratings),
             checkpoint=checkpoint,
             started=started,
-            published=published,
-            learned_ratings=len(train) + (len(refit_val) if published is not result else 0),
-            heldback=plan.heldback,
-            fingerprint=plan.fingerprint,
         )
         return _publish(context, storage, run, keep=config.keep_versions)
+
+
+def _train(context, storage: RecsysStorage, data, mappings, train_config: TrainConfig, *, torch_device, checkpoint):
+    """Train on the plan's splits, resuming from (and mirroring) the per-epoch checkpoint, logging each epoch."""
+    from recsys_assets.core.rating.report import epoch_summary, training_summary
+    from recsys_assets.core.rating.training import train_model
+
+    if storage.restore_checkpoints():
+        context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
+
+    def on_epoch(record: dict) -> None:
+        context.log.info(f"{record['message']}\n{epoch_summary(record)}")
+        storage.mirror_checkpoints()  # a remote store: mirror the epoch's checkpoint for a rerun elsewhere
+
+    (train, val), (users, movies) = data, mappings
+    result = train_model(
+        train,
+        val,
+        len(users),
+        len(movies),
+        train_config,
+        device=torch_device,
+        on_epoch=on_epoch,
+        checkpoint_path=checkpoint,
+    )
+    context.log.info(training_summary(result, train_config))
+    return result
+
+
+def _judged(
+    context,
+    result: "TrainResult",
+    plan,
+    mappings,
+    data,
+    train_config: TrainConfig,
+    *,
+    torch_device,
+    current,
+    policy,
+    unrelated: str | None,
+    exported: tuple[pd.DataFrame, pd.DataFrame],
+    checkpoint: Path,
+    started: float,
+) -> "_TrainingRun":
+    """The report (metrics, baselines, seen index), the fit to publish (the refit, else the held-out fit) and
+    the promotion decision on it. ``exported``: the train and val frames (every rating, the seen index)."""
+    from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.report import build_report, with_promotion
+
+    (users, movies), (train, val) = mappings, data
+    everything = pd.concat(list(exported), ignore_index=True)
+    report = build_report(
+        result,
+        train,
+        val,
+        n_users=len(users),
+        n_movies=len(movies),
+        rating_range=(train_config.rating_min, train_config.rating_max),
+        seen=(users.encode(everything["user_id"]), movies.encode(everything["movie_id"])),
+    )
+    refit_val = MovieRatingDataset.from_frame(plan.refit_val, users, movies)
+    published = _refit(context, result, report, train, refit_val, train_config=train_config, torch_device=torch_device)
+    report = with_promotion(
+        report,
+        result.model,
+        val,
+        users=users,
+        movies=movies,
+        current=current,
+        policy=policy,
+        published_state=published.model.state_dict(),
+        unrelated=unrelated,
+    )
+    return _TrainingRun(
+        result=result,
+        report=report,
+        users=users,
+        movies=movies,
+        config=train_config,
+        checkpoint=checkpoint,
+        started=started,
+        published=published,
+        learned_ratings=len(train) + (len(refit_val) if published is not result else 0),
+        heldback=plan.heldback,
+        fingerprint=plan.fingerprint,
+    )
 
 
 def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_val, *, train_config, torch_device):
     """The fit to publish: the refit on training + validation minus the held-back ratings (``refit``), else
     the held-out fit. Done before the promotion decision, which scores the weights that would go live."""
-    from recsys_assets.core.training import refit_on_all
+    from recsys_assets.core.rating.training import refit_on_all
 
     if not (train_config.refit and report.weights_finite and report.beats_global_mean):
         return result
@@ -270,8 +321,32 @@ def _publish(
     """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
     from recsys_assets.core.publishing import Candidate, release
 
-    result, report, metrics = run.result, run.report, run.report.metrics
-    store = storage.store
+    report, store = run.report, storage.store
+    record = {
+        "metrics": report.metrics,
+        "config": asdict(run.config),
+        "data": report.data_size.to_dict(),
+        "promotion": report.promotion.describe() if report.promotion else "",
+    }
+    candidate = Candidate(storage.MODEL, _saver(run), load_model_file, version_record(context, record), run.fingerprint)
+    outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
+    log_outcome(context, storage, outcome)
+    run.checkpoint.unlink(missing_ok=True)
+    storage.drop_checkpoint(run.checkpoint.name)
+    if not report.publish:
+        context.log.error(
+            f"model not published ({report.rejection}); it was saved to {store.url(outcome.name)} for inspection "
+            f"and the previous model file is unchanged ({FORCE_HINT})"
+        )
+    elif report.promotion is not None and report.promotion.forced:
+        context.log.warning(f"model published by force: {report.promotion.describe()}")
+    metadata = _model_metadata(context, storage, run, outcome)
+    return dg.MaterializeResult(check_results=_check_results(report), metadata=metadata)
+
+
+def _saver(run: "_TrainingRun"):
+    """Writes the model file: the published fit's weights, the held-out fit's for evaluation, the history."""
+    report = run.report
 
     def save(path) -> None:
         save_model_file(
@@ -287,67 +362,40 @@ def _publish(
                 "trained_on": run.trained_on,
                 "data_fingerprint": run.fingerprint,
             },
-            history=result.history,
+            history=run.result.history,
             heldback=run.heldback,
-            evaluation_state=result.model.state_dict(),
+            evaluation_state=run.result.model.state_dict(),
         )
 
-    record = {
-        "metrics": metrics,
-        "config": asdict(run.config),
-        "data": report.data_size.to_dict(),
-        "promotion": report.promotion.describe() if report.promotion else "",
+    return save
+
+
+def _model_metadata(context, storage: RecsysStorage, run: "_TrainingRun", outcome) -> dict:
+    result, report, metrics = run.result, run.report, run.report.metrics
+    store, target, version = storage.store, outcome.name, outcome.version
+    return {
+        "published": dg.MetadataValue.bool(outcome.published),
+        "version": dg.MetadataValue.text(version or "not published"),
+        "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
+        **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in _METRICS},
+        "epochs_run": dg.MetadataValue.int(result.epochs_run),
+        "best_epoch": dg.MetadataValue.int(result.best_epoch),
+        "stopped_early": dg.MetadataValue.bool(result.stopped_early),
+        "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
+        "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
+        "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
+        "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/rating/training.py)
+        "device": dg.MetadataValue.text(result.device),
+        "parameters": dg.MetadataValue.int(result.model.n_parameters),
+        "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
+        "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - run.started, 3)),
+        "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
+        "file_size_bytes": dg.MetadataValue.int(store.size(target)),
+        "path": dg.MetadataValue.path(store.url(target)),
+        "trained_on_ratings": dg.MetadataValue.int(run.learned_ratings),
+        "trained_on": dg.MetadataValue.text(run.trained_on),
+        **provenance(context, asdict(run.config)),
     }
-    candidate = Candidate(storage.MODEL, save, load_model_file, version_record(context, record), run.fingerprint)
-    outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
-    target, version = outcome.name, outcome.version
-    log_outcome(context, storage, outcome)
-    run.checkpoint.unlink(missing_ok=True)
-    storage.drop_checkpoint(run.checkpoint.name)
-    if not report.publish:
-        context.log.error(
-            f"model not published ({report.rejection}); it was saved to {store.url(target)} for inspection "
-            f"and the previous model file is unchanged ({FORCE_HINT})"
-        )
-    elif report.promotion is not None and report.promotion.forced:
-        context.log.warning(f"model published by force: {report.promotion.describe()}")
-    return dg.MaterializeResult(
-        check_results=_check_results(report),
-        metadata={
-            "published": dg.MetadataValue.bool(outcome.published),
-            "version": dg.MetadataValue.text(version or "not published"),
-            "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
-            **{
-                name: dg.MetadataValue.float(round(metrics[name], 4))
-                for name in (
-                    "train_loss",
-                    "val_loss",
-                    "val_rmse",
-                    "val_mae",
-                    "global_mean_rmse",
-                    "bias_only_rmse",
-                    "ndcg_at_10",
-                )
-            },
-            "epochs_run": dg.MetadataValue.int(result.epochs_run),
-            "best_epoch": dg.MetadataValue.int(result.best_epoch),
-            "stopped_early": dg.MetadataValue.bool(result.stopped_early),
-            "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
-            "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
-            "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
-            "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/training.py)
-            "device": dg.MetadataValue.text(result.device),
-            "parameters": dg.MetadataValue.int(result.model.n_parameters),
-            "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
-            "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - run.started, 3)),
-            "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
-            "file_size_bytes": dg.MetadataValue.int(store.size(target)),
-            "path": dg.MetadataValue.path(store.url(target)),
-            "trained_on_ratings": dg.MetadataValue.int(run.learned_ratings),
-            "trained_on": dg.MetadataValue.text(run.trained_on),
-            **provenance(context, asdict(run.config)),
-        },
-    )
 
 
 def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
@@ -386,8 +434,9 @@ def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
 
     store, staged = storage.store, f"{STAGED}/{storage.MODEL}"  # staged: a model waiting for its ranking model
     with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
-        history = load_model_file(model_file)["history"]
-    best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"] if history else None
+        payload = load_model_file(model_file)
+    history = payload["history"]
+    best_epoch = early_stopping.best_epoch(history, payload["config"].get("min_delta", _DEFAULTS.min_delta))
     with store.write(storage.LOSS_PLOT) as tmp:
         encoded = base64.b64encode(plot_training_history(history, tmp, best_epoch=best_epoch).read_bytes()).decode()
     return dg.MaterializeResult(

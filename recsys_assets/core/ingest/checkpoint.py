@@ -276,27 +276,14 @@ class CheckpointStore:
                 self.discard()
             return None, None
         try:
-            doc = json.loads(self.manifest.read_bytes())
-            body = doc["body"]
-            if doc["checksum"] != _checksum(body):
-                raise ValueError("checksum mismatch")
-            if body["version"] != MANIFEST_VERSION:
-                raise ValueError(f"manifest version {body['version']}")
+            body = self._manifest_body()
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return None, self._start_over(f"checkpoint is corrupt ({type(exc).__name__}: {exc})")
-        src, expected = body["source"], self._head["source"]
-        keys = ("size", "mtime_ns", "fingerprint", "sampled")  # a manifest without "sampled" starts over
-        if any(src.get(k) != expected.get(k) for k in keys):
-            return None, self._start_over("the export changed since the checkpoint was written")
-        if body["format"] != self._head["format"]:
-            return None, self._start_over("the export's format settings changed")
-        tables = []
+        changed = self._changed(body)
+        if changed:
+            return None, self._start_over(changed)
         try:
-            for k in range(1, body["parts"] + 1):
-                tables.append(read_part(self.parts_dir / part_name(k)))
-            found = sum(t.num_rows for t in tables)
-            if found != body["rows"]:
-                raise ValueError(f"parts hold {found} rows, the manifest says {body['rows']}")
+            tables = self._parts(body)
         except (OSError, ValueError, pa.ArrowException) as exc:
             return None, self._start_over(f"checkpoint part unreadable ({exc})")
         progress = Progress(
@@ -308,16 +295,54 @@ class CheckpointStore:
             parts=body["parts"],
             complete=body["complete"],
         )
-        listed = {part_name(k) for k in range(1, progress.parts + 1)}
+        self._drop_orphans(progress.parts)
+        return Resumed(progress, tables, self._reread(progress)), None
+
+    def _manifest_body(self) -> dict:
+        """The manifest's body, checked (checksum, version); raises on any damage."""
+        doc = json.loads(self.manifest.read_bytes())
+        body = doc["body"]
+        if doc["checksum"] != _checksum(body):
+            raise ValueError("checksum mismatch")
+        if body["version"] != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {body['version']}")
+        return body
+
+    def _changed(self, body: dict) -> str | None:
+        """Why the checkpoint is not of the bound export and format, or None."""
+        assert self._head is not None
+        src, expected = body["source"], self._head["source"]
+        keys = ("size", "mtime_ns", "fingerprint", "sampled")  # a manifest without "sampled" starts over
+        if any(src.get(k) != expected.get(k) for k in keys):
+            return "the export changed since the checkpoint was written"
+        if body["format"] != self._head["format"]:
+            return "the export's format settings changed"
+        return None
+
+    def _parts(self, body: dict) -> list:
+        """The checkpointed Arrow parts; raises when one is unreadable or the row count disagrees."""
+        tables = []
+        for k in range(1, body["parts"] + 1):
+            tables.append(read_part(self.parts_dir / part_name(k)))
+        found = sum(t.num_rows for t in tables)
+        if found != body["rows"]:
+            raise ValueError(f"parts hold {found} rows, the manifest says {body['rows']}")
+        return tables
+
+    def _drop_orphans(self, parts: int) -> None:
+        """Remove part files the manifest does not list (written by a load killed before its manifest)."""
+        listed = {part_name(k) for k in range(1, parts + 1)}
         for orphan in self.parts_dir.glob("*") if self.parts_dir.exists() else []:
-            if orphan.name not in listed:  # written by a load killed before its manifest
+            if orphan.name not in listed:
                 orphan.unlink(missing_ok=True)
-        reread = 0
+
+    def _reread(self, progress: Progress) -> int:
+        """Lines past the checkpoint that an earlier load already read (the high-water mark)."""
         hwm = self._sidecar(".hwm")
         if hwm.exists():
             with contextlib.suppress(ValueError):
-                reread = max(0, int(hwm.read_text()) - progress.next_line)
-        return Resumed(progress, tables, reread), None
+                return max(0, int(hwm.read_text()) - progress.next_line)
+        return 0
 
     def _start_over(self, reason: str) -> str:
         log.warning("checkpoint %s not resumed: %s; loading from the start", self.manifest, reason)

@@ -215,69 +215,102 @@ def iter_regions(
     + 2`` bytes (enough for the parser to see that it is too long); the rest of
     it is read and dropped, so memory stays bounded by the limit plus a block.
     """
-    buf = bytearray(block_bytes)
-    filled = 0
-    masks: list[np.ndarray] = []  # newline masks of buf[:filled], one per read (each byte scanned once)
-    n_newlines = 0
-    line_start = 0  # where the line being read starts in buf
-    cuts: list[list[int]] = []  # [position in buf, bytes dropped there] for too-long lines cut short
-    skipping = False  # inside a too-long line, dropping bytes up to its newline
-    eof = False
-    while not eof:
-        if len(buf) - filled < block_bytes:
-            grown = bytearray(max(2 * len(buf), filled + block_bytes))
-            grown[:filled] = memoryview(buf)[:filled]
-            buf = grown
-        got = f.readinto(memoryview(buf)[filled : filled + block_bytes])
-        eof = not got
-        if got:
-            new = np.frombuffer(buf, dtype=np.uint8, count=got, offset=filled) == 10
-            if skipping:
-                if not new.any():
-                    cuts[-1][1] += got
-                    continue
-                p = int(np.argmax(new))
-                cuts[-1][1] += p
-                buf[filled : filled + got - p] = buf[filled + p : filled + got]
-                new, got, skipping = new[p:], got - p, False
-            masks.append(new)
-            n_newlines += int(np.count_nonzero(new))
-            filled += got
-            if max_line_bytes is not None:
-                last = buf.rfind(b"\n", filled - got, filled)  # memrchr: stops at the last newline
-                if last >= 0:
-                    line_start = last + 1
-                if filled - line_start > max_line_bytes + 2:  # cut the line short; drop the rest
-                    keep = line_start + max_line_bytes + 2
-                    cuts.append([keep, filled - keep])
-                    masks = [np.concatenate(masks)[:keep]]
-                    filled, skipping = keep, True
-        if not filled:
-            break
-        if skipping and not eof:
-            continue
-        if n_newlines < lines_per_segment and not eof:
-            continue  # the segment needs more than a block: read on
-        mask = masks[0] if len(masks) == 1 else np.concatenate(masks)
+    yield from _RegionReader(f, lines_per_segment, block_bytes, max_line_bytes).regions()
+
+
+class _RegionReader:
+    """:func:`iter_regions`' state: the buffer, the newline masks of ``buf[:filled]`` (one per read, each byte
+    scanned once) and the too-long lines cut short in it (``[position in buf, bytes dropped there]``)."""
+
+    def __init__(self, f: BinaryIO, lines_per_segment: int, block_bytes: int, max_line_bytes: int | None):
+        self.f, self.per, self.block, self.max_line = f, lines_per_segment, block_bytes, max_line_bytes
+        self.buf = bytearray(block_bytes)
+        self.filled = 0
+        self.masks: list[np.ndarray] = []
+        self.n_newlines = 0
+        self.line_start = 0  # where the line being read starts in buf
+        self.cuts: list[list[int]] = []
+        self.skipping = False  # inside a too-long line, dropping bytes up to its newline
+        self.eof = False
+
+    def regions(self) -> Iterator[Region]:
+        while not self.eof:
+            if not self._read():
+                continue
+            if not self.filled:
+                break
+            if not self.eof and (self.skipping or self.n_newlines < self.per):
+                continue  # inside a too-long line, or the segment needs more than a block: read on
+            mask, cum, bounds, cut = self._segments()
+            if bounds:
+                segments = [
+                    Segment(s, e, k, e - s + sum(d for pos, d in self.cuts if s < pos <= e)) for s, e, k in bounds
+                ]
+                yield Region(self.buf, segments, _may_have_long_lines(cum, cut, self.max_line))
+            self._keep_tail(mask, cut)
+            del mask, cum
+
+    def _read(self) -> bool:
+        """Read the next block into the buffer; False when all it read was dropped (a too-long line's)."""
+        if len(self.buf) - self.filled < self.block:  # grow by doubling: linear overall
+            grown = bytearray(max(2 * len(self.buf), self.filled + self.block))
+            grown[: self.filled] = memoryview(self.buf)[: self.filled]
+            self.buf = grown
+        buf, filled = self.buf, self.filled
+        got = self.f.readinto(memoryview(buf)[filled : filled + self.block])
+        self.eof = not got
+        if not got:
+            return True
+        new = np.frombuffer(buf, dtype=np.uint8, count=got, offset=filled) == 10
+        if self.skipping:
+            if not new.any():
+                self.cuts[-1][1] += got
+                return False
+            p = int(np.argmax(new))
+            self.cuts[-1][1] += p
+            buf[filled : filled + got - p] = buf[filled + p : filled + got]
+            new, got, self.skipping = new[p:], got - p, False
+        self.masks.append(new)
+        self.n_newlines += int(np.count_nonzero(new))
+        self.filled += got
+        if self.max_line is not None:
+            self._cut_long_line(got, self.max_line)
+        return True
+
+    def _cut_long_line(self, got: int, max_line: int) -> None:
+        """Keep the line being read only up to ``max_line + 2`` bytes and drop the rest of it."""
+        last = self.buf.rfind(b"\n", self.filled - got, self.filled)  # memrchr: stops at the last newline
+        if last >= 0:
+            self.line_start = last + 1
+        if self.filled - self.line_start > max_line + 2:
+            keep = self.line_start + max_line + 2
+            self.cuts.append([keep, self.filled - keep])
+            self.masks = [np.concatenate(self.masks)[:keep]]
+            self.filled, self.skipping = keep, True
+
+    def _segments(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]], int]:
+        """The buffer's mask and piece counts, its whole segments ``(start, end, lines)`` and where they end."""
+        mask = self.masks[0] if len(self.masks) == 1 else np.concatenate(self.masks)
         cum = _piece_counts(mask)
-        n_full = n_newlines // lines_per_segment
-        boundaries = np.arange(1, n_full + 1, dtype=np.int64) * lines_per_segment - 1
+        n_full = self.n_newlines // self.per
+        boundaries = np.arange(1, n_full + 1, dtype=np.int64) * self.per - 1
         ends = (_newline_positions(mask, cum, boundaries) + 1).tolist()
-        bounds = [(0 if k == 0 else ends[k - 1], ends[k], lines_per_segment) for k in range(n_full)]
+        bounds = [(0 if k == 0 else ends[k - 1], ends[k], self.per) for k in range(n_full)]
         cut = ends[-1] if ends else 0
-        n_newlines -= n_full * lines_per_segment
-        if eof and cut < filled:  # the last lines, possibly without a final newline
-            bounds.append((cut, filled, n_newlines + (0 if buf[filled - 1] == 10 else 1)))
-            cut = filled
-        if bounds:
-            segments = [Segment(s, e, k, e - s + sum(d for pos, d in cuts if s < pos <= e)) for s, e, k in bounds]
-            yield Region(buf, segments, _may_have_long_lines(cum, cut, max_line_bytes))
-        masks = [mask[cut:filled]] if cut < filled else []
-        del mask
-        buf[: filled - cut] = memoryview(buf)[cut:filled]  # keep the tail, in place
-        filled -= cut
-        line_start = max(0, line_start - cut)
-        cuts = [[pos - cut, d] for pos, d in cuts if pos > cut]
+        self.n_newlines -= n_full * self.per
+        if self.eof and cut < self.filled:  # the last lines, possibly without a final newline
+            bounds.append((cut, self.filled, self.n_newlines + (0 if self.buf[self.filled - 1] == 10 else 1)))
+            cut = self.filled
+        return mask, cum, bounds, cut
+
+    def _keep_tail(self, mask: np.ndarray, cut: int) -> None:
+        """Move the unconsumed tail ``buf[cut:filled]`` to the front, in place."""
+        filled = self.filled
+        self.masks = [mask[cut:filled]] if cut < filled else []
+        self.buf[: filled - cut] = memoryview(self.buf)[cut:filled]
+        self.filled -= cut
+        self.line_start = max(0, self.line_start - cut)
+        self.cuts = [[pos - cut, d] for pos, d in self.cuts if pos > cut]
 
 
 def read_lines(path: str | os.PathLike, line_numbers, block_bytes: int = 32 << 20) -> dict[int, str]:

@@ -89,6 +89,22 @@ if numba is not None:
             squares += (v - mean) ** 2
         return mean, max(np.sqrt(squares / max(len(x) - 1, 1)), 1e-12)
 
+    @numba.njit(cache=True, nogil=True)
+    def _weighted_scores(buf, parts, r, w, stats):  # pragma: no cover - compiled
+        """One weight's blended scores of user row ``r`` into ``buf`` (each score standardized per user)."""
+        factors, items, popularity, coef = parts
+        mf, sf, mi, si = stats
+        a, b, c = coef[w, 0] / sf, coef[w, 1] / si, coef[w, 2]
+        const = -(a * mf + b * mi)
+        for j in range(len(popularity)):
+            buf[j] = c * popularity[j] + const
+        if coef[w, 0] != 0:
+            for j in range(len(popularity)):
+                buf[j] += a * factors[r, j]
+        if coef[w, 1] != 0:
+            for j in range(len(popularity)):
+                buf[j] += b * items[r, j]
+
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _blend(parts, seen, mask, out):  # pragma: no cover - compiled
         factors, items, popularity, coef = parts
@@ -100,16 +116,7 @@ if numba is not None:
             mf, sf = _mean_std(factors[r]) if factors.shape[0] else (0.0, 1.0)
             mi, si = _mean_std(items[r]) if items.shape[0] else (0.0, 1.0)
             for w in range(coef.shape[0]):
-                a, b, c = coef[w, 0] / sf, coef[w, 1] / si, coef[w, 2]
-                const = -(a * mf + b * mi)
-                for j in range(n):
-                    buf[j] = c * popularity[j] + const
-                if coef[w, 0] != 0:
-                    for j in range(n):
-                        buf[j] += a * factors[r, j]
-                if coef[w, 1] != 0:
-                    for j in range(n):
-                        buf[j] += b * items[r, j]
+                _weighted_scores(buf, parts, r, w, (mf, sf, mi, si))
                 if mask:
                     for p in range(seen_indptr[rows[r]], seen_indptr[rows[r] + 1]):
                         buf[seen_indices[p]] = -np.inf

@@ -31,12 +31,12 @@ import torch
 from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.model_file import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
 from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FILE_NAME, IALSParams  # noqa: F401 - FILE_NAME re-exported
 from recsys_assets.core.ranking.similarity import neighbours, reasons
+from recsys_assets.core.rating.model_file import ModelFileError
 
 FORMAT_VERSION = 2
 READS = (1, 2)
@@ -198,12 +198,7 @@ class RankingModel:
         if not (np.isfinite(P).all() and np.isfinite(Q).all()):
             raise ValueError("factors hold NaN or infinite values")
         indptr, indices, ratings = arrays["seen_indptr"], arrays["seen_indices"], arrays["seen_ratings"]
-        if len(indptr) != len(P) + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(indices):
-            raise ValueError("the seen-movie index does not fit the users")
-        if len(ratings) != len(indices) or not np.isfinite(ratings).all():
-            raise ValueError("the seen ratings do not fit the seen-movie index")
-        if len(indices) and (indices.min() < 0 or indices.max() >= len(Q)):
-            raise ValueError("the seen-movie index names movies the model does not have")
+        _check_seen(indptr, indices, ratings, n_users=len(P), n_movies=len(Q))
         params = IALSParams(
             **{k: payload["params"][k] for k in IALSParams.__dataclass_fields__ if k in payload["params"]}
         )
@@ -239,6 +234,16 @@ class RankingModel:
         if w.items and self.item_item is None:
             raise ValueError("the blend uses item-item weights that the file does not hold")
         return self
+
+
+def _check_seen(indptr: np.ndarray, indices: np.ndarray, ratings: np.ndarray, *, n_users: int, n_movies: int) -> None:
+    """The stored seen-movie index (CSR rows of users) fits the factors, or a ValueError."""
+    if len(indptr) != n_users + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(indices):
+        raise ValueError("the seen-movie index does not fit the users")
+    if len(ratings) != len(indices) or not np.isfinite(ratings).all():
+        raise ValueError("the seen ratings do not fit the seen-movie index")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_movies):
+        raise ValueError("the seen-movie index names movies the model does not have")
 
 
 def _item_item(payload: dict, prefix: str, n_movies: int) -> UserItems | None:

@@ -25,7 +25,7 @@ from recsys_assets.core.atomic import atomic_torch_save
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import HeldBack
-    from recsys_assets.core.report import ModelReport
+    from recsys_assets.core.rating.report import ModelReport
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")
@@ -50,7 +50,7 @@ def save_model_file(
 ) -> Path:
     """Write the model file atomically (temp file, then rename).
 
-    ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.report.ModelReport`)."""
+    ``report`` gives the metrics and the seen-movie index (:class:`~recsys_assets.core.rating.report.ModelReport`)."""
     import torch
 
     payload = {
@@ -133,6 +133,11 @@ def payload_problem(payload: dict) -> str | None:
     for name, mapping, n in (("user_mapping", users, n_users), ("movie_mapping", movies, n_movies)):
         if sorted(mapping.values()) != list(range(n)):
             return f"{name} must map its ids onto 0..{n - 1} exactly once"
+    return _seen_problem(payload, n_users, n_movies) or _extras_problem(payload, state)
+
+
+def _seen_problem(payload: dict, n_users: int, n_movies: int) -> str | None:
+    """What is wrong with the seen-movie index or the movie counts, or None."""
     if "seen_indptr" in payload:
         indptr, indices = payload["seen_indptr"], payload["seen_indices"]
         if (
@@ -148,7 +153,7 @@ def payload_problem(payload: dict) -> str | None:
     counts = payload.get("movie_counts")
     if counts is not None and (len(counts) != n_movies or bool((counts < 0).any())):
         return "movie_counts does not match the movies"
-    return _extras_problem(payload, state)
+    return None
 
 
 def _extras_problem(payload: dict, state: dict) -> str | None:

@@ -4,7 +4,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from recsys_assets.core import rating_scale
-from recsys_assets.core.kernels import check_kernel
+from recsys_assets.core.rating.kernels import check_kernel
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -27,7 +27,7 @@ class TrainConfig:
     reg_factors: float = 0.1
     reg_bias: float = 0.2
     reg_count_exponent: float = 0.5
-    # implicit feedback (SVD++-style, core/implicit.py; SGD only): the step size and L2 of the implicit
+    # implicit feedback (SVD++-style, core/rating/implicit_feedback.py; SGD only): the step size and L2 of the implicit
     # factors of the movies a user rated, updated once per epoch; 0 turns it off (plain biased MF)
     implicit_lr: float = 0.001
     reg_implicit: float = 20.0
@@ -69,6 +69,12 @@ class TrainConfig:
         for name, value in asdict(self).items():  # NaN or infinity in any number is refused first
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value}")
+        self._check_ranges()
+        check_kernel(self.kernel)
+        if self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+
+    def _check_ranges(self) -> None:
         if not self.init_std >= 0:
             raise ValueError(f"init_std must be non-negative, got {self.init_std}")
         if not self.min_delta >= 0:
@@ -88,6 +94,3 @@ class TrainConfig:
             )
         if self.patience < 0:
             raise ValueError(f"patience must be non-negative, got {self.patience}")
-        check_kernel(self.kernel)
-        if self.rating_min >= self.rating_max:
-            raise ValueError("rating_min must be below rating_max")

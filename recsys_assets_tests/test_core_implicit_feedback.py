@@ -1,13 +1,14 @@
-"""Implicit feedback (SVD++-style, core/implicit.py): the sums, the update, both kernels, and what it learns from."""
+"""Implicit feedback (SVD++-style, core/rating/implicit_feedback.py): the sums, the update, both kernels, and what it learns from."""
 
 import pytest
 import torch
 
-from recsys_assets.core.dataset import MovieRatingDataset
-from recsys_assets.core.implicit import ImplicitFeedback
-from recsys_assets.core.model import BiasedMF
-from recsys_assets.core.optim import FusedSGD, WeightedRatings
-from recsys_assets.core.training import TrainConfig, train_model
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
+from recsys_assets.core.rating.model import BiasedMF
+from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings
+from recsys_assets.core.rating.train_config import TrainConfig
+from recsys_assets.core.rating.training import train_model
 
 from .test_core_training import _epochs_with
 
@@ -97,7 +98,7 @@ def test_only_training_ratings_count_as_rated():
 def test_the_compiled_validation_pass_matches_the_pytorch_one():
     """evaluate() takes one compiled pass for a BiasedMF on the CPU; the same sums as the model's forward."""
     pytest.importorskip("numba")
-    from recsys_assets.core import numba_sgd
+    from recsys_assets.core.rating import numba_sgd
 
     g = torch.Generator().manual_seed(2)
     model = BiasedMF(30, 40, 8, global_mean=3.5, init_std=0.5)

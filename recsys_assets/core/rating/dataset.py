@@ -1,17 +1,11 @@
-"""``MovieRatingDataset``: ratings as tensors; the id mappings and the split (``core/ids.py``) re-exported."""
+"""``MovieRatingDataset``: the rating model's ratings as tensors."""
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from recsys_assets.core.ids import (  # noqa: F401 - re-exported: the dataset module's historical names
-    IdMapping,
-    build_mappings,
-    mappings_from_table,
-    mappings_table,
-    split_ratings,
-)
+from recsys_assets.core.ids import IdMapping
 
 
 class MovieRatingDataset(Dataset):

@@ -1,4 +1,4 @@
-"""A fused CUDA kernel (Triton) for one :class:`~recsys_assets.core.optim.FusedSGD` step.
+"""A fused CUDA kernel (Triton) for one :class:`~recsys_assets.core.rating.optim.FusedSGD` step.
 
 The eager step launches about twenty kernels and writes several batch-sized
 temporaries; this kernel does the whole step in one pass: each program loads a
@@ -73,7 +73,7 @@ if triton is not None:
 
 
 def sgd_step(model, lr: float, batch) -> torch.Tensor:
-    """The fused step on an :class:`~recsys_assets.core.optim.EpochBatches`; same result as ``FusedSGD.fit_slice``."""
+    """The fused step on an :class:`~recsys_assets.core.rating.optim.EpochBatches`; same result as ``FusedSGD.fit_slice``."""
     u, i, r, shrink_u, shrink_i, breg_u, breg_i = batch.fields()
     if triton is None:
         raise RuntimeError("the Triton step needs triton installed (callers check available() first)")

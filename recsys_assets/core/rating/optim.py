@@ -16,7 +16,7 @@ users and movies more, which keeps their factors near zero until the data
 supports them.
 
 On the CPU, :meth:`FusedSGD.fit_epoch` runs a whole epoch in one compiled call
-(``core/numba_sgd.py``) when Numba is installed.  On CUDA, :class:`GraphedEpoch` records a window of steps once as a CUDA graph
+(``core/rating/numba_sgd.py``) when Numba is installed.  On CUDA, :class:`GraphedEpoch` records a window of steps once as a CUDA graph
 and replays it, so a step costs one graph launch share instead of about twenty
 kernel launches from Python.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim import Optimizer
 
-from recsys_assets.core.kernels import check_kernel
+from recsys_assets.core.rating.kernels import check_kernel
 
 
 @dataclass
@@ -92,10 +92,10 @@ class FusedSGD(Optimizer):
             raise ValueError(f"lr must be positive, got {lr}")
         check_kernel(kernel)
         super().__init__(params, {"lr": lr, "reg_factors": reg_factors, "reg_bias": reg_bias})
-        # "auto": one fused kernel per step: on CUDA with Triton installed (core/triton_sgd.py), on the
-        # CPU with Numba installed (core/numba_sgd.py); "eager": the PyTorch operations below
+        # "auto": one fused kernel per step: on CUDA with Triton installed (core/rating/triton_sgd.py), on the
+        # CPU with Numba installed (core/rating/numba_sgd.py); "eager": the PyTorch operations below
         self.kernel = kernel
-        # implicit feedback (core/implicit.py), set by the trainer: the user table holds p_u + z_u
+        # implicit feedback (core/rating/implicit_feedback.py), set by the trainer: the user table holds p_u + z_u
         self.implicit = None
 
     def step(self, closure=None):  # pragma: no cover - the API is fit_batch / prepare_epoch
@@ -127,7 +127,7 @@ class FusedSGD(Optimizer):
         lr = self.param_groups[0]["lr"]
         implicit = self.implicit
         if self.kernel == "auto" and batch.users.is_cuda and implicit is None:
-            from recsys_assets.core import triton_sgd
+            from recsys_assets.core.rating import triton_sgd
 
             if triton_sgd.available(batch.users):
                 return triton_sgd.sgd_step(model, lr, batch)
@@ -170,11 +170,11 @@ class FusedSGD(Optimizer):
         """Updates from consecutive ``batch_size`` slices of the ratings taken in ``perm`` order.
 
         On the CPU with Numba this
-        is one compiled call (core/numba_sgd.py); otherwise :meth:`prepare_epoch` and a
+        is one compiled call (core/rating/numba_sgd.py); otherwise :meth:`prepare_epoch` and a
         :meth:`fit_slice` per batch.  Returns the summed squared error before each update.
         """
         if self.kernel == "auto" and not data.users.is_cuda:
-            from recsys_assets.core import numba_sgd
+            from recsys_assets.core.rating import numba_sgd
 
             if numba_sgd.available(model.user_factors.weight):
                 lr, reg_f, reg_b = self._hyper

@@ -14,7 +14,7 @@ That costs about two passes over the ratings per epoch, on any device, and keeps
 step (Numba, PyTorch or CUDA) one small change away from plain biased MF.
 
 The model the trainer updates holds the *effective* user factors ``p_u + z_u``, so evaluation,
-checkpoints and the published :class:`~recsys_assets.core.model.BiasedMF` need nothing new: for the
+checkpoints and the published :class:`~recsys_assets.core.rating.model.BiasedMF` need nothing new: for the
 users and movies it was trained on, the published model predicts exactly what SVD++ predicts. The
 SGD step regularizes ``p_u`` alone (the effective row minus ``z_u``), as SVD++ does.
 
@@ -24,7 +24,7 @@ SGD step regularizes ``p_u`` alone (the effective row minus ``z_u``), as SVD++ d
 import numpy as np
 import torch
 
-from recsys_assets.core import numba_sgd
+from recsys_assets.core.rating import numba_sgd
 
 
 class ImplicitFeedback:

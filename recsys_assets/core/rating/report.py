@@ -1,7 +1,7 @@
 """``ModelReport``: what a trained rating model scored, what it must beat, and whether it is published.
 
 The training asset builds one with :func:`build_report` and only turns it into
-check results and metadata; :func:`~recsys_assets.core.model_file.save_model_file`
+check results and metadata; :func:`~recsys_assets.core.rating.model_file.save_model_file`
 writes the report's metrics and seen-movie index into the model file.  The
 publishing rule lives here, in one place: a model is published when its
 weights are finite and its validation RMSE is below the global mean's.
@@ -12,11 +12,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from recsys_assets.core.dataset import IdMapping, MovieRatingDataset
-from recsys_assets.core.metrics import baselines
+from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.promotion import DataSize, Evidence, Promotion, PromotionPolicy, rmse_evidence
 from recsys_assets.core.publishing import judge
 from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, factor_ranker, seen_matrix
+from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.metrics import baselines
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def build_report(
     rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
     seen: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ModelReport:
-    """The report of a :class:`~recsys_assets.core.training.TrainResult` on its splits; ``seen``: every
+    """The report of a :class:`~recsys_assets.core.rating.training.TrainResult` on its splits; ``seen``: every
     (user, movie) index pair of the export (default: train + val), which the published file never
     recommends back."""
     best = next(h for h in result.history if h["epoch"] == result.best_epoch) if result.history else {}

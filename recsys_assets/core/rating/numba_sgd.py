@@ -1,4 +1,4 @@
-"""The compiled CPU path (Numba) of :class:`~recsys_assets.core.optim.FusedSGD`: whole epochs.
+"""The compiled CPU path (Numba) of :class:`~recsys_assets.core.rating.optim.FusedSGD`: whole epochs.
 
 The eager CPU step is about fifteen PyTorch operations, each a pass over
 batch-sized temporaries, and ``index_add_`` on the CPU is slow.  Here one call
@@ -84,7 +84,7 @@ if numba is not None:
 
         With implicit feedback (``Z`` has rows; the user table only), ``T`` holds the effective user
         factors ``p_u + z_u``: the L2 shrink applies to ``p_u`` alone, and ``G`` adds up ``e * q_i``
-        per user for the epoch's implicit-factor update (``core/implicit.py``)."""
+        per user for the epoch's implicit-factor update (``core/rating/implicit_feedback.py``)."""
         dim = T.shape[1]
         implicit = Z.shape[0] > 0
         for k in range(n):
@@ -145,7 +145,7 @@ if numba is not None:
 
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
     def _implicit_step(Y, Z, G, P, by_movie, by_user, scale, lr, reg):  # pragma: no cover - compiled
-        """``core/implicit.py``'s epoch step: ``by_movie``/``by_user`` are (indptr, indices) of the rated
+        """``core/rating/implicit_feedback.py``'s epoch step: ``by_movie``/``by_user`` are (indptr, indices) of the rated
         pairs grouped by movie and by user; ``scale[u] = |N(u)| ** -0.5``."""
         dim = Y.shape[1]
         m_ptr, m_users = by_movie
@@ -311,10 +311,10 @@ def sgd_epoch(
 ) -> torch.Tensor:
     """Every batch of an epoch, in ``order``, on CPU tensors; returns the summed squared error (0-d tensor).
 
-    ``data`` is a :class:`~recsys_assets.core.optim.WeightedRatings` (ratings with
+    ``data`` is a :class:`~recsys_assets.core.rating.optim.WeightedRatings` (ratings with
     per-rating regularization weights); the data is packed once per
     ``scratch`` and reused while the same tensors come back epoch after epoch.
-    ``implicit`` is the :class:`~recsys_assets.core.implicit.ImplicitFeedback`, if any.
+    ``implicit`` is the :class:`~recsys_assets.core.rating.implicit_feedback.ImplicitFeedback`, if any.
     """
     P = model.user_factors.weight
     Q = model.movie_factors.weight
@@ -351,7 +351,7 @@ def sgd_epoch(
 
 
 def squared_errors(model, users, movies, ratings, clamp: tuple[float, float]) -> tuple[float, float, float]:
-    """:func:`~recsys_assets.core.training.evaluate`'s three sums for a ``BiasedMF`` on CPU tensors, in one
+    """:func:`~recsys_assets.core.rating.training.evaluate`'s three sums for a ``BiasedMF`` on CPU tensors, in one
     compiled pass (the PyTorch ops take ten times longer, which shows when validation runs every epoch)."""
     tables = (model.user_factors.weight, model.movie_factors.weight, model.user_bias.weight, model.movie_bias.weight)
     P, Q, bu, bi = (_np(t).reshape(t.shape[0], -1) for t in tables)
@@ -365,7 +365,7 @@ def squared_errors(model, users, movies, ratings, clamp: tuple[float, float]) ->
 
 
 def implicit_step(implicit, user_factors: torch.Tensor, lr: float, reg: float) -> None:
-    """:meth:`~recsys_assets.core.implicit.ImplicitFeedback.step` in one compiled call (CPU tensors)."""
+    """:meth:`~recsys_assets.core.rating.implicit_feedback.ImplicitFeedback.step` in one compiled call (CPU tensors)."""
     _all_threads()
     _implicit_step(
         _np(implicit.y),
