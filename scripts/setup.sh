@@ -27,6 +27,12 @@ want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $spec"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "==> installing recsys_assets ($spec) into .venv"
   .venv/bin/python -m pip install --disable-pip-version-check -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    # PyTorch alone first: resolved together with the dev extras, pip can backtrack to PyPI's multi-GB CUDA
+    # build instead of the CPU wheel a machine offers. A torch already in .venv (a CUDA build, README) is kept.
+    torch_req="$(grep -o '"torch[<>=!~][^"]*"' pyproject.toml | head -1 | tr -d '"')"
+    PYTHONWARNINGS=ignore .venv/bin/python -m pip install --disable-pip-version-check -q "$torch_req" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
   PYTHONWARNINGS=ignore .venv/bin/python -m pip install --disable-pip-version-check -q -c constraints.txt -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import recsys_assets, dagster, torch" # fail loudly if the install did not work
   echo "$want" > "$stamp"
