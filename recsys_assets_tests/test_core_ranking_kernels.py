@@ -9,7 +9,7 @@ import scipy.sparse
 from recsys_assets.core.ranking import UserItems
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n_many
 from recsys_assets.core.ranking.itemitem import fit_item_item, fit_rp3beta, item_scores
-from recsys_assets.core.ranking.kernels import numba, rows_times, strongest_products
+from recsys_assets.core.ranking.kernels import csr_order, numba, rows_times, strongest_products
 from recsys_assets.core.ranking.params import ItemItemParams
 
 from .test_core_ranking_candidates import _matrix
@@ -117,3 +117,21 @@ def test_the_blend_kernel_ranks_as_the_pytorch_path(mask):
             np.testing.assert_array_equal(f.movies, s.movies)
     rated = seen.contains(users[:, None], fast[0].movies).any()
     assert rated != mask  # masked: nothing rated; unmasked: iALS alone ranks some rated movie in a top 8
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_csr_order_is_lexsorts_order(seed):
+    """Pairs in any order, repeated pairs, empty users, rows already sorted: the order np.lexsort gives."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 30, 2_000)
+    users[users == 5] = 6  # user 5 rated nothing
+    movies = rng.integers(0, 50, 2_000)
+    sorted_rows = np.lexsort((movies, users))
+    for u, m in ((users, movies), (users[sorted_rows], movies[sorted_rows])):
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(u, minlength=31))])
+        order = csr_order(u, m, indptr)
+        np.testing.assert_array_equal(order, np.lexsort((m, u)))
+    matrix = UserItems.from_pairs(users, movies, 31, 50, ratings=np.arange(2_000, dtype=np.float32))
+    assert matrix.values is not None
+    np.testing.assert_array_equal(matrix.values, np.lexsort((movies, users)).astype(np.float32))

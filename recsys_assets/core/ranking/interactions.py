@@ -32,9 +32,11 @@ class UserItems:
             raise ValueError(f"users and movies differ in length: {users.shape} vs {movies.shape}")
         if len(users) and (users.min() < 0 or users.max() >= n_users or movies.min() < 0 or movies.max() >= n_movies):
             raise ValueError(f"indices out of range for {n_users} users x {n_movies} movies")
-        order = np.lexsort((movies, users))
+        from recsys_assets.core.ranking.kernels import csr_order  # Numba, imported when a matrix is built
+
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+        order = csr_order(users, movies, indptr)
         values = None if ratings is None else np.asarray(ratings, dtype=np.float32)[order]
         return cls(indptr, movies[order].astype(np.int32), values, int(n_movies))
 
