@@ -60,8 +60,10 @@ def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> Us
     X = _binary(matrix)
     gram = torch.from_numpy((X.T @ X).toarray().astype(np.float32))
     gram.diagonal().add_(params.ease_lambda)
-    P = torch.cholesky_inverse(torch.linalg.cholesky(gram))
-    del gram
+    factor = torch.linalg.cholesky(gram)
+    gram.zero_().diagonal().fill_(1.0)  # the identity, in the gram's memory
+    P = torch.cholesky_solve(gram, factor)  # the inverse: several times faster than cholesky_inverse on CPU
+    del gram, factor
     B = P / (-P.diagonal()).unsqueeze(0)  # column j divided by -P_jj
     del P
     B.fill_diagonal_(0.0)
