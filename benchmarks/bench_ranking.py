@@ -478,8 +478,9 @@ def report(protocol: dict, outside: dict, scale, meta) -> tuple[str, str]:
     if scale:
         lines += ["### Scale", "", _scale_text(scale), ""]
     readme.append(
-        f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; the machine's 2 cores were shared with "
-        "other work, so the times are noisy.)"
+        f"(`benchmarks/bench_ranking.py`, {meta['date']}, {meta['machine']}; 1-minute load average "
+        "{:.1f} before the MovieLens parts and {:.1f} after: above 2, other work shared the cores and the times are "
+        "noisy.)".format(*meta.get("load_average", [float("nan")] * 2))
     )
     return "\n".join(lines) + "\n", "\n".join(readme)
 
@@ -509,6 +510,7 @@ def main():
     }
     protocol, outside, scale = {}, {}, None
     if not args.scale_only:
+        meta["load_average"] = [os.getloadavg()[0]]
         sets = data_sets(args.ml100k)
         if not sets:
             sys.exit(f"{ML_SMALL} not found")
@@ -516,6 +518,7 @@ def main():
             print(f"== {name}", flush=True)
             protocol[name] = part_protocol(frame)
             outside[name] = part_outside(frame, [int(s) for s in args.seeds.split(",")])
+        meta["load_average"].append(os.getloadavg()[0])
     OUT.mkdir(parents=True, exist_ok=True)
     if protocol:  # kept before the long scale part, which --scale-only runs alone and joins to these
         (OUT / "ranking_movielens.json").write_text(json.dumps({"protocol": protocol, "outside": outside}, indent=1))
