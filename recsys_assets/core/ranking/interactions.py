@@ -60,10 +60,18 @@ class UserItems:
         return self.indices[self.indptr[user] : self.indptr[user + 1]]
 
     def keys(self) -> np.ndarray:
-        """Every pair as ``user * n_movies + movie``, sorted (for membership tests with ``searchsorted``)."""
+        """Every pair as ``user * n_movies + movie``, sorted (for membership tests with ``searchsorted``).
+
+        Computed once per matrix (the arrays are never changed in place): serving looks pairs up per request."""
+        cached = self.__dict__.get("_keys")
+        if cached is not None:
+            return cached
         users = np.repeat(np.arange(self.n_users, dtype=np.int64), self.counts())
         keys = users * self.n_movies + self.indices.astype(np.int64)
-        return keys if bool(np.all(keys[1:] >= keys[:-1])) else np.sort(keys)  # CSR rows are usually sorted
+        keys = keys if bool(np.all(keys[1:] >= keys[:-1])) else np.sort(keys)  # CSR rows are usually sorted
+        keys.flags.writeable = False
+        object.__setattr__(self, "_keys", keys)  # a frozen dataclass: the cache bypasses __setattr__
+        return keys
 
     def contains(self, users, movies) -> np.ndarray:
         """Whether each (user, movie) index pair is in the matrix (any shape); an index of -1 never is."""

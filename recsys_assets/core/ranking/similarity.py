@@ -41,7 +41,10 @@ def similarity(
     cos = _cosine(factors, a, b) if factors is not None else np.zeros((len(a), len(b)))
     if weights is None:
         return cos
-    w = _symmetric(weights, a, b, keys)
+    return _combine(_symmetric(weights, a, b, keys), cos)
+
+
+def _combine(w: np.ndarray, cos: np.ndarray) -> np.ndarray:
     top = float(w.max()) if w.size else 0.0
     return (w / top) * 4.0 + cos if top > 0 else cos  # a kept weight outranks any cosine (|cos| <= 1)
 
@@ -49,7 +52,11 @@ def similarity(
 def neighbours(factors: np.ndarray | None, weights: UserItems | None, movie: int, k: int) -> tuple[np.ndarray, ...]:
     """The ``k`` movies most like ``movie`` and their similarity, best first."""
     n = len(factors) if factors is not None else (weights.n_movies if weights is not None else 0)
-    sims = similarity(factors, weights, np.array([movie]), np.arange(n))[0]
+    cos = np.zeros(n)
+    if factors is not None:  # one movie against all: a matrix-vector product, no (n, k) copies per request
+        norms = np.linalg.norm(factors, axis=1).astype(np.float64)
+        cos = (factors @ factors[movie]).astype(np.float64) / np.maximum(norms * norms[movie], 1e-12)
+    sims = cos if weights is None else _combine(_symmetric(weights, np.array([movie]), np.arange(n), None)[0], cos)
     sims[movie] = -np.inf
     k = min(k, n - 1)
     top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
