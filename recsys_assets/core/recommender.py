@@ -32,6 +32,7 @@ from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
+from recsys_assets.core.ranking.similarity import neighbours
 from recsys_assets.core.ranking.topn import top_n
 from recsys_assets.core.rating.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
 
@@ -352,15 +353,9 @@ class Recommender(NewUser):
         )
         if not mapping.known([movie_id])[0]:
             raise KeyError(f"movie {movie_id} is not known to the model")
-        m = int(mapping.encode([movie_id])[0])
-        norms = np.linalg.norm(factors, axis=1)
-        sims = (factors @ factors[m]) / np.maximum(norms * norms[m], 1e-12)
-        sims[m] = -np.inf
-        k = min(k, len(sims) - 1)
-        top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
-        top = top[np.argsort(-sims[top], kind="stable")]
+        top, sims = neighbours(factors, None, int(mapping.encode([movie_id])[0]), k)
         frame = pd.DataFrame(
-            {"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims[top]}
+            {"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims.astype(np.float32)}
         )
         frame.attrs.update(query_movie_id=int(movie_id), by=by)
         return frame
