@@ -241,6 +241,7 @@ def part_outside(frame, seeds) -> list[dict]:
 
     from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
+    from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.splits import split_ratings
     from recsys_assets.definitions import ASSETS
     from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
@@ -261,6 +262,10 @@ def part_outside(frame, seeds) -> list[dict]:
             chain_seconds = time.perf_counter() - started
             assert result.success
             recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
+            # the published ranking model's own order, before the lists' coherent rule (issue 23, item 4)
+            published = Recommender.from_store(resources["storage"].store, RecsysStorage.MODEL)
+            published.coherent = False
+            ranked = published.recommend_many(published.ranker.users.ids, k=10)
         users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
         enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731, B023 - used in this iteration
         su, sm = enc(seen_part)
@@ -268,14 +273,13 @@ def part_outside(frame, seeds) -> list[dict]:
         hu, hm = enc(hidden)
         held = HeldOut.from_ratings(hu, hm, hidden["rating"].to_numpy(), len(users), len(movies))
         eval_users = held.users[np.isin(held.users, np.unique(su))]  # users the pipeline saw and can be scored
-        pipeline = np.full((len(users), 10), -1, dtype=np.int64)
-        recs = recs.sort_values(["user_id", "rank"])
-        pipeline[users.encode(recs["user_id"]).reshape(-1, 10)[:, 0]] = movies.encode(recs["movie_id"]).reshape(-1, 10)
+        grid = lambda table: _top10_grid(table, users, movies)  # noqa: E731, B023 - used in this iteration
         aP, aQ = anchor_ials(seen)
         out = {"seed": seed, "chain_seconds": chain_seconds, "users": int(len(eval_users))}
         counts = seen.movie_counts()
         for name, recommended in (
-            ("pipeline", pipeline[eval_users]),
+            ("pipeline", grid(recs)[eval_users]),
+            ("pipeline_ranking", grid(ranked)[eval_users]),
             ("ials_anchor", factor_ranker(aP, aQ, seen)(eval_users, 10)),
             ("most_popular", popularity_ranker(seen)(eval_users, 10)),
         ):
@@ -285,13 +289,21 @@ def part_outside(frame, seeds) -> list[dict]:
                 out[f"{name}_{m}"] = metrics[m]
         out["vs_ials"] = out["pipeline"] / out["ials_anchor"]
         out["vs_popular"] = out["pipeline"] / out["most_popular"]
+        out["ranking_vs_ials"] = out["pipeline_ranking"] / out["ials_anchor"]
         print(
             f"seed {seed}: pipeline {out['pipeline']:.4f}, iALS anchor {out['ials_anchor']:.4f} "
-            f"({out['vs_ials']:.3f}x), most popular {out['most_popular']:.4f} ({out['vs_popular']:.2f}x)",
+            f"({out['vs_ials']:.3f}x; the ranking model's own order {out['ranking_vs_ials']:.3f}x), most popular {out['most_popular']:.4f} ({out['vs_popular']:.2f}x)",
             flush=True,
         )
         rows.append(out)
     return rows
+
+
+def _top10_grid(table, users, movies) -> np.ndarray:
+    """A ``user_id, rank, movie_id`` table as one row of 10 movie indices per user (-1 where a list is shorter)."""
+    out = np.full((len(users), 10), -1, dtype=np.int64)
+    out[users.encode(table["user_id"]), table["rank"].to_numpy() - 1] = movies.encode(table["movie_id"])
+    return out
 
 
 # ---- part 3 ---------------------------------------------------------------------------------------
@@ -427,14 +439,20 @@ def _protocol_table(name: str, rows: list[dict], short: bool = False) -> list[st
 def _outside_table(outside: dict) -> list[str]:
     table = [
         "| data set | outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | "
-        "most popular | vs iALS | vs most popular | coverage | top-100 share | most-shown movie's share | chain s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "most popular | vs iALS | vs most popular | ranking model's own order (vs iALS) | coverage | top-100 share | "
+        "most-shown movie's share | chain s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, rows in outside.items():
         for r in rows:
+            own = (
+                f"{r['pipeline_ranking']:.4f} ({r['ranking_vs_ials']:.3f}x)"
+                if "pipeline_ranking" in r
+                else "not measured"
+            )
             table.append(
                 f"| {name} | {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | "
-                f"{r['most_popular']:.4f} | **{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | "
+                f"{r['most_popular']:.4f} | **{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {own} | "
                 f"{r['pipeline_coverage']:.3f} | {r['pipeline_top100_share']:.2f} | "
                 f"{r['pipeline_max_movie_share']:.2f} | {r['chain_seconds']:.0f} |"
             )
@@ -470,7 +488,9 @@ def report(protocol: dict, outside: dict, scale, meta) -> tuple[str, str]:
         lines += table + [""]
         readme += [
             "Held out from the pipeline entirely (it is given 80% of the file as its export and its published",
-            "`user_recommendations` are scored on the 20% it never saw; NDCG@10; coverage and shares over the scored users):",
+            "`user_recommendations` are scored on the 20% it never saw; NDCG@10; coverage and shares over the scored users).",
+            "The lists leave out movies the rating model predicts below the user's mean rating (issue 23, item 4); the",
+            "ranking model's own order, before that rule, is scored beside them:",
             "",
             *table,
             "",
