@@ -31,6 +31,25 @@ def test_item_item_weights_link_movies_watched_together(method):
     assert same_half.mean() > 0.95
 
 
+def test_ease_solves_only_the_rated_movies_and_equals_the_closed_form_on_the_whole_catalogue():
+    inner = _matrix()  # 60 movies, each rated; spread them over 100 with 40 that nobody rated
+    spread = np.sort(np.random.default_rng(3).choice(100, 60, replace=False))
+    rows = np.repeat(np.arange(inner.n_users), inner.counts())
+    matrix = UserItems.from_pairs(rows, spread[inner.indices], inner.n_users, 100)
+    lam = 30.0
+    weights = fit_item_item(matrix, ItemItemParams(method="ease", ease_lambda=lam, neighbours=100)).weights
+    X = np.zeros((inner.n_users, 100))
+    X[rows, spread[inner.indices]] = 1.0
+    P = np.linalg.inv(X.T @ X + lam * np.eye(100))  # EASE on the whole catalogue, in float64
+    B = P / -np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    dense = np.zeros((100, 100))
+    dense[np.repeat(np.arange(100), weights.counts()), weights.indices] = weights.values
+    assert np.allclose(dense, np.where(B > 0, B, 0.0), atol=1e-5)  # the positive weights kept, none elsewhere
+    assert weights.counts()[np.setdiff1d(np.arange(100), spread)].sum() == 0
+    assert not np.isin(weights.indices, np.setdiff1d(np.arange(100), spread)).any()
+
+
 def test_the_item_item_method_follows_the_memory_cap():
     assert ItemItemParams(max_ease_items=100).resolved(100) == "ease"
     assert ItemItemParams(max_ease_items=100).resolved(101) == "rp3beta"

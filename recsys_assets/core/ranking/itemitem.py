@@ -55,20 +55,26 @@ def _sparse(parts: list[tuple[np.ndarray, ...]], n_movies: int) -> UserItems:
 
 
 def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> UserItems:
-    """EASE's weights, the strongest ``params.neighbours`` per movie (float32; n^2 memory)."""
+    """EASE's weights, the strongest ``params.neighbours`` per movie (float32; n^2 memory in the rated movies).
+
+    Only the movies rated in ``matrix`` enter the solve: an unrated movie's row and column of the gram
+    are zero but for lambda on the diagonal, so its weights are zero and the others' are the same
+    without it (a catalogue where a quarter of the movies have no rating in an inner split solves a
+    system 0.4x the size)."""
     n = matrix.n_movies
-    X = _binary(matrix)
+    active = np.flatnonzero(matrix.movie_counts())
+    X = _binary(matrix)[:, active]
     gram = torch.from_numpy((X.T @ X).toarray().astype(np.float32))
     gram.diagonal().add_(params.ease_lambda)
-    factor = torch.linalg.cholesky(gram)
-    gram.zero_().diagonal().fill_(1.0)  # the identity, in the gram's memory
-    P = torch.cholesky_solve(gram, factor)  # the inverse: several times faster than cholesky_inverse on CPU
-    del gram, factor
+    # the inverse from the Cholesky factor (LAPACK potri): on 2 quiet cores 2x faster than cholesky_solve
+    # against the identity (5,000 movies: 0.8 s against 1.6 s); as fast as it with a core busy elsewhere
+    P = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    del gram
     B = P / (-P.diagonal()).unsqueeze(0)  # column j divided by -P_jj
     del P
     B.fill_diagonal_(0.0)
-    parts = [_keep_strongest(B[s : s + block], s, params.neighbours) for s in range(0, n, block)]
-    return _sparse(parts, n)
+    parts = [_keep_strongest(B[s : s + block], s, params.neighbours) for s in range(0, len(active), block)]
+    return _sparse([(active[rows], active[cols], values) for rows, cols, values in parts], n)
 
 
 def fit_rp3beta(
