@@ -358,6 +358,7 @@ def scale_child(path: str, device: str) -> dict:
         result.published_model.params,
         weights=result.blend.weights,
         item_item=result.published_item_item.weights if result.published_item_item else None,
+        item_exponent=result.published_item_item.rating_exponent if result.published_item_item else 0.0,
     )
     rec = Recommender(
         global_mean=3.5,

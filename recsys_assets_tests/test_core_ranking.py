@@ -204,6 +204,7 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
         weights=Weights(0.5, 0.5, -0.1),
         item_item=items.weights,
         evaluation_item_item=items.weights,
+        item_exponent=items.rating_exponent,
     )
     path = model.save(tmp_path / "ranking_model.pth")
     payload = torch.load(path, weights_only=True)  # no pickle of arbitrary objects
@@ -214,6 +215,10 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
     assert back.weights == Weights(0.5, 0.5, -0.1) and back.item_item is not None
     assert back.item_item.values == pytest.approx(items.weights.values)
     assert (back.top_n(np.arange(80), 5).movies == model.top_n(np.arange(80), 5).movies).all()
+    assert back.item_exponent == items.rating_exponent == 1.0  # the item-item part reads ratings as it learnt them
+    # a format-2 file from before the rating-weighted item-item model reads every rated movie as 1
+    torch.save({k: v for k, v in payload.items() if k != "item_exponent"}, tmp_path / "binary.pth")
+    assert RankingModel.load(tmp_path / "binary.pth").item_exponent == 0.0
     # a format-1 file (iALS alone, before the blends) still loads, as iALS alone
     added = {f"{p}_{k}" for p in ("item", "eval_item") for k in ("indptr", "indices", "weights")} | {"blend"}
     old = {k: v for k, v in payload.items() if k not in added}
@@ -239,6 +244,7 @@ def test_ranking_file_round_trip_and_damage_is_refused(tmp_path):
         "items.pth": (lambda p: p.__setitem__("item_indices", p["item_indices"] + 1000), "item weights name movies"),
         "blend.pth": (lambda p: p.pop("item_indptr"), "item-item weights that the file does not hold"),
         "weights.pth": (lambda p: p.__setitem__("blend", {"factors": float("inf")}), "blend weights are not finite"),
+        "exponent.pth": (lambda p: p.__setitem__("item_exponent", -1.0), "item_exponent must be between"),
     }
     for name, (change, message) in cases.items():
         with pytest.raises(ModelFileError, match=message):

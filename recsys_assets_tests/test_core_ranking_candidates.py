@@ -5,7 +5,7 @@ import pytest
 
 from recsys_assets.core.ranking import HeldOut, UserItems, fit_ials, paired_gap, popularity_top_n, top_n
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
-from recsys_assets.core.ranking.itemitem import fit_item_item, fit_rp3beta
+from recsys_assets.core.ranking.itemitem import fit_item_item, fit_rp3beta, input_values, item_scores
 from recsys_assets.core.ranking.params import IALSParams, ItemItemParams
 from recsys_assets.core.ranking.train import CandidateSettings, Ratings, train_ranking_model
 from recsys_assets.core.sample_data import SampleSpec, generate_ratings
@@ -24,7 +24,8 @@ def test_item_item_weights_link_movies_watched_together(method):
     model = fit_item_item(matrix, ItemItemParams(method=method, neighbours=8))
     assert model is not None and model.method == method
     w = model.weights
-    assert (w.counts() <= 8).all() and (w.values > 0).all()
+    assert (w.counts() <= 8).all() and (w.values != 0).all()
+    assert method == "ease" or (w.values > 0).all()  # RP3beta's walk has no negative weights; EASE's may
     rows = np.repeat(np.arange(60), w.counts())
     assert not (rows == w.indices).any()  # a movie is not its own neighbour
     same_half = (rows < 30) == (w.indices < 30)  # the two taste groups watch different halves
@@ -45,9 +46,59 @@ def test_ease_solves_only_the_rated_movies_and_equals_the_closed_form_on_the_who
     np.fill_diagonal(B, 0.0)
     dense = np.zeros((100, 100))
     dense[np.repeat(np.arange(100), weights.counts()), weights.indices] = weights.values
-    assert np.allclose(dense, np.where(B > 0, B, 0.0), atol=1e-5)  # the positive weights kept, none elsewhere
+    assert np.allclose(dense, B, atol=1e-5)  # every weight kept (100 neighbours), none elsewhere
     assert weights.counts()[np.setdiff1d(np.arange(100), spread)].sum() == 0
     assert not np.isin(weights.indices, np.setdiff1d(np.arange(100), spread)).any()
+
+
+def _ease_reference(matrix: UserItems, lam: float, exponent: float) -> tuple[np.ndarray, np.ndarray]:
+    """EASE in float64 by the book: inputs ``(rating / 5) ** exponent``, ``B = I - P diag(1 / diag(P))``."""
+    X = matrix.to_scipy(input_values(matrix.values, exponent)).toarray().astype(np.float64)
+    G = X.T @ X + lam * np.mean(X[X > 0] ** 2) * np.eye(X.shape[1])
+    P = np.linalg.inv(G)
+    B = P / -np.diag(P)
+    np.fill_diagonal(B, 0.0)
+    return X, B
+
+
+@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0])
+def test_ease_reads_ratings_and_keeps_its_strongest_weights_of_either_sign(exponent):
+    matrix = _matrix()
+    X, B = _ease_reference(matrix, 20.0, exponent)
+    assert (B < -1e-3).any()  # a small lambda: EASE has negative weights here
+    full = fit_item_item(
+        matrix, ItemItemParams(method="ease", ease_lambda=20.0, rating_exponent=exponent, neighbours=59)
+    )
+    assert full is not None and full.rating_exponent == exponent
+    np.testing.assert_allclose(full.weights.to_scipy().toarray(), B, atol=2e-4)
+    kept = fit_item_item(
+        matrix, ItemItemParams(method="ease", ease_lambda=20.0, rating_exponent=exponent, neighbours=5)
+    )
+    assert kept is not None
+    W = kept.weights.to_scipy().toarray()
+    for i in range(60):  # the five largest in size, negative ones included
+        np.testing.assert_allclose(np.sort(np.abs(W[i][W[i] != 0])), np.sort(np.abs(B[i]))[-5:], atol=2e-4)
+    users = np.array([7, 0, 79, 7])
+    np.testing.assert_allclose(item_scores(kept.weights, matrix, users, exponent), X[users] @ W, atol=1e-4)
+    if exponent:
+        with pytest.raises(ValueError, match="need ratings"):
+            item_scores(kept.weights, UserItems.from_pairs([0], [1], 80, 60), users, exponent)
+
+
+def test_a_high_rating_counts_for_more_in_the_item_item_scores():
+    """Two users who rated the same two movies, one high and one low: each is recommended what goes with
+    the movie they liked (at exponent 0 both would get the same list)."""
+    matrix = _matrix()
+    items = fit_item_item(matrix, ItemItemParams(method="ease", neighbours=20))
+    assert items is not None and items.rating_exponent == 1.0
+    a, b = 3, 40  # movie 3 is in the first half (taste group 0), movie 40 in the second
+    seen = UserItems.from_pairs([0, 0, 1, 1], [a, b, a, b], 2, 60, [5.0, 0.5, 0.5, 5.0])
+    scores = item_scores(items.weights, seen, np.array([0, 1]), items.rating_exponent)
+    first_half = np.arange(60) < 30
+    assert scores[0, first_half].mean() > scores[0, ~first_half].mean()
+    assert scores[1, ~first_half].mean() > scores[1, first_half].mean()
+    binary = item_scores(items.weights, seen, np.array([0, 1]))
+    np.testing.assert_allclose(binary[0], binary[1])
 
 
 def test_the_item_item_method_follows_the_memory_cap():
@@ -121,7 +172,7 @@ def test_held_out_scores_do_not_depend_on_the_published_refit():
     )
     result = train_ranking_model(train, val, 120, 60, IALSParams(factors=4, iterations=6))
     held = HeldOut.from_ratings(val.users, val.movies, val.ratings, 120, 60)
-    seen = UserItems.from_pairs(train.users, train.movies, 120, 60)
+    seen = UserItems.from_pairs(train.users, train.movies, 120, 60, train.ratings)
     ranked = result.evaluation_ranker(seen)(held.users, 10)
     from recsys_assets.core.ranking import ranking_metrics
 

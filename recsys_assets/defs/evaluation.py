@@ -150,7 +150,7 @@ def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: I
             movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), values[keep]
         )
     P, Q = _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies)
-    return Components(P, Q, items, seen.movie_counts())
+    return Components(P, Q, items, seen.movie_counts(), ranker.item_exponent)
 
 
 def _rating_ranker(fit: "Recommender", users: IdMapping, movies: IdMapping, seen):
@@ -199,7 +199,7 @@ def model_evaluation(
     k = config.k
     enc = lambda frame: (users.encode(frame["user_id"]), movies.encode(frame["movie_id"]))  # noqa: E731
     tu, tm = enc(train_ratings)
-    seen = UserItems.from_pairs(tu, tm, len(users), len(movies))
+    seen = UserItems.from_pairs(tu, tm, len(users), len(movies), train_ratings["rating"].to_numpy(np.float32))
     vu, vm = enc(val_ratings)
     held = HeldOut.from_ratings(
         vu, vm, val_ratings["rating"].to_numpy(), len(users), len(movies), config.relevance_threshold

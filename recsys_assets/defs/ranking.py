@@ -326,6 +326,7 @@ def _ranking_file(
         item_item=published_item_item.weights if published_item_item else None,
         evaluation_item_item=evaluation_item_item.weights if evaluation_item_item else None,
         heldback=plan.heldback,
+        item_exponent=published_item_item.rating_exponent if published_item_item else 0.0,
     )
 
 
@@ -449,7 +450,7 @@ def ranking_promotion(
                     threshold=threshold,
                 )
             )
-        seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies))
+        seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies), train.ratings)
         candidate = result.evaluation_ranker(seen)
         evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
     return judge(size, published, evidence, policy, unrelated=unrelated)

@@ -52,6 +52,7 @@ class Components:
     item_factors: np.ndarray | None
     item_item: UserItems | None
     movie_counts: np.ndarray  # ratings per movie: the popularity part
+    item_exponent: float = 0.0  # how the item-item part reads a rated movie (itemitem.input_values; 0: as 1)
 
     @property
     def n_movies(self) -> int:
@@ -80,7 +81,7 @@ def _raw_parts(parts: Components, seen: UserItems, users: np.ndarray, weights: S
     if any(w.items for w in weights):
         if parts.item_item is None:
             raise ValueError("a blend with an item-item weight needs the item-item model")
-        items = item_scores(parts.item_item, seen, users)
+        items = item_scores(parts.item_item, seen, users, parts.item_exponent)
     return factors, items
 
 

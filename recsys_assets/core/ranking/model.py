@@ -17,8 +17,10 @@ metrics come from, so the evaluation asset scores exactly what the check saw;
 Format 2 (architecture ``"blend"``) adds the candidate chosen on the inner split: ``blend`` (the
 weights of iALS, item-item and popularity, :mod:`blend`), and the item-item model as a sparse movie x
 movie matrix ``item_indptr``/``item_indices``/``item_weights`` (and ``eval_item_*``, its held-out
-fit). Most popular is a blend too (popularity weight only), so every candidate is this one file,
-still tensors and plain values only. Format 1 files (iALS alone) still load.
+fit), and ``item_exponent``, how the item-item part reads a user's ratings (``itemitem.input_values``;
+absent in older files, which read every rated movie as 1). Most popular is a blend too (popularity
+weight only), so every candidate is this one file, still tensors and plain values only. Format 1 files
+(iALS alone) still load.
 """
 
 import os
@@ -72,16 +74,18 @@ class RankingModel:
     item_item: UserItems | None = None  # movie x movie weights (EASE or RP3beta), fit on everything
     evaluation_item_item: UserItems | None = None  # the same, fit on the training split only
     heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
+    item_exponent: float = 0.0  # how the item-item part reads a rated movie (itemitem.input_values; 0: as 1)
 
     def components(self, seen: UserItems | None = None) -> Components:
         """The published parts; popularity counts from ``seen`` (default: what the model was fitted on)."""
-        return Components(self.user_factors, self.item_factors, self.item_item, (seen or self.seen).movie_counts())
+        counts = (seen or self.seen).movie_counts()
+        return Components(self.user_factors, self.item_factors, self.item_item, counts, self.item_exponent)
 
     def evaluation_components(self, seen: UserItems) -> Components | None:
         """The held-out fit's parts (training split only), popularity from ``seen``; None without them."""
         if self.evaluation is None or (self.weights.items and self.evaluation_item_item is None):
             return None
-        return Components(*self.evaluation, self.evaluation_item_item, seen.movie_counts())
+        return Components(*self.evaluation, self.evaluation_item_item, seen.movie_counts(), self.item_exponent)
 
     def top_n(self, users: np.ndarray, k: int, *, seen: UserItems | None = None, mask: bool = True):
         """Top-``k`` movies of ``users`` under the chosen blend: rows of the model's own ``seen``, or of
@@ -89,7 +93,7 @@ class RankingModel:
         if seen is None:
             return blend_top_n(self.components(), self.weights, self.seen, users, k, mask=mask)
         factors = self.fold_in_factors(seen) if self.weights.factors else None
-        parts = Components(factors, self.item_factors, self.item_item, self.seen.movie_counts())
+        parts = Components(factors, self.item_factors, self.item_item, self.seen.movie_counts(), self.item_exponent)
         return blend_top_n(parts, self.weights, seen, users, k, mask=mask)
 
     def fold_in_factors(self, seen: UserItems) -> np.ndarray:
@@ -144,6 +148,7 @@ class RankingModel:
             payload["eval_user_factors"] = tensor(self.evaluation[0], np.float32)
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
         payload["blend"] = self.weights.to_dict()
+        payload["item_exponent"] = float(self.item_exponent)
         for prefix, matrix in (("item", self.item_item), ("eval_item", self.evaluation_item_item)):
             if matrix is not None:
                 payload[f"{prefix}_indptr"] = tensor(matrix.indptr, np.int64)
@@ -225,12 +230,15 @@ class RankingModel:
             _item_item(payload, "item", len(Q)),
             _item_item(payload, "eval_item", len(Q)),
             HeldBack.from_payload(payload),
+            float(payload.get("item_exponent", 0.0)),
         )._checked()
 
     def _checked(self) -> "RankingModel":
         w = self.weights
         if not all(np.isfinite([w.factors, w.items, w.popularity])):
             raise ValueError("the blend weights are not finite")
+        if not (np.isfinite(self.item_exponent) and 0 <= self.item_exponent <= 10):
+            raise ValueError(f"item_exponent must be between 0 and 10, got {self.item_exponent}")
         if w.items and self.item_item is None:
             raise ValueError("the blend uses item-item weights that the file does not hold")
         return self

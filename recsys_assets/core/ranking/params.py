@@ -47,10 +47,14 @@ class ItemItemParams:
     """The item-item candidate: EASE up to ``max_ease_items`` movies (a dense n x n solve), RP3beta above.
 
     Both keep the ``neighbours`` strongest weights of each movie (a sparse n x neighbours matrix), which
-    bounds the file and the scoring cost. Defaults chosen on inner splits (benchmarks/tune_ranking.py)."""
+    bounds the file and the scoring cost. ``rating_exponent``: EASE learns from, and scores with, each
+    rated movie as ``(rating / top of the scale) ** rating_exponent`` (0: every rated movie counts 1),
+    so a 5-star rating says more than a 2; ``ease_lambda`` is in the units of a binary rating (scaled
+    by the mean squared input). Defaults chosen on inner splits (benchmarks/tune_ranking.py)."""
 
     method: str = "auto"
     ease_lambda: float = 300.0
+    rating_exponent: float = 1.0
     max_ease_items: int = 12_000  # 12,000^2 float32 = 0.58 GB per matrix (the solve holds about three)
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
@@ -62,6 +66,8 @@ class ItemItemParams:
             raise ValueError(f"item_item method must be one of {', '.join(ITEM_ITEM_METHODS)}, got {self.method!r}")
         if not (math.isfinite(self.ease_lambda) and self.ease_lambda > 0):
             raise ValueError(f"ease_lambda must be a positive number, got {self.ease_lambda}")
+        if not (math.isfinite(self.rating_exponent) and 0 <= self.rating_exponent <= 10):
+            raise ValueError(f"rating_exponent must be between 0 and 10, got {self.rating_exponent}")
         if not 0 <= self.max_ease_items <= 40_000:
             raise ValueError(f"max_ease_items must be between 0 and 40000, got {self.max_ease_items}")
         if not (math.isfinite(self.rp3_alpha) and self.rp3_alpha > 0 and math.isfinite(self.rp3_beta)):

@@ -167,22 +167,12 @@ class RankingTraining:
 
     def evaluation_ranker(self, seen: UserItems):
         """The chosen blend of the held-out fits (training split only) as a ranker over ``seen``."""
-        parts = Components(
-            self.evaluation_model.user_factors,
-            self.evaluation_model.item_factors,
-            _weights(self.evaluation_item_item),
-            seen.movie_counts(),
-        )
+        parts = _components(self.evaluation_model, self.evaluation_item_item, seen.movie_counts())
         return blend_ranker(parts, self.blend.weights, seen)
 
     def published_ranker(self, seen: UserItems):
         """The chosen blend of the published fits as a ranker over ``seen`` (popularity from what they fitted)."""
-        parts = Components(
-            self.published_model.user_factors,
-            self.published_model.item_factors,
-            _weights(self.published_item_item),
-            self.published_seen.movie_counts(),
-        )
+        parts = _components(self.published_model, self.published_item_item, self.published_seen.movie_counts())
         return blend_ranker(parts, self.blend.weights, seen)
 
     @property
@@ -273,9 +263,7 @@ def train_ranking_model(
     held_out_fit = fit_ials(train_m, params, device=device, on_iteration=progress("held-out fit (training split)"))
     held_items = fit_item_item(train_m, settings.item_item) if blend.weights.items else None
     lap("held-out fit (training split)")
-    parts = Components(
-        held_out_fit.user_factors, held_out_fit.item_factors, _weights(held_items), train_m.movie_counts()
-    )
+    parts = _components(held_out_fit, held_items, train_m.movie_counts())
     users = held.users
     if len(users) > settings.max_eval_users:  # a large export: a random sample of users bounds the cost
         users = np.sort(np.random.default_rng(0).choice(users, settings.max_eval_users, replace=False))
@@ -307,8 +295,11 @@ def _published_fit(matrix: UserItems, held_out_fit, settings, *, device, progres
     return replace(published, params=params), fit_item_item(matrix, settings.item_item)
 
 
-def _weights(model: ItemItemModel | None) -> UserItems | None:
-    return model.weights if model is not None else None
+def _components(fit: IALSModel, items: ItemItemModel | None, movie_counts: np.ndarray) -> Components:
+    """The blend's parts: iALS factors, the item-item weights (and how they read a rating), popularity."""
+    if items is None:
+        return Components(fit.user_factors, fit.item_factors, None, movie_counts)
+    return Components(fit.user_factors, fit.item_factors, items.weights, movie_counts, items.rating_exponent)
 
 
 def _choose(train, n_users, n_movies, selection, settings, *, threshold, device, log) -> BlendChoice:
@@ -320,5 +311,5 @@ def _choose(train, n_users, n_movies, selection, settings, *, threshold, device,
     items = fit_item_item(inner.matrix, settings.item_item)
     if items is not None:
         log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on the inner split)")
-    parts = Components(model.user_factors, model.item_factors, _weights(items), inner.matrix.movie_counts())
+    parts = _components(model, items, inner.matrix.movie_counts())
     return choose_blend(parts, inner.matrix, inner.held, diversity=settings.diversity, log=log)
