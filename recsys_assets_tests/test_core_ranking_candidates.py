@@ -180,3 +180,36 @@ def test_held_out_scores_do_not_depend_on_the_published_refit():
     assert ndcg == pytest.approx(result.scores["ranking_model"].metrics["ndcg_at_10"])
     assert result.published_model.params.iterations == 6  # the warm-started refit keeps the chosen settings
     assert result.published_item_item is not None and result.published_seen.nnz == len(users)
+
+
+def test_on_a_small_export_the_blend_is_chosen_on_three_inner_splits_pooled_user_by_user():
+    """A few hundred users make one inner split a noisy judge: below FEW_USERS users the blend is chosen on
+    three (seeds 0, 1, 2), every candidate scored on all their held-out users side by side."""
+    from recsys_assets.core.ranking.choose import InnerFold, choose_blend
+    from recsys_assets.core.ranking.train import FEW_USERS, inner_split
+
+    spec = SampleSpec(n_ratings=20_000, n_users=400, n_movies=600, seed=5)
+    train, val, n_users, n_movies = _ratings(spec)
+    params = IALSParams(factors=8, iterations=4)
+    folds = []
+    for seed in (0, 1):
+        inner = inner_split(train, n_users, n_movies, seed=seed)
+        model, items = fit_ials(inner.matrix, params), fit_item_item(inner.matrix)
+        assert items is not None
+        parts = Components(model.user_factors, model.item_factors, items.weights, inner.matrix.movie_counts())
+        folds.append(InnerFold(parts, inner.matrix, inner.held))
+    alone = [{c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend([f]).candidates} for f in folds]
+    pooled = {c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend(folds).candidates}
+    n = [len(f.held.users) for f in folds]
+    assert alone[0] != alone[1]  # two draws of the same data disagree: the noise pooling averages out
+    for blend, score in pooled.items():
+        if blend in alone[0] and blend in alone[1]:
+            assert score == pytest.approx((n[0] * alone[0][blend] + n[1] * alone[1][blend]) / sum(n))
+
+    assert n_users < FEW_USERS
+    logged = {f: [] for f in (None, 1)}
+    for f, lines in logged.items():
+        candidates = CandidateSettings(factors=[8], regularization=[45.0], inner_folds=f)
+        train_ranking_model(train, val, n_users, n_movies, params, candidates=candidates, log=lines.append)
+    assert any("over 3): chose" in line for line in logged[None])
+    assert any("over 1): chose" in line for line in logged[1])

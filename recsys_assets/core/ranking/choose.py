@@ -1,14 +1,15 @@
 """Choosing the ranking candidate on an inner split of the training data (never on the reported figures).
 
 The candidates are iALS alone, the item-item model alone, most popular, and blends of them
-(:mod:`blend`). The best NDCG@10 on the inner split wins; most popular is a candidate, so on an
+(:mod:`blend`). The best NDCG@10 on the inner split wins (on a small export, pooled over several inner
+splits, :class:`InnerFold`, so that the choice follows the data rather than one split's draw); most popular is a candidate, so on an
 export where personalisation does not beat popularity the choice is most popular (or a blend
 close to it) instead of a model that loses to it. Then the diversity setting: a popularity penalty
 is kept when its NDCG@10 stays within ``diversity`` standard errors of the winner's (the paired
 per-user gap), which widens the catalogue the lists draw from at no measurable cost.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -29,6 +30,15 @@ def candidate_weights(has_item_item: bool) -> list[Weights]:
 
 
 @dataclass
+class InnerFold:
+    """One inner split: the parts fitted on its training side, that side's ratings, and its held-out ones."""
+
+    parts: Components
+    seen: UserItems
+    held: HeldOut
+
+
+@dataclass
 class BlendChoice:
     """The chosen weights and every candidate's inner NDCG@10 and coverage."""
 
@@ -37,16 +47,28 @@ class BlendChoice:
     penalty: float = 0.0
 
 
-def _score(parts, weights, seen, held, users, k) -> list[RankingScores]:
-    tops = blend_top_n_many(parts, weights, seen, users, k)
-    counts = seen.movie_counts()
-    return [ranking_metrics(t.movies, users, held, k, counts) for t in tops]
+def _score(folds: Sequence[InnerFold], weights, k: int, max_users: int, seed: int) -> list[RankingScores]:
+    """Each of ``weights``' scores, pooled over the folds: every fold's users (a sample of at most
+    ``max_users`` each) count once, their NDCG side by side (so paired gaps stay paired)."""
+    per_fold = []
+    for fold in folds:
+        users = fold.held.users
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        tops = blend_top_n_many(fold.parts, weights, fold.seen, users, k)
+        counts = fold.seen.movie_counts()
+        per_fold.append([ranking_metrics(t.movies, users, fold.held, k, counts) for t in tops])
+    pooled = []
+    for scores in zip(*per_fold, strict=True):
+        ndcg = np.concatenate([s.ndcg_per_user for s in scores])
+        metrics = {name: float(np.mean([s.metrics[name] for s in scores])) for name in scores[0].metrics}
+        metrics[f"ndcg_at_{k}"] = float(ndcg.mean()) if len(ndcg) else 0.0
+        pooled.append(RankingScores(metrics, ndcg))
+    return pooled
 
 
 def choose_blend(
-    parts: Components,
-    seen: UserItems,
-    held: HeldOut,
+    folds: Sequence[InnerFold],
     *,
     diversity: float = 1.0,
     k: int = 10,
@@ -54,21 +76,20 @@ def choose_blend(
     seed: int = 0,
     log: Callable[[str], None] = lambda message: None,
 ) -> BlendChoice:
-    """The best candidate on ``held`` (an inner split), then the largest popularity penalty within noise."""
-    users = held.users
-    if len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    grid = candidate_weights(parts.item_item is not None)
-    if parts.user_factors is None:
+    """The best candidate on the inner folds' held-out ratings, then the largest popularity penalty within noise."""
+    if not folds:
+        raise ValueError("choose_blend needs at least one inner fold")
+    grid = candidate_weights(all(f.parts.item_item is not None for f in folds))
+    if any(f.parts.user_factors is None for f in folds):
         grid = [w for w in grid if not w.factors]
-    scores = _score(parts, grid, seen, held, users, k)
+    scores = _score(folds, grid, k, max_users, seed)
     ndcg = [s.metrics[f"ndcg_at_{k}"] for s in scores]
     best = int(np.argmax(ndcg))
     candidates = [_row(w, s, k) for w, s in zip(grid, scores, strict=True)]
     chosen, penalty = grid[best], 0.0
     if diversity > 0 and chosen != POPULAR:
         penalized = [replace(chosen, popularity=round(chosen.popularity - p, 6)) for p in PENALTIES]
-        for p, w, s in zip(PENALTIES, penalized, _score(parts, penalized, seen, held, users, k), strict=True):
+        for p, w, s in zip(PENALTIES, penalized, _score(folds, penalized, k, max_users, seed), strict=True):
             gap, se = paired_gap(s.ndcg_per_user, scores[best].ndcg_per_user)
             candidates.append({**_row(w, s, k), "penalty": p})
             if gap >= -diversity * se:
@@ -76,8 +97,9 @@ def choose_blend(
     for c in candidates:
         c["chosen"] = c["weights"] == chosen.to_dict()
     log(
-        f"inner split ({len(users):,} users): chose {chosen.describe()} (NDCG@{k} {ndcg[best]:.4f} before the "
-        f"popularity penalty {penalty:g}); iALS alone {ndcg[0]:.4f}, most popular {ndcg[-1]:.4f}"
+        f"inner split{'s' if len(folds) > 1 else ''} ({len(scores[0].ndcg_per_user):,} user rows over "
+        f"{len(folds)}): chose {chosen.describe()} (NDCG@{k} {ndcg[best]:.4f} before the popularity penalty "
+        f"{penalty:g}); iALS alone {ndcg[0]:.4f}, most popular {ndcg[-1]:.4f}"
     )
     return BlendChoice(chosen, candidates, penalty)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from recsys_assets.core.ranking.blend import Components, blend_ranker, blend_top_n_many
-from recsys_assets.core.ranking.choose import IALS_ALONE, POPULAR, BlendChoice, choose_blend
+from recsys_assets.core.ranking.choose import IALS_ALONE, POPULAR, BlendChoice, InnerFold, choose_blend
 from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
 from recsys_assets.core.ranking.interactions import UserItems
@@ -203,6 +203,7 @@ class CandidateSettings:
     refit_iterations: int | None = None  # sweeps of the published refit (warm-started); default a third, >= 3
     blend: bool = True  # False: iALS alone (no candidates compared)
     max_eval_users: int = 30_000  # the validation figures come from at most this many users (a random sample)
+    inner_folds: int | None = None  # inner splits the blend is chosen on; None: 3 below FEW_USERS users, else 1
 
 
 def train_ranking_model(
@@ -302,14 +303,24 @@ def _components(fit: IALSModel, items: ItemItemModel | None, movie_counts: np.nd
     return Components(fit.user_factors, fit.item_factors, items.weights, movie_counts, items.rating_exponent)
 
 
+FEW_USERS = 3_000  # below this many users in the training split the blend is chosen on 3 inner splits, not 1
+
+
 def _choose(train, n_users, n_movies, selection, settings, *, threshold, device, log) -> BlendChoice:
-    """The blend, chosen on the same inner split as the capacity (or a fresh one when the capacity was fixed)."""
+    """The blend, chosen on the capacity's inner split (a fresh one when the capacity was fixed) and, on a
+    small export, on more inner splits (other seeds): one split of a few hundred users is a noisy judge."""
     if not settings.blend:
         return BlendChoice(IALS_ALONE)
-    inner = selection.inner or inner_split(train, n_users, n_movies, threshold=threshold)
-    model = selection.inner_model or fit_ials(inner.matrix, selection.params, device=device)
-    items = fit_item_item(inner.matrix, settings.item_item)
-    if items is not None:
-        log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on the inner split)")
-    parts = _components(model, items, inner.matrix.movie_counts())
-    return choose_blend(parts, inner.matrix, inner.held, diversity=settings.diversity, log=log)
+    n_folds = settings.inner_folds or (3 if len(np.unique(train.users)) < FEW_USERS else 1)
+    folds = []
+    for fold in range(n_folds):
+        inner = selection.inner if fold == 0 and selection.inner is not None else None
+        inner = inner or inner_split(train, n_users, n_movies, threshold=threshold, seed=fold)
+        model = selection.inner_model if fold == 0 and selection.inner_model is not None else None
+        model = model or fit_ials(inner.matrix, selection.params, device=device)
+        items = fit_item_item(inner.matrix, settings.item_item)
+        if items is not None:
+            log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on inner split {fold + 1}/{n_folds})")
+        parts = _components(model, items, inner.matrix.movie_counts())
+        folds.append(InnerFold(parts, inner.matrix, inner.held))
+    return choose_blend(folds, diversity=settings.diversity, log=log)
