@@ -73,6 +73,11 @@ class RankingConfig(PromotionConfig):
         "RP3beta above). Blended with iALS and popularity; the blend is chosen on an inner split.",
     )
     ease_lambda: float = Field(default=_ITEMS.ease_lambda, description="EASE's L2 penalty.")
+    ease_rating_exponent: float = Field(
+        default=_ITEMS.rating_exponent,
+        description="EASE reads each rated movie as (rating / 5) ** this, when it learns and when it scores "
+        "(0: every rated movie counts 1).",
+    )
     max_ease_items: int = Field(
         default=_ITEMS.max_ease_items,
         description="The largest catalogue EASE is used for (it holds a few movies x movies float32 matrices).",
@@ -98,6 +103,7 @@ class RankingConfig(PromotionConfig):
         items = ItemItemParams(
             method=self.item_item,
             ease_lambda=self.ease_lambda,
+            rating_exponent=self.ease_rating_exponent,
             max_ease_items=self.max_ease_items,
             neighbours=self.neighbours,
         )
