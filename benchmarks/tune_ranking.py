@@ -93,8 +93,8 @@ def tune_item_item(seeds: list[int]) -> None:
         for lam in EASE_LAMBDAS:
             scores = []
             for inner in inners:
-                weights = fit_item_item(inner.matrix, ItemItemParams(method="ease", ease_lambda=lam)).weights
-                parts = Components(None, None, weights, inner.matrix.movie_counts())
+                items = fit_item_item(inner.matrix, ItemItemParams(method="ease", ease_lambda=lam))
+                parts = Components(None, None, items.weights, inner.matrix.movie_counts(), items.rating_exponent)
                 top = blend_top_n(parts, Weights(0, 1, 0), inner.matrix, inner.held.users, 10)
                 scores.append(ranking_metrics(top.movies, inner.held.users, inner.held, 10).metrics["ndcg_at_10"])
             lines.append(f"| {name} | {lam:g} | {np.mean(scores):.4f} |")

@@ -184,8 +184,9 @@ def test_held_out_scores_do_not_depend_on_the_published_refit():
 
 def test_on_a_small_export_the_blend_is_chosen_on_three_inner_splits_pooled_user_by_user():
     """A few hundred users make one inner split a noisy judge: below FEW_USERS users the blend is chosen on
-    three (seeds 0, 1, 2), every candidate scored on all their held-out users side by side."""
-    from recsys_assets.core.ranking.choose import InnerFold, choose_blend
+    three (seeds 0, 1, 2); a user's NDCG is their mean over the splits that score them, one row per user."""
+    from recsys_assets.core.ranking import ranking_metrics
+    from recsys_assets.core.ranking.choose import InnerFold, _score, choose_blend
     from recsys_assets.core.ranking.train import FEW_USERS, inner_split
 
     spec = SampleSpec(n_ratings=20_000, n_users=400, n_movies=600, seed=5)
@@ -196,15 +197,24 @@ def test_on_a_small_export_the_blend_is_chosen_on_three_inner_splits_pooled_user
         inner = inner_split(train, n_users, n_movies, seed=seed)
         model, items = fit_ials(inner.matrix, params), fit_item_item(inner.matrix)
         assert items is not None
-        parts = Components(model.user_factors, model.item_factors, items.weights, inner.matrix.movie_counts())
+        parts = Components(
+            model.user_factors, model.item_factors, items.weights, inner.matrix.movie_counts(), items.rating_exponent
+        )
         folds.append(InnerFold(parts, inner.matrix, inner.held))
-    alone = [{c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend([f]).candidates} for f in folds]
-    pooled = {c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend(folds).candidates}
-    n = [len(f.held.users) for f in folds]
-    assert alone[0] != alone[1]  # two draws of the same data disagree: the noise pooling averages out
-    for blend, score in pooled.items():
-        if blend in alone[0] and blend in alone[1]:
-            assert score == pytest.approx((n[0] * alone[0][blend] + n[1] * alone[1][blend]) / sum(n))
+    weights = Weights(0.75, 0.25, 0.0)
+    by_user = {}
+    for fold in folds:  # each split's own per-user NDCG, from the plain ranker
+        top = blend_top_n(fold.parts, weights, fold.seen, fold.held.users, 10).movies
+        for u, v in zip(fold.held.users, ranking_metrics(top, fold.held.users, fold.held, 10).ndcg_per_user):
+            by_user.setdefault(int(u), []).append(v)
+    pooled = _score(folds, [weights], 10, 5_000, 0)[0]
+    assert len(pooled.ndcg_per_user) == len(by_user) == pooled.metrics["users_evaluated"]  # each user once
+    assert any(len(v) == 2 for v in by_user.values())  # most users are scored in both splits
+    expected = [np.mean(by_user[u]) for u in sorted(by_user)]
+    np.testing.assert_allclose(pooled.ndcg_per_user, expected, atol=1e-9)
+    one = {c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend([folds[0]]).candidates}
+    two = {c["blend"]: c["inner_ndcg_at_10"] for c in choose_blend([folds[1]]).candidates}
+    assert one != two  # two draws of the same data disagree: the noise that pooling averages out
 
     assert n_users < FEW_USERS
     logged = {f: [] for f in (None, 1)}
@@ -213,3 +223,18 @@ def test_on_a_small_export_the_blend_is_chosen_on_three_inner_splits_pooled_user
         train_ranking_model(train, val, n_users, n_movies, params, candidates=candidates, log=lines.append)
     assert any("over 3): chose" in line for line in logged[None])
     assert any("over 1): chose" in line for line in logged[1])
+    with pytest.raises(ValueError, match="inner_folds must be between 1 and 10"):
+        CandidateSettings(inner_folds=0)
+
+
+def test_a_reason_is_never_a_liked_movie_whose_weight_argues_against_the_pick():
+    """EASE keeps negative weights: a liked movie with one to the pick (both ways) is never its reason, even
+    when its factors are the closest and no pair of the block has a positive weight."""
+    from recsys_assets.core.ranking.similarity import reasons
+
+    a, b, pick = 0, 1, 2
+    weights = UserItems.from_pairs([a, pick], [pick, a], 3, 3, np.array([-0.5, -0.5], np.float32))
+    factors = np.array([[1.0, 0.1], [0.2, 1.0], [1.0, 0.0]], np.float32)  # a is the closer to the pick
+    seen = UserItems.from_pairs([0, 0], [a, b], 1, 3, np.array([5.0, 4.5], np.float32))
+    assert reasons(factors, weights, seen, np.array([0]), np.array([[pick]]))[0, 0] == b
+    assert reasons(factors, None, seen, np.array([0]), np.array([[pick]]))[0, 0] == a  # the cosine alone

@@ -334,8 +334,8 @@ class Recommender(NewUser):
 
     def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
         """The ``k`` movies most like ``movie_id``: ``rank, movie_id, similarity``; ``attrs`` name the query
-        movie and the signal used. With the ranking model's item-item weights (learnt from who watched
-        what together) those come first, with the factor cosine breaking ties; otherwise the cosine of the
+        movie and the signal used. With the ranking model's item-item weights (learnt from who rated
+        what together, and how high) those come first, with the factor cosine breaking ties; otherwise the cosine of the
         movie factors of the model that ranks better on validation (:attr:`similar_by`)."""
         r = self.ranker
         if r is not None and r.item_item is not None:

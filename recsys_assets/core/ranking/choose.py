@@ -48,9 +48,10 @@ class BlendChoice:
 
 
 def _score(folds: Sequence[InnerFold], weights, k: int, max_users: int, seed: int) -> list[RankingScores]:
-    """Each of ``weights``' scores, pooled over the folds: every fold's users (a sample of at most
-    ``max_users`` each) count once, their NDCG side by side (so paired gaps stay paired)."""
-    per_fold = []
+    """Each of ``weights``' scores, pooled over the folds: a user's NDCG is the mean over the folds that
+    score them (a sample of at most ``max_users`` per fold), one row per user in user order, so a paired
+    gap between two candidates compares the same users and counts each once."""
+    per_fold, scored = [], []
     for fold in folds:
         users = fold.held.users
         if len(users) > max_users:
@@ -58,11 +59,15 @@ def _score(folds: Sequence[InnerFold], weights, k: int, max_users: int, seed: in
         tops = blend_top_n_many(fold.parts, weights, fold.seen, users, k)
         counts = fold.seen.movie_counts()
         per_fold.append([ranking_metrics(t.movies, users, fold.held, k, counts) for t in tops])
+        scored.append(users[fold.held.relevant.counts()[users] > 0])  # the rows ranking_metrics keeps
+    ids, where = np.unique(np.concatenate(scored), return_inverse=True)
+    times = np.bincount(where, minlength=len(ids))
     pooled = []
     for scores in zip(*per_fold, strict=True):
-        ndcg = np.concatenate([s.ndcg_per_user for s in scores])
+        ndcg = np.bincount(where, np.concatenate([s.ndcg_per_user for s in scores]), len(ids)) / np.maximum(times, 1)
         metrics = {name: float(np.mean([s.metrics[name] for s in scores])) for name in scores[0].metrics}
         metrics[f"ndcg_at_{k}"] = float(ndcg.mean()) if len(ndcg) else 0.0
+        metrics["users_evaluated"] = len(ids)
         pooled.append(RankingScores(metrics, ndcg))
     return pooled
 
@@ -97,7 +102,7 @@ def choose_blend(
     for c in candidates:
         c["chosen"] = c["weights"] == chosen.to_dict()
     log(
-        f"inner split{'s' if len(folds) > 1 else ''} ({len(scores[0].ndcg_per_user):,} user rows over "
+        f"inner split{'s' if len(folds) > 1 else ''} ({len(scores[0].ndcg_per_user):,} users over "
         f"{len(folds)}): chose {chosen.describe()} (NDCG@{k} {ndcg[best]:.4f} before the popularity penalty "
         f"{penalty:g}); iALS alone {ndcg[0]:.4f}, most popular {ndcg[-1]:.4f}"
     )

@@ -137,7 +137,9 @@ def fit_item_item(matrix: UserItems, params: ItemItemParams | None = None) -> It
         return None
     started = time.perf_counter()
     if method == "ease":
-        return ItemItemModel(fit_ease(matrix, params), method, time.perf_counter() - started, params.rating_exponent)
+        # a matrix without ratings is fitted binary, and recorded so: its scores must read it the same way
+        exponent = params.rating_exponent if matrix.values is not None else 0.0
+        return ItemItemModel(fit_ease(matrix, params), method, time.perf_counter() - started, exponent)
     return ItemItemModel(fit_rp3beta(matrix, params), method, time.perf_counter() - started)
 
 

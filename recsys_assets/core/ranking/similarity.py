@@ -1,7 +1,7 @@
 """Which movies are alike: the neighbours behind ``recsys similar`` and the "because you rated" reason.
 
-The item-item weights (:mod:`itemitem`) come first: they are learnt from who watched what together,
-so Toy Story's neighbours are Toy Story 2 and other Pixar films rather than whatever shares its
+The item-item weights (:mod:`itemitem`) come first: they are learnt from who rated what together (and
+how high, for EASE), so Toy Story's neighbours are Toy Story 2 and other Pixar films rather than whatever shares its
 iALS direction. Pairs the sparse weights do not hold are ordered by the cosine of the iALS movie
 factors, and a model without item-item weights uses the cosine alone.
 """
@@ -45,8 +45,12 @@ def similarity(
 
 
 def _combine(w: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    """Positive weights scaled to (0, 4] plus the cosine (|cos| <= 1), so the strongest weights come first;
+    a negative weight (EASE keeps them: a movie that argues against the other) ranks below every pair
+    without one, whatever the other weights of the block."""
     top = float(w.max()) if w.size else 0.0
-    return (w / top) * 4.0 + cos if top > 0 else cos  # a kept weight outranks any cosine (|cos| <= 1)
+    positive = (np.maximum(w, 0.0) / top) * 4.0 if top > 0 else 0.0
+    return positive + cos - 4.0 * (w < 0)
 
 
 def neighbours(factors: np.ndarray | None, weights: UserItems | None, movie: int, k: int) -> tuple[np.ndarray, ...]:

@@ -205,6 +205,10 @@ class CandidateSettings:
     max_eval_users: int = 30_000  # the validation figures come from at most this many users (a random sample)
     inner_folds: int | None = None  # inner splits the blend is chosen on; None: 3 below FEW_USERS users, else 1
 
+    def __post_init__(self):
+        if self.inner_folds is not None and not 1 <= self.inner_folds <= 10:
+            raise ValueError(f"inner_folds must be between 1 and 10 (or None: automatic), got {self.inner_folds}")
+
 
 def train_ranking_model(
     train: Ratings,
