@@ -89,14 +89,25 @@ class UserItems:
             raise ValueError("this matrix holds no ratings")
         return self.values[self.indptr[user] : self.indptr[user + 1]]
 
+    def _positions(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where every rated movie of ``users`` sits in ``indices`` (row after row), and each row's count."""
+        users = np.asarray(users, dtype=np.int64)
+        starts = self.indptr[users]
+        counts = self.indptr[users + 1] - starts
+        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        return np.repeat(starts, counts) + offsets, counts
+
     def pairs(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(row, movie)`` for every rated movie of ``users``; ``row`` indexes into ``users``."""
-        users = np.asarray(users, dtype=np.int64)
-        starts, ends = self.indptr[users], self.indptr[users + 1]
-        counts = ends - starts
-        rows = np.repeat(np.arange(len(users)), counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        return rows, self.indices[np.repeat(starts, counts) + offsets].astype(np.int64)
+        positions, counts = self._positions(users)
+        return np.repeat(np.arange(len(counts)), counts), self.indices[positions].astype(np.int64)
+
+    def take(self, users: np.ndarray) -> "UserItems":
+        """The rows of ``users``, in that order, as a matrix of ``len(users)`` rows (ratings kept)."""
+        positions, counts = self._positions(users)
+        values = self.values[positions] if self.values is not None else None
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return UserItems(indptr, self.indices[positions], values, self.n_movies)
 
     def to_scipy(self, values: np.ndarray | None = None):
         """A ``scipy.sparse.csr_matrix`` with ``values`` (default: the ratings)."""

@@ -151,15 +151,9 @@ def item_scores(weights: UserItems, seen: UserItems, users: np.ndarray, exponent
         return kernels.rows_times(seen, users, weights, binary=True)
     if seen.values is None:
         raise ValueError(f"the item-item part reads ratings (exponent {exponent:g}): the rated movies need ratings")
-    starts, counts = seen.indptr[users], seen.counts()[users]
-    positions = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
-    rows = UserItems(
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        seen.indices[positions],
-        input_values(seen.values[positions], exponent),
-        seen.n_movies,
-    )
-    return kernels.rows_times(rows, np.arange(len(users)), weights)
+    rows = seen.take(users)  # only these users' ratings are read, not the whole matrix's
+    read = UserItems(rows.indptr, rows.indices, input_values(rows.values, exponent), rows.n_movies)
+    return kernels.rows_times(read, np.arange(len(users)), weights)
 
 
 def pair_weights(weights: UserItems, sources, targets, keys: np.ndarray | None = None) -> np.ndarray:

@@ -318,10 +318,17 @@ def _choose(train, n_users, n_movies, selection, settings, *, threshold, device,
     n_folds = settings.inner_folds or (3 if len(np.unique(train.users)) < FEW_USERS else 1)
     folds = []
     for fold in range(n_folds):
-        inner = selection.inner if fold == 0 and selection.inner is not None else None
-        inner = inner or inner_split(train, n_users, n_movies, threshold=threshold, seed=fold)
-        model = selection.inner_model if fold == 0 and selection.inner_model is not None else None
-        model = model or fit_ials(inner.matrix, selection.params, device=device)
+        reuse = fold == 0  # the capacity's own inner split (seed 0) and its fit, when it made them
+        inner = (
+            selection.inner
+            if reuse and selection.inner
+            else inner_split(train, n_users, n_movies, threshold=threshold, seed=fold)
+        )
+        model = (
+            selection.inner_model
+            if reuse and selection.inner_model
+            else fit_ials(inner.matrix, selection.params, device=device)
+        )
         items = fit_item_item(inner.matrix, settings.item_item)
         if items is not None:
             log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on inner split {fold + 1}/{n_folds})")
