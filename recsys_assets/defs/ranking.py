@@ -11,25 +11,28 @@ from pydantic import Field
 
 from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
-from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
+from recsys_assets.core.promotion import DataSize
 from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
     load_published,
-    log_outcome,
     log_plan,
-    promotion_check,
-    provenance,
-    version_record,
+)
+from recsys_assets.defs.ranking_release import (
+    RankingRelease,
+    log_verdict,
+    publish,
+    ranking_checks,
+    ranking_file,
+    ranking_metadata,
+    ranking_promotion,
 )
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
-    from recsys_assets.core.heldback import EvaluationPlan
-    from recsys_assets.core.ranking.model import RankingModel
-    from recsys_assets.core.ranking.train import CandidateSettings, RankingTraining, Ratings
+    from recsys_assets.core.ranking.train import CandidateSettings, Ratings
 
 _DEFAULTS = IALSParams()
 _ITEMS = ItemItemParams()
@@ -152,26 +155,6 @@ RANKING_CHECKS = [
 ]
 
 
-def _candidates_table(candidates: list[dict]) -> str:
-    if not candidates:
-        return "one setting given: no comparison"
-    rows = ["| factors | regularization | NDCG@10 on the inner split | fit s |", "| ---: | ---: | ---: | ---: |"]
-    rows += [
-        f"| {c['factors']} | {c['regularization']:g} | {c['inner_ndcg_at_10']:.4f} | {c['fit_seconds']:.1f} |"
-        for c in candidates
-    ]
-    return "\n".join(rows)
-
-
-def _blend_table(candidates: list[dict]) -> str:
-    rows = ["| candidate | NDCG@10 on the inner split | coverage | chosen |", "| --- | ---: | ---: | --- |"]
-    rows += [
-        f"| {c['blend']} | {c['inner_ndcg_at_10']:.4f} | {c['inner_coverage']:.3f} | {'yes' if c['chosen'] else ''} |"
-        for c in candidates
-    ]
-    return "\n".join(rows)
-
-
 @dg.asset(
     group_name="training",
     kinds={"pytorch"},
@@ -252,15 +235,15 @@ def ranking_model(
             threshold=config.relevance_threshold,
             unrelated=unrelated,
         )
-        model = _ranking_file(result, config, plan, (users, movies), fit_device=fit_device)
-        release = _RankingRelease.of(result, promotion, size, model)
-        outcome = _release(context, storage, release, keep=config.keep_versions)
-    _log_verdict(context, storage, release, outcome)
+        model = ranking_file(result, config, plan, (users, movies), fit_device=fit_device)
+        release = RankingRelease.of(result, promotion, size, model)
+        outcome = publish(context, storage, release, keep=config.keep_versions)
+    log_verdict(context, storage, release, outcome)
     trained_on = f"train + val ({len(data.train) + len(data.val):,} ratings)"
-    metadata = _ranking_metadata(
+    metadata = ranking_metadata(
         context, storage, config, release, outcome, fit_device=fit_device, trained_on=trained_on, started=started
     )
-    return dg.MaterializeResult(check_results=_ranking_checks(release), metadata=metadata)
+    return dg.MaterializeResult(check_results=ranking_checks(release), metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -281,182 +264,3 @@ class _RankingData:
             for f in (plan.train, plan.val, plan.refit_val, pd.concat([train_ratings, val_ratings], ignore_index=True))
         )
         return cls(train, val, train.concat(refit), everything)
-
-
-@dataclass(frozen=True)
-class _RankingRelease:
-    """A trained ranking model, its file and the publishing decision."""
-
-    result: "RankingTraining"
-    promotion: Promotion
-    size: DataSize
-    model: "RankingModel"
-    finite: bool  # every factor of both fits is finite
-    publish: bool  # finite, not beyond noise below most popular, and the promotion rule passed
-
-    @classmethod
-    def of(cls, result: "RankingTraining", promotion: Promotion, size: DataSize, model: "RankingModel"):
-        finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
-        publish = finite and not result.comparison.loses_beyond_noise and promotion.publish
-        return cls(result, promotion, size, model, finite, publish)
-
-
-def _ranking_file(
-    result: "RankingTraining", config: RankingConfig, plan: "EvaluationPlan", mappings, *, fit_device
-) -> "RankingModel":
-    """The file to publish: the refit's factors, the held-out fit's for evaluation, the chosen blend."""
-    from recsys_assets.core.ranking.model import RankingModel
-
-    published_item_item, evaluation_item_item = result.published_item_item, result.evaluation_item_item
-    users, movies = mappings
-    return RankingModel(
-        result.published_model.user_factors,
-        result.published_model.item_factors,
-        users,
-        movies,
-        result.published_seen,
-        result.selection.params,
-        metrics=result.metrics,
-        trained_on="train+val",
-        info={
-            "device": str(fit_device),
-            "relevance_threshold": config.relevance_threshold,
-            "evaluated_on": "a fit on train_ratings, scored on val_ratings",
-            "capacity_candidates": result.selection.candidates,
-            "data_fingerprint": plan.fingerprint,
-            "blend_candidates": result.blend.candidates,
-            "item_item": published_item_item.method if published_item_item else "none",
-        },
-        evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
-        weights=result.blend.weights,
-        item_item=published_item_item.weights if published_item_item else None,
-        evaluation_item_item=evaluation_item_item.weights if evaluation_item_item else None,
-        heldback=plan.heldback,
-        item_exponent=published_item_item.rating_exponent if published_item_item else 0.0,
-    )
-
-
-def _release(context: dg.AssetExecutionContext, storage: RecsysStorage, release: _RankingRelease, *, keep: int):
-    """Publish the file through core/publishing.py (or keep it as a rejected candidate)."""
-    from recsys_assets.core.publishing import Candidate
-    from recsys_assets.core.publishing import release as publish_release
-    from recsys_assets.core.ranking.model import RankingModel
-
-    model = release.model
-    record = {
-        "metrics": release.result.metrics,
-        "config": model.params.to_dict(),
-        "data": release.size.to_dict(),
-        "promotion": release.promotion.describe(),
-    }
-    fingerprint = model.info["data_fingerprint"]
-    candidate = Candidate(
-        storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), fingerprint
-    )
-    outcome = publish_release(storage.store, candidate, release.publish, keep=keep, work_folder=storage.work_folder)
-    log_outcome(context, storage, outcome)
-    return outcome
-
-
-def _log_verdict(context: dg.AssetExecutionContext, storage: RecsysStorage, release: _RankingRelease, outcome) -> None:
-    verdict, target = release.result.comparison.describe(), storage.store.url(outcome.name)
-    if release.publish:
-        context.log.info(f"{target}: {verdict}")
-        return
-    why = "non-finite factors" if not release.finite else "; ".join(release.promotion.reasons) or verdict
-    context.log.error(
-        f"ranking model not published ({why}); saved to {target} for inspection, "
-        f"the previous ranking model is unchanged ({FORCE_HINT})"
-    )
-
-
-def _ranking_checks(release: _RankingRelease) -> list[dg.AssetCheckResult]:
-    comparison = release.result.comparison
-    beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
-    return [
-        dg.AssetCheckResult(
-            check_name="factors_finite",
-            passed=release.finite,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="all factors finite" if release.finite else "NaN or infinite factors",
-        ),
-        dg.AssetCheckResult(
-            check_name="beats_most_popular",
-            passed=comparison.beats,
-            severity=beats_severity,
-            description=comparison.describe(),
-            metadata={
-                "ndcg_at_10": round(comparison.ndcg, 4),
-                "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
-                "gap": round(comparison.gap, 4),
-                "gap_standard_error": round(comparison.standard_error, 4),
-            },
-        ),
-        promotion_check("not_worse_than_published", release.promotion),
-    ]
-
-
-def _ranking_metadata(
-    context, storage, config: RankingConfig, release: _RankingRelease, outcome, *, fit_device, trained_on, started
-):
-    result, store, target = release.result, storage.store, outcome.name
-    params = result.selection.params
-    return {
-        "published": dg.MetadataValue.bool(outcome.published),
-        "version": dg.MetadataValue.text(outcome.version or "not published"),
-        "promotion": dg.MetadataValue.text(release.promotion.describe()),
-        "path": dg.MetadataValue.path(store.url(target)),
-        "device": dg.MetadataValue.text(str(fit_device)),
-        "trained_on": dg.MetadataValue.text(trained_on),
-        "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 2)),
-        "file_size_bytes": dg.MetadataValue.int(store.size(target)),
-        **provenance(context, {**config.model_dump(), **params.to_dict()}),
-        "candidates": dg.MetadataValue.md(_candidates_table(result.selection.candidates)),
-        "chosen_blend": dg.MetadataValue.text(result.blend.weights.describe()),
-        "blend_candidates": dg.MetadataValue.md(_blend_table(result.blend.candidates)),
-        "item_item": dg.MetadataValue.text(result.published_item_item.method if result.published_item_item else "none"),
-        **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in result.metrics.items()},
-    }
-
-
-def ranking_promotion(
-    current: "RankingModel | None",
-    result: "RankingTraining",
-    train: "Ratings",
-    val: "Ratings",
-    *,
-    users,
-    movies,
-    size: DataSize,
-    policy: PromotionPolicy,
-    threshold: float,
-    unrelated: str | None = None,
-) -> Promotion:
-    """The promotion decision against the published ranking model (core/publishing.py's one rule): the published
-    fits on the published model's held-back ratings, the held-out fits (training split only) on fresh validation
-    ratings, each model as the blend it chose."""
-    from recsys_assets.core.publishing import judge
-    from recsys_assets.core.ranking import UserItems
-    from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence, heldback_ndcg_evidence
-
-    if current is None:
-        return judge(size, None, [], policy)
-    published = DataSize(len(current.users), len(current.movies), current.seen.nnz)
-    evidence = []
-    if unrelated is None:
-        if current.heldback is not None and len(current.heldback):
-            evidence.append(
-                heldback_ndcg_evidence(
-                    current,
-                    result.published_ranker,
-                    result.published_seen,
-                    users,
-                    movies,
-                    current.heldback,
-                    threshold=threshold,
-                )
-            )
-        seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies), train.ratings)
-        candidate = result.evaluation_ranker(seen)
-        evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
-    return judge(size, published, evidence, policy, unrelated=unrelated)
