@@ -89,6 +89,16 @@ def load_published(context: dg.AssetExecutionContext, storage: RecsysStorage, na
         return None
 
 
+def finite_check(check_name: str, finite: bool, what: str) -> dg.AssetCheckResult:
+    """A model's blocking check that every one of its ``what`` (weights, factors) is finite."""
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=finite,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"all {what} finite" if finite else f"NaN or infinite {what}",
+    )
+
+
 def promotion_check(check_name: str, promotion: Promotion) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=check_name,

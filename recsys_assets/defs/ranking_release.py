@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
-from recsys_assets.defs.publishing import log_outcome, promotion_check, provenance, version_record
+from recsys_assets.defs.publishing import finite_check, log_outcome, promotion_check, provenance, version_record
 from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
@@ -113,12 +113,7 @@ def ranking_checks(release: RankingRelease) -> list[dg.AssetCheckResult]:
     comparison = release.result.comparison
     beats_severity = dg.AssetCheckSeverity.ERROR if comparison.loses_beyond_noise else dg.AssetCheckSeverity.WARN
     return [
-        dg.AssetCheckResult(
-            check_name="factors_finite",
-            passed=release.finite,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="all factors finite" if release.finite else "NaN or infinite factors",
-        ),
+        finite_check("factors_finite", release.finite, "factors"),
         dg.AssetCheckResult(
             check_name="beats_most_popular",
             passed=comparison.beats,

@@ -21,6 +21,7 @@ from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
+    finite_check,
     load_published,
     log_outcome,
     log_plan,
@@ -402,12 +403,7 @@ def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
     metrics = report.metrics
     rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
     return [
-        dg.AssetCheckResult(
-            check_name="weights_finite",
-            passed=report.weights_finite,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description="all weights finite" if report.weights_finite else "NaN or infinite weights",
-        ),
+        finite_check("weights_finite", report.weights_finite, "weights"),
         dg.AssetCheckResult(
             check_name="beats_global_mean",
             passed=report.beats_global_mean,
