@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/tune_ranking.py [--inner-seeds 0,1] [--quick]
     .venv/bin/python benchmarks/tune_ranking.py --item-item     # EASE's lambda, on each MovieLens set at hand
+    .venv/bin/python benchmarks/tune_ranking.py --blend [--outer-seeds 42,4]   # the blend's parts, chosen whole
 
 The protocol's training split of ml-latest-small (80/20, ``random_state=42``: the
 same split the reported figures use) is split again, 80/20, once per inner seed.
@@ -104,12 +105,69 @@ def tune_item_item(seeds: list[int]) -> None:
     print(f"wrote {OUT / 'tune_item_item.md'}")
 
 
+BLEND_SETTINGS = (  # (iALS alpha, confidence exponent, EASE dropout): plain EASE first
+    (4.0, 8.0, 0.0),
+    (4.0, 8.0, 0.5),
+    (3.0, 4.0, 0.0),
+    (3.0, 4.0, 0.5),
+)
+
+
+def tune_blend(outer_seeds: list[int], inner_folds: int = 3) -> None:
+    """The iALS confidence and EASE's dropout judged the way the pipeline chooses: the best blend
+    (``choose.choose_blend``, diversity 0) of each setting's parts, pooled over the inner splits the ranking
+    step uses (seeds 0, 1, 2) of each outer seed's protocol training split. Its validation split is not read."""
+    from benchmarks.bench_ranking import protocol_split
+    from benchmarks.movielens import data_sets
+    from recsys_assets.core.ranking.choose import InnerFold, choose_blend
+    from recsys_assets.core.ranking.ials import IALSParams, fit_ials
+    from recsys_assets.core.ranking.itemitem import fit_item_item
+    from recsys_assets.core.ranking.params import ItemItemParams
+    from recsys_assets.core.ranking.train import _components, inner_split
+
+    names = [f"alpha {a:g}, exponent {e:g}, EASE dropout {d:g}" for a, e, d in BLEND_SETTINGS]
+    lines = [
+        "| data set | outer seed | " + " | ".join(names) + " |",
+        "| --- | ---: |" + " ---: |" * len(names),
+    ]
+    for name, frame in data_sets().items():
+        for outer in outer_seeds:
+            train, _, n_users, n_movies = protocol_split(frame, seed=outer)
+            inners = [inner_split(train, n_users, n_movies, seed=seed) for seed in range(inner_folds)]
+            ials = {  # each part fitted once per inner split, then combined
+                (a, e): [fit_ials(i.matrix, IALSParams(alpha=a, confidence_exponent=e)) for i in inners]
+                for a, e in dict.fromkeys((a, e) for a, e, _ in BLEND_SETTINGS)
+            }
+            ease = {
+                d: [fit_item_item(i.matrix, ItemItemParams(ease_dropout=d)) for i in inners]
+                for d in dict.fromkeys(d for _, _, d in BLEND_SETTINGS)
+            }
+            cells = []
+            for alpha, exponent, dropout in BLEND_SETTINGS:
+                folds = [
+                    InnerFold(_components(f, e, i.matrix.movie_counts()), i.matrix, i.held)
+                    for i, f, e in zip(inners, ials[alpha, exponent], ease[dropout], strict=True)
+                ]
+                choice = choose_blend(folds, diversity=0.0)
+                best = max(c["inner_ndcg_at_10"] for c in choice.candidates)
+                cells.append(f"{best:.4f} ({choice.weights.describe()})")
+            lines.append(f"| {name} | {outer} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "tune_blend.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {OUT / 'tune_blend.md'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inner-seeds", default="0,1")
     parser.add_argument("--quick", action="store_true", help="a 4-point grid (smoke test)")
     parser.add_argument("--item-item", action="store_true", help="tune EASE's lambda instead of iALS")
+    parser.add_argument("--blend", action="store_true", help="the iALS confidence and EASE's dropout, blended")
+    parser.add_argument("--outer-seeds", default="42,4", help="protocol splits whose training part --blend reads")
     args = parser.parse_args()
+    if args.blend:
+        return tune_blend([int(s) for s in args.outer_seeds.split(",")])
     if args.item_item:
         return tune_item_item([int(s) for s in args.inner_seeds.split(",")])
     if not ML_SMALL.exists():

@@ -1,5 +1,7 @@
 """The ranking candidates: item-item models, blends, the choice on an inner split, diversity, coherent lists."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -38,7 +40,9 @@ def test_ease_solves_only_the_rated_movies_and_equals_the_closed_form_on_the_who
     rows = np.repeat(np.arange(inner.n_users), inner.counts())
     matrix = UserItems.from_pairs(rows, spread[inner.indices], inner.n_users, 100)
     lam = 30.0
-    weights = fit_item_item(matrix, ItemItemParams(method="ease", ease_lambda=lam, neighbours=100)).weights
+    weights = fit_item_item(
+        matrix, ItemItemParams(method="ease", ease_lambda=lam, ease_dropout=0.0, neighbours=100)
+    ).weights
     X = np.zeros((inner.n_users, 100))
     X[rows, spread[inner.indices]] = 1.0
     P = np.linalg.inv(X.T @ X + lam * np.eye(100))  # EASE on the whole catalogue, in float64
@@ -51,29 +55,30 @@ def test_ease_solves_only_the_rated_movies_and_equals_the_closed_form_on_the_who
     assert not np.isin(weights.indices, np.setdiff1d(np.arange(100), spread)).any()
 
 
-def _ease_reference(matrix: UserItems, lam: float, exponent: float) -> tuple[np.ndarray, np.ndarray]:
-    """EASE in float64 by the book: inputs ``(rating / 5) ** exponent``, ``B = I - P diag(1 / diag(P))``."""
+def _ease_reference(
+    matrix: UserItems, lam: float, exponent: float, dropout: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """EASE in float64 by the book: inputs ``(rating / 5) ** exponent``, ``B = I - P diag(1 / diag(P))``,
+    ``P = (X'X + Lambda)^-1`` with ``Lambda = lambda I + p / (1 - p) diag(X'X)`` (EDLAE; plain EASE at p 0)."""
     X = matrix.to_scipy(input_values(matrix.values, exponent)).toarray().astype(np.float64)
-    G = X.T @ X + lam * np.mean(X[X > 0] ** 2) * np.eye(X.shape[1])
+    G = X.T @ X
+    G += np.diag(lam * np.mean(X[X > 0] ** 2) + dropout / (1 - dropout) * np.diag(G))
     P = np.linalg.inv(G)
     B = P / -np.diag(P)
     np.fill_diagonal(B, 0.0)
     return X, B
 
 
-@pytest.mark.parametrize("exponent", [0.0, 1.0, 2.0])
-def test_ease_reads_ratings_and_keeps_its_strongest_weights_of_either_sign(exponent):
+@pytest.mark.parametrize(("exponent", "dropout"), [(0.0, 0.0), (1.0, 0.0), (2.0, 0.0), (1.0, 0.5), (0.0, 0.8)])
+def test_ease_reads_ratings_and_keeps_its_strongest_weights_of_either_sign(exponent, dropout):
     matrix = _matrix()
-    X, B = _ease_reference(matrix, 20.0, exponent)
+    X, B = _ease_reference(matrix, 20.0, exponent, dropout)
     assert (B < -1e-3).any()  # a small lambda: EASE has negative weights here
-    full = fit_item_item(
-        matrix, ItemItemParams(method="ease", ease_lambda=20.0, rating_exponent=exponent, neighbours=59)
-    )
+    params = ItemItemParams(method="ease", ease_lambda=20.0, ease_dropout=dropout, rating_exponent=exponent)
+    full = fit_item_item(matrix, replace(params, neighbours=59))
     assert full is not None and full.rating_exponent == exponent
     np.testing.assert_allclose(full.weights.to_scipy().toarray(), B, atol=2e-4)
-    kept = fit_item_item(
-        matrix, ItemItemParams(method="ease", ease_lambda=20.0, rating_exponent=exponent, neighbours=5)
-    )
+    kept = fit_item_item(matrix, replace(params, neighbours=5))
     assert kept is not None
     W = kept.weights.to_scipy().toarray()
     for i in range(60):  # the five largest in size, negative ones included
@@ -99,6 +104,21 @@ def test_a_high_rating_counts_for_more_in_the_item_item_scores():
     assert scores[1, ~first_half].mean() > scores[1, first_half].mean()
     binary = item_scores(items.weights, seen, np.array([0, 1]))
     np.testing.assert_allclose(binary[0], binary[1])
+
+
+def test_edlae_shrinks_a_much_rated_movies_weights_more_than_a_rarely_rated_ones():
+    """The dropout term raises each movie's penalty by its own squared inputs: compared with plain EASE at the
+    same lambda, the weights from the most-rated movie shrink by more than those from the least-rated."""
+    matrix = _matrix(n_users=200, per_user=12, seed=4)
+    counts = matrix.movie_counts()
+    popular, rare = int(np.argmax(counts)), int(np.argmin(counts))
+    assert counts[popular] > 1.5 * counts[rare]
+    _, plain = _ease_reference(matrix, 20.0, 1.0)
+    _, dropped = _ease_reference(matrix, 20.0, 1.0, dropout=0.5)
+    shrink = np.abs(dropped).sum(axis=1) / np.abs(plain).sum(axis=1)  # row i: the weights from movie i
+    assert shrink[popular] < shrink[rare] < 1.0
+    with pytest.raises(ValueError, match="ease_dropout"):
+        ItemItemParams(ease_dropout=1.0)
 
 
 def test_the_item_item_method_follows_the_memory_cap():

@@ -195,11 +195,15 @@ def test_ranking_config_is_validated_before_any_work(tiny_export, data_dir):
     assert not (data_dir / "ranking_model.pth").exists()
 
 
-def test_the_ease_rating_exponent_is_a_ranking_setting():
+def test_the_ease_rating_exponent_and_dropout_are_ranking_settings():
     assert ranking.RankingConfig().candidates().item_item.rating_exponent == 1.0  # ratings read, the default
     assert ranking.RankingConfig(ease_rating_exponent=0.0).candidates().item_item.rating_exponent == 0.0
     with pytest.raises(ValueError, match="rating_exponent must be between 0 and 10"):
         ranking.RankingConfig(ease_rating_exponent=-1.0).candidates()
+    assert ranking.RankingConfig().candidates().item_item.ease_dropout == 0.5  # EDLAE's term, the default
+    assert ranking.RankingConfig(ease_dropout=0.0).candidates().item_item.ease_dropout == 0.0  # plain EASE
+    with pytest.raises(ValueError, match="ease_dropout must be between 0 and 0.95"):
+        ranking.RankingConfig(ease_dropout=1.0).candidates()
 
 
 def test_epoch_lines_reach_the_event_log(tiny_export, data_dir, dagster_home):

@@ -76,6 +76,11 @@ class RankingConfig(PromotionConfig):
         "RP3beta above). Blended with iALS and popularity; the blend is chosen on an inner split.",
     )
     ease_lambda: float = Field(default=_ITEMS.ease_lambda, description="EASE's L2 penalty.")
+    ease_dropout: float = Field(
+        default=_ITEMS.ease_dropout,
+        description="EASE's penalty also grows with each movie's own ratings as if its inputs were dropped at this "
+        "rate (EDLAE; 0: plain EASE).",
+    )
     ease_rating_exponent: float = Field(
         default=_ITEMS.rating_exponent,
         description="EASE reads each rated movie as (rating / 5) ** this, when it learns and when it scores "
@@ -106,6 +111,7 @@ class RankingConfig(PromotionConfig):
         items = ItemItemParams(
             method=self.item_item,
             ease_lambda=self.ease_lambda,
+            ease_dropout=self.ease_dropout,
             rating_exponent=self.ease_rating_exponent,
             max_ease_items=self.max_ease_items,
             neighbours=self.neighbours,

@@ -50,10 +50,14 @@ class ItemItemParams:
     bounds the file and the scoring cost. ``rating_exponent``: EASE learns from, and scores with, each
     rated movie as ``(rating / top of the scale) ** rating_exponent`` (0: every rated movie counts 1),
     so a 5-star rating says more than a 2; ``ease_lambda`` is in the units of a binary rating (scaled
-    by the mean squared input). Defaults chosen on inner splits (benchmarks/tune_ranking.py)."""
+    by the mean squared input). ``ease_dropout`` ``p`` adds ``p / (1 - p)`` times each movie's own squared
+    inputs to its penalty (the closed form of EASE trained on inputs dropped at rate ``p``: Steck's EDLAE,
+    "Autoencoders that don't overfit towards the Identity", 2020), so a much-rated movie's weights are
+    shrunk more than a rarely rated one's. Defaults chosen on inner splits (benchmarks/tune_ranking.py)."""
 
     method: str = "auto"
     ease_lambda: float = 300.0
+    ease_dropout: float = 0.5
     rating_exponent: float = 1.0
     max_ease_items: int = 12_000  # 12,000^2 float32 = 0.58 GB per matrix (the solve holds about three)
     rp3_alpha: float = 1.0
@@ -66,6 +70,8 @@ class ItemItemParams:
             raise ValueError(f"item_item method must be one of {', '.join(ITEM_ITEM_METHODS)}, got {self.method!r}")
         if not (math.isfinite(self.ease_lambda) and self.ease_lambda > 0):
             raise ValueError(f"ease_lambda must be a positive number, got {self.ease_lambda}")
+        if not (math.isfinite(self.ease_dropout) and 0 <= self.ease_dropout <= 0.95):
+            raise ValueError(f"ease_dropout must be between 0 and 0.95, got {self.ease_dropout}")
         if not (math.isfinite(self.rating_exponent) and 0 <= self.rating_exponent <= 10):
             raise ValueError(f"rating_exponent must be between 0 and 10, got {self.rating_exponent}")
         if not 0 <= self.max_ease_items <= 40_000:
