@@ -98,8 +98,9 @@ class RankingConfig(PromotionConfig):
     )
     diversity: float = Field(
         default=1.0,
-        description="A popularity penalty is kept when its NDCG@10 on the inner split stays within this many "
-        "standard errors of the best candidate's (more movies of the catalogue reach the lists); 0 turns it off.",
+        description="The popularity penalty one step below the largest whose NDCG@10 on the inner splits stays "
+        "within this many standard errors of the best candidate's (more movies of the catalogue reach the lists); "
+        "0 turns it off.",
     )
 
     def candidates(self) -> "CandidateSettings":

@@ -4,9 +4,11 @@ The candidates are iALS alone, the item-item model alone, most popular, and blen
 (:mod:`blend`). The best NDCG@10 on the inner split wins (on a small export, pooled over several inner
 splits, :class:`InnerFold`, so that the choice follows the data rather than one split's draw); most popular is a candidate, so on an
 export where personalisation does not beat popularity the choice is most popular (or a blend
-close to it) instead of a model that loses to it. Then the diversity setting: a popularity penalty
-is kept when its NDCG@10 stays within ``diversity`` standard errors of the winner's (the paired
-per-user gap), which widens the catalogue the lists draw from at no measurable cost.
+close to it) instead of a model that loses to it. Then the diversity setting: the popularity penalty one
+step below the largest whose NDCG@10 stays within ``diversity`` standard errors of the winner's (the paired
+per-user gap), which widens the catalogue the lists draw from at no measurable cost. One step below,
+because past some penalty the lists fall off a cliff (the most relevant movies are the popular ones), and
+the models fitted on more ratings than the inner splits hold can meet it a step sooner.
 """
 
 from collections.abc import Callable, Sequence
@@ -81,7 +83,8 @@ def choose_blend(
     seed: int = 0,
     log: Callable[[str], None] = lambda message: None,
 ) -> BlendChoice:
-    """The best candidate on the inner folds' held-out ratings, then the largest popularity penalty within noise."""
+    """The best candidate on the inner folds' held-out ratings, then the popularity penalty one step below the largest
+    within noise."""
     if not folds:
         raise ValueError("choose_blend needs at least one inner fold")
     grid = candidate_weights(all(f.parts.item_item is not None for f in folds))
@@ -94,11 +97,14 @@ def choose_blend(
     chosen, penalty = grid[best], 0.0
     if diversity > 0 and chosen != POPULAR:
         penalized = [replace(chosen, popularity=round(chosen.popularity - p, 6)) for p in PENALTIES]
+        within = []
         for p, w, s in zip(PENALTIES, penalized, _score(folds, penalized, k, max_users, seed), strict=True):
             gap, se = paired_gap(s.ndcg_per_user, scores[best].ndcg_per_user)
-            candidates.append({**_row(w, s, k), "penalty": p})
-            if gap >= -diversity * se:
-                chosen, penalty = w, p
+            within.append(gap >= -diversity * se)
+            candidates.append({**_row(w, s, k), "penalty": p, "within_noise": within[-1]})
+        step = max((i for i, ok in enumerate(within) if ok), default=-1) - 1  # one below the largest within noise
+        if step >= 0:
+            chosen, penalty = penalized[step], PENALTIES[step]
     for c in candidates:
         c["chosen"] = c["weights"] == chosen.to_dict()
     log(
