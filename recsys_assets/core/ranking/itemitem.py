@@ -74,8 +74,7 @@ def _sparse(parts: list[tuple[np.ndarray, ...]], n_movies: int) -> UserItems:
 def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> UserItems:
     """EASE's weights, the strongest ``params.neighbours`` per movie (float32; n^2 memory in the rated movies),
     learnt from :func:`input_values`; ``ease_lambda`` is scaled by their mean square (so it means the same at
-    any exponent); ``ease_dropout`` ``p`` adds ``p / (1 - p)`` times each movie's own gram entry to its penalty
-    (Steck's EDLAE: the closed form of EASE trained with its inputs dropped at rate ``p``).
+    any exponent), plus ``ease_dropout``'s term on each movie (``Lambda`` in the module docstring).
 
     Only the movies rated in ``matrix`` enter the solve: an unrated movie's row and column of the gram
     are zero but for lambda on the diagonal, so its weights are zero and the others' are the same
