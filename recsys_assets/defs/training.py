@@ -2,7 +2,6 @@
 
 import base64
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,34 +9,27 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from recsys_assets.core.ids import IdMapping, mappings_from_table
+from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
 from recsys_assets.core.plots import plot_training_history
-from recsys_assets.core.promotion import FORCE_HINT, Promotion
 from recsys_assets.core.rating import early_stopping
-from recsys_assets.core.rating.model_file import load_model_file, save_model_file
+from recsys_assets.core.rating.model_file import load_model_file
 from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import (
     PromotionConfig,
-    finite_check,
     load_published,
-    log_outcome,
     log_plan,
-    promotion_check,
-    provenance,
-    version_record,
 )
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
+from recsys_assets.defs.training_release import TrainingRun, publish
 
 if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
-    from recsys_assets.core.heldback import HeldBack
     from recsys_assets.core.rating.report import ModelReport
     from recsys_assets.core.rating.training import TrainResult
 
 _DEFAULTS = TrainConfig()
-_METRICS = ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")
 
 
 class RecommendationModelConfig(PromotionConfig):
@@ -182,7 +174,7 @@ def recommendation_model(
             checkpoint=checkpoint,
             started=started,
         )
-        return _publish(context, storage, run, keep=config.keep_versions)
+        return publish(context, storage, run, keep=config.keep_versions)
 
 
 def _train(context, storage: RecsysStorage, data, mappings, train_config: TrainConfig, *, torch_device, checkpoint):
@@ -227,7 +219,7 @@ def _judged(
     exported: tuple[pd.DataFrame, pd.DataFrame],
     checkpoint: Path,
     started: float,
-) -> "_TrainingRun":
+) -> "TrainingRun":
     """The report (metrics, baselines, seen index), the fit to publish (the refit, else the held-out fit) and
     the promotion decision on it. ``exported``: the train and val frames (every rating, the seen index)."""
     from recsys_assets.core.rating.dataset import MovieRatingDataset
@@ -257,7 +249,7 @@ def _judged(
         published_state=published.model.state_dict(),
         unrelated=unrelated,
     )
-    return _TrainingRun(
+    return TrainingRun(
         result=result,
         report=report,
         users=users,
@@ -293,133 +285,6 @@ def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_v
         context.log.warning("the refit produced non-finite weights; publishing the held-out fit instead")
         return result
     return published
-
-
-@dataclass(frozen=True)
-class _TrainingRun:
-    """One training's outcome and what publishing it needs."""
-
-    result: "TrainResult"
-    report: "ModelReport"
-    users: IdMapping
-    movies: IdMapping
-    config: TrainConfig
-    checkpoint: Path
-    started: float
-    published: "TrainResult"  # the fit whose weights are published: the refit on train + val, or ``result``
-    learned_ratings: int  # the ratings the published weights were trained on
-    heldback: "HeldBack"  # the held-back evaluation set stored with the file
-    fingerprint: str  # of the data (the pair rule: both models of one data set go live together)
-
-    @property
-    def trained_on(self) -> str:
-        return "train+val" if self.published is not self.result else "train"
-
-
-def _publish(
-    context: dg.AssetExecutionContext, storage: RecsysStorage, run: "_TrainingRun", *, keep: int
-) -> dg.MaterializeResult:
-    """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
-    from recsys_assets.core.publishing import Candidate, release
-
-    report, store = run.report, storage.store
-    record = {
-        "metrics": report.metrics,
-        "config": asdict(run.config),
-        "data": report.data_size.to_dict(),
-        "promotion": report.promotion.describe() if report.promotion else "",
-    }
-    candidate = Candidate(storage.MODEL, _saver(run), load_model_file, version_record(context, record), run.fingerprint)
-    outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
-    log_outcome(context, storage, outcome)
-    run.checkpoint.unlink(missing_ok=True)
-    storage.drop_checkpoint(run.checkpoint.name)
-    if not report.publish:
-        context.log.error(
-            f"model not published ({report.rejection}); it was saved to {store.url(outcome.name)} for inspection "
-            f"and the previous model file is unchanged ({FORCE_HINT})"
-        )
-    elif report.promotion is not None and report.promotion.forced:
-        context.log.warning(f"model published by force: {report.promotion.describe()}")
-    metadata = _model_metadata(context, storage, run, outcome)
-    return dg.MaterializeResult(check_results=_check_results(report), metadata=metadata)
-
-
-def _saver(run: "_TrainingRun"):
-    """Writes the model file: the published fit's weights, the held-out fit's for evaluation, the history."""
-    report = run.report
-
-    def save(path) -> None:
-        save_model_file(
-            path,
-            report,
-            model_state=run.published.model.state_dict(),
-            optimizer_state=run.published.optimizer.state_dict(),
-            user_ids=run.users.ids,
-            movie_ids=run.movies.ids,
-            config={
-                **asdict(run.config),
-                **report.data_size.to_dict(),
-                "trained_on": run.trained_on,
-                "data_fingerprint": run.fingerprint,
-            },
-            history=run.result.history,
-            heldback=run.heldback,
-            evaluation_state=run.result.model.state_dict(),
-        )
-
-    return save
-
-
-def _model_metadata(context, storage: RecsysStorage, run: "_TrainingRun", outcome) -> dict:
-    result, report, metrics = run.result, run.report, run.report.metrics
-    store, target, version = storage.store, outcome.name, outcome.version
-    return {
-        "published": dg.MetadataValue.bool(outcome.published),
-        "version": dg.MetadataValue.text(version or "not published"),
-        "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
-        **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in _METRICS},
-        "epochs_run": dg.MetadataValue.int(result.epochs_run),
-        "best_epoch": dg.MetadataValue.int(result.best_epoch),
-        "stopped_early": dg.MetadataValue.bool(result.stopped_early),
-        "resumed_from_epoch": dg.MetadataValue.int(result.resumed_from_epoch),
-        "learning_rate_backoffs": dg.MetadataValue.int(len(result.learning_rate_backoffs)),
-        "final_learning_rate": dg.MetadataValue.float(result.final_learning_rate),
-        "batch_size": dg.MetadataValue.int(result.batch_size),  # capped for small data (core/rating/training.py)
-        "device": dg.MetadataValue.text(result.device),
-        "parameters": dg.MetadataValue.int(result.model.n_parameters),
-        "train_seconds": dg.MetadataValue.float(round(result.train_seconds, 3)),
-        "duration_seconds": dg.MetadataValue.float(round(time.perf_counter() - run.started, 3)),
-        "ratings_per_second": dg.MetadataValue.float(round(result.ratings_per_second, 1)),
-        "file_size_bytes": dg.MetadataValue.int(store.size(target)),
-        "path": dg.MetadataValue.path(store.url(target)),
-        "trained_on_ratings": dg.MetadataValue.int(run.learned_ratings),
-        "trained_on": dg.MetadataValue.text(run.trained_on),
-        **provenance(context, asdict(run.config)),
-    }
-
-
-def _check_results(report: "ModelReport") -> list[dg.AssetCheckResult]:
-    metrics = report.metrics
-    rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
-    return [
-        finite_check("weights_finite", report.weights_finite, "weights"),
-        dg.AssetCheckResult(
-            check_name="beats_global_mean",
-            passed=report.beats_global_mean,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
-            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]},
-        ),
-        dg.AssetCheckResult(
-            check_name="beats_bias_only",
-            passed=report.beats_bias_only,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
-            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]},
-        ),
-        promotion_check("not_worse_than_published", report.promotion or Promotion(True)),
-    ]
 
 
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)
