@@ -85,9 +85,9 @@ def test_an_extra_alias_reaches_the_loader_and_cleaning(tmp_path, monkeypatch):
 
 
 def test_loader_and_cleaning_share_aliases_and_required_columns(tmp_path):
-    from recsys_assets.core import cleaning
+    from recsys_assets.core.cleaning import columns
 
-    assert cleaning.REQUIRED_COLUMNS is formats.REQUIRED_COLUMNS
+    assert columns.REQUIRED_COLUMNS is formats.REQUIRED_COLUMNS
     header = "uid,item_id,stars,ts"
     loaded = _load(tmp_path, f"{header}\n1,10,4.0,100\n")
     cleaned = clean_rating_data(pd.DataFrame([[1, 10, 4.0, 100]], columns=header.split(",")))

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core import numbers, rating_scale
-from recsys_assets.core.formats import CANONICAL_COLUMNS, REQUIRED_COLUMNS, resolve_columns
+from recsys_assets.core import rating_scale
+from recsys_assets.core.cleaning.columns import INT64_MIN, Column, Work, raw_text, standardise
+from recsys_assets.core.formats import CANONICAL_COLUMNS
 
 REASONS = (
     "malformed_line",
@@ -65,170 +66,6 @@ class CleanedRatings:
     def rejected_rows(self) -> int:
         """Rows rejected as invalid (superseded duplicates are not errors)."""
         return sum(n for r, n in self.reason_counts.items() if r != "duplicate_superseded")
-
-
-_INT64_MIN = np.iinfo(np.int64).min
-_TWO63 = float(2**63)
-
-
-@dataclass
-class _Column:
-    """One id or timestamp column as exact int64 values, plus what could not be used."""
-
-    ints: np.ndarray  # int64; 0 where absent or unusable
-    absent: np.ndarray | None = None  # bool; None: nothing absent
-    floats: np.ndarray | None = None  # float64 source values, only when the input was not integer-typed
-    unusable: np.ndarray | None = None  # bool: not integral, not finite or out of int64 range
-    out_of_range: np.ndarray | None = None  # bool: a whole number beyond int64 (part of ``unusable``)
-    source: pd.Series | None = None  # the input column, when ``ints`` is exactly its values (int64, no nulls)
-
-
-class _Errors:
-    """Per-row parse error codes (``reason:detail``); the first one recorded for a row wins."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.codes: np.ndarray | None = None  # object array, allocated at the first error
-
-    def add(self, mask: np.ndarray, code: str) -> None:
-        if not mask.any():
-            return
-        if self.codes is None:
-            self.codes = np.full(self.n, None, dtype=object)
-        self.codes[mask & (self.codes == None)] = code  # noqa: E711
-
-
-def _is_int_dtype(dtype) -> bool:
-    return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
-def _int_column(values: pd.Series | None, col: str, n: int, errors: _Errors) -> _Column:
-    """An id or timestamp column as exact int64 (never through float64 when the input is integer)."""
-    if values is None:
-        return _Column(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
-    if _is_int_dtype(values.dtype):
-        absent = values.isna().to_numpy(dtype=bool) if values.hasnans else None
-        if absent is None and values.dtype == np.int64:
-            return _Column(values.to_numpy(), source=values)
-        return _Column(values.to_numpy(dtype=np.int64, na_value=0), absent)
-    if pd.api.types.is_float_dtype(values.dtype):
-        floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        absent = np.isnan(floats)
-        with np.errstate(invalid="ignore"):
-            in_range = np.abs(floats) < _TWO63  # False for inf and NaN
-            unusable = ~absent & ~(in_range & (floats % 1 == 0))
-            out_of_range = ~absent & np.isfinite(floats) & ~in_range
-        ints = np.where(in_range, floats, 0).astype(np.int64)  # fractional values truncate (timestamps keep them so)
-        return _Column(
-            ints,
-            absent if absent.any() else None,
-            floats,
-            unusable if unusable.any() else None,
-            out_of_range=out_of_range if out_of_range.any() else None,
-        )
-    # text or mixed objects: the shared number rule; whole numbers keep their exact value
-    parsed = numbers.parse_text(values)
-    errors.add(parsed.unparsed | parsed.nan_text, f"non_numeric:{col}")
-    absent = parsed.absent | parsed.unparsed | parsed.nan_text
-    absent_or_none = absent if absent.any() else None
-    if (parsed.integral | absent).all():
-        return _Column(parsed.ints, absent_or_none)
-    floats = np.where(absent, np.nan, parsed.floats)
-    with np.errstate(invalid="ignore"):
-        truncated = np.where(np.abs(floats) < _TWO63, floats, 0).astype(np.int64)  # fractional values truncate
-    ints = np.where(parsed.integral, parsed.ints, truncated)
-    unusable = ~absent & ~parsed.integral
-    out_of_range = parsed.out_of_range if parsed.out_of_range.any() else None
-    return _Column(ints, absent_or_none, floats, unusable if unusable.any() else None, out_of_range=out_of_range)
-
-
-@dataclass
-class _Work:
-    n: int
-    line: np.ndarray
-    user_id: _Column
-    movie_id: _Column
-    timestamp: _Column
-    rating: np.ndarray  # float64, NaN where absent or not a number
-    rating_absent: np.ndarray | None
-    errors: _Errors
-    raw: pd.Series | None
-
-
-def _standardise(df: pd.DataFrame) -> _Work:
-    names = list(df.columns)
-    aliases = {names[i]: canon for canon, i in resolve_columns(names).items() if canon not in df.columns}
-    df = df.rename(columns=aliases)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"ratings table lacks column(s) {', '.join(missing)}; got {list(df.columns)}")
-    n = len(df)
-    errors = _Errors(n)
-    if "error" in df.columns:
-        loader_error = df["error"]
-        has_error = loader_error.notna().to_numpy(dtype=bool)
-        if has_error.any():  # the loader's codes come first
-            errors.codes = np.full(n, None, dtype=object)
-            errors.codes[has_error] = loader_error.to_numpy(dtype=object)[has_error]
-    line = df["line"].to_numpy(dtype=np.int64) if "line" in df.columns else np.arange(n, dtype=np.int64) + 2
-    # per column: its parse errors, then its missing values (the first code of a row wins)
-    user = _int_column(df["user_id"], "user_id", n, errors)
-    if user.absent is not None:
-        errors.add(user.absent, "missing_field:user_id")
-    movie = _int_column(df["movie_id"], "movie_id", n, errors)
-    if movie.absent is not None:
-        errors.add(movie.absent, "missing_field:movie_id")
-
-    values = df["rating"]
-    rating_absent = None
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        rating = values.to_numpy(dtype=np.float64, na_value=np.nan)  # NaN: off the scale, not missing
-    else:
-        parsed = numbers.parse_text(values)
-        errors.add(parsed.unparsed, "non_numeric:rating")
-        rating, rating_absent = parsed.floats, parsed.absent
-        if rating_absent.any():
-            errors.add(rating_absent, "missing_field:rating")
-        else:
-            rating_absent = None
-    timestamp = _int_column(df["timestamp"] if "timestamp" in df.columns else None, "timestamp", n, errors)
-    if timestamp.unusable is not None:  # absent timestamps become 0 and fractional ones truncate,
-        with np.errstate(invalid="ignore"):  # but inf or beyond int64 is not a number
-            out_of_range = timestamp.unusable & ~(np.abs(timestamp.floats) < _TWO63)
-        errors.add(out_of_range, "non_numeric:timestamp")
-    raw = df["raw"] if "raw" in df.columns else None
-    return _Work(n, line, user, movie, timestamp, rating, rating_absent, errors, raw)
-
-
-def _number_text(col: _Column, i: int) -> str:
-    if col.absent is not None and col.absent[i]:
-        return ""
-    if col.floats is not None and col.unusable is not None and col.unusable[i]:
-        return f"{col.floats[i]:g}"
-    return str(int(col.ints[i]))
-
-
-def _raw_text(work: _Work, rows: np.ndarray) -> tuple[list, np.ndarray]:
-    """The raw line where the loader kept it, else the row written back as CSV; and which were rebuilt."""
-    if len(rows) == 0:
-        return [], np.zeros(0, dtype=bool)
-    if work.raw is not None:
-        raw = work.raw.iloc[rows].to_numpy(dtype=object)
-        rebuilt = pd.isna(raw)
-    else:
-        raw = np.full(len(rows), None, dtype=object)
-        rebuilt = np.ones(len(rows), dtype=bool)
-    out = []
-    for j, i in enumerate(rows.tolist()):
-        if not rebuilt[j]:
-            out.append(raw[j])
-            continue
-        r = work.rating[i]
-        rating = "" if np.isnan(r) else f"{r:g}"
-        out.append(
-            f"{_number_text(work.user_id, i)},{_number_text(work.movie_id, i)},{rating},{_number_text(work.timestamp, i)}"
-        )
-    return out, np.asarray(rebuilt, dtype=bool)
 
 
 def _duplicate_candidates(user: np.ndarray, movie: np.ndarray) -> np.ndarray | None:
@@ -288,7 +125,7 @@ def clean_rating_data(
     rating_min, rating_max = rating_scale.bounds(rating_min, rating_max)  # unset: the scale (core/rating_scale.py)
     if max_rejected_fraction is not None and not 0 <= max_rejected_fraction <= 1:  # NaN fails too
         raise ValueError(f"max_rejected_fraction must be between 0 and 1, got {max_rejected_fraction}")
-    work = _standardise(df)
+    work = standardise(df)
     verdict = _Verdict(work)
     _reject_invalid(work, verdict, rating_min, rating_max)
     _reject_superseded(work, verdict)
@@ -305,7 +142,7 @@ class _Verdict:
     """A code per row: 0 kept, -1 a parse error (reason:detail in ``work.errors``), k > 0 ``rules[k - 1]``;
     the first rule that rejects a row names its reason."""
 
-    def __init__(self, work: _Work):
+    def __init__(self, work: Work):
         self.code = np.zeros(work.n, dtype=np.int8)
         self.rules: list[tuple[str, str]] = []
         self.parse_errors = work.errors.codes
@@ -327,7 +164,7 @@ class _Verdict:
         return np.zeros(0, dtype=np.int64) if self.all_valid else np.flatnonzero(self.code != 0)
 
 
-def _reject_invalid(work: _Work, verdict: _Verdict, rating_min: float, rating_max: float) -> None:
+def _reject_invalid(work: Work, verdict: _Verdict, rating_min: float, rating_max: float) -> None:
     """Ids that are not non-negative int64 integers, ratings off the scale."""
     for col, column in (("user_id", work.user_id), ("movie_id", work.movie_id)):
         if column.out_of_range is not None:
@@ -343,7 +180,7 @@ def _reject_invalid(work: _Work, verdict: _Verdict, rating_min: float, rating_ma
         )
 
 
-def _reject_superseded(work: _Work, verdict: _Verdict) -> None:
+def _reject_superseded(work: Work, verdict: _Verdict) -> None:
     """Of the valid rows rating one (user, movie) pair, the latest timestamp wins, then the later line."""
     valid_idx = None if verdict.all_valid else np.flatnonzero(verdict.code == 0)
     user = work.user_id.ints if valid_idx is None else work.user_id.ints[valid_idx]
@@ -362,16 +199,16 @@ def _reject_superseded(work: _Work, verdict: _Verdict) -> None:
     verdict.reject(superseded, "duplicate_superseded", "a later rating of the same (user, movie) was kept")
 
 
-def _timestamp_order(ts: _Column, rows: np.ndarray) -> np.ndarray:
+def _timestamp_order(ts: Column, rows: np.ndarray) -> np.ndarray:
     """The rows' timestamps as a sort key, a missing timestamp before every other."""
     if ts.floats is not None:
         order_ts = ts.floats[rows]
         return np.where(np.isnan(order_ts), -np.inf, order_ts)
     order_ts = ts.ints[rows]
-    return order_ts if ts.absent is None else np.where(ts.absent[rows], _INT64_MIN, order_ts)
+    return order_ts if ts.absent is None else np.where(ts.absent[rows], INT64_MIN, order_ts)
 
 
-def _quarantine(work: _Work, verdict: _Verdict, bad: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
+def _quarantine(work: Work, verdict: _Verdict, bad: np.ndarray) -> tuple[pd.DataFrame, dict[str, int]]:
     """The rejected rows with their line, raw text, reason and detail; and the count per reason."""
     bad_codes = verdict.code[bad]
     reason = np.empty(len(bad), dtype=object)
@@ -385,7 +222,7 @@ def _quarantine(work: _Work, verdict: _Verdict, bad: np.ndarray) -> tuple[pd.Dat
         reason[sel] = r
         detail[sel] = d
     counts = {r: int(c) for r, c in pd.Series(reason, dtype=object).value_counts().items()}
-    raw, rebuilt = _raw_text(work, bad)
+    raw, rebuilt = raw_text(work, bad)
     quarantine = pd.DataFrame(
         {
             "line": work.line[bad].astype(np.int64),
@@ -412,11 +249,11 @@ def _too_many_rejected(
     )
 
 
-def _kept_ratings(work: _Work, kept: np.ndarray | None) -> pd.DataFrame:
+def _kept_ratings(work: Work, kept: np.ndarray | None) -> pd.DataFrame:
     """The kept rows (``kept`` None: every row, with no row selection; int64 input columns are shared
     copy-on-write)."""
 
-    def output(column: _Column) -> pd.Series | np.ndarray:
+    def output(column: Column) -> pd.Series | np.ndarray:
         if kept is None and column.source is not None:
             return column.source.reset_index(drop=True).rename(None)
         return column.ints.copy() if kept is None else column.ints[kept]
