@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from recsys_assets.core.cleaning import clean_rating_data
-from recsys_assets.core.ingest import CheckpointStore, ExportError, MovieDataLoader, read_lines
-from recsys_assets.core.ingest import checkpoint as checkpoint_module
+from recsys_assets.core.ingest import CheckpointStore, ExportError, MovieDataLoader, identity, read_lines
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 HEADER = "userId,movieId,rating,timestamp\n"
@@ -260,7 +259,7 @@ def test_an_in_place_edit_keeping_size_and_mtime_is_noticed_in_a_sampled_block(t
         ).load()
     st = export.stat()
     data = bytearray(export.read_bytes())
-    i = checkpoint_module._sample_offsets(st.st_size)[0] + 100  # inside a sampled block, in the checkpointed rows
+    i = identity._sample_offsets(st.st_size)[0] + 100  # inside a sampled block, in the checkpointed rows
     while not chr(data[i]).isdigit():
         i += 1
     data[i] = ord("7") if data[i] != ord("7") else ord("8")  # one digit of one rating line, same size

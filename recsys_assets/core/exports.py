@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_assets.core.ingest.checkpoint import source_identity
+from recsys_assets.core.ingest.identity import source_identity
 
 EXPORT_SUFFIXES = (".csv", ".dat", ".data", ".tsv", ".txt", ".csv.gz", ".dat.gz", ".data.gz", ".tsv.gz", ".txt.gz")
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".filepart", ".swp")

@@ -3,6 +3,7 @@
 * :mod:`.framing` - reading in blocks and cutting the file into whole lines;
 * :mod:`.parse` - the row schema, the fast Arrow path and the exact line-by-line path;
 * :mod:`.checkpoint` - the :class:`CheckpointStore` (manifest, parts, lock, high-water mark);
+* :mod:`.parts` - the checkpoint's Arrow IPC part files; :mod:`.identity` - an export file's identity;
 * :mod:`.loader` - :class:`MovieDataLoader`, composing the three for one load;
 * :mod:`.errors` - which errors of a load a retry can fix.
 """
@@ -13,10 +14,10 @@ from recsys_assets.core.ingest.checkpoint import (
     CheckpointPathError,
     CheckpointStore,
     confined_checkpoint_path,
-    source_identity,
 )
 from recsys_assets.core.ingest.errors import no_retry_can_fix, one_line
 from recsys_assets.core.ingest.framing import ExportTooLargeError, GzipLimits, read_lines
+from recsys_assets.core.ingest.identity import source_identity
 from recsys_assets.core.ingest.loader import ExportLayout, LoadStats, MovieDataLoader
 from recsys_assets.core.ingest.parse import (
     RAW_SCHEMA,

@@ -5,13 +5,13 @@ On disk, for a manifest ``<name>`` (format version :data:`MANIFEST_VERSION`):
 * ``<name>``: ``{"body": {...}, "checksum": sha256(body)}``, replaced atomically
   at each checkpoint.  The body binds the checkpoint to the source file (path,
   size, modification time, a fingerprint of its first and last MiB and one of
-  16 blocks sampled across the rest, see :func:`source_identity`) and to the
+  16 blocks sampled across the rest: :mod:`~recsys_assets.core.ingest.identity`) and to the
   format settings, and records the progress (byte offset in the text - for a
   gzip export, in the decompressed text - next line number, counts, number of
   parts, whether the load completed);
 * ``<name>.parts/part-000001.arrow`` ...: the rows parsed between two
-  checkpoints, uncompressed Arrow IPC files, each written to a temporary name
-  and renamed.  Nothing is ever unpickled;
+  checkpoints, uncompressed Arrow IPC files (:mod:`~recsys_assets.core.ingest.parts`), each written to a
+  temporary name and renamed.  Nothing is ever unpickled;
 * ``<name>.lock``: the advisory lock that keeps two loads off one checkpoint;
 * ``<name>.hwm``: the next line number reached by a killed load (written in
   place, fixed width) - it only feeds the ``reread_rows`` statistic.
@@ -35,64 +35,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.ipc  # noqa: F401 - pa.ipc
 
-from recsys_assets.core.atomic import atomic_path, atomic_write_bytes, fixed_tmp_path
+from recsys_assets.core.atomic import atomic_write_bytes, fixed_tmp_path
 from recsys_assets.core.formats import ExportFormat
-from recsys_assets.core.ingest.parse import RAW_SCHEMA
+from recsys_assets.core.ingest.parts import part_name, read_part, write_part
 from recsys_assets.core.locks import FileLock
 
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 2  # 2: parts are Arrow IPC files (1: Parquet)
-_FINGERPRINT_BYTES = 1 << 20
-_SAMPLES = 16  # blocks of _SAMPLE_BYTES sampled between the first and last MiB
-_SAMPLE_BYTES = 1 << 16
-_PART_STRING_COLUMNS = ("error", "raw")
-_PART_INT_COLUMNS = ("user_id", "movie_id", "timestamp")
-_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-
-
-def _sample_offsets(size: int) -> list[int]:
-    """Where the :data:`_SAMPLES` blocks of ``sampled`` lie: evenly between the first and last MiB."""
-    inner = size - 2 * _FINGERPRINT_BYTES
-    if inner <= 0:
-        return []
-    return [_FINGERPRINT_BYTES + inner * k // (_SAMPLES + 1) for k in range(1, _SAMPLES + 1)]
-
-
-def source_identity(path: Path, *, sample: bool = False) -> dict:
-    """Size, modification time and a fingerprint of the first and last MiB.
-
-    ``sample``: also ``sampled``, a fingerprint of :data:`_SAMPLES` blocks of
-    64 KiB spread evenly over the rest of the file (1 MiB more to read).  The
-    checkpoint compares it too, so an in-place edit that keeps the size and the
-    modification time is noticed when it touches the first or last MiB or a
-    sampled block.  An edit that touches none of them is not noticed: such an
-    edit needs a tool that deliberately restores the modification time; remove
-    the checkpoint after one.  (``fingerprint`` alone is what the export's
-    fingerprint, compared by the sensor, is made of.)
-    """
-    st = path.stat()
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(str(st.st_size).encode())
-    identity = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    with open(path, "rb") as f:
-        digest.update(f.read(_FINGERPRINT_BYTES))
-        if st.st_size > _FINGERPRINT_BYTES:
-            f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
-            digest.update(f.read())
-        identity["fingerprint"] = digest.hexdigest()
-        if sample:
-            sampled = hashlib.blake2b(digest_size=16)
-            for offset in _sample_offsets(st.st_size):
-                f.seek(offset)
-                sampled.update(f.read(_SAMPLE_BYTES))
-            identity["sampled"] = sampled.hexdigest()
-    return identity
 
 
 @dataclass(kw_only=True)
@@ -148,73 +101,6 @@ def confined_checkpoint_path(folder: str | os.PathLike, name: str, *, default: s
     return resolved
 
 
-def part_name(k: int) -> str:
-    return f"part-{k:06d}.arrow"
-
-
-def write_part(table: pa.Table, target: Path) -> None:
-    """Write one checkpoint part as an Arrow IPC file, atomically (temporary name, then rename).
-
-    Uncompressed (LZ4 or Parquet encoding would cost more than the parsing)
-    and lossless but compact, since every byte written also costs the kernel
-    writeback time: string columns that are entirely null (the usual ``error``
-    and ``raw``) are stored as Arrow's null type (no buffers), integer columns
-    whose values fit are stored as int32, and a ``line`` column that simply
-    counts up is stored as its first value in the schema metadata.
-    """
-    fields, columns = [], []
-    meta = {}
-    for name, column in zip(table.column_names, table.columns):
-        n = len(column)
-        if name in _PART_STRING_COLUMNS and column.null_count == n:
-            column = pa.nulls(n, pa.null())
-        elif name == "line" and n and column.null_count == 0:
-            first = column[0].as_py()
-            if column[n - 1].as_py() == first + n - 1 and (
-                n < 3
-                or pc.all(
-                    pc.equal(pc.subtract(column, pa.array(np.arange(first, first + n, dtype=np.int64))), 0)
-                ).as_py()
-            ):
-                meta[b"first_line"] = str(first).encode()
-                continue
-        elif name in _PART_INT_COLUMNS and n:
-            lo_hi = pc.min_max(column)
-            lo, hi = lo_hi["min"].as_py(), lo_hi["max"].as_py()
-            if lo is not None and lo >= _INT32_MIN and hi <= _INT32_MAX:
-                column = column.cast(pa.int32())
-        fields.append(pa.field(name, column.type))
-        columns.append(column)
-    stored = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=meta or None))
-    with atomic_path(target, fixed_tmp=True) as tmp:  # only the lock holder writes parts
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, stored.schema) as writer:
-            writer.write_table(stored)
-
-
-def read_part(path: Path) -> pa.Table:
-    """Read and check one checkpoint part, restoring :data:`RAW_SCHEMA` (see :func:`write_part`)."""
-    with pa.OSFile(str(path), "rb") as source:
-        table = pa.ipc.open_file(source).read_all()
-    meta = table.schema.metadata or {}
-    names = table.column_names
-    if "line" not in names and b"first_line" in meta:
-        first = int(meta[b"first_line"])
-        table = table.add_column(0, "line", pa.array(np.arange(first, first + table.num_rows, dtype=np.int64)))
-    if table.column_names != RAW_SCHEMA.names:
-        raise ValueError(f"{path.name}: columns {table.column_names}")
-    columns = []
-    for fld, column in zip(RAW_SCHEMA, table.columns):
-        if column.type != fld.type:
-            if fld.name in _PART_STRING_COLUMNS and column.type == pa.null():
-                column = pa.nulls(len(column), fld.type)
-            elif fld.name in _PART_INT_COLUMNS and column.type == pa.int32():
-                column = column.cast(pa.int64())
-            else:
-                raise ValueError(f"{path.name}: column {fld.name} is {column.type}, expected {fld.type}")
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=RAW_SCHEMA)
-
-
 def _checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -265,7 +151,7 @@ class CheckpointStore:
 
     # --------------------------------------------------------------- resume
     def bind(self, source: Path, identity: dict, fmt: ExportFormat) -> None:
-        """Name the source (its path and :func:`source_identity`) and format this checkpoint is for."""
+        """Name the source (its path and ``identity.source_identity``) and format this checkpoint is for."""
         self._head = {"source": {"path": str(source.resolve()), **identity}, "format": _format_doc(fmt)}
 
     def resume(self) -> tuple[Resumed | None, str | None]:

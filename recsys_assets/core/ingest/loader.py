@@ -43,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from recsys_assets.core.formats import ExportError, ExportFormat, ExportFormatError, detect_format
-from recsys_assets.core.ingest.checkpoint import CheckpointStore, Progress, source_identity
+from recsys_assets.core.ingest.checkpoint import CheckpointStore, Progress
 from recsys_assets.core.ingest.framing import (
     GzipLimits,
     Region,
@@ -53,6 +53,7 @@ from recsys_assets.core.ingest.framing import (
     open_export,
     read_first_line,
 )
+from recsys_assets.core.ingest.identity import source_identity
 from recsys_assets.core.ingest.parse import Parsed, parse_clean, parse_segment, table_to_frame
 from recsys_assets.core.locks import BusyError
 
