@@ -270,10 +270,10 @@ def scale_child(n: int) -> dict:
     """One size: generate, build tensors, time two epochs of the shipped trainer's step."""
     from recsys_assets.core.ids import build_mappings
     from recsys_assets.core.rating.dataset import MovieRatingDataset
+    from recsys_assets.core.rating.epochs import sgd_epoch
     from recsys_assets.core.rating.model import BiasedMF
     from recsys_assets.core.rating.optim import FusedSGD, WeightedRatings, count_weights
     from recsys_assets.core.rating.train_config import TrainConfig
-    from recsys_assets.core.rating.training import _sgd_epoch
     from recsys_assets.core.sample_data import SampleSpec, generate_ratings
 
     df = generate_ratings(SampleSpec(n_ratings=n, n_users=162_000, n_movies=59_000, seed=11)).to_pandas()
@@ -303,7 +303,7 @@ def scale_child(n: int) -> dict:
     times = []
     for _ in range(2):
         t = time.perf_counter()
-        sq = _sgd_epoch(model, opt, weighted, cfg.batch_size, gen)
+        sq = sgd_epoch(model, opt, weighted, cfg.batch_size, gen)
         times.append(time.perf_counter() - t)
     return {
         "ratings": n,

@@ -41,9 +41,9 @@ from recsys_assets.core.rating import numba_sgd
 from recsys_assets.core.rating.checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
 from recsys_assets.core.rating.dataset import MovieRatingDataset
 from recsys_assets.core.rating.early_stopping import improves, monitored_loss
+from recsys_assets.core.rating.epochs import adam_epoch, graphed_runner, sgd_epoch
 from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
 from recsys_assets.core.rating.model import BiasedMF
-from recsys_assets.core.rating.numba_sgd import epoch_order
 from recsys_assets.core.rating.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
 from recsys_assets.core.rating.train_config import TrainConfig
 
@@ -215,7 +215,7 @@ def _build_fit(train, val, n_users: int, n_movies: int, config: TrainConfig, dev
         fit.implicit = optimizer.implicit = ImplicitFeedback(
             train_dev.users, train_dev.movies, n_users, n_movies, config.embedding_dim
         )
-    fit.graphed = _graphed_runner(model, optimizer, fit.weighted, batch_size, config, device)
+    fit.graphed = graphed_runner(model, optimizer, fit.weighted, batch_size, config, device)
     return fit
 
 
@@ -269,13 +269,13 @@ def _train_epoch(fit: _Fit) -> float:
     """One pass over the training ratings; the mean squared error summed before each batch's update."""
     if fit.weighted is not None:
         assert isinstance(fit.optimizer, FusedSGD)
-        total_loss = _sgd_epoch(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.generator, fit.graphed)
+        total_loss = sgd_epoch(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.generator, fit.graphed)
         if fit.implicit is not None:  # the implicit factors' once-an-epoch step, scaled with any backoff
             scale = fit.optimizer.param_groups[0]["lr"] / fit.config.learning_rate
             fit.implicit.step(fit.model.user_factors.weight, fit.config.implicit_lr * scale, fit.config.reg_implicit)
     else:
         config = replace(fit.config, batch_size=fit.batch_size)
-        total_loss = _adam_epoch(fit.model, fit.optimizer, fit.train, config, fit.generator)
+        total_loss = adam_epoch(fit.model, fit.optimizer, fit.train, config, fit.generator)
     if fit.device.type == "cuda":
         torch.cuda.synchronize(fit.device)
     return float(total_loss) / len(fit.train)
@@ -300,7 +300,7 @@ def _back_off(fit: _Fit, progress: _Progress, last_good: tuple, train_loss: floa
     for group in fit.optimizer.param_groups:
         group["lr"] = lr / 2
     if fit.weighted is not None and fit.graphed is not None:  # the captured steps hold the old step size
-        fit.graphed = _graphed_runner(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.config, fit.device)
+        fit.graphed = graphed_runner(fit.model, fit.optimizer, fit.weighted, fit.batch_size, fit.config, fit.device)
     progress.backoffs.append({"epoch": epoch, "learning_rate": lr / 2})
     log.warning(
         "epoch %d diverged (training loss %s); restarting it from epoch %d's weights with learning rate %g",
@@ -385,47 +385,6 @@ def _result(fit: _Fit, progress: _Progress, start_epoch: int) -> TrainResult:
         final_learning_rate=float(fit.optimizer.param_groups[0]["lr"]),
         batch_size=fit.batch_size,
     )
-
-
-def _sgd_epoch(model, optimizer: FusedSGD, data: WeightedRatings, batch_size: int, generator, graphed=None):
-    """One shuffled pass of fused per-rating SGD; returns the summed squared error (a tensor)."""
-    perm = epoch_order(len(data), generator).to(data.ratings.device)
-    if graphed is not None:
-        return graphed.run(optimizer.prepare_epoch(perm, data, float(model.global_mean)))
-    return optimizer.fit_epoch(model, perm, data, batch_size)
-
-
-def _graphed_runner(model, optimizer, data: WeightedRatings, batch_size: int, config: TrainConfig, device):
-    """A CUDA-graph epoch runner when training on CUDA with enough data for a window, else None."""
-    if device.type != "cuda" or not config.cuda_graphs:
-        return None
-    window = max(1, min(64, len(data) // batch_size))
-    if len(data) < batch_size * window or window < 4:
-        return None
-    try:
-        perm = torch.arange(len(data), device=device)
-        template = optimizer.prepare_epoch(perm, data, float(model.global_mean))
-        return GraphedEpoch(optimizer, model, template, batch_size, window)
-    except Exception as exc:  # graphs are an optimization: fall back to eager steps
-        log.warning("CUDA graph capture failed (%s); training with eager steps", exc)
-        return None
-
-
-def _adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig, generator) -> torch.Tensor:
-    """One Adam epoch: MSELoss, backward, (Sparse)Adam step, over shuffled batches."""
-    criterion = nn.MSELoss()
-    total = torch.zeros((), device=data.ratings.device)
-    for users, movies, ratings in data.batches(config.batch_size, shuffle=True, generator=generator):
-        pred = model(users, movies)
-        loss = criterion(pred, ratings)
-        objective = loss
-        if config.reg_factors or config.reg_bias:
-            objective = loss + model.penalty(users, movies, config.reg_factors, config.reg_bias)
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
-        total += loss.detach() * len(ratings)
-    return total
 
 
 def refit_on_all(
