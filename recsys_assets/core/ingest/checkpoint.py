@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.ipc  # noqa: F401 - pa.ipc
 
 from recsys_assets.core.atomic import atomic_write_bytes, fixed_tmp_path
 from recsys_assets.core.formats import ExportFormat
