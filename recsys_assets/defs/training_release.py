@@ -132,23 +132,27 @@ def _metadata(context, storage: RecsysStorage, run: "TrainingRun", outcome) -> d
 
 
 def model_checks(report: "ModelReport") -> list[dg.AssetCheckResult]:
+    """The rating model's checks: finite weights, validation RMSE against the two baselines, promotion."""
     metrics = report.metrics
-    rmse_text = f"val RMSE {metrics['val_rmse']:.4f}"
+
+    def against(name: str, passed: bool, severity, baseline: str, label: str) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name=name,
+            passed=passed,
+            severity=severity,
+            description=f"val RMSE {metrics['val_rmse']:.4f} vs {label} {metrics[baseline]:.4f}",
+            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics[baseline]},
+        )
+
     return [
         finite_check("weights_finite", report.weights_finite, "weights"),
-        dg.AssetCheckResult(
-            check_name="beats_global_mean",
-            passed=report.beats_global_mean,
-            severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{rmse_text} vs global mean {metrics['global_mean_rmse']:.4f}",
-            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["global_mean_rmse"]},
+        against(
+            "beats_global_mean",
+            report.beats_global_mean,
+            dg.AssetCheckSeverity.ERROR,
+            "global_mean_rmse",
+            "global mean",
         ),
-        dg.AssetCheckResult(
-            check_name="beats_bias_only",
-            passed=report.beats_bias_only,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{rmse_text} vs bias only {metrics['bias_only_rmse']:.4f}",
-            metadata={"val_rmse": metrics["val_rmse"], "baseline_rmse": metrics["bias_only_rmse"]},
-        ),
+        against("beats_bias_only", report.beats_bias_only, dg.AssetCheckSeverity.WARN, "bias_only_rmse", "bias only"),
         promotion_check("not_worse_than_published", report.promotion or Promotion(True)),
     ]
