@@ -6,7 +6,7 @@
     recsys similar --movie 1 | --title "toy story" [-k 10] [--model ...]
     recsys metrics [--model ...]                          (the published models' validation figures)
     recsys models [--data-dir data]                      (the kept published models)
-    recsys rollback [VERSION] [--ranking] [--data-dir data]
+    recsys rollback [VERSION] [--ranking] [--force] [--data-dir data]
     recsys serve [--host 127.0.0.1] [--port 8000] [--data-dir data]   (HTTP API, reloads on promotion)
 
 Recommendations are ranked by the ranking model (data/ranking_model.pth, beside the
@@ -23,7 +23,7 @@ try:
     from recsys_assets import settings
 except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
     raise SystemExit(f"recsys: error: {exc}") from None
-from recsys_assets.core.rating.model_file import ModelFileError  # noqa: E402
+from recsys_assets.core.model_errors import ModelFileError  # noqa: E402
 
 
 def _default_export() -> str:
@@ -168,9 +168,6 @@ def _similar(args) -> int:
     return 0
 
 
-MODEL_FILES = {"rating": "recommendation_model.pth", "ranking": "ranking_model.pth"}
-
-
 def _metrics(args) -> int:
     """The published models' figures on their validation split (what run_pipeline.sh ends with)."""
     rec = _load_model(args.model, args.ranking_model)
@@ -195,60 +192,61 @@ def _validators() -> dict:
     """Each model file's full validation, run before a kept version is restored."""
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.rating.model_file import load_model_file
+    from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 
-    return {MODEL_FILES["rating"]: load_model_file, MODEL_FILES["ranking"]: RankingModel.load}
+    return {RATING_FILE: load_model_file, RANKING_FILE: RankingModel.load}
 
 
-def _version_line(v, current: str | None) -> str:
-    metrics = v.record.get("metrics", {})
-    figure = (
-        f"val RMSE {metrics['val_rmse']:.4f}"
-        if "val_rmse" in metrics
-        else f"val NDCG@10 {metrics['val_ndcg_at_10']:.4f}"
-        if "val_ndcg_at_10" in metrics
-        else ""
-    )
-    data = v.record.get("data", {})
+def _version_line(v, current: str | None, mark: str) -> str:
+    from recsys_assets.core.release.versions_table import metric_of
+
+    metric, value = metric_of(v.record.get("metrics"))
+    figure = f"{'val RMSE' if metric == 'val_rmse' else 'val NDCG@10'} {value:.4f}" if metric else ""
+    data = v.record.get("data") if isinstance(v.record.get("data"), dict) else {}
+    counts = [data.get(key) if isinstance(data.get(key), int) else 0 for key in ("n_users", "n_ratings")]
     marker = "*" if v.name == current else " "
     return (
         f" {marker}{v.name}  {v.record.get('published_at', '?')}  {figure}  "
-        f"{data.get('n_users', 0):,} users, {data.get('n_ratings', 0):,} ratings  "
-        f"export {str(v.record.get('export_fingerprint') or '-')[:12]}"
+        f"{counts[0]:,} users, {counts[1]:,} ratings  "
+        f"export {str(v.record.get('export_fingerprint') or '-')[:12]}" + (f"  [{mark}]" if mark else "")
     )
 
 
 def _models(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
-    from recsys_assets.core.model_history import ModelHistory
+    from recsys_assets.core.release.candidate import MODEL_FILES
+    from recsys_assets.core.release.history import ModelHistory
+    from recsys_assets.core.release.registry import live_record
+    from recsys_assets.core.release.versions_table import damaged_files, lineage_mark
 
     store = ArtifactStore(args.data_dir)
     for kind, name in MODEL_FILES.items():
         history = ModelHistory(store, name)
         scan = history.scan()
         print(f"{kind} model ({store.url(name)}):")
-        for problem in scan.problems:
+        for problem in scan.problems + damaged_files(history, scan.versions):
             print(f"  damaged: {problem}")
         if not scan.versions:
             print("  no intact kept versions")
             continue
-        current = history.current(scan.versions)
+        current, live_now = history.current(scan.versions), live_record(store, name)
         for v in scan.versions:
-            print(_version_line(v, current))
-    print("(* = the published file)")
+            print(_version_line(v, current, lineage_mark(v, live_now)))
+    print("(* = the published file; [demo sample] / [other lineage]: rollback needs --force)")
     return 0
 
 
 def _rollback(args) -> int:
     from recsys_assets.core.artifact_store import ArtifactStore
     from recsys_assets.core.locks import BusyError
-    from recsys_assets.core.model_history import publish_lock
-    from recsys_assets.core.publishing import rollback, work_folder_for
+    from recsys_assets.core.release.candidate import MODEL_FILES
+    from recsys_assets.core.release.registry import rollback, work_folder_for
 
     name = MODEL_FILES["ranking" if args.ranking else "rating"]
     store = ArtifactStore(args.data_dir)
+    folder = work_folder_for(args.data_dir, settings.WORK_DIR.get())
     try:
-        with publish_lock(work_folder_for(args.data_dir, settings.WORK_DIR.get())):
-            restored = rollback(store, name, args.version, _validators())
+        restored = rollback(store, name, args.version, _validators(), work_folder=folder, force=args.force)
     except BusyError as exc:
         raise ValueError(f"{exc} (a model is being published)") from None
     for file, chosen in restored:
@@ -334,6 +332,11 @@ def _add_versions(sub, data_args) -> None:
         help="the version to restore: v3, 3 or v0003 (default: the one before the current)",
     )
     p.add_argument("--ranking", action="store_true", help="roll back the ranking model instead of the rating model")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="restore a version from the generated demo sample or another export lineage (refused without it)",
+    )
     p.set_defaults(func=_rollback)
 
 

@@ -144,6 +144,13 @@ FORCE_PUBLISH = Setting(
     "`1`: publish a new model even when the promotion rule rejects it",
     shown_default="off",
 )
+ACCEPT_NEW_LINEAGE = Setting(
+    "RECSYS_ACCEPT_NEW_LINEAGE",
+    "",
+    "`1`: publish models of a new export lineage (no ids shared with the published models, so nothing can "
+    "be compared); a published demo sample is replaced without it",
+    shown_default="off",
+)
 VERBOSE = Setting(
     "RECSYS_VERBOSE",
     "",
@@ -193,6 +200,7 @@ SETTINGS: tuple[Setting, ...] = (
     TIMEZONE,
     RETRAIN_FORCE,
     FORCE_PUBLISH,
+    ACCEPT_NEW_LINEAGE,
     VERBOSE,
     SERVE_HOST,
     SERVE_PORT,

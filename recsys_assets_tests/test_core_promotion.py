@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 
 from recsys_assets.core.artifact_store import ArtifactStore
-from recsys_assets.core.heldback import lineage, plan_evaluation
-from recsys_assets.core.model_history import ModelHistory
-from recsys_assets.core.promotion import DataSize, Evidence, PromotionPolicy, decide, rmse_evidence
+from recsys_assets.core.heldback import plan_evaluation
 from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.release import registry
+from recsys_assets.core.release.candidate import MODEL_FILES, Candidate
+from recsys_assets.core.release.decision import DataSize, Evidence, PromotionPolicy, decide, rmse_evidence
+from recsys_assets.core.release.history import ModelHistory
+from recsys_assets.core.release.lineage import Lineage, lineage
 
 FULL = DataSize(users=610, movies=9_724, ratings=100_836)
 
@@ -63,9 +66,17 @@ def test_fresh_means_never_trained_on():
 
 
 def _publish(history, tmp_path, content: bytes, **record):
-    local = tmp_path / "candidate.bin"
-    local.write_bytes(content)
-    return history.publish(local, record)
+    """Publish ``content`` as the next version through the registry (the one publish path)."""
+    candidate = Candidate(history.name, lambda path: path.write_bytes(content), lambda path: None, record)
+    outcome = registry.publish(history.store, candidate, True, keep=history.keep, work_folder=tmp_path / "work")
+    return next(v for v in history.versions() if v.name == outcome.version)
+
+
+def _rollback(history, tmp_path, version=None):
+    """The one rollback (the registry's, under the publish lock): the restored version."""
+    validators = dict.fromkeys(MODEL_FILES.values(), history.validate or (lambda path: None))
+    restored = registry.rollback(history.store, history.name, version, validators, work_folder=tmp_path / "work")
+    return restored[0][1]
 
 
 def test_history_keeps_the_last_versions_and_rolls_back_atomically(tmp_path):
@@ -76,17 +87,17 @@ def test_history_keeps_the_last_versions_and_rolls_back_atomically(tmp_path):
     live = tmp_path / "data" / "recommendation_model.pth"
     assert [v.name for v in history.versions()] == ["v0003", "v0002"]  # v0001 pruned
     assert history.current() == "v0003" and live.read_bytes() == b"model 2"
-    restored = history.rollback()
+    restored = _rollback(history, tmp_path)
     assert restored.name == "v0002" and live.read_bytes() == b"model 1"
     assert history.current() == "v0002"
-    history.rollback("3")
+    _rollback(history, tmp_path, "3")
     assert live.read_bytes() == b"model 2"
     for spelling in ("v2", "2", "v0002", "0002"):
-        assert history.rollback(spelling).name == "v0002"
+        assert _rollback(history, tmp_path, spelling).name == "v0002"
     with pytest.raises(ValueError, match="no intact version 'v0001'"):
-        history.rollback("v0001")
+        _rollback(history, tmp_path, "v0001")
     with pytest.raises(ValueError, match="not a version"):
-        history.rollback("latest")
+        _rollback(history, tmp_path, "latest")
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -107,7 +118,7 @@ def test_the_version_is_recorded_before_the_live_file_switches(tmp_path, monkeyp
         return real_put(self, local, name)
 
     monkeypatch.setattr(ArtifactStore, "put", put)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(registry.PublishError, match="No space left"):
         _publish(history, tmp_path, b"new")
     assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"good"
     monkeypatch.setattr(ArtifactStore, "put", real_put)
@@ -117,6 +128,7 @@ def test_the_version_is_recorded_before_the_live_file_switches(tmp_path, monkeyp
     )
     _publish(history, tmp_path, b"new")
     assert writes == ["models/recommendation_model/v0002.pth", "recommendation_model.pth"]  # the record first
+    assert history.current() == "v0002"
 
 
 def test_a_damaged_registry_is_named_and_the_intact_versions_still_work(tmp_path):
@@ -131,9 +143,9 @@ def test_a_damaged_registry_is_named_and_the_intact_versions_still_work(tmp_path
     assert [v.name for v in scan.versions] == ["v0003", "v0001"]
     assert any("v0002.json is damaged" in p for p in scan.problems)
     with pytest.raises(ValueError, match="no intact version 'v2'.*v0002.json is damaged"):
-        history.rollback("v2")
+        _rollback(history, tmp_path, "v2")
     with pytest.raises(ValueError, match="does not match the sha256"):
-        history.rollback("1")
+        _rollback(history, tmp_path, "1")
     assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"model 2"
     assert _publish(history, tmp_path, b"model 3").name == "v0004"  # never reuses a damaged entry's number
 
@@ -148,17 +160,34 @@ def test_rollback_runs_the_files_full_validation(tmp_path):
     _publish(history, tmp_path, b"bad model")
     _publish(history, tmp_path, b"good model")
     with pytest.raises(ValueError, match="fails validation \\(not a model\\); not restored"):
-        history.rollback()
+        _rollback(history, tmp_path)
     assert (tmp_path / "data" / "recommendation_model.pth").read_bytes() == b"good model"
 
 
-def test_size_rejections_name_the_override_and_other_lineages_are_not_compared():
+def test_size_rejections_name_the_override_and_a_new_lineage_goes_live_only_when_accepted():
     small = decide(DataSize(3, 280, 300), FULL, None, PromotionPolicy())
     assert "RECSYS_FORCE_PUBLISH" in small.describe()
     worse = Evidence("held-back RMSE", candidate=2.3, current=0.6, fresh_ratings=5_000, lower_is_better=True)
-    other = decide(FULL, FULL, [worse], PromotionPolicy(), unrelated="a different export lineage (3% shared)")
-    assert other.publish and "nothing comparable published" in other.describe()
+    new = Lineage("new", 0.03, 0.02)
+    refused = decide(FULL, FULL, [], PromotionPolicy(), lineage=new)
+    assert not refused.publish and "RECSYS_ACCEPT_NEW_LINEAGE" in refused.describe()
+    accepted = decide(FULL, FULL, [], PromotionPolicy(accept_new_lineage=True), lineage=new)
+    assert accepted.publish and "the operator accepts new lineages" in accepted.describe()
+    demo = decide(FULL, FULL, [], PromotionPolicy(), lineage=Lineage("new", 0.0, 0.0, published_sample=True))
+    assert demo.publish and "replaces the generated demo sample" in demo.describe()
+    rekeyed = decide(FULL, FULL, [worse], PromotionPolicy(), lineage=Lineage("rekeyed", 0.0, 1.0))
+    assert not rekeyed.publish and "compared on the movies" in rekeyed.describe()
     assert not decide(FULL, FULL, [worse], PromotionPolicy()).publish
+
+
+def test_tolerances_are_relative_so_a_nine_percent_drop_is_not_noise():
+    """The shilling case of the hostile review: held-back NDCG@10 0.2228 -> 0.2020 passed 0.02 + 2 SE."""
+    drop = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, lower_is_better=False, standard_error=0.006)
+    assert not decide(FULL, FULL, [drop], PromotionPolicy()).publish
+    noisy = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, lower_is_better=False, standard_error=0.02)
+    assert decide(FULL, FULL, [noisy], PromotionPolicy()).publish  # within noise: not refused
+    small = Evidence("held-back NDCG@10", 0.2180, 0.2228, 5_000, lower_is_better=False, standard_error=0.001)
+    assert decide(FULL, FULL, [small], PromotionPolicy()).publish  # 2% worse: within the 5% tolerance
 
 
 def test_the_held_back_set_is_kept_out_of_every_fit():
@@ -176,5 +205,7 @@ def test_the_held_back_set_is_kept_out_of_every_fit():
         assert not held_pairs & set(zip(part["user_id"], part["movie_id"]))
     assert again.excluded == 50
     same = np.arange(100)
-    assert lineage(same, same, same, same) is None
-    assert "different export lineage" in lineage(same, same, same + 1000, same)
+    assert lineage(same, same, same, same).kind == "same"
+    assert lineage(same, same, same + 1000, same).kind == "rekeyed"  # users renumbered, the same movies
+    assert lineage(same, same, same + 1000, same + 1000).kind == "new"
+    assert "different export lineage" in lineage(same, same, same + 1000, same + 1000).describe()

@@ -14,9 +14,11 @@ import torch
 
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.atomic import atomic_torch_save
-from recsys_assets.core.model_history import ModelHistory, publish_lock
-from recsys_assets.core.publishing import Candidate, PublishError, release
 from recsys_assets.core.rating.model_file import load_model_file
+from recsys_assets.core.release.candidate import Candidate
+from recsys_assets.core.release.history import ModelHistory, publish_lock
+from recsys_assets.core.release.registry import PublishError
+from recsys_assets.core.release.registry import publish as release
 
 from .conftest import REPO_ROOT
 from .model_files import hand_set_model_file
@@ -49,7 +51,9 @@ def _registry(tmp_path: Path, data: Path, versions: int = 3) -> list[bytes]:
         model["metrics"] = {"val_rmse": 0.9 - k / 100}  # a different file per version
         atomic_torch_save(model, path)
         payload = path.read_bytes()
-        history.publish(path, {"metrics": {"val_rmse": 0.9 - k / 100}, "data": {"n_users": 3, "n_ratings": 4 + k}})
+        record = {"metrics": {"val_rmse": 0.9 - k / 100}, "data": {"n_users": 3, "n_ratings": 4 + k}}
+        saver = lambda target, source=path: target.write_bytes(source.read_bytes())  # noqa: E731
+        release(history.store, Candidate(history.name, saver, load_model_file, record), True, keep=5, work_folder=data)
         published.append(payload)
         assert hashlib.sha256(payload).hexdigest() == history.versions()[0].record["sha256"]
     return published

@@ -18,20 +18,18 @@ model carries a held-back set from its own export:
   training and validation ratings before anything is fitted, whatever rating the
   new export gives them.  Both models are then scored on the published set with
   its recorded ratings, raw ids mapped through each model's own mappings.
-* When the id spaces hardly overlap (Jaccard below ``min_overlap`` for users or
-  for movies), the published model is of a different export lineage: nothing
-  comparable is published, and no score is compared.
+* Whether a candidate shares the published model's lineage, and what it is then judged on, is the
+  release's question (``core/release/lineage.py``); this module only holds the data.
 """
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 SHARE = 0.25  # of the validation split
 CAP = 20_000  # ratings at most
-MIN_OVERLAP = 0.5  # Jaccard of the user ids and of the movie ids for the same lineage
 KEYS = ("heldback_user_ids", "heldback_movie_ids", "heldback_ratings")
 
 
@@ -82,7 +80,7 @@ class EvaluationPlan:
     refit_val: pd.DataFrame  # the validation ratings the published refit adds: val minus ``heldback``
     heldback: HeldBack  # this candidate's own held-back set, stored with it
     excluded: int  # ratings removed because the published model holds their pairs back
-    fingerprint: str = ""  # of the ratings both models are built from (the pair check, core/publishing.py)
+    fingerprint: str = ""  # of the ratings both models are built from (the pair rule, core/release/registry.py)
 
 
 def pair_mask(frame: pd.DataFrame, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
@@ -116,32 +114,6 @@ def plan_evaluation(
 
 def _rows(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
     return frame.take(np.flatnonzero(mask)).reset_index(drop=True)
-
-
-def lineage(users: np.ndarray, movies: np.ndarray, published_users, published_movies, *, min_overlap=MIN_OVERLAP):
-    """None when the candidate's ids and the published model's share a lineage, else why they do not."""
-    shares = []
-    for mine, theirs in ((users, published_users), (movies, published_movies)):
-        union = len(np.union1d(mine, theirs))
-        shares.append(len(np.intersect1d(mine, theirs)) / union if union else 1.0)
-    if min(shares) >= min_overlap:
-        return None
-    return (
-        f"a different export lineage ({shares[0]:.0%} of the user ids and {shares[1]:.0%} of the movie ids "
-        f"shared, under {min_overlap:.0%})"
-    )
-
-
-def plan_against(train: pd.DataFrame, val: pd.DataFrame, users, movies, published) -> tuple[EvaluationPlan, str | None]:
-    """The candidate's :class:`EvaluationPlan` against a published model (None: nothing published), and
-    why that model is of another lineage (None: the same). ``users``/``movies``: the candidate's
-    ``IdMapping``s; ``published``: anything with ``users``, ``movies`` (``IdMapping``) and ``heldback``."""
-    fingerprint = data_fingerprint(train, val)
-    if published is None:
-        return replace(plan_evaluation(train, val, None), fingerprint=fingerprint), None
-    unrelated = lineage(users.ids, movies.ids, published.users.ids, published.movies.ids)
-    plan = plan_evaluation(train, val, None if unrelated else published.heldback)
-    return replace(plan, fingerprint=fingerprint), unrelated
 
 
 def data_fingerprint(train: pd.DataFrame, val: pd.DataFrame) -> str:

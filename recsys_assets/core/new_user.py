@@ -26,6 +26,12 @@ class NewUser:
     def popularity(self) -> np.ndarray:
         raise NotImplementedError
 
+    def new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    def fold_in_ratings(self, rated_ids, values, movie_ids, reg: float = 5.0, clip: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
     @staticmethod
     def pool(k: int) -> int:
         raise NotImplementedError
@@ -72,7 +78,7 @@ class NewUser:
                 "rank": np.arange(1, len(order) + 1),
                 "movie_id": self.movies.ids[order],
                 "score": counts[order],
-                "predicted_rating": self._new_user_ratings(order),
+                "predicted_rating": self.new_user_ratings(order),
                 "because_movie_id": -1,
             }
         )
@@ -81,7 +87,7 @@ class NewUser:
 
     def _folded_by_rating(self, movie_ids: np.ndarray, values: np.ndarray, k: int) -> pd.DataFrame:
         known = self.movies.known(movie_ids)
-        predicted = self._fold_in_ratings(movie_ids, values, self.movies.ids, clip=False)
+        predicted = self.fold_in_ratings(movie_ids, values, self.movies.ids, clip=False)
         predicted[self.movies.encode(movie_ids[known])] = -np.inf
         k = min(k, int(np.isfinite(predicted).sum()))
         top = np.argsort(-predicted, kind="stable")[:k]
@@ -105,7 +111,7 @@ class NewUser:
         result = r.top_n(np.array([0]), self.pool(k), seen=one)
         top = result.movies[0][np.isfinite(result.scores[0])]
         if self.coherent:  # the first k predicted at least this person's mean rating, the rest after
-            predicted = self._fold_in_ratings(movie_ids, values, r.movies.ids[top])
+            predicted = self.fold_in_ratings(movie_ids, values, r.movies.ids[top])
             top = top[np.argsort(predicted < values.mean() - 1e-6, kind="stable")]
         top = top[:k]
         because = r.because(np.array([0]), top[None, :], seen=one)[0]
@@ -115,7 +121,7 @@ class NewUser:
                 "rank": np.arange(1, len(top) + 1),
                 "movie_id": top_ids,
                 "score": self._scores_of(result, top),
-                "predicted_rating": self._fold_in_ratings(movie_ids, values, top_ids),
+                "predicted_rating": self.fold_in_ratings(movie_ids, values, top_ids),
                 "because_movie_id": np.where(because >= 0, r.movies.ids[np.maximum(because, 0)], -1),
             }
         )
@@ -127,21 +133,3 @@ class NewUser:
         """The ranking scores of ``movies`` (a subset of the first row of ``result``)."""
         score = dict(zip(result.movies[0].tolist(), result.scores[0].tolist(), strict=True))
         return np.array([score[int(m)] for m in movies], dtype=np.float64)
-
-    def _new_user_ratings(self, movies: np.ndarray, delta=0.0, clip: bool = True) -> np.ndarray:
-        """Ratings of movie indices ``movies`` (-1: unknown) for the average user moved by ``delta``."""
-        w = self.average_user + delta
-        i = np.maximum(movies, 0)
-        pred = self.global_mean + w[-1] + np.where(movies >= 0, self.movie_bias[i] + self.movie_factors[i] @ w[:-1], 0)
-        return np.clip(pred, *self.rating_range) if clip else pred
-
-    def _fold_in_ratings(
-        self, rated_ids: np.ndarray, values: np.ndarray, movie_ids: np.ndarray, reg: float = 5.0, clip: bool = True
-    ):
-        """Predicted ratings of ``movie_ids`` for a new user: ridge regression of their ratings on the
-        rating model's movie factors (user bias and factors; ``reg`` shrinks both to the average user's)."""
-        m = self.movies.encode(rated_ids[self.movies.known(rated_ids)])
-        X = np.hstack([self.movie_factors[m].astype(np.float64), np.ones((len(m), 1))])
-        target = values[self.movies.known(rated_ids)] - self._new_user_ratings(m, clip=False)
-        delta = np.linalg.solve(X.T @ X + reg * np.eye(X.shape[1]), X.T @ target) if len(m) else np.zeros(X.shape[1])
-        return self._new_user_ratings(self.movies.encode(movie_ids, unknown=-1), delta, clip=clip)

@@ -25,16 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys_assets.core import rating_scale
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.similarity import neighbours
 from recsys_assets.core.ranking.topn import top_n
 from recsys_assets.core.rating.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
+from recsys_assets.core.rating.predictor import RatingPredictor
+from recsys_assets.core.release import live
+from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
 
@@ -50,35 +51,12 @@ def user_means(seen: UserItems, rows: np.ndarray) -> np.ndarray:
     return np.where(counts[rows] > 0, sums[rows] / np.maximum(counts[rows], 1), -np.inf)
 
 
-class Recommender(NewUser):
+class Recommender(RatingPredictor, NewUser):
     """The rating model (numpy arrays, raw ids) and, when present, the ranking model."""
 
-    def __init__(
-        self,
-        *,
-        global_mean: float,
-        user_bias: np.ndarray,
-        movie_bias: np.ndarray,
-        user_factors: np.ndarray,
-        movie_factors: np.ndarray,
-        users: IdMapping,
-        movies: IdMapping,
-        rating_range: tuple[float, float] | None = None,  # None: the rating scale (core/rating_scale.py)
-        seen: UserItems | None = None,
-        movie_counts: np.ndarray | None = None,
-        info: dict | None = None,
-        ranker: RankingModel | None = None,
-    ):
-        self.global_mean = float(global_mean)
-        self.user_bias, self.movie_bias = user_bias, movie_bias
-        self.user_factors, self.movie_factors = user_factors, movie_factors
-        # (mean user factors..., mean user bias): how a user the model never saw is rated
-        self.average_user = np.append(user_factors.mean(0), user_bias.mean()).astype(np.float64)
-        self.users, self.movies = users, movies
-        self.rating_range = rating_range or rating_scale.bounds()
-        self.seen_matrix = seen
-        self.movie_counts = movie_counts
-        self.info = info or {}
+    def __init__(self, *, ranker: RankingModel | None = None, **weights):
+        """``weights``: :class:`RatingPredictor`'s keywords (biases, factors, mappings, range, seen, info)."""
+        super().__init__(**weights)
         self.ranker = ranker
         self.heldback = self.info.get("heldback")  # the held-back evaluation set (core/heldback.py), or None
         self.coherent = True  # no listed movie predicted below the user's mean rating (see _coherent)
@@ -88,14 +66,15 @@ class Recommender(NewUser):
         """Load the rating model ``name`` from an ``ArtifactStore`` (a folder or an fsspec URL) with the
         ranking model: ``ranking_name`` in ``ranking_store`` (default: ``store``), which must exist, or
         else ``ranking_model.pth`` in ``store`` when it exists."""
-        if not store.exists(name):
+        if not live.exists(store, name):
             raise ModelFileError(f"model file not found: {store.url(name)}; materialize recommendation_model first")
         if ranking_name is None:
             ranking_store, ranking_name = store, RANKING_FILE
-            if not store.exists(RANKING_FILE):
-                with store.read(name) as path:
+            if not live.exists(store, RANKING_FILE):
+                with store.read(live.resolve(store, name)) as path:
                     return cls.load(path, find_ranking=False)
         ranking_store = ranking_store or store
+        name, ranking_name = live.resolve(store, name), live.resolve(ranking_store, ranking_name)
         if not ranking_store.exists(ranking_name):
             raise ModelFileError(f"ranking model file not found: {ranking_store.url(ranking_name)}")
         with store.read(name) as path, ranking_store.read(ranking_name) as ranking_path:
@@ -117,6 +96,13 @@ class Recommender(NewUser):
             ranking_dir, ranking_name = os.path.split(str(ranking_path)) if ranking_path else ("", None)
             ranking_store = ArtifactStore(ranking_dir or ".") if ranking_name else None
             return cls.from_store(store, name, ranking_store, ranking_name)
+        if (
+            ranking_path is None
+            and find_ranking
+            and Path(path).name == RATING_FILE
+            and live.read(ArtifactStore(Path(path).parent))
+        ):
+            return cls.from_store(ArtifactStore(Path(path).parent), RATING_FILE)  # the live pair, through the pointer
         payload = load_model_file(path)
         if ranking_path is not None:
             ranker = RankingModel.load(ranking_path)
@@ -126,55 +112,6 @@ class Recommender(NewUser):
         check_same_data(payload, ranker.info if ranker is not None else None, path)
         users, movies = IdMapping.from_dict(payload["user_mapping"]), IdMapping.from_dict(payload["movie_mapping"])
         return cls.from_state(payload["model_state_dict"], users, movies, **serving_fields(payload), ranker=ranker)
-
-    @classmethod
-    def from_state(cls, state: dict, users: IdMapping, movies: IdMapping, **extra) -> "Recommender":
-        """A rating model from a ``BiasedMF`` state dict (tensors) and its id mappings; ``extra``: the
-        constructor's other keywords (``rating_range``, ``seen``, ``info``, ``ranker`` ...)."""
-        return cls(
-            global_mean=float(state["global_mean"]),
-            user_bias=state["user_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
-            movie_bias=state["movie_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
-            user_factors=state["user_factors.weight"].detach().cpu().numpy(),
-            movie_factors=state["movie_factors.weight"].detach().cpu().numpy(),
-            users=users,
-            movies=movies,
-            **extra,
-        )
-
-    # ---- predicted ratings (the rating model) -------------------------------------------------
-
-    def _raw_predict(self, user_ids, movie_ids) -> np.ndarray:
-        user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
-        movie_ids = np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
-        if user_ids.shape != movie_ids.shape:
-            raise ValueError(f"user_ids and movie_ids differ in shape: {user_ids.shape} vs {movie_ids.shape}")
-        known_u, known_m = self.users.known(user_ids), self.movies.known(movie_ids)
-        u = self.users.encode(user_ids, unknown=0)
-        m = self.movies.encode(movie_ids, unknown=0)
-        average = self.average_user  # an unknown user is rated as the average trained user
-        factors = np.where(known_u[:, None], self.user_factors[u], average[:-1])
-        dot = np.einsum("ij,ij->i", factors, self.movie_factors[m]).astype(np.float64)
-        bias = np.where(known_u, self.user_bias[u], average[-1])
-        return self.global_mean + bias + np.where(known_m, self.movie_bias[m] + dot, 0.0)
-
-    def predict(self, user_ids, movie_ids) -> np.ndarray:
-        """Predicted ratings for raw id pairs, clamped; an unknown user is the average user, an unknown movie adds 0."""
-        return np.clip(self._raw_predict(user_ids, movie_ids), *self.rating_range)
-
-    def predict_frame(self, user_ids, movie_ids) -> pd.DataFrame:
-        """Like :meth:`predict`, with flags saying which ids the model did not know."""
-        user_ids = np.atleast_1d(np.asarray(user_ids, dtype=np.int64))
-        movie_ids = np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
-        return pd.DataFrame(
-            {
-                "user_id": user_ids,
-                "movie_id": movie_ids,
-                "prediction": self.predict(user_ids, movie_ids),
-                "unknown_user": ~self.users.known(user_ids),
-                "unknown_movie": ~self.movies.known(movie_ids),
-            }
-        )
 
     # ---- recommendations ----------------------------------------------------------------------
 
@@ -299,7 +236,7 @@ class Recommender(NewUser):
                 "rank": np.tile(np.arange(1, n + 1), len(user_ids)),
                 "movie_id": movie_ids,
                 "score": np.tile(counts[order].astype(np.float64), len(user_ids)),  # the ratings count it is ordered by
-                "predicted_rating": np.tile(self._new_user_ratings(order), len(user_ids)),
+                "predicted_rating": np.tile(self.new_user_ratings(order), len(user_ids)),
                 "because_movie_id": -1,
                 "fallback": "popularity",
             }

@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass, field
 
 from recsys_assets.core.artifact_store import ArtifactStore
-from recsys_assets.core.model_history import ModelHistory
-from recsys_assets.core.ranking.model import FILE_NAME as RANKING_FILE
 from recsys_assets.core.recommender import Recommender
-
-RATING_FILE = "recommendation_model.pth"
+from recsys_assets.core.release import live
+from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
+from recsys_assets.core.release.history import ModelHistory
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class ModelServer:
         self._last_look: tuple | None = None
 
     def stamp(self) -> tuple:
-        return (_stat(self.store, RATING_FILE), _stat(self.store, RANKING_FILE))
+        return (_stat(self.store, live.POINTER), _stat(self.store, RATING_FILE), _stat(self.store, RANKING_FILE))
 
     def refresh(self) -> bool:
         """Load the published pair when it changed since the loaded one and is the same as at the previous

@@ -44,11 +44,12 @@ def last_ingested_fingerprint(instance: dg.DagsterInstance) -> str | None:
 
 
 def kept_exports(storage: RecsysStorage) -> dict[str, str]:
-    """The exports behind the kept model versions (``core/model_history.py``): content key -> which version."""
-    from recsys_assets.core.model_history import ModelHistory
+    """The exports behind the kept model versions (``core/release/history.py``): content key -> which version."""
+    from recsys_assets.core.release.candidate import MODEL_FILES
+    from recsys_assets.core.release.history import ModelHistory
 
     kept = {}
-    for kind, name in (("ranking", "ranking_model.pth"), ("rating", "recommendation_model.pth")):
+    for kind, name in sorted(MODEL_FILES.items()):
         try:
             versions = ModelHistory(storage.store, name).versions()
         except (OSError, ValueError):  # an unreadable history: the latest ingest still counts

@@ -1,9 +1,8 @@
-"""What the model assets share to publish safely: promotion settings, the published model, kept versions, provenance.
+"""What the model assets share to publish safely: promotion settings, the published model, provenance.
 
-The rule itself is plain Python in ``core/promotion.py``; this module turns its
-decision into a check result; ``core/publishing.py`` records each published file
-in the model history (``data/models/``) before it goes live, which ``recsys models``
-and ``recsys rollback`` read.
+The rule itself is plain Python in ``core/release/`` (gates, decision, registry); this module reads its
+settings from the asset config, loads the live model through the release's pointer, and turns the
+decision into check results and log lines.
 """
 
 import functools
@@ -13,13 +12,14 @@ import dagster as dg
 from pydantic import Field
 
 from recsys_assets import settings
-from recsys_assets.core.promotion import Promotion, PromotionPolicy
-from recsys_assets.core.rating.model_file import ModelFileError
+from recsys_assets.core.model_errors import ModelFileError
+from recsys_assets.core.release.decision import Promotion, PromotionPolicy
 from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import EvaluationPlan
-    from recsys_assets.core.publishing import Outcome
+    from recsys_assets.core.release.candidate import Outcome
+    from recsys_assets.core.release.lineage import Lineage
 
 _POLICY = PromotionPolicy()
 
@@ -38,13 +38,20 @@ class PromotionConfig(dg.Config):
     )
     rmse_tolerance: float = Field(
         default=_POLICY.rmse_tolerance,
-        description="Rating model: how much higher its RMSE may be than the published model's, both scored on "
-        "the published model's held-back ratings and on validation ratings it never trained on.",
+        description="Rating model: the share of the published model's RMSE by which its RMSE may be higher "
+        "(0.01: 1%), both scored on the published model's held-back ratings and on validation ratings it never "
+        "trained on; a larger gap beyond noise refuses it.",
     )
     ndcg_tolerance: float = Field(
         default=_POLICY.ndcg_tolerance,
-        description="Ranking model: how much lower its NDCG@10 may be than the published model's, on the same "
-        "held-back and fresh validation ratings.",
+        description="Ranking model: the share of the published model's NDCG@10 by which its NDCG@10 may be lower "
+        "(0.05: 5%), on the same held-back and fresh validation ratings.",
+    )
+    accept_new_lineage: bool = Field(
+        default=False,
+        description="Publish a model of a new export lineage (no user or movie ids shared with the published "
+        "model, so nothing can be compared); also RECSYS_ACCEPT_NEW_LINEAGE=1. A published demo sample is "
+        "replaced without it.",
     )
     min_fresh_ratings: int = Field(
         default=_POLICY.min_fresh_ratings,
@@ -69,6 +76,7 @@ class PromotionConfig(dg.Config):
             min_fresh_ratings=self.min_fresh_ratings,
             noise_z=self.evidence_noise_z,
             force=self.force_publish or settings.FORCE_PUBLISH.flag(),
+            accept_new_lineage=self.accept_new_lineage or settings.ACCEPT_NEW_LINEAGE.flag(),
         ).validate()
 
     @classmethod
@@ -77,12 +85,16 @@ class PromotionConfig(dg.Config):
 
 
 def load_published(context: dg.AssetExecutionContext, storage: RecsysStorage, name: str, loader):
-    """The published file ``name`` read by ``loader(path)``, or None when there is none or it is unreadable."""
+    """The live ``name`` (through the release's pointer) read by ``loader(path)``, or None when there is none
+    or it is unreadable."""
+    from recsys_assets.core.release import live
+
     store = storage.store
-    if not store.exists(name):
+    where = live.resolve(store, name)
+    if not store.exists(where):
         return None
     try:
-        with store.read(name) as path:
+        with store.read(where) as path:
             return loader(path)
     except ModelFileError as exc:  # a broken published file cannot veto its replacement
         context.log.warning(f"the published {name} is unreadable ({exc}); the new model is not compared with it")
@@ -125,10 +137,17 @@ def log_outcome(context: dg.AssetExecutionContext, storage: RecsysStorage, outco
         context.log.info(f"{store.url(outcome.name)}: {outcome.note}")
 
 
-def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", unrelated: str | None) -> None:
-    """Say what the held-back evaluation set changed about this candidate's data."""
-    if unrelated:
-        context.log.warning(f"the published model is of {unrelated}: nothing comparable is published")
+def published_sample(storage: RecsysStorage, name: str) -> bool:
+    """Whether the live ``name`` was trained on the generated demo sample (its version's record says so)."""
+    from recsys_assets.core.release.registry import live_record
+
+    return bool((live_record(storage.store, name) or {}).get("sample_export"))
+
+
+def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", found: "Lineage") -> None:
+    """Say what the lineage and the held-back evaluation set changed about this candidate's data."""
+    if found.kind in ("rekeyed", "new"):
+        context.log.warning(f"the published model: {found.describe()}")
     if plan.excluded:
         context.log.info(
             f"{plan.excluded:,} ratings on the published model's held-back pairs are left out of training "

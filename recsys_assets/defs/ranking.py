@@ -11,15 +11,11 @@ from pydantic import Field
 
 from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
-from recsys_assets.core.promotion import DataSize
 from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
+from recsys_assets.core.release.decision import DataSize
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.owners import OWNERS
-from recsys_assets.defs.publishing import (
-    PromotionConfig,
-    load_published,
-    log_plan,
-)
+from recsys_assets.defs.publishing import PromotionConfig, load_published, log_plan, published_sample
 from recsys_assets.defs.ranking_release import (
     RankingRelease,
     log_verdict,
@@ -195,18 +191,25 @@ def ranking_model(
     policy = config.policy()
     if not (np.isfinite(config.noise_z) and config.noise_z >= 0):
         raise ValueError(f"noise_z must be a non-negative number, got {config.noise_z}")
-    from recsys_assets.core.heldback import plan_against
     from recsys_assets.core.ranking.ials import ials_device  # PyTorch and implicit: once the settings are valid
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import train_ranking_model
+    from recsys_assets.core.release.lineage import plan_against
 
     fit_device, note = ials_device(device.torch_device(), explicit=device.explicit)
     if note:
         context.log.info(note)
     users, movies = mappings_from_table(user_movie_mappings)
     current = load_published(context, storage, storage.RANKING_MODEL, RankingModel.load)
-    plan, unrelated = plan_against(train_ratings, val_ratings, users, movies, current)
-    log_plan(context, plan, unrelated)
+    plan, found = plan_against(
+        train_ratings,
+        val_ratings,
+        users,
+        movies,
+        current,
+        published_sample=published_sample(storage, storage.RANKING_MODEL),
+    )
+    log_plan(context, plan, found)
     data = _RankingData.of(plan, train_ratings, val_ratings, users, movies)
     context.log.info(
         f"fitting iALS on {fit_device}: {len(data.train):,} training ratings, {len(data.val):,} validation ratings, "
@@ -230,20 +233,20 @@ def ranking_model(
             seen=data.everything,
         )
         size = DataSize(len(users), len(movies), len(data.everything))
+        model = ranking_file(result, config, plan, (users, movies), fit_device=fit_device)
         promotion = ranking_promotion(
             current,
+            model,
             result,
-            data.train,
-            data.val,
+            (data.train, data.val),
             users=users,
             movies=movies,
             size=size,
             policy=policy,
             threshold=config.relevance_threshold,
-            unrelated=unrelated,
+            found=found,
         )
-        model = ranking_file(result, config, plan, (users, movies), fit_device=fit_device)
-        release = RankingRelease.of(result, promotion, size, model)
+        release = RankingRelease.of(result, promotion, size, model, found.kind)
         outcome = publish(context, storage, release, keep=config.keep_versions)
     log_verdict(context, storage, release, outcome)
     trained_on = f"train + val ({len(data.train) + len(data.val):,} ratings)"

@@ -1,7 +1,7 @@
 """The ranking model's release: the file it publishes, the evidence of its promotion, its checks and metadata.
 
 The asset (:mod:`recsys_assets.defs.ranking`) trains; this module turns a :class:`RankingTraining` into
-a :class:`RankingModel` file, judges it against the published one (core/publishing.py's one rule),
+a :class:`RankingModel` file, judges it against the published one (core/release/'s one rule),
 publishes it or keeps it as a rejected candidate, and reports the checks and the UI metadata.
 """
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from recsys_assets.core.promotion import FORCE_HINT, DataSize, Promotion, PromotionPolicy
+from recsys_assets.core.release.decision import FORCE_HINT, DataSize, Promotion, PromotionPolicy
 from recsys_assets.defs.publishing import finite_check, log_outcome, promotion_check, provenance, version_record
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -19,30 +19,39 @@ if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itsel
     from recsys_assets.core.heldback import EvaluationPlan
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.ranking.train import RankingTraining, Ratings
-    from recsys_assets.defs.ranking import RankingConfig
+    from recsys_assets.core.release.gates import Verdict
+    from recsys_assets.core.release.lineage import Lineage
 
 
 @dataclass(frozen=True)
 class RankingRelease:
-    """A trained ranking model, its file and the publishing decision."""
+    """A trained ranking model, its file and the release's verdict (core/release/gates.py)."""
 
     result: "RankingTraining"
-    promotion: Promotion
     size: DataSize
     model: "RankingModel"
     finite: bool  # every factor of both fits is finite
-    publish: bool  # finite, not beyond noise below most popular, and the promotion rule passed
+    verdict: "Verdict"
+    lineage: str  # first, same, rekeyed or new
+
+    @property
+    def promotion(self) -> Promotion:
+        return self.verdict.promotion
+
+    @property
+    def publish(self) -> bool:
+        return self.verdict.publish
 
     @classmethod
-    def of(cls, result: "RankingTraining", promotion: Promotion, size: DataSize, model: "RankingModel"):
+    def of(cls, result: "RankingTraining", promotion: Promotion, size: DataSize, model: "RankingModel", lineage: str):
+        from recsys_assets.core.release.gates import ranking_facts, verdict
+
         finite = result.published_model.all_finite() and result.evaluation_model.all_finite()
-        publish = finite and not result.comparison.loses_beyond_noise and promotion.publish
-        return cls(result, promotion, size, model, finite, publish)
+        facts = ranking_facts(result.metrics, finite, result.comparison)
+        return cls(result, size, model, finite, verdict(facts, promotion), lineage)
 
 
-def ranking_file(
-    result: "RankingTraining", config: "RankingConfig", plan: "EvaluationPlan", mappings, *, fit_device
-) -> "RankingModel":
+def ranking_file(result: "RankingTraining", config, plan: "EvaluationPlan", mappings, *, fit_device) -> "RankingModel":
     """The file to publish: the refit's factors, the held-out fit's for evaluation, the chosen blend."""
     from recsys_assets.core.ranking.model import RankingModel
 
@@ -76,10 +85,10 @@ def ranking_file(
 
 
 def publish(context: dg.AssetExecutionContext, storage: RecsysStorage, release: RankingRelease, *, keep: int):
-    """Publish the file through core/publishing.py (or keep it as a rejected candidate)."""
-    from recsys_assets.core.publishing import Candidate
-    from recsys_assets.core.publishing import release as core_release
+    """Publish the file through core/release/registry.py (or keep it as a rejected candidate)."""
     from recsys_assets.core.ranking.model import RankingModel
+    from recsys_assets.core.release.candidate import Candidate
+    from recsys_assets.core.release.registry import publish as release_publish
 
     model = release.model
     record = {
@@ -87,12 +96,13 @@ def publish(context: dg.AssetExecutionContext, storage: RecsysStorage, release: 
         "config": model.params.to_dict(),
         "data": release.size.to_dict(),
         "promotion": release.promotion.describe(),
+        "lineage_kind": release.lineage,
     }
     fingerprint = model.info["data_fingerprint"]
     candidate = Candidate(
         storage.RANKING_MODEL, model.save, RankingModel.load, version_record(context, record), fingerprint
     )
-    outcome = core_release(storage.store, candidate, release.publish, keep=keep, work_folder=storage.work_folder)
+    outcome = release_publish(storage.store, candidate, release.publish, keep=keep, work_folder=storage.work_folder)
     log_outcome(context, storage, outcome)
     return outcome
 
@@ -102,7 +112,7 @@ def log_verdict(context: dg.AssetExecutionContext, storage: RecsysStorage, relea
     if release.publish:
         context.log.info(f"{target}: {verdict}")
         return
-    why = "non-finite factors" if not release.finite else "; ".join(release.promotion.reasons) or verdict
+    why = release.verdict.rejection or verdict
     context.log.error(
         f"ranking model not published ({why}); saved to {target} for inspection, "
         f"the previous ranking model is unchanged ({FORCE_HINT})"
@@ -130,9 +140,7 @@ def ranking_checks(release: RankingRelease) -> list[dg.AssetCheckResult]:
     ]
 
 
-def ranking_metadata(
-    context, storage, config: "RankingConfig", release: RankingRelease, outcome, *, fit_device, trained_on, started
-):
+def ranking_metadata(context, storage, config, release: RankingRelease, outcome, *, fit_device, trained_on, started):
     result, store, target = release.result, storage.store, outcome.name
     params = result.selection.params
     return {
@@ -155,45 +163,29 @@ def ranking_metadata(
 
 def ranking_promotion(
     current: "RankingModel | None",
+    candidate: "RankingModel",
     result: "RankingTraining",
-    train: "Ratings",
-    val: "Ratings",
+    data: tuple["Ratings", "Ratings"],
     *,
     users,
     movies,
     size: DataSize,
     policy: PromotionPolicy,
     threshold: float,
-    unrelated: str | None = None,
+    found: "Lineage",
 ) -> Promotion:
-    """The promotion decision against the published ranking model (core/publishing.py's one rule): the published
-    fits on the published model's held-back ratings, the held-out fits (training split only) on fresh validation
-    ratings, each model as the blend it chose."""
-    from recsys_assets.core.publishing import judge
-    from recsys_assets.core.ranking import UserItems
-    from recsys_assets.core.ranking.evaluate import fresh_ndcg_evidence, heldback_ndcg_evidence
+    """The promotion decision against the published ranking model (core/release/): the evidence the lineage
+    allows (ranking_evidence.py), each model as the blend it chose."""
+    from recsys_assets.core.release.decision import decide
+    from recsys_assets.core.release.ranking_evidence import ranking_evidence_list
 
     if current is None:
-        return judge(size, None, [], policy)
+        return decide(size, None, [], policy)
     published = DataSize(len(current.users), len(current.movies), current.seen.nnz)
-    evidence = []
-    if unrelated is None:
-        if current.heldback is not None and len(current.heldback):
-            evidence.append(
-                heldback_ndcg_evidence(
-                    current,
-                    result.published_ranker,
-                    result.published_seen,
-                    users,
-                    movies,
-                    current.heldback,
-                    threshold=threshold,
-                )
-            )
-        seen = UserItems.from_pairs(train.users, train.movies, len(users), len(movies), train.ratings)
-        candidate = result.evaluation_ranker(seen)
-        evidence.append(fresh_ndcg_evidence(current.held_out(), candidate, users, movies, val, threshold=threshold))
-    return judge(size, published, evidence, policy, unrelated=unrelated)
+    evidence = ranking_evidence_list(
+        current, candidate, result, data, users=users, movies=movies, found=found, threshold=threshold
+    )
+    return decide(size, published, evidence, policy, lineage=found)
 
 
 def _candidates_table(candidates: list[dict]) -> str:

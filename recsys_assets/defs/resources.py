@@ -20,8 +20,8 @@ from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.devices import is_explicit
 from recsys_assets.core.exports import current_export
 from recsys_assets.core.ingest import table_to_frame
-from recsys_assets.core.ranking.params import FILE_NAME as RANKING_FILE
 from recsys_assets.core.rating.kernels import check_kernel
+from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 from recsys_assets.settings import Setting
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class RecsysStorage(dg.ConfigurableResource):
         return current_export(self.export_path, self.drop_folder)
 
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
-    MODEL: ClassVar[str] = "recommendation_model.pth"
+    MODEL: ClassVar[str] = RATING_FILE
     REJECTED_MODEL: ClassVar[str] = "recommendation_model.rejected.pth"
     RANKING_MODEL: ClassVar[str] = RANKING_FILE
     REJECTED_RANKING_MODEL: ClassVar[str] = "ranking_model.rejected.pth"
@@ -99,7 +99,7 @@ class RecsysStorage(dg.ConfigurableResource):
     @property
     def work_folder(self) -> Path:
         """The local working folder (``data_dir`` itself when it is local)."""
-        from recsys_assets.core.publishing import work_folder_for
+        from recsys_assets.core.release.registry import work_folder_for
 
         return work_folder_for(self.data_dir, self.work_dir)
 

@@ -17,11 +17,7 @@ from recsys_assets.core.rating.model_file import load_model_file
 from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
 from recsys_assets.defs.owners import OWNERS
-from recsys_assets.defs.publishing import (
-    PromotionConfig,
-    load_published,
-    log_plan,
-)
+from recsys_assets.defs.publishing import PromotionConfig, load_published, log_plan, published_sample
 from recsys_assets.defs.resources import DeviceResource, RecsysStorage
 from recsys_assets.defs.training_release import TrainingRun, publish
 
@@ -134,14 +130,16 @@ def recommendation_model(
     torch_device = device.torch_device()  # an unavailable device fails here, before any work
     train_config = config.to_train_config(kernel=device.kernel)
     policy = config.policy()
-    from recsys_assets.core.heldback import plan_against
     from recsys_assets.core.rating.dataset import MovieRatingDataset  # PyTorch: imported by this step only
     from recsys_assets.core.recommender import Recommender
+    from recsys_assets.core.release.lineage import plan_against
 
     users, movies = mappings_from_table(user_movie_mappings)
     current = load_published(context, storage, storage.MODEL, lambda path: Recommender.load(path, find_ranking=False))
-    plan, unrelated = plan_against(train_ratings, val_ratings, users, movies, current)
-    log_plan(context, plan, unrelated)
+    plan, found = plan_against(
+        train_ratings, val_ratings, users, movies, current, published_sample=published_sample(storage, storage.MODEL)
+    )
+    log_plan(context, plan, found)
     train, val = (MovieRatingDataset.from_frame(f, users, movies) for f in (plan.train, plan.val))
     context.log.info(
         f"training on {torch_device}: {len(train):,} ratings, {len(val):,} for validation, "
@@ -169,7 +167,7 @@ def recommendation_model(
             torch_device=torch_device,
             current=current,
             policy=policy,
-            unrelated=unrelated,
+            found=found,
             exported=(train_ratings, val_ratings),
             checkpoint=checkpoint,
             started=started,
@@ -215,7 +213,7 @@ def _judged(
     torch_device,
     current,
     policy,
-    unrelated: str | None,
+    found,
     exported: tuple[pd.DataFrame, pd.DataFrame],
     checkpoint: Path,
     started: float,
@@ -223,7 +221,10 @@ def _judged(
     """The report (metrics, baselines, seen index), the fit to publish (the refit, else the held-out fit) and
     the promotion decision on it. ``exported``: the train and val frames (every rating, the seen index)."""
     from recsys_assets.core.rating.dataset import MovieRatingDataset
-    from recsys_assets.core.rating.report import build_report, with_promotion
+    from recsys_assets.core.rating.report import build_report
+    from recsys_assets.core.release.decision import DataSize, Promotion, decide
+    from recsys_assets.core.release.gates import rating_facts, verdict
+    from recsys_assets.core.release.rating_evidence import published_size, rating_evidence_list
 
     (users, movies), (train, val) = mappings, data
     everything = pd.concat(list(exported), ignore_index=True)
@@ -238,17 +239,16 @@ def _judged(
     )
     refit_val = MovieRatingDataset.from_frame(plan.refit_val, users, movies)
     published = _refit(context, result, report, train, refit_val, train_config=train_config, torch_device=torch_device)
-    report = with_promotion(
-        report,
-        result.model,
-        val,
-        users=users,
-        movies=movies,
-        current=current,
-        policy=policy,
-        published_state=published.model.state_dict(),
-        unrelated=unrelated,
-    )
+    size = DataSize(*report.data_size().values())  # users, movies, ratings
+    if current is None:
+        promotion = decide(size, None, [], policy)
+    elif not report.weights_finite:
+        promotion = Promotion(True, notes=["not compared: the weights are not finite"])
+    else:
+        evidence = rating_evidence_list(
+            result.model, published.model.state_dict(), val, current, mappings=(users, movies), found=found
+        )
+        promotion = decide(size, published_size(current), evidence, policy, lineage=found)
     return TrainingRun(
         result=result,
         report=report,
@@ -261,6 +261,8 @@ def _judged(
         learned_ratings=len(train) + (len(refit_val) if published is not result else 0),
         heldback=plan.heldback,
         fingerprint=plan.fingerprint,
+        verdict=verdict(rating_facts(report.metrics, report.weights_finite), promotion),
+        lineage=found.kind,
     )
 
 
@@ -290,11 +292,12 @@ def _refit(context, result: "TrainResult", report: "ModelReport", train, refit_v
 @dg.asset(deps=[recommendation_model], group_name="training", kinds={"matplotlib"}, owners=OWNERS)
 def training_loss_plot(storage: RecsysStorage) -> dg.MaterializeResult:
     """Training and validation loss per epoch (PNG next to the model, shown inline here)."""
-    from recsys_assets.core.publishing import STAGED
+    from recsys_assets.core.release import live
+    from recsys_assets.core.release.registry import STAGED
     from recsys_assets.core.sparkline import loss_markdown
 
     store, staged = storage.store, f"{STAGED}/{storage.MODEL}"  # staged: a model waiting for its ranking model
-    with store.read(staged if store.exists(staged) else storage.MODEL) as model_file:
+    with store.read(staged if store.exists(staged) else live.resolve(store, storage.MODEL)) as model_file:
         payload = load_model_file(model_file)
     history = payload["history"]
     best_epoch = early_stopping.best_epoch(history, payload["config"].get("min_delta", _DEFAULTS.min_delta))

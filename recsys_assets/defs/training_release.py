@@ -2,7 +2,7 @@
 
 The asset (:mod:`recsys_assets.defs.training`) trains and judges; this module writes the model file
 (the published fit's weights, the held-out fit's for evaluation, the history), publishes it through
-core/publishing.py's one rule or keeps it as a rejected candidate, and reports the checks and the UI metadata.
+core/release/'s one rule or keeps it as a rejected candidate, and reports the checks and the UI metadata.
 """
 
 import time
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.promotion import FORCE_HINT, Promotion
 from recsys_assets.core.rating.model_file import load_model_file, save_model_file
 from recsys_assets.core.rating.train_config import TrainConfig
+from recsys_assets.core.release.decision import FORCE_HINT
 from recsys_assets.defs.publishing import finite_check, log_outcome, promotion_check, provenance, version_record
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by eve
     from recsys_assets.core.heldback import HeldBack
     from recsys_assets.core.rating.report import ModelReport
     from recsys_assets.core.rating.training import TrainResult
+    from recsys_assets.core.release.gates import Verdict
 
 METRICS = ("train_loss", "val_loss", "val_rmse", "val_mae", "global_mean_rmse", "bias_only_rmse", "ndcg_at_10")
 
@@ -42,6 +43,8 @@ class TrainingRun:
     learned_ratings: int  # the ratings the published weights were trained on
     heldback: "HeldBack"  # the held-back evaluation set stored with the file
     fingerprint: str  # of the data (the pair rule: both models of one data set go live together)
+    verdict: "Verdict"  # whether it goes live (core/release/gates.py) and why not
+    lineage: str  # first, same, rekeyed or new (core/release/lineage.py)
 
     @property
     def trained_on(self) -> str:
@@ -52,29 +55,31 @@ def publish(
     context: dg.AssetExecutionContext, storage: RecsysStorage, run: "TrainingRun", *, keep: int
 ) -> dg.MaterializeResult:
     """Publish the model file if the report's blocking rule passes (else keep it as a rejected candidate)."""
-    from recsys_assets.core.publishing import Candidate, release
+    from recsys_assets.core.release.candidate import Candidate
+    from recsys_assets.core.release.registry import publish as release_publish
 
-    report, store = run.report, storage.store
+    report, store, verdict = run.report, storage.store, run.verdict
     record = {
         "metrics": report.metrics,
         "config": asdict(run.config),
-        "data": report.data_size.to_dict(),
-        "promotion": report.promotion.describe() if report.promotion else "",
+        "data": report.data_size(),
+        "promotion": verdict.promotion.describe(),
+        "lineage_kind": run.lineage,
     }
     candidate = Candidate(storage.MODEL, _saver(run), load_model_file, version_record(context, record), run.fingerprint)
-    outcome = release(store, candidate, report.publish, keep=keep, work_folder=storage.work_folder)
+    outcome = release_publish(store, candidate, verdict.publish, keep=keep, work_folder=storage.work_folder)
     log_outcome(context, storage, outcome)
     run.checkpoint.unlink(missing_ok=True)
     storage.drop_checkpoint(run.checkpoint.name)
-    if not report.publish:
+    if not verdict.publish:
         context.log.error(
-            f"model not published ({report.rejection}); it was saved to {store.url(outcome.name)} for inspection "
+            f"model not published ({verdict.rejection}); it was saved to {store.url(outcome.name)} for inspection "
             f"and the previous model file is unchanged ({FORCE_HINT})"
         )
-    elif report.promotion is not None and report.promotion.forced:
-        context.log.warning(f"model published by force: {report.promotion.describe()}")
+    elif verdict.promotion.forced:
+        context.log.warning(f"model published by force: {verdict.promotion.describe()}")
     metadata = _metadata(context, storage, run, outcome)
-    return dg.MaterializeResult(check_results=model_checks(report), metadata=metadata)
+    return dg.MaterializeResult(check_results=model_checks(report, verdict), metadata=metadata)
 
 
 def _saver(run: "TrainingRun"):
@@ -91,7 +96,7 @@ def _saver(run: "TrainingRun"):
             movie_ids=run.movies.ids,
             config={
                 **asdict(run.config),
-                **report.data_size.to_dict(),
+                **report.data_size(),
                 "trained_on": run.trained_on,
                 "data_fingerprint": run.fingerprint,
             },
@@ -104,12 +109,12 @@ def _saver(run: "TrainingRun"):
 
 
 def _metadata(context, storage: RecsysStorage, run: "TrainingRun", outcome) -> dict:
-    result, report, metrics = run.result, run.report, run.report.metrics
+    result, metrics = run.result, run.report.metrics
     store, target, version = storage.store, outcome.name, outcome.version
     return {
         "published": dg.MetadataValue.bool(outcome.published),
         "version": dg.MetadataValue.text(version or "not published"),
-        "promotion": dg.MetadataValue.text(report.promotion.describe() if report.promotion else ""),
+        "promotion": dg.MetadataValue.text(run.verdict.promotion.describe()),
         **{name: dg.MetadataValue.float(round(metrics[name], 4)) for name in METRICS},
         "epochs_run": dg.MetadataValue.int(result.epochs_run),
         "best_epoch": dg.MetadataValue.int(result.best_epoch),
@@ -131,7 +136,7 @@ def _metadata(context, storage: RecsysStorage, run: "TrainingRun", outcome) -> d
     }
 
 
-def model_checks(report: "ModelReport") -> list[dg.AssetCheckResult]:
+def model_checks(report: "ModelReport", verdict: "Verdict") -> list[dg.AssetCheckResult]:
     """The rating model's checks: finite weights, validation RMSE against the two baselines, promotion."""
     metrics = report.metrics
 
@@ -154,5 +159,5 @@ def model_checks(report: "ModelReport") -> list[dg.AssetCheckResult]:
             "global mean",
         ),
         against("beats_bias_only", report.beats_bias_only, dg.AssetCheckSeverity.WARN, "bias_only_rmse", "bias only"),
-        promotion_check("not_worse_than_published", report.promotion or Promotion(True)),
+        promotion_check("not_worse_than_published", verdict.promotion),
     ]

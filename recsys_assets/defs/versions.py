@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from recsys_assets.core.versions_table import COLUMNS, version_rows
+from recsys_assets.core.release.versions_table import COLUMNS, version_rows
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.ranking import ranking_model
 from recsys_assets.defs.resources import RecsysStorage

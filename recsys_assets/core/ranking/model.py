@@ -33,12 +33,12 @@ import torch
 from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
+from recsys_assets.core.model_errors import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
 from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FILE_NAME, IALSParams  # noqa: F401 - FILE_NAME re-exported
 from recsys_assets.core.ranking.similarity import neighbours, reasons
-from recsys_assets.core.rating.model_file import ModelFileError
 
 FORMAT_VERSION = 2
 READS = (1, 2)

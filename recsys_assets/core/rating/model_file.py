@@ -22,6 +22,7 @@ import numpy as np
 
 from recsys_assets.core import rating_scale
 from recsys_assets.core.atomic import atomic_torch_save
+from recsys_assets.core.model_errors import ModelFileError  # noqa: F401 - re-exported: the file's own error
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import HeldBack
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model_state_dict", "user_mapping", "movie_mapping", "optimizer_state_dict")
-
-
-class ModelFileError(ValueError):
-    """The model file is missing, unreadable or not a recsys_assets model."""
 
 
 def save_model_file(

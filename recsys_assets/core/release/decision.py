@@ -1,26 +1,27 @@
-"""Model promotion: a new model replaces the published one only when it is at least as good and its data did not shrink.
+"""The promotion decision: may a candidate replace the published model? (Part of the one release rule,
+with ``gates.py``'s rules on the candidate alone.)
 
-Two rules, applied to the rating model and the ranking model alike:
+Applied to the rating model and the ranking model alike:
 
 * **No shrinking data.** The candidate's users, movies and ratings must each be
   at least ``min_data_ratio`` of the published model's (default 0.5): a small
   valid export (a test file, a partial dump) cannot replace a model trained on
   the full catalogue.
 * **No worse on evidence the candidate cannot poison.** Both models are scored
-  on the published model's *held-back* ratings (``core/heldback.py``): ratings
-  of the published model's own export that no published fit trained on, stored
-  with its version, read with their real ratings.  A candidate trained on
-  inverted or re-labelled ratings cannot choose that evidence.  Both are also
-  scored on the candidate's validation ratings that the published model never
-  saw in training (the "fresh" ratings).  On each, the candidate must not be
-  worse than the published model by more than the tolerance (``rmse_tolerance``
-  stars of RMSE, ``ndcg_tolerance`` of NDCG@10) beyond noise: ``noise_z``
-  standard errors of the paired per-rating (per-user for NDCG) gap.  Evidence with fewer than
+  on the published model's *held-back* ratings (``core/heldback.py``), which no
+  published fit trained on, and on the candidate's validation ratings that the
+  published model never saw (the "fresh" ratings); for a re-keyed export both fold
+  the held-back users in (``lineage.py``).  The candidate is refused as worse when,
+  on any of them, it is worse by more than the tolerance *and* by more than
+  ``noise_z`` standard errors of the paired per-rating (per-user for NDCG) gap.
+  The tolerances are relative to the published model's figure (``rmse_tolerance``
+  0.01: 1% of its RMSE; ``ndcg_tolerance`` 0.05: 5% of its NDCG@10): a 9% drop of
+  NDCG is not noise, however small the figure.  Evidence with fewer than
   ``min_fresh_ratings`` ratings is not used (the decision says so).
-* **Different export lineage.** When the candidate's and the published model's
-  id spaces hardly overlap (the demo export replaced by real data), nothing
-  comparable is published: no score is compared, the decision says so, and only
-  the data-size rule applies.
+* **Lineage.** Nothing comparable never means "publish": a candidate of a new
+  export lineage (``lineage.py``) goes live only when the operator accepts new
+  lineages (``accept_new_lineage``, ``RECSYS_ACCEPT_NEW_LINEAGE=1``) or when the
+  published model came from the generated demo sample, and the decision says which.
 
 ``force`` (the asset's ``force_publish`` or ``RECSYS_FORCE_PUBLISH=1``)
 publishes anyway, and the decision records that it was forced.
@@ -28,8 +29,12 @@ publishes anyway, and the decision records that it was forced.
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from recsys_assets.core.release.lineage import Lineage
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,12 @@ class PromotionPolicy:
     """The promotion rule's settings (see the module docstring)."""
 
     min_data_ratio: float = 0.5
-    rmse_tolerance: float = 0.01
-    ndcg_tolerance: float = 0.02
+    rmse_tolerance: float = 0.01  # of the published model's RMSE
+    ndcg_tolerance: float = 0.05  # of the published model's NDCG@10
     min_fresh_ratings: int = 100
     noise_z: float = 2.0
     force: bool = False
+    accept_new_lineage: bool = False
 
     def validate(self) -> "PromotionPolicy":
         for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance", "noise_z"):
@@ -123,23 +129,38 @@ def decide(
     evidence: "Evidence | list[Evidence] | None",
     policy: PromotionPolicy,
     *,
-    unrelated: str | None = None,
+    lineage: "Lineage | None" = None,
 ) -> Promotion:
-    """The promotion decision for a candidate (``current`` None: nothing is published yet).
-
-    ``unrelated``: why the published model is of a different export lineage (then no score is compared)."""
+    """The promotion decision for a candidate (``current`` None: nothing is published yet); ``lineage``
+    (default: the same) says what the candidate's ids share with the published model's."""
     if current is None:
         return Promotion(True, notes=["no published model to compare with"])
     reasons = _shrinkage(candidate, current, policy)
-    if unrelated is not None:
-        notes = [f"nothing comparable published: {unrelated}; no score compared"]
+    if lineage is not None and lineage.kind == "new":
+        accepted, note = _new_lineage(lineage, policy)
+        reasons += [] if accepted else [note]
+        notes = [note] if accepted else []
     else:
         listed = [] if evidence is None else evidence if isinstance(evidence, list) else [evidence]
         worse, notes = _compare(listed, policy)
         reasons += worse
+        if lineage is not None and lineage.kind == "rekeyed":
+            notes.insert(0, lineage.describe())
     if reasons and policy.force:
         return Promotion(True, notes=[f"forced despite: {r}" for r in reasons] + notes, forced=True)
     return Promotion(not reasons, reasons, notes)
+
+
+def _new_lineage(lineage: "Lineage", policy: PromotionPolicy) -> tuple[bool, str]:
+    """Whether a candidate of a new export lineage may go live, and the sentence that says why."""
+    what = f"{lineage.describe()}; no score can be compared"
+    if lineage.published_sample:
+        return True, f"{what}; published: it replaces the generated demo sample"
+    if policy.accept_new_lineage:
+        return True, f"{what}; published: the operator accepts new lineages (accept_new_lineage)"
+    return False, (
+        f"{what}; not published unless the operator accepts it (accept_new_lineage or RECSYS_ACCEPT_NEW_LINEAGE=1)"
+    )
 
 
 def _shrinkage(candidate: DataSize, current: DataSize, policy: PromotionPolicy) -> list[str]:
@@ -163,11 +184,13 @@ def _compare(evidence: list[Evidence], policy: PromotionPolicy) -> tuple[list[st
                 f"(at least {policy.min_fresh_ratings:,} needed)"
             )
             continue
-        tolerance = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
-        if item.worse_by - policy.noise_z * item.standard_error > tolerance:
+        share = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
+        tolerance = share * abs(item.current)
+        if item.worse_by > tolerance and item.worse_by > policy.noise_z * item.standard_error:
             reasons.append(
                 f"worse than the published model: {item.describe()} "
-                f"(tolerance {tolerance:g} beyond {policy.noise_z:g} standard errors)"
+                f"(worse by {item.worse_by:.4f}: more than {share:.0%} of its figure and than "
+                f"{policy.noise_z:g} standard errors)"
             )
         else:
             notes.append(item.describe())

@@ -6,17 +6,18 @@ record beside it (``v0003.json``): when it was published, its metrics, its
 config, its data size, its sha256 and the data fingerprint it was trained from.
 The newest ``keep`` versions stay (default 5).
 
-Order of a publish (:meth:`ModelHistory.publish`): the version file and its
-JSON are written first, then the live file is replaced atomically by the
-store's temp-then-rename.  A failure before the switch (a full disk, a folder
-that cannot be written) leaves the live file as it was; a failure after it
-leaves a live file that is a recorded version.
+Order of a publish (``registry.py``): the version file and its JSON are
+written first, then the live pointer (``live.py``) is switched atomically,
+then the convenience copy of the live file is refreshed.  A failure before
+the switch (a full disk, a folder that cannot be written) leaves the live
+pair as it was; a failure after it leaves the new pair live.
 
 The registry is read defensively: a damaged or unreadable ``vNNNN.json``, or a
 record without its ``.pth``, is named in :attr:`Scan.problems` and skipped, and
-the intact versions still list and roll back.  :meth:`ModelHistory.rollback`
-checks the kept file's sha256 against its record and runs the file's full
-validation (``validate``) before it replaces the live file.
+the intact versions still list and roll back.  :meth:`ModelHistory.verify`
+checks a kept file's sha256 against its record and runs the file's full
+validation (``validate``); ``registry.rollback`` (the one rollback) runs it
+before anything switches.
 """
 
 import hashlib
@@ -29,8 +30,9 @@ from pathlib import Path
 
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.locks import FileLock
+from recsys_assets.core.release import live
 
-FOLDER = "models"
+FOLDER = live.FOLDER
 PUBLISH_LOCK = "publish.lock"
 _ENTRY = re.compile(r"^v(\d{1,9})\.(json|pth)$")
 _WANTED = re.compile(r"^v?0*(\d{1,9})$")
@@ -127,13 +129,6 @@ class ModelHistory:
         """Intact kept versions, newest first."""
         return self.scan().versions
 
-    def publish(self, local: str | Path, record: dict) -> Version:
-        """Record ``local`` as the next version (file, then JSON), then make it the live file; prune old versions."""
-        version = self.record_file(local, record, self.next_name())
-        self.switch(local)
-        self.prune()
-        return version
-
     def next_name(self) -> str:
         """The next version's name (after every entry, damaged ones included: no number is reused)."""
         return f"v{self.scan().highest + 1:04d}"
@@ -151,23 +146,30 @@ class ModelHistory:
         self.store.write_bytes(f"{self.folder}/{name}.json", json.dumps(full, indent=2, default=str).encode())
         return Version(name, full)
 
-    def switch(self, local: str | Path) -> None:
-        """Make ``local`` the live file (atomic: readers see the old file or the new one)."""
+    def refresh_copy(self, local: str | Path) -> None:
+        """Make ``local`` the convenience copy of the live file (atomic; the pointer already names it)."""
         self.store.put(local, self.name)
 
     def prune(self) -> None:
-        """Drop the intact versions beyond the newest ``keep``."""
+        """Drop the intact versions beyond the newest ``keep`` (never the live one)."""
+        pointed = live.live_version(self.store, self.name)
         for old in self.versions()[self.keep :]:
+            if old.name == pointed:
+                continue
             self.store.remove(f"{self.folder}/{old.name}.pth")
             self.store.remove(f"{self.folder}/{old.name}.json")
 
     def current(self, versions: list[Version] | None = None) -> str | None:
-        """The version whose file is the published one now, or None (``versions``: already listed)."""
+        """The live version (the pointer's, else the one whose file is the live copy), or None
+        (``versions``: already listed)."""
+        listed = self.versions() if versions is None else versions
+        pointed = live.live_version(self.store, self.name)
+        if pointed is not None and any(v.name == pointed for v in listed):
+            return pointed
         if not self.store.exists(self.name):
             return None
         with self.store.read(self.name) as published:
             digest = file_digest(published)
-        listed = self.versions() if versions is None else versions
         return next((v.name for v in listed if v.record.get("sha256") == digest), None)
 
     def choose(self, version: str | None = None) -> Version:
@@ -208,11 +210,3 @@ class ModelHistory:
             except ValueError as exc:
                 first = (str(exc).strip().splitlines() or [""])[0][:300]
                 raise ValueError(f"{where} fails validation ({first}); not restored") from None
-
-    def rollback(self, version: str | None = None) -> Version:
-        """Publish a kept version again (default: the one before the current), after verifying it. Returns it."""
-        chosen = self.choose(version)
-        with self.store.read(f"{self.folder}/{chosen.name}.pth") as kept:
-            self.verify(chosen, kept)
-            self.store.put(kept, self.name)
-        return chosen
