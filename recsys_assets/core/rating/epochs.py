@@ -1,15 +1,19 @@
 """One training epoch, by optimizer: fused per-rating SGD (eagerly, or as a captured CUDA graph) and Adam.
 
 The loop around them (:mod:`~recsys_assets.core.rating.training`) validates, stops early, backs off and
-checkpoints; each function here runs one shuffled pass and returns the summed squared error as a tensor.
+checkpoints; each function here runs one shuffled pass and returns the summed squared error as a tensor;
+:func:`evaluate` scores a model on a split.
 """
 
 import logging
+import math
 
 import torch
 from torch import nn
 
+from recsys_assets.core.rating import numba_sgd
 from recsys_assets.core.rating.dataset import MovieRatingDataset
+from recsys_assets.core.rating.model import BiasedMF
 from recsys_assets.core.rating.numba_sgd import epoch_order
 from recsys_assets.core.rating.optim import FusedSGD, GraphedEpoch, WeightedRatings
 from recsys_assets.core.rating.train_config import TrainConfig
@@ -56,3 +60,27 @@ def adam_epoch(model, optimizer, data: MovieRatingDataset, config: TrainConfig, 
         optimizer.step()
         total += loss.detach() * len(ratings)
     return total
+
+
+def evaluate(
+    model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None
+) -> tuple[float, float, float]:
+    """(MSE of the raw predictions, RMSE and MAE of the clamped predictions)."""
+    model.eval()
+    if len(data) == 0:
+        return float("nan"), float("nan"), float("nan")
+    n = len(data)
+    if isinstance(model, BiasedMF) and numba_sgd.available(model.user_factors.weight) and not data.users.is_cuda:
+        bounds = (-math.inf, math.inf) if clamp is None else clamp
+        sq, sq_clamped, abs_clamped = numba_sgd.squared_errors(model, data.users, data.movies, data.ratings, bounds)
+        return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
+    sq = sq_clamped = abs_clamped = 0.0
+    with torch.no_grad():
+        for users, movies, ratings in data.batches(batch_size):
+            pred = model(users, movies)
+            sq += float(((pred - ratings) ** 2).sum())
+            if clamp is not None:
+                pred = pred.clamp(*clamp)
+            sq_clamped += float(((pred - ratings) ** 2).sum())
+            abs_clamped += float((pred - ratings).abs().sum())
+    return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n

@@ -37,11 +37,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recsys_assets.core.rating import numba_sgd
 from recsys_assets.core.rating.checkpoint import data_fingerprint, read_checkpoint, write_checkpoint
 from recsys_assets.core.rating.dataset import MovieRatingDataset
 from recsys_assets.core.rating.early_stopping import improves, monitored_loss
-from recsys_assets.core.rating.epochs import adam_epoch, graphed_runner, sgd_epoch
+from recsys_assets.core.rating.epochs import adam_epoch, evaluate, graphed_runner, sgd_epoch
 from recsys_assets.core.rating.implicit_feedback import ImplicitFeedback
 from recsys_assets.core.rating.model import BiasedMF
 from recsys_assets.core.rating.optim import FusedSGD, GraphedEpoch, WeightedRatings, count_weights
@@ -77,30 +76,6 @@ class TrainResult:
 def epoch_batch_size(configured: int, n_ratings: int) -> int:
     """``configured``, capped so that ``n_ratings`` make at least ``MIN_BATCHES_PER_EPOCH`` batches."""
     return max(1, min(configured, -(-n_ratings // MIN_BATCHES_PER_EPOCH)))
-
-
-def evaluate(
-    model: nn.Module, data: MovieRatingDataset, batch_size: int = 1 << 16, clamp=None
-) -> tuple[float, float, float]:
-    """(MSE of the raw predictions, RMSE and MAE of the clamped predictions)."""
-    model.eval()
-    if len(data) == 0:
-        return float("nan"), float("nan"), float("nan")
-    n = len(data)
-    if isinstance(model, BiasedMF) and numba_sgd.available(model.user_factors.weight) and not data.users.is_cuda:
-        bounds = (-math.inf, math.inf) if clamp is None else clamp
-        sq, sq_clamped, abs_clamped = numba_sgd.squared_errors(model, data.users, data.movies, data.ratings, bounds)
-        return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
-    sq = sq_clamped = abs_clamped = 0.0
-    with torch.no_grad():
-        for users, movies, ratings in data.batches(batch_size):
-            pred = model(users, movies)
-            sq += float(((pred - ratings) ** 2).sum())
-            if clamp is not None:
-                pred = pred.clamp(*clamp)
-            sq_clamped += float(((pred - ratings) ** 2).sum())
-            abs_clamped += float((pred - ratings).abs().sum())
-    return sq / n, math.sqrt(sq_clamped / n), abs_clamped / n
 
 
 def _clone_state(model: nn.Module) -> dict:
