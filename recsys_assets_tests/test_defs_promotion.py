@@ -122,8 +122,15 @@ def _permuted_users(frame):
     frame["userId"] = frame["userId"].map(dict(zip(ids, np.random.default_rng(1).permutation(ids))))
 
 
+def _rekeyed_inverted(frame):
+    """The hostile review's re-keyed poison: inverted ratings, every user id moved so none is shared."""
+    frame["rating"] = 5.5 - frame["rating"]
+    frame["userId"] = frame["userId"] + 100_000
+
+
 def test_hostile_exports_are_judged_on_the_published_models_held_back_ratings(tmp_path, data_dir):
-    """Inverted ratings on the same pairs, and permuted user ids, are rejected; an honest re-export is published."""
+    """Inverted ratings on the same pairs, permuted user ids, and inverted ratings under new user ids (judged on
+    the movies, the held-back users folded in) are rejected; an honest re-export is published."""
     original = write_sample_export(tmp_path / "original.csv", MEDIUM)
     export = tmp_path / "ratings.csv"
     export.write_bytes(original.read_bytes())
@@ -133,7 +140,7 @@ def test_hostile_exports_are_judged_on_the_published_models_held_back_ratings(tm
     held = torch.load(rating, weights_only=True)
     assert len(held["heldback_ratings"]) > 100 and "evaluation_state_dict" in held
 
-    for attack in (_inverted, _permuted_users):
+    for attack in (_inverted, _permuted_users, _rekeyed_inverted):
         _rewrite(original, export, attack)
         result = _run(export, data_dir)
         check = _check(result, "recommendation_model", "not_worse_than_published")
@@ -154,15 +161,22 @@ def test_hostile_exports_are_judged_on_the_published_models_held_back_ratings(tm
     assert _digest(rating) != before[0]
 
 
-def test_another_export_lineage_is_nothing_comparable(tmp_path, data_dir):
+def test_another_export_lineage_goes_live_only_when_the_operator_accepts_it(tmp_path, data_dir):
     export = write_sample_export(tmp_path / "ratings.csv", FULL)
     assert _run(export, data_dir).success
+    before = _digest(data_dir / "recommendation_model.pth")
     _rewrite(export, export, lambda f: f.update({"userId": f["userId"] + 10_000, "movieId": f["movieId"] + 10_000}))
     other = _run(export, data_dir)
     for asset in ("recommendation_model", "ranking_model"):
         check = _check(other, asset, "not_worse_than_published")
-        assert check.passed and "nothing comparable published: a different export lineage" in check.description
-    assert other.success
+        assert not check.passed and "a different export lineage" in check.description, check.description
+        assert "RECSYS_ACCEPT_NEW_LINEAGE" in check.description
+    assert not other.success and _digest(data_dir / "recommendation_model.pth") == before
+    accepted = _run_with(export, data_dir, ranking={"accept_new_lineage": True}, accept_new_lineage=True)
+    for asset in ("recommendation_model", "ranking_model"):
+        check = _check(accepted, asset, "not_worse_than_published")
+        assert check.passed and "the operator accepts new lineages" in check.description, check.description
+    assert accepted.success and _digest(data_dir / "recommendation_model.pth") != before
 
 
 def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):

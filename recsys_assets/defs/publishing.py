@@ -144,6 +144,13 @@ def published_sample(storage: RecsysStorage, name: str) -> bool:
     return bool((live_record(storage.store, name) or {}).get("sample_export"))
 
 
+def sample_export(storage: RecsysStorage) -> bool:
+    """Whether this run's export is the generated demo sample (``recsys sample``), as its version records."""
+    from recsys_assets.core.exports import is_sample_export
+
+    return is_sample_export(storage.export)
+
+
 def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", found: "Lineage") -> None:
     """Say what the lineage and the held-back evaluation set changed about this candidate's data."""
     if found.kind in ("rekeyed", "new"):

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from recsys_assets.core.release.decision import FORCE_HINT, DataSize, Promotion, PromotionPolicy
-from recsys_assets.defs.publishing import finite_check, log_outcome, promotion_check, provenance, version_record
+from recsys_assets.defs.publishing import (
+    finite_check,
+    log_outcome,
+    promotion_check,
+    provenance,
+    sample_export,
+    version_record,
+)
 from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch and implicit are imported by the ranking step itself
@@ -97,6 +104,7 @@ def publish(context: dg.AssetExecutionContext, storage: RecsysStorage, release: 
         "data": release.size.to_dict(),
         "promotion": release.promotion.describe(),
         "lineage_kind": release.lineage,
+        "sample_export": sample_export(storage),
     }
     fingerprint = model.info["data_fingerprint"]
     candidate = Candidate(

@@ -16,7 +16,14 @@ from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.rating.model_file import load_model_file, save_model_file
 from recsys_assets.core.rating.train_config import TrainConfig
 from recsys_assets.core.release.decision import FORCE_HINT
-from recsys_assets.defs.publishing import finite_check, log_outcome, promotion_check, provenance, version_record
+from recsys_assets.defs.publishing import (
+    finite_check,
+    log_outcome,
+    promotion_check,
+    provenance,
+    sample_export,
+    version_record,
+)
 from recsys_assets.defs.resources import RecsysStorage
 
 if TYPE_CHECKING:  # PyTorch is imported by the training step itself, not by every process that loads the defs
@@ -65,6 +72,7 @@ def publish(
         "data": report.data_size(),
         "promotion": verdict.promotion.describe(),
         "lineage_kind": run.lineage,
+        "sample_export": sample_export(storage),
     }
     candidate = Candidate(storage.MODEL, _saver(run), load_model_file, version_record(context, record), run.fingerprint)
     outcome = release_publish(store, candidate, verdict.publish, keep=keep, work_folder=storage.work_folder)
