@@ -1,6 +1,7 @@
 """Whether a candidate and the published model come from one export lineage, and what that makes comparable.
 
-Three answers (:class:`Lineage`), by the share of ids the two have in common (Jaccard of the raw ids):
+Three answers (:class:`Lineage`), by the share of ids the two have in common (of the smaller set of raw ids,
+so a grown or a cut-down export of the same data keeps its lineage):
 
 * ``same``: users and movies overlap. The candidate never trains on the published model's held-back
   pairs (they are removed from its data, whatever the new export says of them), and both are scored
@@ -20,7 +21,7 @@ import pandas as pd
 
 from recsys_assets.core.heldback import EvaluationPlan, data_fingerprint, plan_evaluation
 
-MIN_OVERLAP = 0.5  # Jaccard of the user ids and of the movie ids for the same lineage
+MIN_OVERLAP = 0.5  # shared share of the user ids and of the movie ids for the same lineage
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class Lineage:
 
 
 def _share(mine: np.ndarray, theirs: np.ndarray) -> float:
-    union = len(np.union1d(mine, theirs))
-    return len(np.intersect1d(mine, theirs)) / union if union else 1.0
+    """The share of the smaller id set that the other holds too (1.0 when either is empty)."""
+    smaller = min(len(np.unique(mine)), len(np.unique(theirs)))
+    return len(np.intersect1d(mine, theirs)) / smaller if smaller else 1.0
 
 
 def lineage(users, movies, published_users, published_movies, *, published_sample: bool = False) -> Lineage:
@@ -60,6 +62,8 @@ def lineage(users, movies, published_users, published_movies, *, published_sampl
     elif movie_share >= MIN_OVERLAP:
         kind = "rekeyed"
     else:
+        kind = "new"
+    if published_sample:  # the generated demo is replaced by whatever comes next: nothing to compare it with
         kind = "new"
     return Lineage(kind, user_share, movie_share, published_sample)
 
