@@ -1,6 +1,6 @@
 """``recsys serve``: the published models behind an HTTP API (FastAPI on uvicorn, loopback by default).
 
-    GET  /health                                   the loaded files' versions, when, the last reload error
+    GET  /health                                   ok / stale / no model, the loaded files' versions, the last reload error
     GET  /users/{user_id}/recommendations?k=10&by=ranking     top-k unseen movies of a known user
     GET  /movies/{movie_id}/similar?k=10           the closest movies in the model's movie factors
     POST /recommendations   {"ratings": {"318": 5, "296": 4.5}, "k": 10}   someone the models never saw
@@ -9,17 +9,30 @@ Every answer names the model versions that produced it (``models``). The models 
 new version is published (``core/serving.py``): a request is answered by the pair that was current
 when it started, so no request fails during a promotion. Until a model is published, the model
 routes answer 503 with the reason.
+
+``/health`` answers 200 while a pair is loaded, with ``status``: ``ok``, or ``stale`` when the published
+files changed and do not load (a damaged file, a mismatched pair): every route still answers from the
+older pair, so the server stays in rotation, and ``detail`` says which pair and why; ``no model`` before
+any pair loaded. A request body over ``MAX_BODY`` bytes is refused (413) before it is parsed; every error
+is one line of JSON (``{"detail": "..."}``).
 """
 
 import contextlib
+import datetime
+import json
+from typing import Annotated
 
 import pandas as pd
-from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, Strict
 
-from recsys_assets.core.serving import Loaded, ModelServer
+from recsys_assets.core.serving import MAX_REASON, Loaded, ModelServer
 
 MAX_K = 1000
+MAX_BODY = 1 << 20  # bytes of a request body: some 50,000 ratings
+MAX_IGNORED = 20  # ignored movie ids echoed in an answer (``ignored_count`` says how many there were)
 
 
 def _id():  # a fresh parameter per route: FastAPI binds the object to the route's parameter name
@@ -27,7 +40,9 @@ def _id():  # a fresh parameter per route: FastAPI binds the object to the route
 
 
 class NewUser(BaseModel):
-    ratings: dict[int, float] = Field(description="movie id -> rating, on the models' rating scale")
+    ratings: dict[int, Annotated[float, Strict()]] = Field(
+        description="movie id -> rating (a JSON number, not a string or a boolean), on the models' rating scale"
+    )
     k: int = Field(10, ge=1, le=MAX_K)
 
 
@@ -41,6 +56,9 @@ def _records(frame: pd.DataFrame, titles: "pd.Series | None") -> list[dict]:
 
 def _answer(loaded: Loaded, frame: pd.DataFrame, titles, **fields) -> dict:
     meta = {key: frame.attrs.get(key) for key in ("by", "fallback", "ignored") if key in frame.attrs}
+    if "ignored" in meta:  # the first few and how many: the answer does not grow with the request
+        ignored = list(meta["ignored"] or [])
+        meta.update(ignored=ignored[:MAX_IGNORED], ignored_count=len(ignored))
     return {**fields, **meta, "models": loaded.versions, "items": _records(frame, titles)}
 
 
@@ -53,6 +71,8 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
             yield
 
     app = FastAPI(title="recsys_assets", summary="recommendations from the published models", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     _health_route(app, server)
     _recommendation_routes(app, server, titles)
     return app
@@ -65,16 +85,77 @@ def _loaded(server: ModelServer) -> Loaded:
     return current
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the app parses any of
+    it: by its Content-Length, or, sent in chunks, as soon as the bytes received pass the limit."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            return await self._refuse(send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await self._refuse(send)
+            if not message.get("more_body", False):
+                break
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"detail": f"request body over {self.limit:,} bytes"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """A request that does not validate: 422 naming each field (``body.ratings.318: ...``) in one line,
+    without echoing the input."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = [f"{'.'.join(str(p)[:40] for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    line = "; ".join(parts) + more
+    return JSONResponse({"detail": line[:MAX_REASON] or "invalid request"}, status_code=422)
+
+
+def _when(stamp: float) -> str:
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
+
+
 def _health_route(app: FastAPI, server: ModelServer) -> None:
     @app.get("/health")
     def health() -> dict:
-        current = server.current
+        current, error, error_at = server.current, server.last_error, server.last_error_at
+        if current is None:
+            status, detail = "no model", f"no pair has loaded yet: {error}"
+        elif error is not None:
+            status = "stale"
+            detail = f"serving the pair loaded at {_when(current.loaded_at)}; the published files do not load: {error}"
+        else:
+            status, detail = "ok", None
         return {
-            "status": "ok" if current is not None else "no model",
+            "status": status,
+            "detail": detail,
             "models": current.versions if current else None,
             "loaded_at": current.loaded_at if current else None,
             "reloads": server.reloads,
-            "last_error": server.last_error,
+            "last_error": error,
+            "last_error_at": error_at,
         }
 
 

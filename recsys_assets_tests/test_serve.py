@@ -129,3 +129,91 @@ def test_serve_answers_over_http_and_swaps_models_without_a_failed_request(tmp_p
         workers[0].join(timeout=30)
     assert len(outcomes) > 10 and all(status == 200 for status, _ in outcomes), [o for o in outcomes if o[0] != 200][:3]
     assert outcomes[0][1] == "ranking" and outcomes[-1][1] == "rating"  # the first pair, then the second
+
+
+def _app_over(tmp_path):
+    """The API over a real ModelServer that has loaded a good pair (no watcher thread: the tests refresh)."""
+    from fastapi.testclient import TestClient
+
+    from recsys_assets.api import create_app
+
+    source, data = tmp_path / "source", tmp_path / "data"
+    source.mkdir(), data.mkdir()
+    _, _, user_ids, movie_ids = ranked_pair(source)
+    _publish(source, data)
+    server = ModelServer(str(data))
+    assert server.refresh()
+    return server, TestClient(create_app(server)), data, movie_ids
+
+
+@pytest.mark.parametrize("damage", ["garbage", "unsafe pickle", "mismatched pair"])
+def test_health_says_stale_while_the_published_files_do_not_load(tmp_path, damage):
+    import argparse
+
+    import torch
+
+    server, client, data, movie_ids = _app_over(tmp_path)
+    assert client.get("/health").json()["status"] == "ok"
+    if damage == "garbage":
+        (data / RATING_FILE).write_bytes(b"not a model")
+    elif damage == "unsafe pickle":  # PyTorch's answer advises weights_only=False and allowlisting
+        torch.save({"config": argparse.Namespace()}, data / RATING_FILE)
+    else:  # each file says it was trained on another export
+        for name, part, export in ((RATING_FILE, "config", "a"), (RANKING_FILE, "info", "b")):
+            payload = torch.load(data / name, weights_only=True)
+            payload[part]["data_fingerprint"] = f"export-{export}"
+            torch.save(payload, tmp_path / name)
+        _publish(tmp_path, data)
+    assert not server.refresh() and not server.refresh()  # changed, then the second look loads and fails
+    response = client.get("/health")
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "stale" and body["last_error_at"] is not None
+    assert "serving the pair loaded at" in body["detail"] and body["last_error"] in body["detail"]
+    assert "\n" not in body["detail"] and len(body["last_error"]) <= 300
+    assert "weights_only" not in response.text and "safe_globals" not in response.text
+    assert client.get(f"/movies/{movie_ids[0]}/similar?k=2").status_code == 200  # the older pair answers
+    _publish(tmp_path / "source", data)  # the good pair again
+    assert not server.refresh() and server.refresh() and client.get("/health").json()["status"] == "ok"
+
+
+def test_new_user_body_size_is_capped_before_parsing(tmp_path):
+    import asyncio
+
+    from recsys_assets.api import MAX_BODY, BodyLimit
+
+    _, client, _, movie_ids = _app_over(tmp_path)
+    huge = json.dumps({"ratings": {str(10**9 + i): 4 for i in range(MAX_BODY // 10)}})
+    response = client.post("/recommendations", content=huge, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json() == {"detail": f"request body over {MAX_BODY:,} bytes"}
+    reached, sent = [], []
+
+    async def app(scope, receive, send):
+        reached.append(await receive())
+
+    chunks = [{"type": "http.request", "body": b"x" * 65536, "more_body": True}] * 20  # chunked: no length
+
+    async def receive():
+        return chunks.pop()
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/recommendations", "headers": []}
+    asyncio.run(BodyLimit(app, limit=MAX_BODY)(scope, receive, send))
+    assert not reached and sent[0]["status"] == 413 and len(chunks) == 20 - (MAX_BODY // 65536 + 1)
+    chunks[:] = [{"type": "http.request", "body": b"{}", "more_body": False}]
+    asyncio.run(BodyLimit(app, limit=MAX_BODY)(scope, receive, send))
+    assert reached == [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+
+def test_new_user_echoes_a_capped_ignored_list_and_takes_only_numbers(tmp_path):
+    _, client, _, movie_ids = _app_over(tmp_path)
+    ratings = {str(movie_ids[20]): 5, **{str(10**9 + i): 4.5 for i in range(500)}}
+    body = client.post("/recommendations", json={"ratings": ratings, "k": 3}).json()
+    assert len(body["items"]) == 3 and body["ignored"] == [10**9 + i for i in range(20)]
+    assert body["ignored_count"] == 500
+    for value in (True, "5", None, [5]):
+        response = client.post("/recommendations", json={"ratings": {str(movie_ids[20]): value}})
+        assert response.status_code == 422, value
+        assert response.json() == {"detail": f"body.ratings.{movie_ids[20]}: Input should be a valid number"}
+    assert client.post("/recommendations", json={"ratings": {str(movie_ids[20]): 4}}).status_code == 200

@@ -2,28 +2,78 @@
 
 One helper for the ``recsys`` command and the ``user_recommendations`` asset, so
 both name a movie the same way.  Titles come from a MovieLens ``movies.csv``;
-control characters in them (terminal escape codes included) are removed, so a
-title can never drive the terminal that prints it.
+control and format characters in them (terminal escape codes, bidi overrides, zero-width
+characters included) are removed, so a title can never drive the terminal that prints it nor
+reorder the text around it; :func:`markdown_cell` escapes a text for the UI's markdown.
 """
 
+import logging
 import os
 import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from recsys_assets.core.numbers import parse_text
+
+log = logging.getLogger(__name__)
+
+# Cc: control characters (ESC, BEL, CR, ...); Cf: format characters (bidi overrides and isolates,
+# zero-width spaces and joiners, soft hyphen, ...); Cs: lone surrogates (not encodable as UTF-8)
+_DROPPED = frozenset(("Cc", "Cf", "Cs"))
+_SEPARATORS = frozenset(("Zl", "Zp"))  # line and paragraph separators: read as a space
+
+
+def _kept(ch: str) -> str:
+    category = unicodedata.category(ch)
+    return "" if category in _DROPPED else " " if category in _SEPARATORS else ch
 
 
 def clean_text(text: str) -> str:
-    """``text`` without control characters (ESC, BEL, CR, ... are dropped)."""
-    return _CONTROL.sub("", text)
+    """``text`` without control, format (bidi, zero-width) or surrogate characters; line and paragraph
+    separators become spaces."""
+    if text.isprintable():  # the common case: nothing to drop (isprintable is False for all of the above)
+        return text
+    return "".join(map(_kept, text))
+
+
+# every ASCII punctuation character that means something in (GitHub-flavoured) markdown: emphasis, code,
+# links and images, HTML, headings, lists, tables, entities, autolinks (CommonMark lets any be escaped)
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&:@$=])")
+
+
+def markdown_cell(text: object) -> str:
+    """``text`` as literal text in one markdown table cell: on one line, cleaned (:func:`clean_text`), every markdown
+    character backslash-escaped (so ``|`` stays in its cell and ``![x](http://...)`` is no image)."""
+    return _MARKDOWN.sub(r"\\\1", clean_text(" ".join(str(text).split())))
+
+
+def _cell(value: object) -> str:
+    return (
+        "" if value is None or value is pd.NA or (isinstance(value, float) and value != value) else markdown_cell(value)
+    )
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """``frame`` as a markdown table whose headers and text cells are :func:`markdown_cell` (numbers
+    formatted by ``floatfmt``); plain text when ``tabulate`` (optional) is missing."""
+    text = [i for i in range(frame.shape[1]) if not pd.api.types.is_numeric_dtype(frame.iloc[:, i])]
+    columns = [frame.iloc[:, i].map(_cell) if i in text else frame.iloc[:, i] for i in range(frame.shape[1])]
+    shown = pd.concat(columns, axis=1, keys=range(frame.shape[1])) if columns else frame.copy()
+    shown.columns = [markdown_cell(name) for name in frame.columns]
+    try:
+        return shown.to_markdown(index=False, floatfmt=floatfmt, disable_numparse=text or False)
+    except ImportError:  # tabulate is optional
+        return shown.to_string(index=False)
 
 
 def read_titles(path: str | os.PathLike | None, *, required: bool = True) -> pd.Series | None:
     """Titles by movie id from a MovieLens ``movies.csv`` (``movieId,title,...``), or None without a path.
 
-    A path that does not exist is a ``ValueError`` when ``required``, else None."""
+    A row whose movieId is not a 64-bit integer or that has no title is skipped, and only that row: the
+    count is logged and kept in ``attrs["skipped_rows"]`` (the callers show it). A path that does not
+    exist is a ``ValueError`` when ``required``, else None."""
     if not path:
         return None
     if not os.path.exists(path):
@@ -31,11 +81,17 @@ def read_titles(path: str | os.PathLike | None, *, required: bool = True) -> pd.
             raise ValueError(f"movies file not found: {os.path.abspath(path)}")
         return None
     try:
-        movies = pd.read_csv(path, usecols=["movieId", "title"], dtype={"title": "string"})
+        movies = pd.read_csv(path, usecols=["movieId", "title"], dtype="string")
     except ValueError as exc:
         raise ValueError(f"{path} is not a MovieLens movies.csv (movieId,title,...): {exc}") from None
-    titles = movies.dropna().drop_duplicates("movieId").set_index("movieId")["title"]
-    return titles.map(clean_text)
+    ids = parse_text(movies["movieId"])  # the export's id rule: exact 64-bit integers
+    good = ids.integral & movies["title"].notna().to_numpy()
+    titles = pd.Series(movies["title"].to_numpy()[good], index=ids.ints[good], name="title", dtype="string")
+    titles = titles[~titles.index.duplicated()].map(clean_text)
+    titles.attrs["skipped_rows"] = skipped = int((~good).sum())
+    if skipped:
+        log.warning(f"{path}: skipped {skipped:,} of {len(movies):,} rows (movieId not an integer, or no title)")
+    return titles
 
 
 def movie_name(movie_id: int, titles: pd.Series | None) -> str:

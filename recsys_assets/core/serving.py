@@ -7,15 +7,19 @@ at both published files (their size, modification time and inode: one ``stat`` e
 replaces the two files one after the other), it loads the pair into a new ``Recommender`` and only
 then replaces the reference, so a request in flight keeps the object it started with and no request
 sees a half-loaded model. A load that fails (the pair is mid-swap, a file is being replaced) or a pair
-that changed while it loaded keeps the old model and is retried at the next look.
+that changed while it loaded keeps the old model and is retried at the next look; ``last_error`` and
+``last_error_at`` say why and when (one line, without PyTorch's advice to load the file unsafely), and stay
+set until a pair loads, so a server answering from an older pair can say so (``/health``: ``stale``).
 """
 
 import contextlib
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 
 from recsys_assets.core.artifact_store import ArtifactStore
+from recsys_assets.core.presentation import clean_text
 from recsys_assets.core.recommender import Recommender
 from recsys_assets.core.release import live
 from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
@@ -48,6 +52,26 @@ def _stat(store: ArtifactStore, name: str) -> tuple:
     return (name, *(str(info.get(key)) for key in ("size", "mtime", "LastModified", "ETag")))
 
 
+# PyTorch's advice on a file that weights_only refuses (load it with weights_only=False, or allowlist its
+# classes): never relayed, since following it runs whatever code the file holds
+_UNSAFE_PREFIX = re.compile(r"Weights only load failed\..*?(?:WeightsUnpickler error:\s*|$)")
+_UNSAFE_ADVICE = re.compile(r"(?:Please use `torch\.serialization|Check the documentation of torch\.load).*")
+MAX_REASON = 300
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``exc`` as one line for an operator: its type and message, whitespace folded, PyTorch's advice to
+    load the file unsafely removed, at most ``MAX_REASON`` characters."""
+    text = " ".join(clean_text(re.sub(r"\s", " ", str(exc))).split())
+    text = _UNSAFE_PREFIX.sub("refused by the safe loader: ", text)
+    text = _UNSAFE_ADVICE.sub("", text).strip()
+    at = text.lower().find("weights_only")
+    if at >= 0:  # advice in words this does not know: keep the sentences before it
+        text = text[: text.rfind(". ", 0, at) + 1] or "refused by the safe loader"
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= MAX_REASON else line[: MAX_REASON - 3] + "..."
+
+
 def _kept_versions(store: ArtifactStore) -> dict:
     """The kept version of each published file (``recsys models``' star), best effort."""
     found = {}
@@ -65,7 +89,8 @@ class ModelServer:
     def __init__(self, data_dir: str):
         self.store = ArtifactStore(data_dir)
         self.current: Loaded | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # why the last load failed, until a pair loads
+        self.last_error_at: float | None = None  # when (time.time())
         self.reloads = 0
         self._lock = threading.Lock()
         self._last_look: tuple | None = None
@@ -84,14 +109,16 @@ class ModelServer:
             try:
                 recommender = Recommender.from_store(self.store, RATING_FILE)
             except Exception as exc:  # noqa: BLE001 - mid-swap or missing: keep serving the old pair
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                return False
+                return self._failed(failure_reason(exc))
             if self.stamp() != before:  # replaced while it loaded: load again at the next look
-                self.last_error = "the published files changed while they were loading; retrying"
-                return False
+                return self._failed("the published files changed while they were loading; retrying")
             self.current = Loaded(recommender, before, time.time(), _kept_versions(self.store))
-            self.last_error, self.reloads = None, self.reloads + 1
+            self.last_error, self.last_error_at, self.reloads = None, None, self.reloads + 1
             return True
+
+    def _failed(self, reason: str) -> bool:
+        self.last_error, self.last_error_at = reason, time.time()
+        return False
 
     @contextlib.contextmanager
     def watching(self, interval: float):

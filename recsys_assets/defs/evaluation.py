@@ -10,7 +10,7 @@ from pydantic import Field
 
 from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.plots import plot_ranker_comparison
-from recsys_assets.core.presentation import read_titles, reasons
+from recsys_assets.core.presentation import markdown_table, read_titles, reasons
 from recsys_assets.core.rating.metrics import mae, rmse
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import provenance
@@ -53,13 +53,6 @@ def _recommender(storage: RecsysStorage) -> "Recommender":
     return Recommender.from_store(storage.store, storage.MODEL)
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    try:
-        return frame.to_markdown(index=False, floatfmt=".3f")
-    except ImportError:  # tabulate is optional
-        return frame.to_string(index=False)
-
-
 @dg.asset(
     deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
 )
@@ -83,6 +76,10 @@ def user_recommendations(
     frame["predicted_rating"] = frame["predicted_rating"].astype(np.float32)
     frame["score"] = frame["score"].astype(np.float32)
     titles = read_titles(storage.movies_file, required=False)
+    if titles is not None and titles.attrs["skipped_rows"]:
+        context.log.warning(
+            f"{storage.movies_file}: skipped {titles.attrs['skipped_rows']:,} rows without an integer movieId or a title"
+        )
     frame["reason"] = reasons(frame["because_movie_id"], titles)
     if titles is not None:
         frame["title"] = frame["movie_id"].map(titles).astype("string")
@@ -104,7 +101,7 @@ def user_recommendations(
             "most_common_movie_share": dg.MetadataValue.float(round(float(top_share), 4)),
             "coverage": dg.MetadataValue.float(round(frame["movie_id"].nunique() / max(len(mapping), 1), 4)),
             "top100_share": dg.MetadataValue.float(round(float(frame["movie_id"].isin(top100).mean()), 4)),
-            "preview": dg.MetadataValue.md(_markdown(preview)),
+            "preview": dg.MetadataValue.md(markdown_table(preview)),
             **provenance(context, config.model_dump()),
         },
     )
@@ -240,7 +237,7 @@ def model_evaluation(
     metadata.update(
         rating_rmse=dg.MetadataValue.float(round(rmse(pred, val_ratings["rating"]), 4)),
         rating_mae=dg.MetadataValue.float(round(mae(pred, val_ratings["rating"]), 4)),
-        table=dg.MetadataValue.md(_markdown(frame)),
+        table=dg.MetadataValue.md(markdown_table(frame)),
     )
     from recsys_assets.core.sparkline import bars_markdown
 
