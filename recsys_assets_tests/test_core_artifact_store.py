@@ -95,6 +95,12 @@ def test_push_dir_uploads_changes_only_and_manifests_last(store, tmp_path):
     (work / "ckpt.json").write_text('{"parts": 2}')
     assert store.push_dir(work, "checkpoints") == 2
 
+    secret = tmp_path / "secret.txt"  # links planted in the folder: never followed, never uploaded
+    secret.write_text("not a checkpoint")
+    (work / "linked.json").symlink_to(secret)
+    (work / "linked.parts").symlink_to(tmp_path, target_is_directory=True)
+    assert store.push_dir(work, "checkpoints") == 0
+
     elsewhere = tmp_path / "elsewhere"  # another machine, starting with an empty work folder
     assert store.pull_dir("checkpoints", elsewhere) == 3
     assert (elsewhere / "ckpt.json").read_text() == '{"parts": 2}'

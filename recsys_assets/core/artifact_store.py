@@ -153,11 +153,13 @@ class ArtifactStore:
     ) -> int:
         """Upload the files of ``local_dir`` that changed since the last push under ``prefix``;
         files for which ``last`` is true (manifests) go after the others, so a manifest never
-        names a part that is not there yet. Returns the number of files uploaded."""
+        names a part that is not there yet. Returns the number of files uploaded. Symbolic links are
+        never followed: a link planted in the folder must not upload a file from elsewhere."""
         local_dir = Path(local_dir)
         if not local_dir.exists():
             return 0
-        files = sorted((p.relative_to(local_dir).as_posix(), p) for p in local_dir.rglob("*") if p.is_file())
+        found = (p for p in local_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        files = sorted((p.relative_to(local_dir).as_posix(), p) for p in found)
         files = [(rel, p) for rel, p in files if not skip(rel)]
         files.sort(key=lambda item: last(item[0]))
         uploaded = 0
