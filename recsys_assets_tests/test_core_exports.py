@@ -5,6 +5,8 @@ import errno
 import gzip
 import os
 import re
+import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +18,13 @@ from recsys_assets.core.ingest.framing import open_export
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 
+def _arrives_after(path: Path, earlier: Path) -> None:
+    """Make sure ``path``'s change time is past ``earlier``'s (the kernel's clock for it ticks every few ms)."""
+    while path.stat().st_ctime_ns <= earlier.stat().st_ctime_ns:
+        time.sleep(0.002)
+        os.chmod(path, path.stat().st_mode)  # sets the change time to now, nothing else
+
+
 def test_drop_folder_newest_complete_file_is_the_current_export(tmp_path):
     drop = tmp_path / "exports"
     drop.mkdir()
@@ -23,12 +32,42 @@ def test_drop_folder_newest_complete_file_is_the_current_export(tmp_path):
     assert current_export(fixed, drop) == fixed
     older = drop / "2026-01.csv"
     older.write_text("x")
+    os.utime(older, ns=(1, 1_000_000_000))
     newer = drop / "2026-02.csv"
     newer.write_text("y")
-    os.utime(older, ns=(1, 1_000_000_000))
+    _arrives_after(newer, older)
     (drop / "2026-03.csv.part").write_text("z")  # still being copied
     (drop / ".2026-03.csv.tmp").write_text("z")
     assert current_export(fixed, drop) == newer
+
+
+def test_a_file_dated_in_the_future_does_not_shadow_the_exports_that_arrive_after_it(tmp_path):
+    drop = tmp_path / "exports"
+    drop.mkdir()
+    future = drop / "2026-01.csv"
+    future.write_text("x")
+    ahead = time.time_ns() + 10 * 365 * 86_400 * 10**9
+    os.utime(future, ns=(ahead, ahead))  # touch -d 2036-...: the modification time is the writer's choice
+    assert current_export(tmp_path / "fixed.csv", drop) == future
+    later = drop / "2026-02.csv"
+    later.write_text("y")
+    _arrives_after(later, future)
+    assert current_export(tmp_path / "fixed.csv", drop) == later
+
+
+def test_a_file_copied_with_its_old_date_is_current_when_it_arrives_last(tmp_path):
+    drop = tmp_path / "exports"
+    drop.mkdir()
+    current = drop / "2026-05.csv"
+    current.write_text("x")
+    backfill = tmp_path / "archive" / "2020-01.csv"
+    backfill.parent.mkdir()
+    backfill.write_text("y")
+    os.utime(backfill, ns=(1, 1_000_000_000))  # dated 1970
+    copied = Path(shutil.copy2(backfill, drop / "2020-01.csv"))  # cp -p: the old date comes along
+    _arrives_after(copied, current)
+    assert copied.stat().st_mtime_ns < current.stat().st_mtime_ns
+    assert current_export(tmp_path / "fixed.csv", drop) == copied
 
 
 def test_a_link_out_of_the_drop_folder_is_not_followed_and_is_named(tmp_path):
