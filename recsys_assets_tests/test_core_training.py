@@ -364,7 +364,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monke
     monkeypatch.setattr(atomic.os, "write", full)
     with pytest.raises(OSError, match="No space left on device") as err:
         atomic.atomic_torch_save({"w": torch.zeros(1000)}, tmp_path / "model.pth")
-    assert err.value.errno == errno.ENOSPC
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "model.pth")  # the file named
     assert list(tmp_path.iterdir()) == []
 
 

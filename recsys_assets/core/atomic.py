@@ -66,6 +66,9 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes, *, fixed_tmp: boo
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+        except OSError as exc:  # os.write names no file: name the one being written (a full disk)
+            exc.filename = exc.filename or str(target)
+            raise
         finally:
             os.close(fd)
     return Path(target)
