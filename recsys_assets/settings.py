@@ -99,6 +99,13 @@ GZIP_MAX_ROWS = Setting(
     "100000000",
     "the most data rows a gzip-compressed export may hold; over it the load fails at once, naming this setting",
 )
+GZIP_MAX_RATIO = Setting(
+    "RECSYS_GZIP_MAX_RATIO",
+    "50",
+    "the most a gzip-compressed export may expand (decompressed bytes per compressed byte; ratings exports "
+    "compress 3 to 10 times, a gzip bomb a thousand times), judged from its first MiB on; over it the load "
+    "stops at once, naming this setting",
+)
 MOVIES_PATH = Setting(
     "RECSYS_MOVIES_PATH",
     "",
@@ -190,6 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
     DROP_DIR,
     GZIP_MAX_BYTES,
     GZIP_MAX_ROWS,
+    GZIP_MAX_RATIO,
     MOVIES_PATH,
     EXECUTOR,
     DEVICE,

@@ -1,6 +1,9 @@
 """ArtifactStore on a local folder, a file:// URL and an fsspec in-memory filesystem (a stand-in for S3)."""
 
+import errno
+import os
 import uuid
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -95,9 +98,49 @@ def test_push_dir_uploads_changes_only_and_manifests_last(store, tmp_path):
     (work / "ckpt.json").write_text('{"parts": 2}')
     assert store.push_dir(work, "checkpoints") == 2
 
+    secret = tmp_path / "secret.txt"  # links planted in the folder: never followed, never uploaded
+    secret.write_text("not a checkpoint")
+    (work / "linked.json").symlink_to(secret)
+    (work / "linked.parts").symlink_to(tmp_path, target_is_directory=True)
+    assert store.push_dir(work, "checkpoints") == 0
+
     elsewhere = tmp_path / "elsewhere"  # another machine, starting with an empty work folder
     assert store.pull_dir("checkpoints", elsewhere) == 3
     assert (elsewhere / "ckpt.json").read_text() == '{"parts": 2}'
     assert (elsewhere / "ckpt.json.parts" / "000001.arrow").read_bytes() == b"part1"
     store.remove("checkpoints")
     assert store.listdir("checkpoints") == []
+
+
+def _copy_onto_a_full_disk(src, dst, **kwargs):
+    """What ``shutil.copyfile`` raises on a full disk: half written, then ENOSPC naming the source first."""
+    with open(dst, "wb") as f:
+        f.write(b"\0" * 10)
+    err = OSError(errno.ENOSPC, "No space left on device")
+    err.filename, err.filename2 = str(src), str(dst)
+    raise err
+
+
+def test_a_full_disk_names_the_file_in_the_store_not_a_temporary_or_local_one(tmp_path, monkeypatch):
+    from recsys_assets.core import artifact_store
+    from recsys_assets.core.publishing import Candidate, PublishError, release
+
+    store = ArtifactStore(tmp_path / "data")
+    store.write_bytes("ranking_model.pth", b"live")
+    local = tmp_path / "build" / "ranking_model.pth"
+    local.parent.mkdir()
+    local.write_bytes(b"new model")
+    monkeypatch.setattr(artifact_store.shutil, "copyfile", _copy_onto_a_full_disk)
+    with pytest.raises(OSError) as caught:
+        store.put(local, "ranking_model.pth")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "data" / "ranking_model.pth")
+    assert os.listdir(tmp_path / "data") == ["ranking_model.pth"]  # no temporary file left
+    with pytest.raises(OSError) as caught, store.write("table.parquet"):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what os.write says: no file at all
+    assert caught.value.filename == str(tmp_path / "data" / "table.parquet")
+    # the publish path's one line names the data folder's file, not the local build in the temp folder
+    candidate = Candidate("ranking_model.pth", lambda path: Path(path).write_bytes(b"new"), lambda path: None, {})
+    with pytest.raises(PublishError) as published:
+        release(store, candidate, True, keep=3, work_folder=tmp_path / "work")
+    assert str(tmp_path / "data") in str(published.value) and "recsys-publish-" not in str(published.value)
+    assert (tmp_path / "data" / "ranking_model.pth").read_bytes() == b"live"

@@ -364,8 +364,45 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monke
     monkeypatch.setattr(atomic.os, "write", full)
     with pytest.raises(OSError, match="No space left on device") as err:
         atomic.atomic_torch_save({"w": torch.zeros(1000)}, tmp_path / "model.pth")
-    assert err.value.errno == errno.ENOSPC
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "model.pth")  # the file named
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_at_a_training_checkpoint_warns_once_and_training_goes_on(data, tmp_path, monkeypatch, caplog):
+    """The second epoch's checkpoint hits a full disk half-way: its temporary file is removed, the first
+    epoch's checkpoint stays, one warning names the folder and ENOSPC, and training finishes."""
+    import errno
+    import logging
+
+    from recsys_assets.core import atomic
+
+    train, val, nu, nm = data
+    config = TrainConfig(epochs=4, patience=10)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    ckpt = folder / "train.pt"
+    real_write, tries = os.write, []
+
+    def write(fd, payload):
+        if "train.pt" in os.readlink(f"/proc/self/fd/{fd}"):  # the checkpoint's temporary file
+            tries.append(len(payload))
+            if len(tries) == 2:
+                real_write(fd, bytes(memoryview(payload)[: len(payload) // 2]))
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, payload)
+
+    monkeypatch.setattr(atomic.os, "write", write)
+    with caplog.at_level(logging.WARNING, logger="recsys_assets.core.rating.checkpoint"):
+        result = train_model(train, val, nu, nm, config, checkpoint_path=ckpt)
+    monkeypatch.undo()
+    assert result.epochs_run == 4 and len(tries) == 2  # no checkpoint tried after the full disk
+    assert [p.name for p in folder.iterdir()] == ["train.pt"]  # the partial temporary file is gone
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(folder) in warning and "the disk is full (ENOSPC)" in warning and "\n" not in warning
+    resumed = train_model(train, val, nu, nm, config, checkpoint_path=ckpt)  # the first epoch's checkpoint
+    assert resumed.resumed_from_epoch == 1
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k])
 
 
 def test_epoch_batches_slice_as_views_and_copy_in_place():

@@ -58,6 +58,7 @@ def _failure_without_retries(result) -> str:
     [
         ("RECSYS_GZIP_MAX_BYTES", "65536", "more than 65,536 bytes, the cap set by RECSYS_GZIP_MAX_BYTES"),
         ("RECSYS_GZIP_MAX_ROWS", "500", "more than 500 rows, the cap set by RECSYS_GZIP_MAX_ROWS"),
+        ("RECSYS_GZIP_MAX_RATIO", "50", "expands more than 50 times"),  # the default; this bomb expands ~500 times
     ],
 )
 def test_a_gzip_export_over_a_cap_fails_once_naming_the_setting(tmp_path, data_dir, monkeypatch, setting, value, words):
@@ -65,6 +66,7 @@ def test_a_gzip_export_over_a_cap_fails_once_naming_the_setting(tmp_path, data_d
     bomb = tmp_path / "ratings.csv.gz"
     with gzip.open(bomb, "wb", compresslevel=9) as f:
         f.write(b"userId,movieId,rating,timestamp\n" + b"1,1,4.0,0\n" * 3_000_000)
+    monkeypatch.setenv("RECSYS_GZIP_MAX_RATIO", "100000")  # the other caps are reached first only without it
     monkeypatch.setenv(setting, value)
     result = dg.materialize(ASSETS[:1], resources=_resources(bomb, data_dir), raise_on_error=False)
     assert words in _failure_without_retries(result)

@@ -18,6 +18,7 @@ machine resumes from it.
 """
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -29,6 +30,20 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from recsys_assets.core.atomic import atomic_path
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def _names_target(target: Path) -> Iterator[None]:
+    """A full disk while writing ``target`` is an ``OSError`` naming ``target``: neither the temporary file
+    beside it nor the local file being copied (``shutil.copyfile`` names its source)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
 
 
 class ArtifactStore:
@@ -104,7 +119,8 @@ class ArtifactStore:
     def write(self, name: str) -> Iterator[Path]:
         """Write to the yielded local path; ``name`` is published atomically when the block ends."""
         if self.is_local:
-            with atomic_path(self.local_path(name)) as tmp:
+            target = self.local_path(name)
+            with _names_target(target), atomic_path(target) as tmp:
                 yield tmp
             return
         with tempfile.TemporaryDirectory(prefix="recsys-write-") as tmp:
@@ -117,7 +133,8 @@ class ArtifactStore:
     def put(self, local: str | os.PathLike, name: str) -> None:
         """Publish a local file as ``name`` (upload to a temporary key, then move into place)."""
         if self.is_local:
-            with atomic_path(self.local_path(name)) as tmp:
+            target = self.local_path(name)
+            with _names_target(target), atomic_path(target) as tmp:
                 shutil.copyfile(local, tmp)
             return
         target = self.path(name)
@@ -153,11 +170,13 @@ class ArtifactStore:
     ) -> int:
         """Upload the files of ``local_dir`` that changed since the last push under ``prefix``;
         files for which ``last`` is true (manifests) go after the others, so a manifest never
-        names a part that is not there yet. Returns the number of files uploaded."""
+        names a part that is not there yet. Returns the number of files uploaded. Symbolic links are
+        never followed: a link planted in the folder must not upload a file from elsewhere."""
         local_dir = Path(local_dir)
         if not local_dir.exists():
             return 0
-        files = sorted((p.relative_to(local_dir).as_posix(), p) for p in local_dir.rglob("*") if p.is_file())
+        found = (p for p in local_dir.rglob("*") if p.is_file() and not p.is_symlink())
+        files = sorted((p.relative_to(local_dir).as_posix(), p) for p in found)
         files = [(rel, p) for rel, p in files if not skip(rel)]
         files.sort(key=lambda item: last(item[0]))
         uploaded = 0

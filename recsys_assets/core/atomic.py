@@ -15,6 +15,7 @@ from pathlib import Path
 _replace = os.replace  # the one rename; tests wrap it to see who publishes through here
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a temporary name that is a symbolic link is never written through
 
 
 def fixed_tmp_path(target: str | os.PathLike) -> Path:
@@ -57,7 +58,7 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes, *, fixed_tmp: boo
     millisecond or two for the small files (manifests) written often.
     """
     with atomic_path(target, fixed_tmp=fixed_tmp) as tmp:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o666)
         try:
             if hasattr(os, "posix_fallocate") and data:
                 with contextlib.suppress(OSError):
@@ -65,6 +66,9 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes, *, fixed_tmp: boo
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+        except OSError as exc:  # os.write names no file: name the one being written (a full disk)
+            exc.filename = exc.filename or str(target)
+            raise
         finally:
             os.close(fd)
     return Path(target)

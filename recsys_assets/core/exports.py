@@ -1,8 +1,10 @@
 """Which file is the current export, and whether it has finished arriving.
 
 An export either replaces the file at ``RECSYS_EXPORT_PATH`` or lands as a new
-file in a drop folder (default ``data/exports/``).  The newest complete file in
-the drop folder is the current export; with none there, the fixed path is.
+file in a drop folder (default ``data/exports/``).  The complete file that
+arrived last in the drop folder is the current export (:func:`arrival`: by the
+time the kernel records, not by the modification time a file may carry from
+elsewhere); with none there, the fixed path is.
 Files still being written are skipped: names with a temporary suffix or a
 leading dot, and files whose size or modification time changed between two
 looks (see :class:`ExportWatcher`).  A symbolic link in the drop folder that
@@ -54,14 +56,30 @@ def drop_folder_files(folder: Path) -> tuple[list[Path], list[str]]:
     return files, refused
 
 
+def arrival(path: Path) -> tuple[int, int, str]:
+    """When ``path`` arrived in its folder, as a sort key: its inode change time (``st_ctime``), then its
+    modification time no later than that, then its name.
+
+    The kernel sets the change time when a file is created, copied or renamed into the folder, and no
+    ``touch`` or ``cp -p`` can set it, whereas the modification time is whatever the writer chose: a
+    file dated in the future would otherwise shadow every later export, and one copied with its old
+    date would never become current.  For a link, the later of the link's and its target's change
+    time.  (A ``chmod``, ``chown`` or rename of a file also changes it: such a file counts as arrived.)
+    """
+    st, own = path.stat(), path.lstat()
+    arrived = max(st.st_ctime_ns, own.st_ctime_ns)
+    return arrived, min(st.st_mtime_ns, arrived), path.name
+
+
 def current_export(export_path: str | os.PathLike, drop_dir: str | os.PathLike | None) -> Path:
-    """The newest complete-looking file in ``drop_dir`` (links out of it left out), else ``export_path``."""
+    """The complete-looking file in ``drop_dir`` that arrived last (:func:`arrival`; links out of the folder
+    left out), else ``export_path``."""
     if drop_dir:
         folder = Path(drop_dir)
         if folder.is_dir():
             candidates, _ = drop_folder_files(folder)
             if candidates:
-                return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name))
+                return max(candidates, key=arrival)
     return Path(export_path)
 
 

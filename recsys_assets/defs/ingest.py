@@ -132,7 +132,9 @@ def _load_raw_ratings(
     export = storage.export
     for line in refused_exports(storage.drop_folder):
         context.log.warning(line)
-    limits = GzipLimits(settings.GZIP_MAX_BYTES.integer(), settings.GZIP_MAX_ROWS.integer())
+    limits = GzipLimits(
+        settings.GZIP_MAX_BYTES.integer(), settings.GZIP_MAX_ROWS.integer(), settings.GZIP_MAX_RATIO.integer()
+    )
     if storage.restore_checkpoints():
         context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
     remote = not storage.is_local

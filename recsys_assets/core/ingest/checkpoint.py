@@ -16,6 +16,11 @@ On disk, for a manifest ``<name>`` (format version :data:`MANIFEST_VERSION`):
 * ``<name>.hwm``: the next line number reached by a killed load (written in
   place, fixed width) - it only feeds the ``reread_rows`` statistic.
 
+Every one of these paths (and the temporary files beside them) stays in the
+manifest's folder: one that is a symbolic link is refused with a
+:class:`CheckpointPathError` before anything is written or deleted, so a link
+planted in the checkpoint folder cannot make a load write or delete elsewhere.
+
 A manifest that is corrupt, of another version, for another source or format,
 or whose parts are missing is logged as a warning and the load starts over.
 
@@ -45,6 +50,7 @@ from recsys_assets.core.locks import FileLock
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 2  # 2: parts are Arrow IPC files (1: Parquet)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(kw_only=True)
@@ -100,6 +106,15 @@ def confined_checkpoint_path(folder: str | os.PathLike, name: str, *, default: s
     return resolved
 
 
+def refuse_link(path: Path, folder: Path) -> None:
+    """Raise :class:`CheckpointPathError` when ``path`` is a symbolic link (it would lead out of ``folder``)."""
+    if path.is_symlink():
+        raise CheckpointPathError(
+            f"checkpoint path {path} is a symbolic link (to {os.readlink(path)}); a load writes and deletes "
+            f"only plain files inside the checkpoint folder {folder}: remove the link"
+        )
+
+
 def _checksum(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -138,10 +153,18 @@ class CheckpointStore:
     def _sidecar(self, suffix: str) -> Path:
         return self.manifest.with_name(self.manifest.name + suffix)
 
+    def _confine(self) -> None:
+        """Refuse to go on when a path of the checkpoint is a symbolic link (see the module docs)."""
+        paths = (self.manifest, fixed_tmp_path(self.manifest), self.parts_dir, self._lock.path, self._sidecar(".hwm"))
+        for path in paths:
+            refuse_link(path, self.manifest.parent)
+
     # ------------------------------------------------------------------ lock
     def locked(self) -> FileLock:
-        """The checkpoint's lock, as a context manager (raises ``BusyError`` when another load holds it)."""
+        """The checkpoint's lock, as a context manager (raises ``BusyError`` when another load holds it,
+        ``CheckpointPathError`` when a path of the checkpoint is a symbolic link)."""
         self.manifest.parent.mkdir(parents=True, exist_ok=True)
+        self._confine()
         return self._lock
 
     @property
@@ -208,7 +231,9 @@ class CheckpointStore:
         """The checkpointed Arrow parts; raises when one is unreadable or the row count disagrees."""
         tables = []
         for k in range(1, body["parts"] + 1):
-            tables.append(read_part(self.parts_dir / part_name(k)))
+            path = self.parts_dir / part_name(k)
+            refuse_link(path, self.parts_dir)  # a ValueError: the load starts over, the link is removed
+            tables.append(read_part(path))
         found = sum(t.num_rows for t in tables)
         if found != body["rows"]:
             raise ValueError(f"parts hold {found} rows, the manifest says {body['rows']}")
@@ -237,9 +262,15 @@ class CheckpointStore:
     # --------------------------------------------------------------- commit
     def open(self) -> None:
         """Prepare to commit: the parts folder and the high-water mark file."""
+        self._confine()
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         if self._hwm_fd is None:
-            self._hwm_fd = os.open(self._sidecar(".hwm"), os.O_WRONLY | os.O_CREAT, 0o666)
+            hwm = self._sidecar(".hwm")
+            fd = os.open(hwm, os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o666)
+            if os.fstat(fd).st_nlink > 1:  # a hard link: writing in place would change another file
+                os.close(fd)
+                raise CheckpointPathError(f"checkpoint file {hwm} has other hard links; remove it")
+            self._hwm_fd = fd
 
     def close(self) -> None:
         fd, self._hwm_fd = self._hwm_fd, None
@@ -255,7 +286,9 @@ class CheckpointStore:
         # fixed width, written in place: a reader sees a whole number or (after a crash) a
         # torn one, which resume ignores; it only feeds the reread_rows statistic
         os.pwrite(self._hwm_fd, b"%020d" % progress.next_line, 0)
-        write_part(table, self.parts_dir / part_name(progress.parts + 1))
+        part = self.parts_dir / part_name(progress.parts + 1)
+        refuse_link(fixed_tmp_path(part), self.parts_dir)  # written through, then renamed
+        write_part(table, part)
         progress.parts += 1
         self._write_manifest(progress)
 
@@ -282,8 +315,10 @@ class CheckpointStore:
 
     # -------------------------------------------------------------- discard
     def discard(self) -> None:
-        """Remove the manifest, its parts and the high-water mark (the lock file stays)."""
+        """Remove the manifest, its parts and the high-water mark (the lock file stays); a link among them
+        is refused (``CheckpointPathError``) before anything is removed."""
         self.close()
+        self._confine()
         self.manifest.unlink(missing_ok=True)
         fixed_tmp_path(self.manifest).unlink(missing_ok=True)
         self._sidecar(".hwm").unlink(missing_ok=True)

@@ -29,17 +29,22 @@ def is_gzip(path: str | os.PathLike) -> bool:
 
 
 class ExportTooLargeError(ExportError):
-    """A gzip-compressed export decompresses to more bytes or rows than its cap allows (never retried)."""
+    """A gzip-compressed export decompresses to more bytes or rows, or expands more, than its caps allow (never
+    retried)."""
 
 
 @dataclass(frozen=True)
 class GzipLimits:
-    """Caps on a gzip-compressed export: decompressed bytes and data rows (``None``: no cap).
+    """Caps on a gzip-compressed export: decompressed bytes, data rows and compression ratio (``None``: no cap).
 
-    The pipeline sets them from ``RECSYS_GZIP_MAX_BYTES`` and ``RECSYS_GZIP_MAX_ROWS``."""
+    ``max_ratio`` caps decompressed bytes per compressed byte read so far (real CSV exports compress 3 to 10
+    times, a bomb a thousand times); it is checked from :data:`RATIO_MIN_BYTES` decompressed bytes on, every
+    :data:`CHECK_BYTES` at most, so a bomb stops after a few MiB.  The pipeline sets the caps from
+    ``RECSYS_GZIP_MAX_BYTES``, ``RECSYS_GZIP_MAX_ROWS`` and ``RECSYS_GZIP_MAX_RATIO``."""
 
     max_bytes: int | None = None
     max_rows: int | None = None
+    max_ratio: float | None = None
 
     def check_bytes(self, path: str | os.PathLike, decompressed: int) -> None:
         if self.max_bytes is not None and decompressed > self.max_bytes:
@@ -55,26 +60,63 @@ class GzipLimits:
                 "RECSYS_GZIP_MAX_ROWS; raise it if the export is genuine"
             )
 
+    def check_ratio(self, path: str | os.PathLike, decompressed: int, compressed: int) -> None:
+        """Raise when ``decompressed`` bytes (at least :data:`RATIO_MIN_BYTES`) came from too few ``compressed``."""
+        if self.max_ratio is None or decompressed < RATIO_MIN_BYTES:
+            return
+        if decompressed > self.max_ratio * max(compressed, 1):
+            raise ExportTooLargeError(
+                f"{path}: the gzip-compressed export expands more than {self.max_ratio:g} times "
+                f"({decompressed:,} bytes from {compressed:,}), the cap set by RECSYS_GZIP_MAX_RATIO "
+                "(ratings exports compress 3 to 10 times); raise it if the export is genuine"
+            )
+
+
+RATIO_MIN_BYTES = 1 << 20  # the compression ratio is judged from this many decompressed bytes on
+CHECK_BYTES = 1 << 20  # the caps are checked at least this often (in decompressed bytes)
+
 
 class _CappedGzipFile(gzip.GzipFile):
     """A ``GzipFile`` that raises :class:`ExportTooLargeError` once it has decompressed past ``limits.max_bytes``
-    (checked after each read, so at most one read beyond the cap is ever held)."""
+    or past ``limits.max_ratio`` times the compressed bytes read (checked every :data:`CHECK_BYTES` at most, so
+    little is ever decompressed beyond a cap)."""
 
     def __init__(self, path: str | os.PathLike, limits: GzipLimits):
         super().__init__(path, "rb")
         self.limits, self.path = limits, path
 
+    def _check(self) -> None:
+        decompressed = self.tell()
+        self.limits.check_bytes(self.path, decompressed)
+        compressed = self.fileobj.tell() if self.fileobj is not None else 0  # includes a read-ahead: conservative
+        self.limits.check_ratio(self.path, decompressed, compressed)
+
     def read(self, size: int | None = -1) -> bytes:
-        if (size is None or size < 0) and self.limits.max_bytes is not None:  # never the whole rest at once
-            size = self.limits.max_bytes - self.tell() + 1
+        if size is None or size < 0 or size > CHECK_BYTES:  # never much at once: in pieces, each checked
+            return b"".join(self._pieces(None if size is None or size < 0 else size))
         data = super().read(size)
-        self.limits.check_bytes(self.path, self.tell())
+        self._check()
         return data
 
+    def _pieces(self, size: int | None) -> Iterator[bytes]:
+        """Up to ``size`` bytes (``None``: the rest), read :data:`CHECK_BYTES` at most at a time."""
+        while size is None or size > 0:
+            piece = self.read(CHECK_BYTES if size is None else min(size, CHECK_BYTES))
+            if not piece:
+                return
+            yield piece
+            size = None if size is None else size - len(piece)
+
     def readinto(self, b) -> int:
-        got = super().readinto(b)
-        self.limits.check_bytes(self.path, self.tell())
-        return got
+        view = memoryview(b).cast("B")
+        filled = 0
+        while filled < len(view):
+            piece = self.read(min(len(view) - filled, CHECK_BYTES))
+            if not piece:
+                break
+            view[filled : filled + len(piece)] = piece
+            filled += len(piece)
+        return filled
 
 
 def open_export(path: str | os.PathLike, limits: GzipLimits | None = None) -> BinaryIO:

@@ -1,12 +1,14 @@
 """The per-epoch training checkpoint: an interrupted training resumes from its last finished epoch.
 
 The checkpoint is a ``torch.save`` dictionary of tensors and plain values (it
-loads with ``weights_only=True``), written atomically after every epoch.  It is
+loads with ``weights_only=True``), written atomically after every epoch (one that cannot be written, on
+a full disk, is a warning: training goes on without checkpoints).  It is
 bound to the data and the settings by a fingerprint: a checkpoint for other
 data or other settings, or one that cannot be read, is ignored with a warning
 and training starts over.
 """
 
+import errno
 import hashlib
 import logging
 import os
@@ -52,6 +54,30 @@ def read_checkpoint(path: str | os.PathLike, fingerprint: str, device) -> dict |
     return saved
 
 
-def write_checkpoint(path: str | os.PathLike, fingerprint: str, state: dict) -> None:
-    """Save ``state`` (epoch, weights, optimizer, history, best epoch, random states) atomically."""
-    atomic_torch_save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, **state}, path)
+def write_checkpoint(path: str | os.PathLike, fingerprint: str, state: dict) -> Path | None:
+    """Save ``state`` (epoch, weights, optimizer, history, best epoch, random states) atomically.
+
+    Returns the path for the next epoch's checkpoint, or None when this one could not be written (a full
+    disk, a read-only folder): the checkpoint only saves time, so training goes on without one, after a
+    one-line warning naming the folder; the temporary file is removed and the last checkpoint written
+    stays as it was (a resume starts from it)."""
+    path = Path(path)
+    try:
+        atomic_torch_save({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, **state}, path)
+    except OSError as exc:
+        log.warning(
+            "training checkpoint not written in %s: %s; training goes on without checkpoints",
+            path.parent,
+            _why(exc),
+        )
+        return None
+    return path
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full (ENOSPC)"
+    if exc.errno == errno.EDQUOT:
+        return "the disk quota is used up (EDQUOT)"
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return f"{exc.strerror or exc} ({name})" if name else str(exc.strerror or exc)

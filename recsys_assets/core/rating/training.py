@@ -115,7 +115,7 @@ def train_model(
         if record is None:  # diverged: the epoch runs again with half the step size
             continue
         if ckpt is not None:
-            write_checkpoint(ckpt, fingerprint, _checkpoint_state(fit, progress))
+            ckpt = write_checkpoint(ckpt, fingerprint, _checkpoint_state(fit, progress))  # None: not written
         if on_epoch is not None:
             on_epoch({**record, "message": _epoch_message(record)})
     return _result(fit, progress, start_epoch)
