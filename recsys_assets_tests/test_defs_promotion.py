@@ -86,10 +86,13 @@ def test_a_tiny_valid_export_leaves_the_published_models_byte_identical(tmp_path
     assert forced.success and _digest(rating) != before[0]
     assert main(["models", "--data-dir", str(data_dir)]) == 0
     listing = capsys.readouterr().out
-    assert "*v0002" in listing and " v0001" in listing
+    assert "*v0002" in listing and " v0001" in listing and "[other lineage]" in listing
 
-    # roll back: the good pair is back, byte for byte (the ranking model of the same data comes with it)
-    assert main(["rollback", "--data-dir", str(data_dir)]) == 0
+    # roll back: another export's ids, so it takes --force; the good pair is back, byte for byte (the ranking
+    # model of the same data comes with it)
+    assert main(["rollback", "--data-dir", str(data_dir)]) == 2
+    assert "another export lineage" in capsys.readouterr().err
+    assert main(["rollback", "--force", "--data-dir", str(data_dir)]) == 0
     assert "ranking_model.pth to v0001" in capsys.readouterr().out
     assert (_digest(rating), _digest(ranking_file)) == before
     assert main(["rollback", "--ranking", "--data-dir", str(data_dir)]) == 2  # nothing older
