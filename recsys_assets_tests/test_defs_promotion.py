@@ -188,10 +188,12 @@ def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
     rating, ranking_file = data_dir / "recommendation_model.pth", data_dir / "ranking_model.pth"
     before = _digest(rating), _digest(ranking_file)
 
-    # new data: the rating model passes, the ranking model loses to most popular -> neither changes
+    # new data: the rating model passes, the ranking model loses to most popular -> neither changes (the
+    # generator draws other movie ids for another size: a new lineage, accepted here)
     write_sample_export(export, replace(FULL, n_ratings=4_400))
-    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1, "blend": False}  # iALS alone
-    result = _run_with(export, data_dir, ranking=bad_ranking)
+    new = {"accept_new_lineage": True}
+    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1, "blend": False, **new}  # iALS alone
+    result = _run_with(export, data_dir, ranking=bad_ranking, **new)
     assert _check(result, "recommendation_model", "not_worse_than_published").passed
     assert not _check(result, "ranking_model", "beats_most_popular").passed
     assert (_digest(rating), _digest(ranking_file)) == before
@@ -202,7 +204,7 @@ def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
         Recommender.load(data_dir / "recommendation_model.rejected.pth", ranking_path=ranking_file)
 
     # both pass: both go live, recorded as one release
-    assert _run(export, data_dir).success
+    assert _run(export, data_dir, **new).success
     assert _digest(rating) != before[0] and _digest(ranking_file) != before[1]
     record = json.loads((data_dir / "models" / "recommendation_model" / "v0002.json").read_text())
     assert record["pair"] == {"file": "ranking_model.pth", "version": "v0002"}

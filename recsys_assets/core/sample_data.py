@@ -154,11 +154,3 @@ def write_sample_export(
                 if on_progress is not None:
                     on_progress("writing", min((start + block) / max(table.num_rows, 1), 1.0))
     return path
-
-
-def ensure_sample_export(path: str | os.PathLike, spec: SampleSpec | None = None) -> bool:
-    """Generate a sample export at ``path`` unless a file is already there; True if written."""
-    if Path(path).exists():
-        return False
-    write_sample_export(path, spec)
-    return True

@@ -107,59 +107,28 @@ def user_recommendations(
     )
 
 
-def _aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np.ndarray:
-    """Rows of ``factors`` (indexed by ``model_ids``) re-indexed to ``target``; ids the model lacks get zeros."""
-    out = np.zeros((len(target), factors.shape[1]), dtype=np.float32)
-    known = model_ids.known(target.ids)
-    out[known] = factors[model_ids.encode(target.ids[known])]
-    return out
+def _held_out_fit(context: dg.AssetExecutionContext, rec: "Recommender"):
+    """The rating model's held-out fit (training split only, stored in its file; the release's reading): the
+    published refit trained on the validation ratings, so scoring it there would flatter it."""
+    from recsys_assets.core.release.rating_evidence import held_out_fit
 
-
-def _held_out_fit(context: dg.AssetExecutionContext, rec: "Recommender") -> "Recommender":
-    """The rating model's held-out fit (training split only, stored in its file): the published refit
-    trained on the validation ratings, so scoring it there would flatter it."""
-    from recsys_assets.core.recommender import Recommender
-
-    state = rec.info.get("evaluation_state")
-    if state is None:
+    fit = held_out_fit(rec)
+    if fit is rec:
         context.log.warning("the rating model file has no held-out fit: its published weights are scored")
-        return rec
-    return Recommender.from_state(state, rec.users, rec.movies, rating_range=rec.rating_range)
+    return fit
 
 
-def _evaluation_parts(ranker: "RankingModel | None", users: IdMapping, movies: IdMapping, seen):
-    """The ranking model's held-out parts re-indexed to this split's mappings (None without a held-out fit)."""
-    if ranker is None or ranker.evaluation is None:
-        return None
-    from recsys_assets.core.ranking import UserItems
-    from recsys_assets.core.ranking.blend import Components
-
-    P, Q = ranker.evaluation
-    items = ranker.evaluation_item_item
-    if ranker.weights.items and items is None:
-        return None
-    if items is not None:  # movie x movie weights, re-indexed like the factors
-        rows = np.repeat(np.arange(items.n_users), items.counts())
-        src, dst = ranker.movies.ids[rows], ranker.movies.ids[items.indices]
-        keep = movies.known(src) & movies.known(dst)
-        values = np.ones(items.nnz, np.float32) if items.values is None else items.values
-        items = UserItems.from_pairs(
-            movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), values[keep]
-        )
-    P, Q = _aligned(P, ranker.users, users), _aligned(Q, ranker.movies, movies)
-    return Components(P, Q, items, seen.movie_counts(), ranker.item_exponent)
-
-
-def _rating_ranker(fit: "Recommender", users: IdMapping, movies: IdMapping, seen):
+def _rating_ranker(fit, users: IdMapping, movies: IdMapping, seen):
     """The rating model's held-out fit as a ranker over the evaluation's indices (predicted-rating order)."""
     from recsys_assets.core.ranking import factor_ranker
+    from recsys_assets.core.ranking.model import aligned
 
     bias = np.zeros(len(movies), dtype=np.float32)
     known_m = fit.movies.known(movies.ids)
     bias[known_m] = fit.movie_bias[fit.movies.encode(movies.ids[known_m])]
     return factor_ranker(
-        _aligned(fit.user_factors, fit.users, users),
-        _aligned(fit.movie_factors, fit.movies, movies),
+        aligned(fit.user_factors, fit.users, users),
+        aligned(fit.movie_factors, fit.movies, movies),
         seen,
         movie_bias=bias,
     )
@@ -205,7 +174,7 @@ def model_evaluation(
     fit = _held_out_fit(context, rec)
     rankers = {}
     ranker: RankingModel | None = rec.ranker
-    parts = _evaluation_parts(ranker, users, movies, seen)
+    parts = ranker.evaluation_components(seen, users, movies) if ranker is not None else None
     if ranker is not None and parts is not None:
         rankers["ranking model"] = blend_ranker(parts, ranker.weights, seen)
     else:

@@ -62,11 +62,6 @@ class CleanedRatings:
     quarantine: pd.DataFrame
     reason_counts: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def rejected_rows(self) -> int:
-        """Rows rejected as invalid (superseded duplicates are not errors)."""
-        return sum(n for r, n in self.reason_counts.items() if r != "duplicate_superseded")
-
 
 def _duplicate_candidates(user: np.ndarray, movie: np.ndarray) -> np.ndarray | None:
     """Positions of rows whose (user, movie) pair occurs more than once, or ``None`` when every pair is unique.

@@ -36,7 +36,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -79,9 +79,6 @@ class LoadStats:
     source_mtime_ns: int = 0
     delimiter: str = ""
     has_header: bool = True
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,23 @@ class RankingModel:
         counts = (seen or self.seen).movie_counts()
         return Components(self.user_factors, self.item_factors, self.item_item, counts, self.item_exponent)
 
-    def evaluation_components(self, seen: UserItems) -> Components | None:
-        """The held-out fit's parts (training split only), popularity from ``seen``; None without them."""
+    def evaluation_components(self, seen: UserItems, users: IdMapping, movies: IdMapping) -> Components | None:
+        """The held-out fit's parts (training split only) re-indexed to the mappings ``users``/``movies`` (ids the
+        model lacks get zero factors and no weights), popularity from ``seen``; None without them."""
         if self.evaluation is None or (self.weights.items and self.evaluation_item_item is None):
             return None
-        return Components(*self.evaluation, self.evaluation_item_item, seen.movie_counts(), self.item_exponent)
+        items = self.evaluation_item_item
+        if items is not None:  # movie x movie weights, re-indexed like the factors
+            rows = np.repeat(np.arange(items.n_users), items.counts())
+            src, dst = self.movies.ids[rows], self.movies.ids[items.indices]
+            keep = movies.known(src) & movies.known(dst)
+            values = np.ones(items.nnz, np.float32) if items.values is None else items.values
+            items = UserItems.from_pairs(
+                movies.encode(src[keep]), movies.encode(dst[keep]), len(movies), len(movies), values[keep]
+            )
+        user_factors, item_factors = self.evaluation
+        P, Q = aligned(user_factors, self.users, users), aligned(item_factors, self.movies, movies)
+        return Components(P, Q, items, seen.movie_counts(), self.item_exponent)
 
     def top_n(self, users: np.ndarray, k: int, *, seen: UserItems | None = None, mask: bool = True):
         """Top-``k`` movies of ``users`` under the chosen blend: rows of the model's own ``seen``, or of
@@ -242,6 +254,14 @@ class RankingModel:
         if w.items and self.item_item is None:
             raise ValueError("the blend uses item-item weights that the file does not hold")
         return self
+
+
+def aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np.ndarray:
+    """Rows of ``factors`` (indexed by ``model_ids``) re-indexed to ``target``; ids the model lacks get zeros."""
+    out = np.zeros((len(target), factors.shape[1]), dtype=np.float32)
+    known = model_ids.known(target.ids)
+    out[known] = factors[model_ids.encode(target.ids[known])]
+    return out
 
 
 def _check_seen(indptr: np.ndarray, indices: np.ndarray, ratings: np.ndarray, *, n_users: int, n_movies: int) -> None:
