@@ -302,3 +302,38 @@ def test_capacity_is_chosen_on_an_inner_split_and_only_for_a_clear_gain():
     assert tie.candidates[0]["chosen"] and not tie.candidates[1]["chosen"]
     # the validation split plays no part: the choice reads the training ratings only
     assert clear.inner_users == 200
+
+
+def test_a_block_of_identical_users_counts_as_one_in_the_headline_ndcg():
+    """The shilling case: 300 bots rate the same movies alike and are trivially predictable; the mean
+    NDCG weighs them as one user, so they cannot lift the headline figure."""
+    from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers
+    from recsys_assets.core.ranking.metrics import profile_weights
+
+    n_real, n_bots, n_movies, planted = 20, 300, 50, 49
+    rng = np.random.default_rng(0)
+    users, movies, ratings = [], [], []
+    for u in range(n_real):  # real users: their own movies
+        picked = rng.choice(40, 8, replace=False)
+        users += [u] * 8
+        movies += picked.tolist()
+        ratings += rng.integers(1, 6, 8).astype(float).tolist()
+    for b in range(n_bots):  # bots: the same 5 movies, the same ratings
+        users += [n_real + b] * 5
+        movies += [0, 1, 2, 3, 4]
+        ratings += [5.0] * 5
+    n_users = n_real + n_bots
+    train = UserItems.from_pairs(np.array(users), np.array(movies), n_users, n_movies, np.array(ratings))
+    held_users = np.arange(n_users)
+    held_movies = np.where(held_users < n_real, 45, planted)  # the real users' relevant movie is never listed
+    held = HeldOut.from_ratings(held_users, held_movies, np.full(n_users, 5.0), n_users, n_movies)
+
+    def plant(users, k):  # lists the planted movie first for everyone
+        return np.tile(np.r_[planted, np.arange(10, 10 + k - 1)], (len(users), 1))
+
+    weights = profile_weights(train, held.users)
+    assert weights is not None and np.isclose(weights[n_real:].sum(), 1.0) and (weights[:n_real] == 1).all()
+    ndcg = evaluate_rankers({"plant": plant}, train, held)["plant"].metrics["ndcg_at_10"]
+    assert ndcg == pytest.approx(1 / (n_real + 1))  # the bots weigh one user, not 300 of 320 (0.94)
+    real_only = UserItems.from_pairs(np.array(users[: n_real * 8]), np.array(movies[: n_real * 8]), n_users, n_movies)
+    assert profile_weights(real_only, np.arange(n_real)) is None  # no block: plain means, unchanged

@@ -15,6 +15,7 @@ from recsys_assets.core.ranking.metrics import (
     HeldOut,
     RankingScores,
     paired_gap,
+    profile_weights,
     ranking_metrics,
 )
 from recsys_assets.core.ranking.topn import popularity_top_n, top_n
@@ -38,9 +39,13 @@ def popularity_ranker(seen: UserItems) -> Ranker:
 def evaluate_rankers(
     rankers: dict[str, Ranker], train: UserItems, held: HeldOut, k: int = 10
 ) -> dict[str, RankingScores]:
-    """Each ranker's metrics at ``k`` on ``held``'s users (training movies excluded by the rankers)."""
-    counts = train.movie_counts()
-    return {name: ranking_metrics(rank(held.users, k), held.users, held, k, counts) for name, rank in rankers.items()}
+    """Each ranker's metrics at ``k`` on ``held``'s users (training movies excluded by the rankers); users with
+    identical training ratings count as one between them (``metrics.profile_weights``)."""
+    counts, weights = train.movie_counts(), profile_weights(train, held.users)
+    return {
+        name: ranking_metrics(rank(held.users, k), held.users, held, k, counts, weights)
+        for name, rank in rankers.items()
+    }
 
 
 @dataclass(frozen=True)

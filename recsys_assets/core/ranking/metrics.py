@@ -4,6 +4,11 @@ The protocol: a held-out rating at or above a threshold (4.0 stars) makes that
 movie relevant to that user; only users with at least one relevant movie are
 scored; the movies a user rated in training are never recommended (the rankers
 mask them), so a ranker cannot score by repeating what the user already has.
+
+Users whose training ratings are identical (the same movies with the same ratings: a block of bots
+rating the same list) count as one user between them in the means (:func:`profile_weights`), so
+trivially predictable copies cannot inflate the headline figures; with no such block every user
+weighs 1 and the figures are the plain means.
 """
 
 from dataclasses import dataclass, field
@@ -44,12 +49,32 @@ class RankingScores:
     ndcg_per_user: np.ndarray = field(repr=False)
 
 
+def profile_weights(train: UserItems, users: np.ndarray) -> np.ndarray | None:
+    """Per user of ``users``, 1 / how many of ``users`` share their exact training ratings; None when no two do."""
+    users = np.asarray(users, dtype=np.int64)
+    rows = np.repeat(np.arange(train.n_users), np.diff(train.indptr))
+    rng = np.random.default_rng(20_240_601)
+    movie_key = rng.integers(1, 2**62, train.n_movies, dtype=np.uint64) | np.uint64(1)
+    values = np.ones(len(rows)) if train.values is None else np.asarray(train.values, dtype=np.float64)
+    value_key = np.round(values * 2).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        entry = movie_key[train.indices.astype(np.int64)] * (value_key + np.uint64(0xBF58476D1CE4E5B9))
+        key = np.zeros(train.n_users, dtype=np.uint64)
+        np.add.at(key, rows, entry)
+    pairs = np.stack([key[users], train.counts()[users].astype(np.uint64)], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    if counts.max(initial=1) < 2:
+        return None
+    return 1.0 / counts[inverse.ravel()]
+
+
 def ranking_metrics(
     recommended: np.ndarray,
     users: np.ndarray,
     held: HeldOut,
     k: int,
     movie_counts: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> RankingScores:
     """Metrics at ``k`` of ``recommended[i]`` (movie indices, best first) for ``users[i]``.
 
@@ -57,7 +82,8 @@ def ranking_metrics(
     the catalogue recommended to anyone and ``max_movie_share`` the share of users shown
     the most-shown movie; with ``movie_counts`` (training ratings per movie)
     ``median_rating_count`` and ``top100_share`` (picks among the 100 most-rated movies)
-    say how mainstream the recommendations are.
+    say how mainstream the recommendations are. ``weights`` (per row of ``users``, from
+    :func:`profile_weights`) weigh the per-user means; None: every user weighs 1.
     """
     users = np.asarray(users, dtype=np.int64)
     recommended = np.asarray(recommended, dtype=np.int64)[:, :k]
@@ -70,7 +96,8 @@ def ranking_metrics(
     ideal = np.cumsum(discounts)[np.minimum(n_rel, k) - 1] if len(n_rel) else np.empty(0)
     ndcg = (hits * discounts[: rec.shape[1]]).sum(axis=1) / ideal if len(n_rel) else np.empty(0)
     n_hit = hits.sum(axis=1)
-    mean = lambda a: float(np.mean(a)) if len(a) else 0.0  # noqa: E731
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)[scored]
+    mean = lambda a: (float(np.mean(a)) if w is None else float(np.average(a, weights=w))) if len(a) else 0.0  # noqa: E731
     metrics = {
         f"ndcg_at_{k}": mean(ndcg),
         f"precision_at_{k}": mean(n_hit / k),
