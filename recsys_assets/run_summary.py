@@ -36,6 +36,8 @@ class Summary:
     failed_step: str | None = None
     reasons: dict[str, str] = field(default_factory=dict)  # failed step -> innermost exception line
     checks: dict[str, list[str]] = field(default_factory=dict)  # step -> ["name passed", ...]
+    failed_checks: dict[str, list[str]] = field(default_factory=dict)  # step -> the names of its failed checks
+    errors: dict[str, str] = field(default_factory=dict)  # step -> the first error it logged (its own words)
     skipped: int = 0
     tail: list[str] = field(default_factory=list)
     _in_failure: str | None = None
@@ -52,6 +54,8 @@ class Summary:
         step, event = match.group("step"), match.group("event") or ""
         if not event and step.isupper():  # a run-level event: "<pid> - RUN_SUCCESS - Finished ..."
             step, event = "run", step
+        if match.group("level") == "ERROR" and not event and step not in self.errors:
+            self.errors[step] = match.group("message").strip()
         self._event(step, event, match.group("message"))
 
     def _error_line(self, line: str) -> None:
@@ -70,6 +74,8 @@ class Summary:
             self._step_line(step, "", "FAILED")
         elif event == "ASSET_CHECK_EVALUATION" and (check := CHECK.search(message)):
             self.checks.setdefault(step, []).append(f"{check['check']} {check['outcome']}")
+            if check["outcome"] == "failed":
+                self.failed_checks.setdefault(step, []).append(check["check"])
         elif "Not executing." in message:
             self.skipped += 1
         elif event in ("RUN_SUCCESS", "RUN_FAILURE"):
@@ -94,6 +100,9 @@ class Summary:
             return
         step = self.failed_step or "run"
         reason = self.reasons.get(step) or self.reasons.get("run") or "see the log"
+        if "blocking asset check" in reason and step in self.failed_checks:  # name the checks, say why
+            names = ", ".join(self.failed_checks[step])
+            reason = f"blocking check {names} failed" + (f": {self.errors[step]}" if step in self.errors else "")
         skipped = f"; {self.skipped} later steps not run" if self.skipped else ""
         self.out.write(f"==> run failed at {step}{skipped}{where}\n    reason: {reason}\n")
 
