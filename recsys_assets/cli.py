@@ -31,7 +31,9 @@ def _default_export() -> str:
 
 
 def _default_model() -> str:
-    return settings.data_path("recommendation_model.pth")
+    from recsys_assets.core.release.candidate import RATING_FILE
+
+    return settings.data_path(RATING_FILE)
 
 
 def _load_model(location: str, ranking_location: str | None = None):

@@ -37,7 +37,7 @@ from recsys_assets.core.model_errors import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
 from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
-from recsys_assets.core.ranking.params import FILE_NAME, IALSParams  # noqa: F401 - FILE_NAME re-exported
+from recsys_assets.core.ranking.params import IALSParams
 from recsys_assets.core.ranking.similarity import neighbours, reasons
 
 FORMAT_VERSION = 2

@@ -3,8 +3,6 @@
 import math
 from dataclasses import asdict, dataclass
 
-FILE_NAME = "ranking_model.pth"  # its name in the data folder, beside recommendation_model.pth
-
 # The candidates the ranking_model asset compares on an inner split of each export's training data:
 # the best capacity differs by data set (128 factors on MovieLens, 16 on the project's synthetic sample).
 FACTORS = (128, 64, 16)
