@@ -23,6 +23,7 @@ try:
     from recsys_assets import settings
 except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
     raise SystemExit(f"recsys: error: {exc}") from None
+from recsys_assets.cli_args import MIN_SAMPLE_RATINGS, PORTS, Parser, seconds, whole  # noqa: E402
 from recsys_assets.core.model_errors import ModelFileError  # noqa: E402
 
 
@@ -133,16 +134,18 @@ def _recommend(args) -> int:
         frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k, by=args.by)
         if frame.attrs.get("ignored"):
             print(f"not in the model, ignored: {', '.join(map(str, frame.attrs['ignored']))}")
-        if frame.attrs.get("fallback"):
-            print("none of the rated movies is known to the ranking model: showing the most popular movies")
-        elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
-            print("no ranking model found: ordered by predicted rating")
+        fallback = "none of the rated movies is known to the ranking model: showing the most popular movies"
+        who = "every movie of the catalogue is already rated"
     else:
         frame = rec.recommend(args.user, k=args.k, by=args.by)
-        if frame.attrs.get("fallback"):
-            print(f"user {args.user} is unknown to the model: showing the most popular movies")
-        elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
-            print("no ranking model found: ordered by predicted rating")
+        fallback = f"user {args.user} is unknown to the model: showing the most popular movies"
+        who = f"user {args.user} has rated every movie of the catalogue"
+    if frame.empty:  # nothing unrated is left: a sentence and a failure, not an empty table
+        raise ValueError(f"{who}; nothing to recommend")
+    if frame.attrs.get("fallback"):
+        print(fallback)
+    elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
+        print("no ranking model found: ordered by predicted rating")
     print(recommendations_table(frame, titles).to_string(index=False))
     return 0
 
@@ -257,22 +260,28 @@ def _rollback(args) -> int:
 
 
 def _serve(args) -> int:
+    # RECSYS_SERVE_PORT is read here, when serving, so that a bad value fails this command alone
+    port = args.port if args.port is not None else settings.SERVE_PORT.integer(minimum=PORTS[0], maximum=PORTS[1])
     from recsys_assets.api import serve
     from recsys_assets.core.presentation import read_titles
 
-    if args.reload_interval <= 0:
-        raise ValueError(f"--reload-interval must be positive, got {args.reload_interval}")
     titles = read_titles(args.movies)
-    print(f"serving the models in {args.data_dir} on http://{args.host}:{args.port} (docs at /docs; Ctrl-C stops)")
-    serve(args.data_dir, host=args.host, port=args.port, titles=titles, reload_interval=args.reload_interval)
+    print(f"serving the models in {args.data_dir} on http://{args.host}:{port} (docs at /docs; Ctrl-C stops)")
+    serve(args.data_dir, host=args.host, port=port, titles=titles, reload_interval=args.reload_interval)
     return 0
 
 
 def _add_serve(sub, data_args) -> None:
     p = sub.add_parser("serve", parents=[data_args], help="an HTTP API over the published models (FastAPI)")
     p.add_argument("--host", default=settings.SERVE_HOST.get(), help="address to bind (default: $RECSYS_SERVE_HOST)")
-    p.add_argument("--port", type=int, default=settings.SERVE_PORT.integer(), help="port (default: $RECSYS_SERVE_PORT)")
-    p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between looks at the files (1)")
+    # the port setting is read when `serve` runs, not here: a bad RECSYS_SERVE_PORT fails only `serve`
+    p.add_argument(
+        "--port",
+        type=whole(*PORTS),
+        default=None,
+        help=f"port, 1-65535 (default: $RECSYS_SERVE_PORT or {settings.SERVE_PORT.default})",
+    )
+    p.add_argument("--reload-interval", type=seconds, default=1.0, help="seconds between looks at the files (1)")
     p.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
     p.set_defaults(func=_serve)
 
@@ -280,10 +289,15 @@ def _add_serve(sub, data_args) -> None:
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate a synthetic ratings export")
     p.add_argument("--path", default=_default_export(), help="where to write it (default: $RECSYS_EXPORT_PATH)")
-    p.add_argument("--n-ratings", type=int, default=100_000, help="how many ratings (default 100000)")
-    p.add_argument("--n-users", type=int, default=1_000, help="how many users (default 1000)")
-    p.add_argument("--n-movies", type=int, default=4_000, help="how many movies (default 4000)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument(
+        "--n-ratings",
+        type=whole(MIN_SAMPLE_RATINGS),
+        default=100_000,
+        help=f"how many ratings, at least {MIN_SAMPLE_RATINGS} (default 100000)",
+    )
+    p.add_argument("--n-users", type=whole(1), default=1_000, help="how many users (default 1000)")
+    p.add_argument("--n-movies", type=whole(1), default=4_000, help="how many movies (default 4000)")
+    p.add_argument("--seed", type=whole(0), default=42, help="random seed, 0 or more (default 42)")
     p.add_argument("--force", action="store_true", help="replace an existing sample export (never your own file)")
     p.set_defaults(func=_sample)
 
@@ -291,7 +305,7 @@ def _add_sample(sub) -> None:
 def _add_model_commands(sub) -> None:
     """recommend, similar and metrics: the commands that read a model."""
     model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
-    model_args.add_argument("-k", type=int, default=10, help="how many movies to show (default 10)")
+    model_args.add_argument("-k", type=whole(1), default=10, help="how many movies to show, 1 or more (default 10)")
     model_args.add_argument(
         "--model",
         default=_default_model(),
@@ -343,9 +357,7 @@ def _add_versions(sub, data_args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sample(sub)
     _add_model_commands(sub)

@@ -10,19 +10,26 @@ through it, and the README's table of settings is generated from it::
 A variable that is set but empty counts as unset (its default applies).
 
 **The settings file.** Values that should outlive one shell go in ``recsys.env`` (``NAME=value``
-lines; ``#`` comments, an optional ``export``, optional quotes), found through
+lines; ``#`` comments, an optional ``export``, optional shell quotes), found through
 ``RECSYS_SETTINGS_FILE`` (default: ``recsys.env`` in the current folder; the scripts set it to the
 repo root's). Importing this module fills every variable the environment does not set from it, so
 ``dg``, the daemon, every run worker and ``recsys`` read the same values; the environment wins::
 
     python -m recsys_assets.settings --set RECSYS_EXPORT_PATH=/data/ratings.csv   # write one value
     python -m recsys_assets.settings --shell     # `export` lines for the scripts (scripts/local_env.sh)
+
+One writer (:func:`write_value`) and one reader (:func:`read_file`) share the file's one value syntax
+(:func:`quote_value`, :func:`parse_value`): every value round-trips, apostrophes, quotes, spaces,
+backslashes, ``$``, ``#`` and any Unicode included. Control characters and line breaks are refused
+with a one-line error (:func:`check_value`): a value is one line of text, so no value can add a line
+(another setting) to the file or to the ``--shell`` output.
 """
 
 import os
 import re
 import shlex
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +60,10 @@ class Setting:
         """True when the value is one of 1, true, yes, on (any case)."""
         return self.get(environ).lower() in TRUE_WORDS
 
-    def integer(self, environ: Mapping[str, str] | None = None, *, minimum: int = 1) -> int:
-        """The value as an integer of at least ``minimum``, or a ``ValueError`` naming the variable."""
+    def integer(self, environ: Mapping[str, str] | None = None, *, minimum: int = 1, maximum: int | None = None) -> int:
+        """The value as an integer within ``minimum``..``maximum``, or a ``ValueError`` naming the variable.
+
+        Read it where it is used, not at import: a bad value then fails only what needs it."""
         text = self.get(environ)
         try:
             value = int(text)
@@ -62,6 +71,8 @@ class Setting:
             raise ValueError(f"{self.name} must be a whole number, got {text!r}") from None
         if value < minimum:
             raise ValueError(f"{self.name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ValueError(f"{self.name} must be at most {maximum}, got {value}")
         return value
 
 
@@ -232,24 +243,80 @@ def movielens_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_REFUSED = {"Cc": "a control character", "Cs": "not valid text", "Zl": "a line break", "Zp": "a line break"}
+
+
+def check_value(name: str, value: str) -> str:
+    """``value``, or a one-line ``ValueError`` when it holds a control character (C0, DEL, C1: newline, CR,
+    NUL, escape, ...) or a line break: a setting is one line of text."""
+    for position, char in enumerate(value, 1):
+        what = _REFUSED.get(unicodedata.category(char))
+        if what is not None:
+            raise ValueError(
+                f"{name}: a value may not hold control characters or line breaks "
+                f"(U+{ord(char):04X}, {what}, at character {position})"
+            )
+    return value
+
+
+def quote_value(value: str) -> str:
+    """``value`` as the settings file and the ``--shell`` lines hold it: bare when it is plain
+    (letters, digits, ``@%+=:,./-_``), else single-quoted as a POSIX shell reads it (``'`` as ``'"'"'``)."""
+    return shlex.quote(value)
+
+
+def parse_value(text: str) -> str:
+    """The value a settings line holds after its ``=`` (surrounding spaces already removed).
+
+    Unquoted text is taken as written (``#`` and spaces included). Text that starts with a quote is read
+    as one POSIX shell word (what :func:`quote_value` writes: ``'...'`` literal, ``"..."`` with ``\\``
+    escapes, runs of them), optionally followed by a ``# comment``."""
+    if not text or text[0] not in "'\"":
+        return text
+    try:
+        words = shlex.split(text, comments=True, posix=True)
+    except ValueError:
+        raise ValueError("a quote is not closed") from None
+    if len(words) != 1:
+        raise ValueError("a quoted value must be one word (quote all of it)")
+    return words[0]
+
+
+def _parse_line(line: str, known: set[str]) -> tuple[str, str] | None:
+    """``(name, value)`` of one line, None for a blank or comment line, else a ``ValueError``."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return None
+    match = _LINE.match(line)
+    if match is None or match.group(1) not in known:
+        raise ValueError(f"unknown setting {match.group(1)}" if match else "not a NAME=value line")
+    name = match.group(1)
+    return name, check_value(name, parse_value(match.group(2)))
+
+
+def _file_lines(path: Path) -> list[str]:
+    """The file's lines, split at line feeds only (``str.splitlines`` also splits at U+001C, U+0085,
+    U+2028, ...: a value holding one would be cut, not refused); a UTF-8 byte-order mark is dropped."""
+    text = path.read_bytes().decode("utf-8-sig")  # not read_text: it would turn a lone CR into a line end
+    return text.removesuffix("\n").split("\n") if text else []
+
+
+def _known() -> set[str]:
+    return {s.name for s in SETTINGS} - {SETTINGS_FILE.name}
 
 
 def read_file(path: str | os.PathLike) -> dict[str, str]:
-    """The ``NAME=value`` pairs of a settings file; a line that is not one, or a name this module does not
-    declare, is a ``ValueError`` naming the file and line."""
-    known = {s.name for s in SETTINGS} - {SETTINGS_FILE.name}
-    values = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None or match.group(1) not in known:
-            what = f"unknown setting {match.group(1)}" if match else "not a NAME=value line"
-            raise ValueError(f"{path}:{number}: {what} (the settings are listed by python -m recsys_assets.settings)")
-        value = match.group(2)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[match.group(1)] = value
+    """The ``NAME=value`` pairs of a settings file; a line that is not one, a name this module does not
+    declare, or a value that cannot be read is a ``ValueError`` naming the file and line."""
+    known, values = _known(), {}
+    for number, line in enumerate(_file_lines(Path(path)), 1):
+        try:
+            pair = _parse_line(line, known)
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}:{number}: {exc} (the settings are listed by python -m recsys_assets.settings)"
+            ) from None
+        if pair is not None:
+            values[pair[0]] = pair[1]
     return values
 
 
@@ -270,15 +337,26 @@ def apply_file(environ=None) -> dict[str, str]:
 
 
 def write_value(name: str, value: str, path: str | os.PathLike) -> None:
-    """Set ``name=value`` in the settings file at ``path`` (created if missing), keeping its other lines."""
-    if name not in {s.name for s in SETTINGS} - {SETTINGS_FILE.name}:
+    """Set ``name=value`` in the settings file at ``path`` (created if missing), keeping its other lines.
+
+    A value :func:`check_value` refuses leaves the file as it was."""
+    if name not in _known():
         raise ValueError(f"unknown setting {name}")
+    line = f"{name}={quote_value(check_value(name, value))}"
+    if parse_value(quote_value(value)) != value:  # the reader must give back what is written
+        raise ValueError(f"{name}: the value cannot be written so that it reads back the same")
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    kept = [line for line in lines if not ((m := _LINE.match(line)) and m.group(1) == name)]
+    lines = _file_lines(path) if path.is_file() else []
+    kept = [old for old in lines if not ((m := _LINE.match(old)) and m.group(1) == name)]
     from recsys_assets.core.atomic import atomic_write_bytes
 
-    atomic_write_bytes(path, ("\n".join([*kept, f"{name}={shlex.quote(value)}"]) + "\n").encode())
+    atomic_write_bytes(path, ("\n".join([*kept, line]) + "\n").encode())
+
+
+def shell_lines(values: Mapping[str, str]) -> str:
+    """``export NAME=value`` lines that bash can ``eval`` or ``source``: each value quoted by
+    :func:`quote_value` and checked by :func:`check_value` (so no value adds a command or a line)."""
+    return "".join(f"export {name}={quote_value(check_value(name, value))}\n" for name, value in values.items())
 
 
 def markdown_table() -> str:
@@ -292,8 +370,7 @@ def markdown_table() -> str:
 
 def _main(argv: list[str]) -> int:
     if argv[:1] == ["--shell"]:  # the file's values the environment lacks, as `export` lines
-        for name, value in FROM_FILE.items():
-            sys.stdout.write(f"export {name}={shlex.quote(value)}\n")
+        sys.stdout.write(shell_lines(FROM_FILE))
     elif argv[:1] == ["--set"] and len(argv) == 2 and "=" in argv[1]:
         name, value = argv[1].split("=", 1)
         write_value(name, value, settings_file())

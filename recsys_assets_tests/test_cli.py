@@ -166,3 +166,102 @@ def test_rated_by_rating_and_similar_by_title(tmp_path, capsys):
     assert "no movie title contains" in capsys.readouterr().err
     assert main(["similar", "--model", str(path)]) == 2
     assert "either --movie" in capsys.readouterr().err
+
+
+def _refused(argv: list[str], capsys) -> str:
+    """The one-line error of a command argparse refuses (rc 2), without a usage block or a traceback."""
+    import pytest
+
+    from recsys_assets.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_out_of_range_numbers_are_refused_in_one_line(tmp_path, model_file, capsys, monkeypatch):
+    """--port 99999 used to bind a random port while printing 99999; --reload-interval nan killed the
+    watcher; --n-ratings -5 printed numpy's text and 0 wrote an empty sample; -k -3 printed an empty table."""
+
+    def serve(*args, **kwargs):
+        raise AssertionError(f"recsys serve started with {kwargs}")
+
+    monkeypatch.setattr("recsys_assets.api.serve", serve)
+    for port in ("99999", "0", "-1", "http"):
+        assert "argument --port: " in _refused(["serve", "--port", port, "--data-dir", str(tmp_path)], capsys)
+    assert "must be from 1 to 65535, got 99999" in _refused(["serve", "--port", "99999"], capsys)
+    for interval in ("nan", "inf", "-inf", "0", "-1", "soon"):
+        err = _refused(["serve", f"--reload-interval={interval}"], capsys)
+        assert f"argument --reload-interval: must be a number of seconds above 0, got '{interval}'" in err
+    for n in ("-5", "0", "99"):
+        err = _refused(["sample", "--path", str(tmp_path / "s.csv"), "--n-ratings", n], capsys)
+        assert f"argument --n-ratings: must be at least 100, got {n}" in err
+    assert not (tmp_path / "s.csv").exists()
+    assert "argument --n-users: must be at least 1, got 0" in _refused(["sample", "--n-users", "0"], capsys)
+    assert "argument --seed: must be at least 0" in _refused(["sample", "--seed", "-1"], capsys)
+    for command in (["similar", "--movie", "100"], ["recommend", "--user", "10"], ["recommend", "--rated", "100:4"]):
+        for k in ("-3", "0"):
+            err = _refused([*command, "-k", k, "--model", str(model_file)], capsys)
+            assert err.startswith(f"recsys {command[0]}: error: argument -k: must be at least 1, got {k}")
+
+
+def test_help_names_the_ranges(capsys):
+    import pytest
+
+    from recsys_assets.cli import main
+
+    for command, text in [("serve", "1-65535"), ("sample", "at least 100"), ("similar", "1 or more")]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert text in capsys.readouterr().out
+
+
+def test_rated_movies_covering_the_catalogue_is_one_sentence_not_an_empty_table(tmp_path, model_file, capsys):
+    from recsys_assets.cli import main
+
+    path, _, _, movie_ids = ranked_pair(tmp_path / "pair")
+    everything = ",".join(f"{m}:4" for m in movie_ids)
+    for model, rated in [(path, everything), (model_file, "100:4,200:3,300:5,400:1")]:
+        for by in ("ranking", "rating"):
+            assert main(["recommend", "--rated", rated, "--by", by, "--model", str(model)]) == 2
+            out, err = capsys.readouterr()
+            assert err == "recsys: error: every movie of the catalogue is already rated; nothing to recommend\n"
+            assert "rank" not in out and "Empty DataFrame" not in out
+    assert main(["recommend", "--rated", "100:4,200:3,300:5", "--model", str(model_file)]) == 0  # one left
+    assert "400" in capsys.readouterr().out
+
+
+def test_a_bad_serve_port_fails_only_serve(tmp_path, model_file):
+    """RECSYS_SERVE_PORT used to be read when the parser was built, so every command ended in a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    def recsys(*args, port):
+        env = {**os.environ, "RECSYS_SERVE_PORT": port}
+        return subprocess.run(
+            [sys.executable, "-m", "recsys_assets.cli", *args], env=env, capture_output=True, text=True
+        )
+
+    for port, reason in [("abc", "must be a whole number, got 'abc'"), ("99999", "must be at most 65535, got 99999")]:
+        for args in (["models", "--help"], ["rollback", "--help"], ["metrics", "--model", str(model_file)]):
+            proc = recsys(*args, port=port)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        proc = recsys("serve", "--data-dir", str(tmp_path), port=port)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+        assert proc.stderr == f"recsys: error: RECSYS_SERVE_PORT {reason}\n"
+    proc = recsys(
+        "sample",
+        "--path",
+        str(tmp_path / "s.csv"),
+        "--n-ratings",
+        "200",
+        "--n-users",
+        "20",
+        "--n-movies",
+        "50",
+        port="abc",
+    )
+    assert proc.returncode == 0 and (tmp_path / "s.csv").exists(), proc.stderr

@@ -99,3 +99,37 @@ def test_the_dockerfile_builds_a_cpu_and_a_cuda_variant_within_the_projects_torc
     extras = re.search(r"^ARG EXTRAS=([a-z0-9,-]+)$", DOCKERFILE, re.M).group(1).split(",")
     assert "os.environ['EXTRAS']" in DOCKERFILE and "pip install --no-cache-dir --no-deps ." in DOCKERFILE
     assert {"postgres", "k8s", "object-store"} <= set(extras) <= set(PYPROJECT["project"]["optional-dependencies"])
+
+
+CHART_DEFAULT_PASSWORD = "test"  # the Dagster chart's postgresql.postgresqlPassword
+
+
+def _postgres_password_sources(values: dict) -> dict[str, str]:
+    """Where each reader of the PostgreSQL password takes it from, by the Dagster chart's rules and defaults:
+    the Dagster pods read ``global.postgresqlSecretName``, which the chart itself generates holding
+    ``postgresql.postgresqlPassword`` unless ``generatePostgresqlPasswordSecret`` is false; the bundled
+    PostgreSQL (bitnami subchart) reads ``postgresql.existingSecret``, else ``postgresqlPassword`` (random
+    when empty). ``"literal:<password>"``: a password the values hold; ``"secret:<name>"``: a secret made
+    outside the chart."""
+    pg = {"enabled": True, "postgresqlPassword": CHART_DEFAULT_PASSWORD, **values.get("postgresql", {})}
+    literal = f"literal:{pg['postgresqlPassword']}" if pg["postgresqlPassword"] else "random"
+    secret = values.get("global", {}).get("postgresqlSecretName", "dagster-postgresql-secret")
+    sources = {"dagster": literal if values.get("generatePostgresqlPasswordSecret", True) else f"secret:{secret}"}
+    if pg["enabled"]:
+        sources["bundled postgresql"] = f"secret:{pg['existingSecret']}" if pg.get("existingSecret") else literal
+    return sources
+
+
+def test_the_charts_default_postgres_password_can_never_be_used():
+    """The values used to set only the user and database, so the chart's password ('test') was the one used."""
+    default = f"literal:{CHART_DEFAULT_PASSWORD}"
+    assert set(_postgres_password_sources({}).values()) == {default}  # the chart alone
+    before = {"postgresql": {"enabled": True, "postgresqlUsername": "dagster", "postgresqlDatabase": "dagster"}}
+    assert default in _postgres_password_sources(before).values()  # what this file used to say
+    sources = _postgres_password_sources(VALUES)
+    assert set(sources) == {"dagster", "bundled postgresql"}
+    assert set(sources.values()) == {"secret:recsys-postgres"}, sources  # one secret, made before installing
+    assert {"recsys-postgres"} <= {item["name"] for item in DEPLOYMENT["envSecrets"]}
+    assert VALUES["postgresql"]["postgresqlPassword"] == "", "no password in this file, not even the chart's"
+    text = (REPO_ROOT / "deploy" / "k8s" / "values.yaml").read_text()
+    assert "--from-literal=postgresql-password=" in text  # the key the chart reads is the one the header creates

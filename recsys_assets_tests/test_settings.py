@@ -4,6 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from recsys_assets import settings
 
@@ -113,3 +116,151 @@ def test_recsys_the_code_location_and_the_scripts_read_the_settings_file(tmp_pat
     proc = _run([sys.executable, "-m", "recsys_assets.cli", "metrics"], env)
     assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "recsys.env:2" in proc.stderr
     assert _run(["bash", "-c", script], env_sh).returncode != 0  # the scripts stop at a malformed file
+
+
+# values a settings file must keep exactly: quotes, shell syntax, comment marks, spaces, Unicode
+TRICKY = [
+    "/data/o'brien/ratings.csv",
+    "it's 'quoted' and \"double\" and `ticked`",
+    "C:\\exports\\new\\ratings.csv",
+    "\\'",
+    "$HOME ${RECSYS_DATA_DIR} $(touch /tmp/owned) `id` !!",
+    "#not a comment",
+    "s3://bucket/a#b ; rm -rf / | cat & echo > x < y",
+    "  leading and trailing spaces  ",
+    "*?[a-z]~{a,b}",
+    "--flag=-n",
+    "Amélie ünïcödé 日本語 🎬 \u00a0nbsp\u202eRTL",
+    "'",
+    '"',
+    "''\"\"",
+    "=",
+]
+
+
+def _names(count: int) -> list[str]:
+    names = [s.name for s in settings.SETTINGS if s.name.startswith("RECSYS_") and s is not settings.SETTINGS_FILE]
+    assert len(names) >= count
+    return names[:count]
+
+
+def _sourced(path: Path, names: list[str]) -> list[str]:
+    """The values bash holds after `eval` of `python -m recsys_assets.settings --shell` (as local_env.sh does)."""
+    import subprocess
+    import sys
+
+    script = f'eval "$("{sys.executable}" -m recsys_assets.settings --shell)" && printf "%s\\0" ' + " ".join(
+        f'"${name}"' for name in names
+    )
+    env = {**__import__("os").environ, "RECSYS_SETTINGS_FILE": str(path)}
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode("utf-8").split("\0")[:-1]
+
+
+def test_every_value_round_trips_through_set_the_reader_and_bash(tmp_path):
+    """`--set NAME=value`, then the module's reader and bash sourcing the `--shell` lines give the value back."""
+    path = tmp_path / "recsys.env"
+    path.write_text("# mine\n")
+    names = _names(len(TRICKY))
+    for name, value in zip(names, TRICKY, strict=True):
+        proc = _run(
+            [__import__("sys").executable, "-m", "recsys_assets.settings", "--set", f"{name}={value}"],
+            {"RECSYS_SETTINGS_FILE": str(path)},
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert settings.read_file(path) == dict(zip(names, TRICKY, strict=True))
+    assert _sourced(path, names) == TRICKY
+    assert path.read_text(encoding="utf-8").startswith("# mine\n")
+    # the scripts' own path: local_env.sh exports an apostrophe path whole (it used to arrive garbled)
+    script = ". scripts/local_env.sh && printf '%s' \"$RECSYS_EXPORT_PATH\""
+    path.write_text("")
+    settings.write_value("RECSYS_EXPORT_PATH", TRICKY[0], path)
+    env = {"RECSYS_SETTINGS_FILE": str(path), "DAGSTER_HOME": str(tmp_path / "h"), "RECSYS_DROP_DIR": str(tmp_path)}
+    proc = _run(["bash", "-c", script], env)
+    assert proc.returncode == 0 and proc.stdout == TRICKY[0], proc.stderr
+
+
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    values=st.lists(
+        st.text(alphabet=st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))), min_size=1, max_size=4
+    )
+)
+def test_any_printable_value_round_trips(tmp_path, values):
+    path = tmp_path / "recsys.env"
+    path.write_text("")
+    names = _names(len(values))
+    for name, value in zip(names, values, strict=True):
+        settings.write_value(name, value, path)
+    assert settings.read_file(path) == dict(zip(names, values, strict=True))
+    lines = settings.shell_lines(dict(zip(names, values, strict=True)))
+    assert lines.count("\n") == len(values) and all(line.startswith("export RECSYS_") for line in lines.splitlines())
+
+
+def test_bash_reads_random_values_as_written(tmp_path):
+    """The same property through bash: 40 random printable values in one file, one `eval`."""
+    import random
+
+    rng = random.Random(3)
+    alphabet = [chr(c) for c in range(0x20, 0x7F)] + list("éü日本🎬\u00a0\u2003\u200b\ufeff")
+    names = _names(20)
+    for batch in range(2):
+        path = tmp_path / f"recsys{batch}.env"
+        values = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30))) for _ in names]
+        for name, value in zip(names, values, strict=True):
+            settings.write_value(name, value, path)
+        assert settings.read_file(path) == dict(zip(names, values, strict=True))
+        assert _sourced(path, names) == values
+
+
+@pytest.mark.parametrize("bad", ["\n", "\r", "\x00", "\t", "\x1b[31m", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"])
+def test_control_characters_are_refused_and_nothing_is_written(tmp_path, bad):
+    path = tmp_path / "recsys.env"
+    path.write_text("RECSYS_DATA_DIR=data\n")
+    with pytest.raises(ValueError, match=r"^RECSYS_EXPORT_PATH: a value may not hold control characters") as info:
+        settings.write_value("RECSYS_EXPORT_PATH", f"/x{bad}RECSYS_FORCE_PUBLISH=1", path)
+    assert "\n" not in str(info.value) and path.read_text() == "RECSYS_DATA_DIR=data\n"
+    path.write_text(f"RECSYS_DATA_DIR=data\nRECSYS_EXPORT_PATH='/x{bad}y'\n", encoding="utf-8")  # by hand
+    if bad != "\n":  # (a newline in the file is a new line: "y'" then fails as not a NAME=value line)
+        with pytest.raises(ValueError, match=r"recsys.env:2: RECSYS_EXPORT_PATH: a value may not hold control"):
+            settings.read_file(path)
+    with pytest.raises(ValueError, match="may not hold control characters"):
+        settings.shell_lines({"RECSYS_EXPORT_PATH": f"a{bad}b"})
+
+
+def test_set_refuses_a_newline_in_one_line_and_leaves_the_file_as_it_was(tmp_path):
+    """`--set` with a newline used to write a second setting (here: switching forced publishing on)."""
+    import sys
+
+    path = tmp_path / "recsys.env"
+    path.write_text("# kept\nRECSYS_DATA_DIR=data\n")
+    before = path.read_bytes()
+    value = "RECSYS_EXPORT_PATH=/data/ratings.csv\nRECSYS_FORCE_PUBLISH=1"
+    proc = _run([sys.executable, "-m", "recsys_assets.settings", "--set", value], {"RECSYS_SETTINGS_FILE": str(path)})
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout
+    assert proc.stderr.startswith("error: RECSYS_EXPORT_PATH: a value may not hold control characters")
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert path.read_bytes() == before
+    assert "RECSYS_FORCE_PUBLISH" not in settings.read_file(path)
+
+
+def test_hand_written_quoting_reads_as_a_shell_would(tmp_path):
+    path = tmp_path / "recsys.env"
+    path.write_text(
+        "RECSYS_EXPORT_PATH='/data/o'\\''brien.csv'   # a shell-style quote, then a comment\n"
+        'RECSYS_MOVIES_PATH="/a \\"b\\" \\\\c $HOME"\n'
+        "RECSYS_DATA_DIR=s3://bucket/a#b c\n"  # unquoted: as written, '#' and spaces included
+    )
+    assert settings.read_file(path) == {
+        "RECSYS_EXPORT_PATH": "/data/o'brien.csv",
+        "RECSYS_MOVIES_PATH": '/a "b" \\c $HOME',
+        "RECSYS_DATA_DIR": "s3://bucket/a#b c",
+    }
+    for line, reason in [
+        ("RECSYS_DATA_DIR='open", "a quote is not closed"),
+        ("RECSYS_DATA_DIR='a' b", "a quoted value must be one word"),
+    ]:
+        path.write_text(line + "\n")
+        with pytest.raises(ValueError, match=rf"recsys.env:1: {reason}"):
+            settings.read_file(path)
