@@ -104,3 +104,24 @@ def test_a_new_go_live_rule_is_one_function_in_gates(monkeypatch):
     monkeypatch.setattr(gates, "RULES", [*gates.RULES, rmse_at_most_one])
     refused = gates.verdict(facts, Promotion(True))
     assert not refused.publish and refused.rejection == "val RMSE 1.20 is above 1.0"
+
+
+def test_models_lists_null_and_odd_records_and_names_a_truncated_file(tmp_path, capsys):
+    import json
+
+    from recsys_assets.cli import main
+
+    store = ArtifactStore(tmp_path / "data")
+    for k in range(3):
+        _publish_pair(store, tmp_path, f"v{k}", metrics={"val_rmse": 0.9}, data={"n_users": 3})
+    folder = tmp_path / "data" / "models" / "recommendation_model"
+    for name, change in (("v0001", {"metrics": None, "data": None}), ("v0002", {"metrics": {"val_rmse": "0.8"}})):
+        record = json.loads((folder / f"{name}.json").read_text())
+        (folder / f"{name}.json").write_text(json.dumps({**record, **change}))
+    (folder / "v0003.pth").write_bytes((folder / "v0003.pth").read_bytes()[:5])  # truncated
+    assert main(["models", "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert " v0001" in out and " v0002" in out and "Traceback" not in out
+    assert "v0003.pth does not match its recorded sha256 (truncated or replaced)" in out
+    rows = [r for r in version_rows(store) if r["model"] == "rating"]
+    assert {r["version"]: r["value"] for r in rows} == {"v0003": 0.9, "v0002": None, "v0001": None}
