@@ -72,9 +72,9 @@ class RecsysStorage(dg.ConfigurableResource):
         store = self.store
         return (Path(store.root) if store.is_local else self.work_folder) / "exports"
 
-    @property
-    def export(self) -> Path:
-        """The current export: the newest complete file in the drop folder, else export_path."""
+    def current_export(self) -> Path:
+        """The drop folder's current export (its newest complete file, else export_path), resolved now: two
+        calls may name two files. A run reads the export it pinned (``defs/export_pin.py``), not this."""
         return current_export(self.export_path, self.drop_folder)
 
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
