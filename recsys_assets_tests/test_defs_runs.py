@@ -154,6 +154,52 @@ def test_a_model_records_the_export_its_own_run_pinned(tmp_path, data_dir):
     assert metadata["record"] == "abc-1-2" and metadata["provenance"] == "abc-1-2"
 
 
+# ------------------------------------------------------------------------------------ B: run tables
+def _io(data_dir):
+    return ParquetIOManager(storage=_storage(data_dir))
+
+
+def _write(io, run_id, frame, asset="train_ratings"):
+    io.handle_output(dg.build_output_context(asset_key=dg.AssetKey(asset), run_id=run_id), frame)
+
+
+def _read(io, run_id=None, asset="train_ratings"):
+    key = dg.AssetKey(asset)
+    upstream = (
+        dg.build_output_context(asset_key=key, run_id=run_id) if run_id else dg.build_output_context(asset_key=key)
+    )
+    return io.load_input(dg.build_input_context(asset_key=key, upstream_output=upstream))
+
+
+def test_a_run_reads_its_own_tables_while_another_run_replaces_the_latest(data_dir):
+    io = _io(data_dir)
+    x, y = pd.DataFrame({"rating": [1.0, 2.0]}), pd.DataFrame({"rating": [5.0]})
+    _write(io, "run-x", x)
+    _write(io, "run-y", y)  # a second run's splits land while run X is still running
+    pd.testing.assert_frame_equal(_read(io, "run-x"), x)
+    pd.testing.assert_frame_equal(_read(io, "run-y"), y)
+    pd.testing.assert_frame_equal(_read(io), y)  # a run that did not make the table: the latest
+    pd.testing.assert_frame_equal(_read(io, "run-z"), y)
+    assert (data_dir / "tables" / "runs" / "run-x" / "train_ratings.parquet").exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(data_dir / "tables" / "train_ratings.parquet"), y)
+    with pytest.raises(FileNotFoundError, match="materialize val_ratings first"):
+        _read(io, "run-x", asset="val_ratings")
+
+
+def test_old_run_folders_are_pruned_and_recent_ones_kept(data_dir):
+    io, frame = _io(data_dir), pd.DataFrame({"rating": [1.0]})
+    runs = data_dir / "tables" / "runs"
+    day = 24 * 3600
+    for n in range(6):
+        _write(io, f"old-{n}", frame)
+        stamp = time.time() - 2 * day - (6 - n) * 60  # old-5 is the newest of the old ones
+        os.utime(runs / f"old-{n}" / "train_ratings.parquet", (stamp, stamp))
+    _write(io, "recent", frame)
+    os.utime(runs / "recent" / "train_ratings.parquet", (time.time() - 3600,) * 2)
+    _write(io, "current", frame)
+    assert sorted(p.name for p in runs.iterdir()) == ["current", "old-5", "recent"]  # the newest 3, and the last day
+
+
 # ------------------------------------------------------------------------------------ C: retries
 @dg.op
 def _crash():
