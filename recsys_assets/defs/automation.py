@@ -112,13 +112,28 @@ def _fingerprint(look: ExportLook) -> "str | dg.SkipReason":
         return dg.SkipReason(f"cannot read the export {look.path}: {exc.strerror or exc}")
 
 
+def _setting_or_default(read, setting) -> tuple[object, str | None]:
+    """A setting's value, or its default and the one-line reason when the value is bad: a bad automation
+    setting stops only the sensor or schedule that reads it (it says why on every tick), never the code
+    location (every asset run loads it)."""
+    try:
+        return read(), None
+    except ValueError as exc:
+        return read({setting.name: setting.default}), f"{exc}; the sensor waits until it is fixed"
+
+
+_INTERVAL, _BAD_INTERVAL = _setting_or_default(settings.SENSOR_INTERVAL.integer, settings.SENSOR_INTERVAL)
+
+
 @dg.sensor(
     job=retrain_job,
-    minimum_interval_seconds=settings.SENSOR_INTERVAL.integer(),
+    minimum_interval_seconds=int(_INTERVAL),  # pyright: ignore[reportArgumentType]
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests one retraining run per new, completely written export (by fingerprint).",
 )
 def new_export_sensor(context: dg.SensorEvaluationContext, storage: RecsysStorage):
+    if _BAD_INTERVAL:
+        return dg.SkipReason(_BAD_INTERVAL)
     result = _new_export_tick(context, storage)
     refused = _refused(storage)
     for line in refused:  # a link out of the drop folder: never followed, said in the log and the skip reason
@@ -200,6 +215,28 @@ def build_retrain_schedule(cron: str, timezone: str, force: bool) -> dg.Schedule
     return retrain_schedule
 
 
-retrain_schedule = build_retrain_schedule(
-    settings.RETRAIN_CRON.get(), settings.TIMEZONE.get(), settings.RETRAIN_FORCE.flag()
-)
+def _schedule_from_settings() -> dg.ScheduleDefinition:
+    """The schedule from RECSYS_RETRAIN_CRON / RECSYS_TIMEZONE; with a bad value, the default one that skips
+    every tick naming it (the code location still loads)."""
+    try:
+        return build_retrain_schedule(
+            settings.RETRAIN_CRON.get(), settings.TIMEZONE.get(), settings.RETRAIN_FORCE.flag()
+        )
+    except dg.DagsterInvalidDefinitionError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"RECSYS_RETRAIN_CRON or RECSYS_TIMEZONE is not valid ({first}); the schedule waits until it is fixed"
+
+        @dg.schedule(
+            job=retrain_job,
+            cron_schedule=settings.RETRAIN_CRON.default,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            name="retrain_schedule",
+            description=reason,
+        )
+        def broken(context: dg.ScheduleEvaluationContext):
+            return dg.SkipReason(reason)
+
+        return broken
+
+
+retrain_schedule = _schedule_from_settings()
