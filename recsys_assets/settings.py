@@ -212,36 +212,8 @@ DAGSTER_HOME = Setting(
     shown_default="set by the scripts to `.dagster_home/`",
 )
 
-SETTINGS: tuple[Setting, ...] = (
-    SETTINGS_FILE,
-    EXPORT_PATH,
-    DATA_DIR,
-    WORK_DIR,
-    DROP_DIR,
-    GZIP_MAX_BYTES,
-    GZIP_MAX_ROWS,
-    GZIP_MAX_RATIO,
-    MOVIES_PATH,
-    EXECUTOR,
-    DEVICE,
-    KERNEL,
-    THREADS,
-    SENSOR_INTERVAL,
-    RETRAIN_CRON,
-    TIMEZONE,
-    RETRAIN_FORCE,
-    EXPORT_RETRIES,
-    STALE_RUN_MINUTES,
-    FORCE_PUBLISH,
-    ACCEPT_NEW_LINEAGE,
-    VERBOSE,
-    SERVE_HOST,
-    SERVE_PORT,
-    CELERY_BROKER,
-    CELERY_BACKEND,
-    MOVIELENS_DIR,
-    DAGSTER_HOME,
-)
+# every Setting above, in the order they are declared (the README's table shows them in this order)
+SETTINGS: tuple[Setting, ...] = tuple(value for value in list(globals().values()) if isinstance(value, Setting))
 
 
 def data_path(name: str, environ: Mapping[str, str] | None = None) -> str:
