@@ -123,7 +123,9 @@ def _copy_onto_a_full_disk(src, dst, **kwargs):
 
 def test_a_full_disk_names_the_file_in_the_store_not_a_temporary_or_local_one(tmp_path, monkeypatch):
     from recsys_assets.core import artifact_store
-    from recsys_assets.core.publishing import Candidate, PublishError, release
+    from recsys_assets.core.release.candidate import Candidate
+    from recsys_assets.core.release.registry import PublishError
+    from recsys_assets.core.release.registry import publish as release
 
     store = ArtifactStore(tmp_path / "data")
     store.write_bytes("ranking_model.pth", b"live")
