@@ -156,6 +156,18 @@ RETRAIN_FORCE = Setting(
     "`1`: the schedule retrains even when the export is unchanged",
     shown_default="off",
 )
+EXPORT_RETRIES = Setting(
+    "RECSYS_EXPORT_RETRIES",
+    "2",
+    "how many times the sensor runs an export again after a run for it failed by accident (a crash, a kill, "
+    "a transient error; not a rejected model or a bad export); then it says how to retry by hand",
+)
+STALE_RUN_MINUTES = Setting(
+    "RECSYS_STALE_RUN_MINUTES",
+    "60",
+    "a started run that logged nothing for this many minutes is taken for dead: the sensor marks it failed "
+    "and retries its export",
+)
 FORCE_PUBLISH = Setting(
     "RECSYS_FORCE_PUBLISH",
     "",
@@ -218,6 +230,8 @@ SETTINGS: tuple[Setting, ...] = (
     RETRAIN_CRON,
     TIMEZONE,
     RETRAIN_FORCE,
+    EXPORT_RETRIES,
+    STALE_RUN_MINUTES,
     FORCE_PUBLISH,
     ACCEPT_NEW_LINEAGE,
     VERBOSE,

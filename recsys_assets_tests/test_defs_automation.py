@@ -213,3 +213,31 @@ def test_overlapping_runs_cannot_corrupt_shared_artifacts(tmp_path, data_dir):
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "in use by another load" in failure.step_failure_data.error.to_string()
     assert pd.read_parquet(data_dir / "tables" / "raw_ratings.parquet").shape[0] == SMALL.n_ratings
+
+
+def test_a_bad_automation_setting_stops_only_its_sensor_or_schedule():
+    """A bad RECSYS_SENSOR_INTERVAL or RECSYS_RETRAIN_CRON leaves the code location loadable (every asset run
+    loads it); the sensor / schedule skips each tick with one line naming the setting."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import dagster as dg\n"
+        "from recsys_assets.definitions import defs\n"
+        "from recsys_assets.defs import automation as a\n"
+        "defs().resolve_job_def('retrain_model')\n"
+        "from recsys_assets.defs.resources import default_resources\n"
+        "tick = a.new_export_sensor(dg.build_sensor_context(resources={'storage': default_resources()['storage']}))\n"
+        "print('SENSOR', getattr(tick, 'skip_message', tick))\n"
+        "print('SCHEDULE', a.retrain_schedule.description)\n"
+    )
+    for name, value, needle in (
+        ("RECSYS_SENSOR_INTERVAL", "abc", "SENSOR RECSYS_SENSOR_INTERVAL must be a whole number, got 'abc'"),
+        ("RECSYS_RETRAIN_CRON", "not a cron", "SCHEDULE RECSYS_RETRAIN_CRON or RECSYS_TIMEZONE is not valid"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe], env={**os.environ, name: value}, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert needle in proc.stdout, proc.stdout

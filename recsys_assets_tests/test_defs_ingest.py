@@ -99,7 +99,7 @@ def test_a_link_out_of_the_drop_folder_is_not_ingested_and_the_sensor_says_so(ti
     secret.write_bytes(tiny_export.read_bytes()[:2_000].rsplit(b"\n", 1)[0] + b"\n")  # another file
     (drop / "2026-06.csv").symlink_to(secret)
     storage = RecsysStorage(export_path=str(tiny_export), data_dir=str(data_dir))
-    assert storage.export == tiny_export
+    assert storage.current_export() == tiny_export
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"storage": storage})
         skip = automation.new_export_sensor(context)

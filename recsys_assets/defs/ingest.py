@@ -26,6 +26,7 @@ from recsys_assets.core.ingest import (
 )
 from recsys_assets.core.plots import plot_rating_histogram
 from recsys_assets.core.presentation import clean_text
+from recsys_assets.defs.export_pin import PinnedExport, pin_export, pinned_export, record_pin
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.resources import RecsysStorage
 
@@ -55,6 +56,16 @@ class RawRatingsConfig(dg.Config):
     column_map: dict[str, str] = Field(
         default={},
         description="Header name -> user_id / movie_id / rating / timestamp, for exports with other column names.",
+    )
+    export_path: str = Field(
+        default="",
+        description="The export this run reads, pinned (the sensor and the schedule set it); empty: the drop "
+        "folder's current export when the step starts (else RECSYS_EXPORT_PATH), pinned then for the whole run.",
+    )
+    export_fingerprint: str = Field(
+        default="",
+        description="The fingerprint export_path had when the run was requested (size, modification time, content); "
+        "a file that no longer has it fails the run instead of training on other bytes. Empty: taken at the start.",
     )
 
 
@@ -129,36 +140,41 @@ def _load_raw_ratings(
         )
     except CheckpointPathError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    export = storage.export
     for line in refused_exports(storage.drop_folder):
         context.log.warning(line)
+    pin = pin_export(context, config.export_path, config.export_fingerprint, storage.current_export)
+    context.log.info(
+        f"raw_ratings: reading {pin.path}" + (f" (fingerprint {pin.fingerprint})" if pin.fingerprint else "")
+    )
     limits = GzipLimits(
         settings.GZIP_MAX_BYTES.integer(), settings.GZIP_MAX_ROWS.integer(), settings.GZIP_MAX_RATIO.integer()
     )
     if storage.restore_checkpoints():
         context.log.info(f"fetched the checkpoints mirrored in {storage.store.url(storage.CHECKPOINTS)}")
-    remote = not storage.is_local
-    on_checkpoint = _checkpoint_callback(context, storage, config.mirror_interval)
     loader = MovieDataLoader(
-        export,
+        pin.path,
         checkpoint,
         chunk_size=config.chunk_size,
         checkpoint_interval=config.checkpoint_interval,
         delimiter=config.delimiter,
         has_header=config.has_header,
         column_map=config.column_map or None,
-        on_checkpoint=on_checkpoint,
+        on_checkpoint=_checkpoint_callback(context, storage, config.mirror_interval),
         gzip_limits=limits,
     )
     started = time.perf_counter()
     try:
         table = loader.load_table()
     except BaseException:
-        if remote:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
+        if not storage.is_local:  # a failed or stopped load: leave its progress where a rerun elsewhere finds it
             storage.mirror_checkpoints()
         raise
     seconds = time.perf_counter() - started
     stats = loader.stats
+    loaded = export_fingerprint(
+        {"fingerprint": stats.source_fingerprint, "size": stats.source_bytes, "mtime_ns": stats.source_mtime_ns}
+    )
+    pin = record_pin(context, pin, loaded)  # the bytes read are the pinned ones (not a file replaced meanwhile)
     if stats.restart_reason:
         context.log.warning(f"checkpoint not resumed: {stats.restart_reason}")
     if stats.resumed_rows:
@@ -167,32 +183,27 @@ def _load_raw_ratings(
     # The load is complete and in memory; if publishing it fails, a re-run reads the export again.
     if loader.discard_checkpoint():  # False: a newer load holds it and discards it in turn
         storage.drop_checkpoint(Path(checkpoint).name)
-    return dg.Output(
-        frame,
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "source": dg.MetadataValue.path(str(export.resolve())),
-            "source_bytes": dg.MetadataValue.int(stats.source_bytes),
-            "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
-            "export_fingerprint": dg.MetadataValue.text(
-                export_fingerprint(
-                    {
-                        "fingerprint": stats.source_fingerprint,
-                        "size": stats.source_bytes,
-                        "mtime_ns": stats.source_mtime_ns,
-                    }
-                )
-            ),
-            "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
-            "blank_lines": dg.MetadataValue.int(stats.blank_lines),
-            "resumed_rows": dg.MetadataValue.int(stats.resumed_rows),
-            "reread_rows": dg.MetadataValue.int(stats.reread_rows),
-            "checkpoints_written": dg.MetadataValue.int(stats.checkpoints_written),
-            "load_seconds": dg.MetadataValue.float(round(seconds, 3)),
-            "rows_per_second": dg.MetadataValue.float(round(len(frame) / max(seconds, 1e-9), 1)),
-            "delimiter": dg.MetadataValue.text(stats.delimiter),
-        },
-    )
+    return dg.Output(frame, metadata=_raw_metadata(pin, stats, len(frame), seconds))
+
+
+def _raw_metadata(pin: PinnedExport, stats, rows: int, seconds: float) -> dict:
+    """raw_ratings' metadata: the pinned export (path, fingerprint) and the load's figures."""
+    return {
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "source": dg.MetadataValue.path(str(pin.path.resolve())),
+        "export_path": dg.MetadataValue.text(str(pin.path)),
+        "source_bytes": dg.MetadataValue.int(stats.source_bytes),
+        "source_fingerprint": dg.MetadataValue.text(stats.source_fingerprint),
+        "export_fingerprint": dg.MetadataValue.text(pin.fingerprint),
+        "malformed_rows": dg.MetadataValue.int(stats.malformed_rows),
+        "blank_lines": dg.MetadataValue.int(stats.blank_lines),
+        "resumed_rows": dg.MetadataValue.int(stats.resumed_rows),
+        "reread_rows": dg.MetadataValue.int(stats.reread_rows),
+        "checkpoints_written": dg.MetadataValue.int(stats.checkpoints_written),
+        "load_seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "rows_per_second": dg.MetadataValue.float(round(rows / max(seconds, 1e-9), 1)),
+        "delimiter": dg.MetadataValue.text(stats.delimiter),
+    }
 
 
 @dg.asset(group_name="ingest", kinds={"pandas", "parquet"}, owners=OWNERS, pool="recsys_ingest")
@@ -210,26 +221,21 @@ def cleaned_ratings(
         rating_min, rating_max = rating_scale.narrowed(config.rating_min, config.rating_max)
     except ValueError as exc:
         raise dg.Failure(description=f"cleaned_ratings: {exc}", allow_retries=False) from exc
+    pin = pinned_export(context)  # the file raw_ratings read, not whichever export is the newest now
     try:
         result = clean_rating_data(
             raw_ratings,
             rating_min=rating_min,
             rating_max=rating_max,
             max_rejected_fraction=config.max_rejected_fraction,
-            source=str(storage.export),
+            source=str(pin.path) if pin is not None else "export",
         )
     except DataQualityError as exc:  # a bad export: keep its quarantine to inspect, fail clearly, do not retry
         metadata = {}
         if exc.quarantine is not None:
             metadata = _quarantine_metadata(storage, _write_quarantine(storage, exc.quarantine))
         raise dg.Failure(description=str(exc), allow_retries=False, metadata=metadata) from exc
-    rebuilt = result.quarantine["raw_rebuilt"].to_numpy(dtype=bool)
-    if rebuilt.any() and storage.export.exists():  # show those rows exactly as the export has them
-        exact = read_lines(storage.export, result.quarantine.loc[rebuilt, "line"])
-        lines = result.quarantine.loc[rebuilt, "line"]
-        result.quarantine.loc[rebuilt, "raw"] = [
-            exact.get(int(n), old) for n, old in zip(lines, result.quarantine.loc[rebuilt, "raw"])
-        ]
+    _exact_lines(context, pin, result.quarantine)
     result.quarantine = _write_quarantine(storage, result.quarantine.drop(columns="raw_rebuilt"))
     store = storage.store
     ratings = result.ratings
@@ -257,6 +263,25 @@ def cleaned_ratings(
 
 
 QUARANTINE_PREVIEW_ROWS = 10
+
+
+def _exact_lines(context: dg.AssetExecutionContext, pin: PinnedExport | None, quarantine: pd.DataFrame) -> None:
+    """Show the quarantined rows whose text was rebuilt exactly as the pinned export has them. A file changed
+    since this run pinned it fails the step; one changed since an earlier run read it keeps the rebuilt text."""
+    rebuilt = quarantine["raw_rebuilt"].to_numpy(dtype=bool)
+    if not rebuilt.any() or pin is None:
+        return
+    if pin.same_run:
+        pin.require("cleaned_ratings")
+    elif (now := pin.changed()) is not None:
+        context.log.warning(
+            f"the export {pin.path} changed since raw_ratings read it (fingerprint {pin.fingerprint}, now {now}): "
+            "the quarantine keeps the rebuilt text of its lines"
+        )
+        return
+    lines = quarantine.loc[rebuilt, "line"]
+    exact = read_lines(pin.path, lines)
+    quarantine.loc[rebuilt, "raw"] = [exact.get(int(n), old) for n, old in zip(lines, quarantine.loc[rebuilt, "raw"])]
 
 
 def _write_quarantine(storage: RecsysStorage, quarantine: pd.DataFrame) -> pd.DataFrame:

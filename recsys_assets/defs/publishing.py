@@ -122,10 +122,12 @@ def promotion_check(check_name: str, promotion: Promotion) -> dg.AssetCheckResul
 
 
 def version_record(context: dg.AssetExecutionContext, record: dict) -> dict:
-    """``record`` with what made it: the export's fingerprint and the run id (kept in the version's JSON)."""
-    from recsys_assets.defs.automation import last_ingested_fingerprint
+    """``record`` with what made it: the fingerprint of the export this run pinned (``defs/export_pin.py``;
+    a run that did not load the export: the one behind the latest tables) and the run id (the version's JSON)."""
+    from recsys_assets.defs.export_pin import pinned_export
 
-    return {**record, "export_fingerprint": last_ingested_fingerprint(context.instance), "run_id": context.run.run_id}
+    pin = pinned_export(context)
+    return {**record, "export_fingerprint": pin.fingerprint if pin else None, "run_id": context.run.run_id}
 
 
 def log_outcome(context: dg.AssetExecutionContext, storage: RecsysStorage, outcome: "Outcome") -> None:
@@ -144,11 +146,13 @@ def published_sample(storage: RecsysStorage, name: str) -> bool:
     return bool((live_record(storage.store, name) or {}).get("sample_export"))
 
 
-def sample_export(storage: RecsysStorage) -> bool:
-    """Whether this run's export is the generated demo sample (``recsys sample``), as its version records."""
+def sample_export(context: dg.AssetExecutionContext, storage: RecsysStorage) -> bool:
+    """Whether this run's export (the one it pinned) is the generated demo sample (``recsys sample``)."""
     from recsys_assets.core.exports import is_sample_export
+    from recsys_assets.defs.export_pin import pinned_export
 
-    return is_sample_export(storage.export)
+    pin = pinned_export(context)
+    return is_sample_export(pin.path if pin else storage.current_export())
 
 
 def log_plan(context: dg.AssetExecutionContext, plan: "EvaluationPlan", found: "Lineage") -> None:
@@ -188,13 +192,15 @@ def code_version() -> str:
 
 
 def provenance(context: dg.AssetExecutionContext, config: dict) -> dict:
-    """Metadata that says what made an artifact: every setting, the export's fingerprint, the code version."""
-    from recsys_assets.defs.automation import last_ingested_fingerprint
+    """Metadata that says what made an artifact: every setting, the fingerprint of the export this run pinned
+    (as in :func:`version_record`), the code version."""
+    from recsys_assets.defs.export_pin import pinned_export
 
     values = {f"config_{name}": _rounded(value) for name, value in sorted(config.items())}
+    pin = pinned_export(context)
     return {
         **values,
-        "export_fingerprint": dg.MetadataValue.text(str(last_ingested_fingerprint(context.instance) or "unknown")),
+        "export_fingerprint": dg.MetadataValue.text(pin.fingerprint if pin else "unknown"),
         "code_version": dg.MetadataValue.text(code_version()),
     }
 

@@ -104,7 +104,7 @@ def publish(context: dg.AssetExecutionContext, storage: RecsysStorage, release: 
         "data": release.size.to_dict(),
         "promotion": release.promotion.describe(),
         "lineage_kind": release.lineage,
-        "sample_export": sample_export(storage),
+        "sample_export": sample_export(context, storage),
     }
     fingerprint = model.info["data_fingerprint"]
     candidate = Candidate(

@@ -6,6 +6,7 @@ variables that ``recsys_assets/settings.py`` names (``RECSYS_EXPORT_PATH``,
 """
 
 import functools
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -72,9 +73,9 @@ class RecsysStorage(dg.ConfigurableResource):
         store = self.store
         return (Path(store.root) if store.is_local else self.work_folder) / "exports"
 
-    @property
-    def export(self) -> Path:
-        """The current export: the newest complete file in the drop folder, else export_path."""
+    def current_export(self) -> Path:
+        """The drop folder's current export (its newest complete file, else export_path), resolved now: two
+        calls may name two files. A run reads the export it pinned (``defs/export_pin.py``), not this."""
         return current_export(self.export_path, self.drop_folder)
 
     # artifact names under data_dir (a local folder or an fsspec URL such as s3://bucket/recsys)
@@ -86,6 +87,7 @@ class RecsysStorage(dg.ConfigurableResource):
     EVALUATION_PLOT: ClassVar[str] = "model_evaluation.png"
     HISTOGRAM: ClassVar[str] = "rating_histogram.png"
     CHECKPOINTS: ClassVar[str] = "checkpoints"
+    RUN_TABLES: ClassVar[str] = "tables/runs"  # tables/runs/<run id>/<asset>.parquet: each run's own tables
 
     @property
     def store(self) -> ArtifactStore:
@@ -112,7 +114,12 @@ class RecsysStorage(dg.ConfigurableResource):
         return self.work_folder / "locks"
 
     def table_name(self, name: str) -> str:
+        """The latest table ``name`` (what a run that did not make it reads)."""
         return f"tables/{name}.parquet"
+
+    def run_table_name(self, run_id: str, name: str) -> str:
+        """Run ``run_id``'s own copy of table ``name``."""
+        return f"{self.RUN_TABLES}/{run_id}/{name}.parquet"
 
     def restore_checkpoints(self) -> int:
         """Remote store: bring its checkpoints to the local working folder when that has none
@@ -164,42 +171,105 @@ class DeviceResource(dg.ConfigurableResource):
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores pandas DataFrames as Parquet files ``<data_dir>/tables/<asset>.parquet``, published atomically.
+    """Stores pandas DataFrames as Parquet files, published atomically: each run's own copy
+    ``<data_dir>/tables/runs/<run id>/<asset>.parquet`` and the latest ``<data_dir>/tables/<asset>.parquet``.
 
-    The folder comes from the storage resource, so tables always sit beside the model file."""
+    A step reads the copy of the run that made its input (this run's, or the parent's in a re-execution),
+    so two runs at once never read each other's tables; a run that did not make the input reads the latest.
+    Writing a table prunes the run folders beyond the newest :data:`KEEP_RUNS` that are more than a day old
+    (never the writing run's, nor one of a run still in progress). The folder comes from the storage
+    resource, so tables always sit beside the model file."""
 
     storage: dg.ResourceDependency[RecsysStorage]
-
-    def _location(self, key: dg.AssetKey) -> tuple[ArtifactStore, str]:
-        return self.storage.store, self.storage.table_name("__".join(key.path))
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not isinstance(obj, pd.DataFrame):
             raise TypeError(
                 f"{context.asset_key.to_user_string()}: expected a pandas DataFrame, got {type(obj).__name__}"
             )
-        store, name = self._location(context.asset_key)
+        storage, store, asset = self.storage, self.storage.store, _asset_name(context.asset_key)
+        latest, run_id = storage.table_name(asset), _optional(lambda: context.run_id)
+        names = [*([storage.run_table_name(run_id, asset)] if run_id else []), latest]
         table = pa.Table.from_pandas(obj, preserve_index=False)
-        with store.write(name) as tmp:
+        with store.write(names[0]) as tmp:  # written once, published as each name (atomically)
             pq.write_table(table, tmp, compression="zstd")
+            for name in names[1:]:
+                store.put(tmp, name)
+        if run_id:
+            _prune_runs(store, run_id, _optional(lambda: context.step_context.instance), context.log)
         schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()])
         context.add_output_metadata(
             {
-                "path": dg.MetadataValue.path(store.url(name)),
-                "size_bytes": dg.MetadataValue.int(store.size(name)),
+                "path": dg.MetadataValue.path(store.url(latest)),
+                "run_path": dg.MetadataValue.path(store.url(names[0])),
+                "size_bytes": dg.MetadataValue.int(store.size(latest)),
                 "dagster/column_schema": schema,
             }
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        store, name = self._location(context.asset_key)
+        storage, store, asset = self.storage, self.storage.store, _asset_name(context.asset_key)
+        upstream = context.upstream_output
+        source_run = _optional(lambda: upstream.run_id) if upstream is not None else None
+        names = [*([storage.run_table_name(source_run, asset)] if source_run else []), storage.table_name(asset)]
+        for name in names:  # the copy of the run that made it, else the latest
+            try:
+                with store.read(name) as path:
+                    return table_to_frame(pq.read_table(path))
+            except FileNotFoundError:
+                continue
+        raise FileNotFoundError(
+            f"{store.url(names[-1])} not found: materialize {context.asset_key.to_user_string()} first"
+        )
+
+
+RUNS = RecsysStorage.RUN_TABLES
+KEEP_RUNS = 3  # the newest run folders kept whatever their age
+KEEP_SECONDS = 24 * 3600  # and every run folder written in the last day
+
+
+def _asset_name(key: dg.AssetKey) -> str:
+    return "__".join(key.path)
+
+
+def _optional(get):
+    """``get()``, or None where the context was built without it (a run id, a step context)."""
+    try:
+        return get()
+    except dg.DagsterInvariantViolationError:
+        return None
+
+
+def _modified(store: ArtifactStore, name: str) -> float:
+    """When ``name`` was last written (now, when the store cannot say)."""
+    try:
+        if store.is_local:
+            return store.local_path(name).stat().st_mtime
+        return store.fs.modified(store.path(name)).timestamp()
+    except (OSError, NotImplementedError, AttributeError, ValueError):
+        return time.time()
+
+
+def _prune_runs(store: ArtifactStore, current: str, instance: "dg.DagsterInstance | None", log) -> None:
+    """Remove the run folders beyond the newest KEEP_RUNS that are older than KEEP_SECONDS, except ``current``
+    and any of a run that is not finished."""
+    newest: dict[str, float] = {}
+    for name in store.listdir(RUNS):
+        run_id = name.split("/", 1)[0]
+        newest[run_id] = max(newest.get(run_id, 0.0), _modified(store, f"{RUNS}/{name}"))
+    cutoff = time.time() - KEEP_SECONDS
+    for run_id in sorted(newest, key=newest.__getitem__, reverse=True)[KEEP_RUNS:]:
+        if run_id == current or newest[run_id] >= cutoff or _unfinished(instance, run_id):
+            continue
         try:
-            with store.read(name) as path:
-                return table_to_frame(pq.read_table(path))
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"{store.url(name)} not found: materialize {context.asset_key.to_user_string()} first"
-            ) from None
+            store.remove(f"{RUNS}/{run_id}")
+        except OSError as exc:  # another run pruned it first, or the store refused: the next write tries again
+            log.warning(f"could not remove the tables of run {run_id}: {exc}")
+
+
+def _unfinished(instance: "dg.DagsterInstance | None", run_id: str) -> bool:
+    run = instance.get_run_by_id(run_id) if instance is not None else None
+    return run is not None and not run.is_finished
 
 
 def _env_or(setting: Setting):

@@ -72,7 +72,7 @@ def publish(
         "data": report.data_size(),
         "promotion": verdict.promotion.describe(),
         "lineage_kind": run.lineage,
-        "sample_export": sample_export(storage),
+        "sample_export": sample_export(context, storage),
     }
     candidate = Candidate(storage.MODEL, _saver(run), load_model_file, version_record(context, record), run.fingerprint)
     outcome = release_publish(store, candidate, verdict.publish, keep=keep, work_folder=storage.work_folder)
