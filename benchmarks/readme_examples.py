@@ -1,10 +1,11 @@
-"""The README's `recsys` examples, regenerated: the pipeline on ml-latest-small, then the commands.
+"""The docs' `recsys` examples, regenerated: the pipeline on ml-latest-small, then the commands.
 
     .venv/bin/python benchmarks/readme_examples.py     # about a minute
 
 Materializes every asset on ../shared/datasets/ml-latest-small/ratings.csv (defaults, in a
-temporary folder), runs the `recsys` commands the README shows against the models it wrote, and
-rewrites the README's ``cli_examples`` block with the commands and their real output.
+temporary folder), runs the `recsys` commands the docs show against the models it wrote, and
+rewrites the ``cli_examples`` block of
+``docs/guide/recommendations.md`` with the commands and their real output.
 """
 
 import shlex

@@ -1,4 +1,4 @@
-"""settings.py is the one owner of the environment: its values, its errors and the README's table."""
+"""settings.py is the one owner of the environment: its values, its errors and the docs' table."""
 
 import re
 from pathlib import Path
@@ -24,11 +24,12 @@ def test_a_setting_reads_the_environment_and_falls_back_to_its_default():
         s.integer({"RECSYS_X": "0"})
 
 
-def test_the_readme_table_is_generated_from_the_settings():
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- settings:start -->\n", 1)[1].split("\n<!-- settings:end -->", 1)[0]
-    assert block == settings.markdown_table(), (
-        "README's settings table is stale: run `python -m benchmarks.readme_blocks settings`"
+def test_the_docs_table_is_generated_from_the_settings():
+    from benchmarks.readme_blocks import block_file, read_block
+
+    assert block_file("settings") == ROOT / "docs" / "guide" / "configuration.md"
+    assert read_block("settings") == settings.markdown_table(), (
+        "docs/guide/configuration.md's settings table is stale: run `python -m benchmarks.readme_blocks settings`"
     )
 
 
