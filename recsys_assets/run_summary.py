@@ -15,8 +15,8 @@ import argparse
 import re
 import sys
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 EVENT = re.compile(
