@@ -127,8 +127,9 @@ def payload_problem(payload: dict) -> str | None:
     """What is wrong with a model file's contents (shapes, id mappings, finite weights, seen index), or None.
     Tensors may be PyTorch's or numpy arrays (either reader)."""
     state = payload["model_state_dict"]
-    weights = {k: as_array(state.get(k)) for k in _WEIGHTS} if isinstance(state, dict) else {}
-    if not isinstance(state, dict) or any(weights[k] is None for k in _WEIGHTS):
+    found = {k: as_array(state.get(k)) for k in _WEIGHTS} if isinstance(state, dict) else {}
+    weights = {k: v for k, v in found.items() if v is not None}
+    if len(weights) != len(_WEIGHTS):
         return f"model_state_dict needs the tensors {', '.join(_WEIGHTS)}"
     users, movies = payload["user_mapping"], payload["movie_mapping"]
     if not isinstance(users, dict) or not isinstance(movies, dict):
