@@ -216,7 +216,7 @@ def _movies_argument(p) -> None:
     p.add_argument(
         "--movies",
         default=default,
-        help=f"MovieLens movies.csv for titles (default: {default or 'none; RECSYS_MOVIES_PATH sets one'})",
+        help=f"MovieLens movies.csv for titles (default: {_shown(default) if default else 'none; RECSYS_MOVIES_PATH'})",
     )
 
 
