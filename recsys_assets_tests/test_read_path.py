@@ -92,14 +92,19 @@ def test_the_read_path_imports_neither_pytorch_nor_numba(tmp_path):
         "assert top.attrs['by'] == 'ranking' and len(top) == len(new) == len(like) == 5\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numba', 'implicit', 'sklearn'))\n"
         "print(','.join(heavy) or 'none')\n"
-        "print(top.movie_id.tolist())\n"
+        "print(top.movie_id.tolist(), new.movie_id.tolist(), like.movie_id.tolist())\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    heavy, top = proc.stdout.splitlines()
+    heavy, lists = proc.stdout.splitlines()
     assert heavy == "none"
-    assert top == str(Recommender.load(path).recommend(int(user_ids[0]), k=5).movie_id.tolist())
+    # the same lists as this process gives, where PyTorch is loaded and the training paths (Numba, torch) run
+    rec = Recommender.load(path, reader="torch")
+    top = rec.recommend(int(user_ids[0]), k=5)
+    new = rec.recommend_for_ratings({int(movie_ids[0]): 5.0, int(movie_ids[3]): 4.0}, k=5)
+    like = rec.similar_movies(int(movie_ids[2]), k=5)
+    assert lists == f"{top.movie_id.tolist()} {new.movie_id.tolist()} {like.movie_id.tolist()}"
 
 
 class _Exploit:

@@ -11,7 +11,8 @@ Trained to rank rather than to predict stars, it beats a most-popular list by
 far where a squared-error rating model does not (README, "Recommendations").
 
 The fit runs in ``implicit`` (Cython conjugate-gradient on the CPU, CUDA on a
-GPU). Everything after the fit is here, in batched PyTorch, on any device:
+GPU). Everything after the fit is here, in batched PyTorch, on any device (``solve_users`` also in numpy,
+for the read path, where PyTorch is not loaded):
 
 * :func:`solve_users`: the exact user step against fixed movie factors. It
   re-solves every user once after the fit (so scores, fold-in and explanations
