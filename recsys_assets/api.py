@@ -3,9 +3,13 @@
     GET  /health                                   ok / stale / no model, the loaded files' versions, the last reload error
     GET  /users/{user_id}/recommendations?k=10&by=ranking     top-k unseen movies of a known user
     GET  /movies/{movie_id}/similar?k=10           the closest movies in the model's movie factors
-    POST /recommendations   {"ratings": {"318": 5, "296": 4.5}, "k": 10}   someone the models never saw
+    POST /recommendations   {"ratings": {"318": 5, "296": 4.5}, "k": 10, "by": "ranking"}   someone the models never saw
 
-Every answer names the model versions that produced it (``models``). The models are reloaded when a
+Every answer is a pydantic model (``/docs`` shows each field) and names the model versions that produced it
+(``models``). A recommended movie carries one meaning per field: ``score`` the ranking model's score (null
+when the list is not ranked by it), ``predicted_rating`` the rating model's prediction, ``ratings_count``
+the most-popular fallback's count, and ``because`` the rated movie behind it (``{movie_id, title}``, null
+without one; ``because_movie_id`` repeats its id, -1 without one, for older clients). The models are reloaded when a
 new version is published (``core/serving.py``): a request is answered by the pair that was current
 when it started, so no request fails during a promotion. Until a model is published, the model
 routes answer 503 with the reason.
@@ -20,7 +24,8 @@ is one line of JSON (``{"detail": "..."}``).
 import contextlib
 import datetime
 import json
-from typing import Annotated
+import math
+from typing import Annotated, Literal
 
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -39,27 +44,125 @@ def _id():  # a fresh parameter per route: FastAPI binds the object to the route
     return Path(ge=-(2**63), le=2**63 - 1, description="a raw id from the export (64-bit)")
 
 
+By = Literal["ranking", "rating"]
+
+
 class NewUser(BaseModel):
     ratings: dict[int, Annotated[float, Strict()]] = Field(
         description="movie id -> rating (a JSON number, not a string or a boolean), on the models' rating scale"
     )
     k: int = Field(10, ge=1, le=MAX_K)
+    by: By = Field("ranking", description="rank by the ranking model (default) or by predicted rating")
 
 
-def _records(frame: pd.DataFrame, titles: "pd.Series | None") -> list[dict]:
-    """The frame's rows as plain JSON values (and each movie's title, when titles are known)."""
-    columns = {name: frame[name].tolist() for name in frame.columns}
-    if titles is not None:
-        columns["title"] = frame["movie_id"].map(titles).fillna("").tolist()
-    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+class Movie(BaseModel):
+    movie_id: int = Field(description="the movie's id in the export")
+    title: str | None = Field(None, description="its title (null without a movies.csv: recsys serve --movies)")
 
 
-def _answer(loaded: Loaded, frame: pd.DataFrame, titles, **fields) -> dict:
-    meta = {key: frame.attrs.get(key) for key in ("by", "fallback", "ignored") if key in frame.attrs}
-    if "ignored" in meta:  # the first few and how many: the answer does not grow with the request
-        ignored = list(meta["ignored"] or [])
-        meta.update(ignored=ignored[:MAX_IGNORED], ignored_count=len(ignored))
-    return {**fields, **meta, "models": loaded.versions, "items": _records(frame, titles)}
+class Recommendation(BaseModel):
+    rank: int = Field(description="1 for the best")
+    movie_id: int
+    title: str | None = Field(None, description="the movie's title (null without a movies.csv)")
+    score: float | None = Field(
+        None,
+        description="the ranking model's score (higher ranks first; the blend of standardized parts, not a rating); "
+        "null when the list is not ranked by the ranking model (by=rating, or the most-popular fallback)",
+    )
+    predicted_rating: float = Field(
+        description="the rating model's predicted rating, on the rating scale (by=rating orders by it, unclamped)"
+    )
+    ratings_count: int | None = Field(
+        None, description="the most-popular fallback only: how many ratings the movie has (what orders it)"
+    )
+    because: Movie | None = Field(
+        None, description="the movie the user rated highly that is most like this one; null without one"
+    )
+    because_movie_id: int = Field(-1, description="because's movie id, -1 without one (for older clients)")
+
+
+class Versions(BaseModel):
+    rating: str | None = Field(None, description="the kept version of the rating model serving (recsys models)")
+    ranking: str | None = Field(None, description="the kept version of the ranking model, null without one")
+
+
+class Recommendations(BaseModel):
+    user_id: int | None = Field(None, description="the user asked about (null for a new user's ratings)")
+    by: Literal["ranking", "rating", "popularity"] = Field(description="what ordered the list")
+    fallback: str | None = Field(None, description='"popularity" when the user is unknown to the model')
+    ignored: list[int] | None = Field(None, description=f"rated movies unknown to the model (the first {MAX_IGNORED})")
+    ignored_count: int | None = Field(None, description="how many rated movies were ignored")
+    models: Versions
+    items: list[Recommendation]
+
+
+class SimilarMovie(BaseModel):
+    rank: int
+    movie_id: int
+    title: str | None = None
+    similarity: float = Field(
+        description="how alike (higher first): item-item weight scaled to (0, 4] plus the factors' cosine, "
+        "or the cosine alone (see by)"
+    )
+
+
+class Similar(BaseModel):
+    movie_id: int
+    title: str | None = None
+    by: str = Field(description="item-item (weights, ties by the factors' cosine), or ranking / rating (cosine)")
+    models: Versions
+    items: list[SimilarMovie]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "stale", "no model"] = Field(description="stale: serving an older pair (see detail)")
+    detail: str | None = None
+    models: Versions | None = None
+    loaded_at: str | None = Field(None, description="when the serving pair loaded (ISO 8601, UTC)")
+    reloads: int = Field(description="pairs loaded since the server started")
+    last_error: str | None = Field(None, description="why the published files did not load, until a pair loads")
+    last_error_at: str | None = Field(None, description="when (ISO 8601, UTC)")
+
+
+def _title(titles: "pd.Series | None", movie_id: int) -> str | None:
+    title = titles.get(movie_id) if titles is not None else None
+    return title if isinstance(title, str) else None
+
+
+def _number(value) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _recommendations(frame: pd.DataFrame, titles, by: str) -> list[Recommendation]:
+    """The frame's rows, one meaning per field (see :class:`Recommendation`)."""
+    rows = zip(*(frame[c].tolist() for c in ("rank", "movie_id", "score", "predicted_rating", "because_movie_id")))
+    return [
+        Recommendation(
+            rank=rank,
+            movie_id=movie,
+            title=_title(titles, movie),
+            score=_number(score) if by == "ranking" else None,
+            predicted_rating=predicted,
+            ratings_count=int(score) if by == "popularity" else None,
+            because=Movie(movie_id=because, title=_title(titles, because)) if because >= 0 else None,
+            because_movie_id=because,
+        )
+        for rank, movie, score, predicted, because in rows
+    ]
+
+
+def _answer(loaded: Loaded, frame: pd.DataFrame, titles, user_id: int | None = None) -> Recommendations:
+    by = frame.attrs.get("by") or "rating"
+    ignored = frame.attrs.get("ignored")
+    return Recommendations(
+        user_id=user_id,
+        by=by,
+        fallback=frame.attrs.get("fallback"),
+        ignored=None if ignored is None else list(ignored)[:MAX_IGNORED],  # the answer does not grow with the request
+        ignored_count=None if ignored is None else len(ignored),
+        models=Versions(**loaded.versions),
+        items=_recommendations(frame, titles, by),
+    )
 
 
 def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload_interval: float = 1.0) -> FastAPI:
@@ -133,13 +236,14 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": line[:MAX_REASON] or "invalid request"}, status_code=422)
 
 
-def _when(stamp: float) -> str:
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
+def _when(stamp: float | None) -> str | None:
+    """A ``time.time()`` stamp as ISO 8601 in UTC (``2026-12-07T18:00:00+00:00``)."""
+    return None if stamp is None else datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _health_route(app: FastAPI, server: ModelServer) -> None:
     @app.get("/health")
-    def health() -> dict:
+    def health() -> Health:
         current, error, error_at = server.current, server.last_error, server.last_error_at
         if current is None:
             status, detail = "no model", f"no pair has loaded yet: {error}"
@@ -148,42 +252,45 @@ def _health_route(app: FastAPI, server: ModelServer) -> None:
             detail = f"serving the pair loaded at {_when(current.loaded_at)}; the published files do not load: {error}"
         else:
             status, detail = "ok", None
-        return {
-            "status": status,
-            "detail": detail,
-            "models": current.versions if current else None,
-            "loaded_at": current.loaded_at if current else None,
-            "reloads": server.reloads,
-            "last_error": error,
-            "last_error_at": error_at,
-        }
+        return Health(
+            status=status,
+            detail=detail,
+            models=Versions(**current.versions) if current else None,
+            loaded_at=_when(current.loaded_at) if current else None,
+            reloads=server.reloads,
+            last_error=error,
+            last_error_at=_when(error_at),
+        )
 
 
 def _recommendation_routes(app: FastAPI, server: ModelServer, titles: "pd.Series | None") -> None:
     @app.get("/users/{user_id}/recommendations")
-    def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: str = Query("ranking")) -> dict:
+    def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: By = "ranking") -> Recommendations:
         pair = _loaded(server)
-        if by not in ("ranking", "rating"):
-            raise HTTPException(422, f"by must be 'ranking' or 'rating', got {by!r}")
         frame = pair.recommender.recommend(user_id, k=k, by=by)
         return _answer(pair, frame, titles, user_id=user_id)
 
     @app.get("/movies/{movie_id}/similar")
-    def similar(movie_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K)) -> dict:
+    def similar(movie_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K)) -> Similar:
         pair = _loaded(server)
         try:
             frame = pair.recommender.similar_movies(movie_id, k=k)
         except KeyError:
             raise HTTPException(404, f"movie {movie_id} is not known to the model") from None
-        return _answer(pair, frame, titles, movie_id=movie_id)
+        rows = zip(*(frame[c].tolist() for c in ("rank", "movie_id", "similarity")))
+        items = [SimilarMovie(rank=r, movie_id=m, title=_title(titles, m), similarity=s) for r, m, s in rows]
+        versions = Versions(**pair.versions)
+        return Similar(
+            movie_id=movie_id, title=_title(titles, movie_id), by=frame.attrs["by"], models=versions, items=items
+        )
 
     @app.post("/recommendations")
-    def new_user(body: NewUser) -> dict:
+    def new_user(body: NewUser) -> Recommendations:
         pair = _loaded(server)
         if not body.ratings:
             raise HTTPException(422, "ratings needs at least one movie id -> rating")
         try:
-            frame = pair.recommender.recommend_for_ratings(body.ratings, k=body.k)
+            frame = pair.recommender.recommend_for_ratings(body.ratings, k=body.k, by=body.by)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         except OverflowError:

@@ -5,6 +5,7 @@
     recsys recommend --rated 318:5,296:4.5 [-k 10] [--by ranking|rating]  (someone the model never saw)
     recsys similar --movie 1 | --title "toy story" [-k 10] [--model ...]
     recsys metrics [--model ...]                          (the published models' validation figures)
+    recsys --version
     recsys models [--data-dir data]                      (the kept published models)
     recsys rollback [VERSION] [--ranking] [--force] [--data-dir data]
     recsys serve [--host 127.0.0.1] [--port 8000] [--data-dir data]   (HTTP API, reloads on promotion)
@@ -16,6 +17,7 @@ RECSYS_MOVIES_PATH).
 """
 
 import argparse
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -23,6 +25,7 @@ try:
     from recsys_assets import settings
 except ValueError as exc:  # the settings file (recsys.env) is malformed: one line, no traceback
     raise SystemExit(f"recsys: error: {exc}") from None
+from recsys_assets import cli_read  # noqa: E402
 from recsys_assets.cli_args import MIN_SAMPLE_RATINGS, PORTS, Parser, seconds, whole  # noqa: E402
 from recsys_assets.core.model_errors import ModelFileError  # noqa: E402
 
@@ -31,32 +34,23 @@ def _default_export() -> str:
     return settings.EXPORT_PATH.get()
 
 
+def _version() -> str:
+    """The installed package's version (the source tree's pyproject.toml when it is not installed)."""
+    try:
+        return importlib.metadata.version("recsys_assets")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _shown(location: str) -> str:
+    """A default as --help shows it: a local path resolved against the current folder, a URL as it is."""
+    return location if "://" in location else str(Path(location).expanduser().resolve())
+
+
 def _default_model() -> str:
     from recsys_assets.core.release.candidate import RATING_FILE
 
     return settings.data_path(RATING_FILE)
-
-
-def _load_model(location: str, ranking_location: str | None = None):
-    """The rating model by path or fsspec URL (s3://..., file://...), with the ranking model
-    (``ranking_location``, default ``ranking_model.pth`` beside it, when that exists)."""
-    from recsys_assets.core.artifact_store import ArtifactStore
-    from recsys_assets.core.recommender import Recommender
-
-    folder, name = _split_location(location)
-    if ranking_location is None:
-        return Recommender.from_store(ArtifactStore(folder), name)
-    ranking_folder, ranking_name = _split_location(ranking_location)
-    return Recommender.from_store(ArtifactStore(folder), name, ArtifactStore(ranking_folder), ranking_name)
-
-
-def _split_location(location: str) -> tuple[str, str]:
-    """(folder, file name) of a URL, or of a local path resolved against the current folder."""
-    if "://" in location:
-        folder, _, name = location.rpartition("/")
-        return folder, name
-    path = Path(location).expanduser().resolve()
-    return str(path.parent), path.name
 
 
 class ProgressBar:
@@ -93,7 +87,7 @@ def _sample(args) -> int:
     if path.exists() and not is_sample_export(path):  # the user's own export: never replaced, never offered to be
         if args.force:
             raise ValueError(f"{path} is not a sample export (it is your data); --force only replaces a sample")
-        print(f"{path} exists and is not a sample export; keeping it")
+        print(f"using your export {path} (recsys sample writes a sample only where there is no export)")
         return 0
     if path.exists() and not args.force:
         print(f"{path} is a sample export; keeping it (--force writes a new sample)")
@@ -103,93 +97,6 @@ def _sample(args) -> int:
         write_sample_export(path, spec, on_progress=bar.update)
     mark_sample(path)  # the demo export: the sensor and a later `recsys sample` recognise it
     print(f"wrote a synthetic export of {spec.n_ratings:,} ratings to {path}")
-    return 0
-
-
-def _parse_rated(text: str) -> dict[int, float]:
-    ratings = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        movie, sep, value = item.partition(":")
-        try:
-            ratings[int(movie)] = float(value)
-        except ValueError:
-            raise ValueError(
-                f"--rated expects MOVIE:RATING pairs separated by commas (e.g. 318:5,296:4.5), got {item!r}"
-            ) from None
-        if not sep:
-            raise ValueError(f"--rated expects MOVIE:RATING pairs, got {item!r}")
-    if not ratings:
-        raise ValueError("--rated needs at least one MOVIE:RATING pair")
-    return ratings
-
-
-def _recommend(args) -> int:
-    if (args.user is None) == (args.rated is None):
-        raise ValueError("give either --user ID or --rated MOVIE:RATING,...")
-    from recsys_assets.core.presentation import read_titles, recommendations_table
-
-    rec = _load_model(args.model, args.ranking_model)
-    titles = read_titles(args.movies)
-    if args.rated is not None:
-        frame = rec.recommend_for_ratings(_parse_rated(args.rated), k=args.k, by=args.by)
-        if frame.attrs.get("ignored"):
-            print(f"not in the model, ignored: {', '.join(map(str, frame.attrs['ignored']))}")
-        fallback = "none of the rated movies is known to the ranking model: showing the most popular movies"
-        who = "every movie of the catalogue is already rated"
-    else:
-        frame = rec.recommend(args.user, k=args.k, by=args.by)
-        fallback = f"user {args.user} is unknown to the model: showing the most popular movies"
-        who = f"user {args.user} has rated every movie of the catalogue"
-    if frame.empty:  # nothing unrated is left: a sentence and a failure, not an empty table
-        raise ValueError(f"{who}; nothing to recommend")
-    if frame.attrs.get("fallback"):
-        print(fallback)
-    elif args.by == "ranking" and frame.attrs.get("by") != "ranking":
-        print("no ranking model found: ordered by predicted rating")
-    print(recommendations_table(frame, titles).to_string(index=False))
-    return 0
-
-
-def _similar(args) -> int:
-    from recsys_assets.core.presentation import find_movie, movie_name, read_titles
-
-    if (args.movie is None) == (args.title is None):
-        raise ValueError("give either --movie ID or --title TEXT")
-    rec = _load_model(args.model, args.ranking_model)
-    titles = read_titles(args.movies)
-    movie = args.movie
-    if args.title is not None:
-        mapping = rec.ranker.movies if rec.ranker is not None else rec.movies
-        movie = find_movie(titles, args.title, known=mapping.known)
-    try:
-        frame = rec.similar_movies(movie, k=args.k)
-    except KeyError as exc:
-        raise ValueError(str(exc).strip("'\"")) from exc
-    signal = "item-item weights" if frame.attrs["by"] == "item-item" else f"{frame.attrs['by']} model's movie factors"
-    print(f"movies like {movie_name(movie, titles)}, by the {signal}:")
-    if titles is not None:
-        frame = frame.assign(title=frame["movie_id"].map(titles).fillna(""))
-    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    return 0
-
-
-def _metrics(args) -> int:
-    """The published models' figures on their validation split (what run_pipeline.sh ends with)."""
-    rec = _load_model(args.model, args.ranking_model)
-    m = rec.info.get("metrics", {})
-    figure = lambda metrics, key: f"{metrics[key]:.4f}" if key in metrics else "n/a"  # noqa: E731
-    print(
-        f"rating model:  validation RMSE {figure(m, 'val_rmse')} (global mean {figure(m, 'global_mean_rmse')}, "
-        f"bias only {figure(m, 'bias_only_rmse')}); {len(rec.users):,} users, {len(rec.movies):,} movies"
-    )
-    if rec.ranker is not None:
-        r = rec.ranker.metrics
-        print(
-            f"ranking model: NDCG@10 {figure(r, 'val_ndcg_at_10')} (most popular {figure(r, 'popular_ndcg_at_10')}, "
-            f"ordering by predicted rating {figure(m, 'ndcg_at_10')})"
-        )
-    else:
-        print("ranking model: none published")
     return 0
 
 
@@ -273,7 +180,7 @@ def _serve(args) -> int:
 
 def _add_serve(sub, data_args) -> None:
     p = sub.add_parser("serve", parents=[data_args], help="an HTTP API over the published models (FastAPI)")
-    p.add_argument("--host", default=settings.SERVE_HOST.get(), help="address to bind (default: $RECSYS_SERVE_HOST)")
+    p.add_argument("--host", default=settings.SERVE_HOST.get(), help="address to bind (default: %(default)s)")
     # the port setting is read when `serve` runs, not here: a bad RECSYS_SERVE_PORT fails only `serve`
     p.add_argument(
         "--port",
@@ -282,13 +189,15 @@ def _add_serve(sub, data_args) -> None:
         help=f"port, 1-65535 (default: $RECSYS_SERVE_PORT or {settings.SERVE_PORT.default})",
     )
     p.add_argument("--reload-interval", type=seconds, default=1.0, help="seconds between looks at the files (1)")
-    p.add_argument("--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles")
+    _movies_argument(p)
     p.set_defaults(func=_serve)
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate a synthetic ratings export")
-    p.add_argument("--path", default=_default_export(), help="where to write it (default: $RECSYS_EXPORT_PATH)")
+    p.add_argument(
+        "--path", default=_default_export(), help=f"where to write it (default: {_shown(_default_export())})"
+    )
     p.add_argument(
         "--n-ratings",
         type=whole(MIN_SAMPLE_RATINGS),
@@ -302,39 +211,61 @@ def _add_sample(sub) -> None:
     p.set_defaults(func=_sample)
 
 
-def _add_model_commands(sub) -> None:
-    """recommend, similar and metrics: the commands that read a model."""
-    model_args = argparse.ArgumentParser(add_help=False)  # shared by the commands that read a model
-    model_args.add_argument("-k", type=whole(1), default=10, help="how many movies to show, 1 or more (default 10)")
-    model_args.add_argument(
-        "--model",
-        default=_default_model(),
-        help="the rating model file or URL (default: $RECSYS_DATA_DIR/recommendation_model.pth)",
+def _movies_argument(p) -> None:
+    default = settings.MOVIES_PATH.get() or None
+    p.add_argument(
+        "--movies",
+        default=default,
+        help=f"MovieLens movies.csv for titles (default: {_shown(default) if default else 'none; RECSYS_MOVIES_PATH'})",
     )
-    model_args.add_argument(
+
+
+def _model_files() -> argparse.ArgumentParser:
+    """--model and --ranking-model: every command that reads the published models."""
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument(
+        "--model", default=_default_model(), help=f"the rating model file or URL (default: {_shown(_default_model())})"
+    )
+    files.add_argument(
         "--ranking-model",
         default=None,
         help="the ranking model file or URL (default: ranking_model.pth beside --model, when present)",
     )
-    model_args.add_argument(
-        "--movies", default=settings.MOVIES_PATH.get() or None, help="MovieLens movies.csv for titles"
-    )
-    p = sub.add_parser("recommend", parents=[model_args], help="top-k movies for a user from the trained models")
-    p.add_argument("--user", type=int, help="a user id from the export")
-    p.add_argument("--rated", help="ratings of someone the model never saw, MOVIE:RATING,... (e.g. 318:5,296:4.5)")
+    return files
+
+
+def _listing() -> argparse.ArgumentParser:
+    """-k and --movies: the commands that list movies."""
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("-k", type=whole(1), default=10, help="how many movies to show, 1 or more (default 10)")
+    _movies_argument(listing)
+    return listing
+
+
+def _add_model_commands(sub) -> None:
+    """recommend, similar and metrics: the commands that read a model."""
+    files, listing = _model_files(), _listing()
+    p = sub.add_parser("recommend", parents=[files, listing], help="top-k movies for a user from the trained models")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=int, help="a user id from the export")
+    who.add_argument("--rated", help="ratings of someone the model never saw, MOVIE:RATING,... (e.g. 318:5,296:4.5)")
     p.add_argument(
         "--by",
         choices=("ranking", "rating"),
         default="ranking",
         help="order by the ranking model (default) or by predicted rating",
     )
-    p.set_defaults(func=_recommend)
-    p = sub.add_parser("similar", parents=[model_args], help="movies closest to a movie in the model's embedding space")
+    p.set_defaults(func=cli_read.recommend)
+    p = sub.add_parser(
+        "similar",
+        parents=[files, listing],
+        help="movies most like a movie (the ranking model's item-item weights, else movie factors)",
+    )
     p.add_argument("--movie", type=int, help="the movie id to find neighbours of")
     p.add_argument("--title", help='or its title, or a part of it (e.g. "toy story"; needs --movies)')
-    p.set_defaults(func=_similar)
-    p = sub.add_parser("metrics", parents=[model_args], help="the published models' validation figures")
-    p.set_defaults(func=_metrics)
+    p.set_defaults(func=cli_read.similar)
+    p = sub.add_parser("metrics", parents=[files], help="the published models' validation figures")
+    p.set_defaults(func=cli_read.metrics)
 
 
 def _add_versions(sub, data_args) -> None:
@@ -358,6 +289,7 @@ def _add_versions(sub, data_args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="recsys", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"recsys {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_sample(sub)
     _add_model_commands(sub)
@@ -365,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     data_args.add_argument(
         "--data-dir",
         default=settings.DATA_DIR.get(),
-        help="the data folder or URL holding the models (default: $RECSYS_DATA_DIR or data)",
+        help=f"the data folder or URL holding the models (default: {_shown(settings.DATA_DIR.get())}, RECSYS_DATA_DIR)",
     )
     _add_versions(sub, data_args)
     _add_serve(sub, data_args)

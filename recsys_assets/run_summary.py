@@ -5,15 +5,18 @@
 ``scripts/run_pipeline.sh`` pipes the run through this filter (``RECSYS_VERBOSE=1`` shows the whole
 log instead). Every line goes to the ``--log`` file unchanged; the terminal gets, per step, its time and
 its checks, and a failed run ends with the error that failed it (the innermost exception of the failed
-step, e.g. the export error), not only Dagster's "Materialization failed". When no run started (the
-code location did not load), the end of the output is shown as it is. Text parsing only: no Dagster
-import, so it works for any run the command prints.
+step, e.g. the export error), not only Dagster's "Materialization failed". A run that succeeded ends with
+its wall time and, when the loss plot was drawn, where it is. When no run started (the code location did
+not load), the end of the output is shown as it is. Text parsing only: no Dagster import, so it works for
+any run the command prints.
 """
 
 import argparse
 import re
 import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 EVENT = re.compile(
@@ -21,7 +24,9 @@ EVENT = re.compile(
     r"(?P<step>[\w.\[\]-]+) - (?:(?P<event>[A-Z_]+) - )?(?P<message>.*)$"
 )
 CHECK = re.compile(r"Asset check '(?P<check>[^']+)' on '(?P<asset>[^']+)' (?P<outcome>passed|failed)")
-DURATION = re.compile(r" in (?P<time>[\d.]+(?:ms|s|m))\.$")
+# every form of Dagster's format_duration (dagster_shared/utils/timing.py): 0.83ms, 533ms, 5.6s, 4m52s, 1h4m
+DURATION = re.compile(r" in (?P<time>\d+h\d+m|\d+m\d+s|[\d.]+ms|[\d.]+s)\.$")
+LOSS_PLOT = "training_loss.png"  # RecsysStorage.LOSS_PLOT (defs/resources.py), drawn by training_loss_plot
 EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Failure|Interrupt|Exit)): (?P<message>.+)$")
 TAIL_LINES = 15
 
@@ -31,6 +36,8 @@ class Summary:
     """What the filter has seen so far."""
 
     out: TextIO
+    data_dir: str | None = None  # where the loss plot is (RECSYS_DATA_DIR), shown when it was drawn
+    began: float = field(default_factory=time.monotonic)
     started: bool = False
     outcome: str | None = None  # "success" or "failure"
     failed_step: str | None = None
@@ -39,6 +46,7 @@ class Summary:
     failed_checks: dict[str, list[str]] = field(default_factory=dict)  # step -> the names of its failed checks
     errors: dict[str, str] = field(default_factory=dict)  # step -> the first error it logged (its own words)
     skipped: int = 0
+    succeeded: set[str] = field(default_factory=set)
     tail: list[str] = field(default_factory=list)
     _in_failure: str | None = None
 
@@ -66,6 +74,7 @@ class Summary:
 
     def _event(self, step: str, event: str, message: str) -> None:
         if event == "STEP_SUCCESS":
+            self.succeeded.add(step)
             duration = DURATION.search(message)
             self._step_line(step, duration.group("time") if duration else "", "ok")
         elif event == "STEP_FAILURE":
@@ -92,7 +101,9 @@ class Summary:
     def finish(self, log_path: str | None) -> None:
         where = f" (the whole log: {log_path})" if log_path else ""
         if self.outcome == "success":
-            self.out.write(f"==> run succeeded{where}\n")
+            self.out.write(f"==> run succeeded in {wall_time(time.monotonic() - self.began)}{where}\n")
+            if self.data_dir and "training_loss_plot" in self.succeeded:
+                self.out.write(f"    loss plot: {_beside(self.data_dir, LOSS_PLOT)}\n")
             return
         if not self.started:  # nothing ran: show what the command said
             self.out.write("\n".join(line for line in self.tail if line.strip()) + "\n")
@@ -107,11 +118,29 @@ class Summary:
         self.out.write(f"==> run failed at {step}{skipped}{where}\n    reason: {reason}\n")
 
 
+def wall_time(seconds: float) -> str:
+    """``42s``, ``3m05s`` or ``1h02m``: a run's wall time."""
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _beside(data_dir: str, name: str) -> str:
+    """``name`` in the data folder: a local folder resolved against the current one, a URL as it is."""
+    if "://" in data_dir:
+        return f"{data_dir.rstrip('/')}/{name}"
+    return str(Path(data_dir).expanduser().resolve() / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", help="write every line of the input here")
+    parser.add_argument("--data-dir", help="the run's data folder (RECSYS_DATA_DIR): where the loss plot is")
     args = parser.parse_args(argv)
-    summary = Summary(sys.stdout)
+    summary = Summary(sys.stdout, data_dir=args.data_dir)
     with open(args.log, "w") if args.log else open("/dev/null", "w") as log:
         for line in sys.stdin:
             log.write(line)

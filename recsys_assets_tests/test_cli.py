@@ -34,8 +34,7 @@ def test_cli_ranks_explains_and_folds_in(tmp_path, capsys):
     assert "because you rated" in capsys.readouterr().out
     assert main(["recommend", "--rated", "318-5", "--model", str(path)]) == 2
     assert "MOVIE:RATING" in capsys.readouterr().err
-    assert main(["recommend", "--model", str(path)]) == 2
-    assert "either --user" in capsys.readouterr().err
+    assert "--user --rated is required" in _refused(["recommend", "--model", str(path)], capsys)
     assert main(["similar", "--movie", "100", "-k", "2", "--model", str(path)]) == 0
     assert "movies like 100" in capsys.readouterr().out
     assert main(["recommend", "--user", str(2**70), "--model", str(path)]) == 2  # no traceback
@@ -137,7 +136,9 @@ def test_sample_never_offers_to_overwrite_a_users_own_export(tmp_path, capsys):
     mine.write_text("userId,movieId,rating,timestamp\n1,1,4.0,1\n")
     assert main(["sample", "--path", str(mine), *small]) == 0
     out = capsys.readouterr().out
-    assert "is not a sample export; keeping it" in out.splitlines()[-1] and "--force" not in out.splitlines()[-1]
+    # said as what it is (the run uses the user's export), not as if their data had been at risk
+    assert out.splitlines()[-1].startswith(f"using your export {mine}") and "--force" not in out.splitlines()[-1]
+    assert "keeping it" not in out
     assert main(["sample", "--path", str(mine), "--force", *small]) == 2
     assert "not a sample export" in capsys.readouterr().err
     assert mine.read_text() == "userId,movieId,rating,timestamp\n1,1,4.0,1\n"  # nothing lost
@@ -265,3 +266,77 @@ def test_a_bad_serve_port_fails_only_serve(tmp_path, model_file):
         port="abc",
     )
     assert proc.returncode == 0 and (tmp_path / "s.csv").exists(), proc.stderr
+
+
+def test_version_and_only_the_options_a_command_uses(capsys):
+    import importlib.metadata
+
+    import pytest
+
+    from recsys_assets.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"recsys {importlib.metadata.version('recsys_assets')}"
+    with pytest.raises(SystemExit):
+        main(["metrics", "--help"])
+    out = capsys.readouterr().out
+    assert "--model" in out and "-k" not in out.split() and "--movies" not in out  # metrics lists no movies
+    assert "unrecognized arguments: -k 3" in _refused(["metrics", "-k", "3"], capsys)
+
+
+def test_user_and_rated_exclude_each_other(model_file, capsys):
+    err = _refused(["recommend", "--user", "10", "--rated", "100:4", "--model", str(model_file)], capsys)
+    assert "argument --rated: not allowed with argument --user" in err
+    assert "one of the arguments --user --rated is required" in _refused(["recommend"], capsys)
+
+
+def test_help_shows_the_resolved_defaults(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    from recsys_assets.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECSYS_DATA_DIR", "models_here")
+    for command, shown in [("recommend", "models_here/recommendation_model.pth"), ("models", "models_here")]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())  # argparse wraps long paths
+        assert "$RECSYS" not in out
+        assert str(tmp_path / shown) in out.replace(" ", "") or str(tmp_path / shown) in out
+
+
+def test_a_missing_model_names_the_folder_and_recsys_data_dir(tmp_path, monkeypatch, capsys):
+    from recsys_assets.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RECSYS_DATA_DIR", raising=False)
+    assert main(["recommend", "--user", "1", "--model", "data/recommendation_model.pth"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"recsys: error: model file not found: {tmp_path}/data/recommendation_model.pth")
+    assert f"looked in {tmp_path}/data" in err and "RECSYS_DATA_DIR" in err and "Traceback" not in err
+
+
+def test_similar_by_title_names_the_other_matches_and_tables_shorten_long_titles(tmp_path, capsys):
+    from recsys_assets.cli import main
+
+    path, _, _, movie_ids = ranked_pair(tmp_path)
+    long_title = "A " + "very " * 20 + "long title (2001)"
+    movies = tmp_path / "movies.csv"
+    movies.write_text(
+        "movieId,title,genres\n"
+        + "".join(f"{m},Star Wars {i} (19{70 + i})\n" for i, m in enumerate(movie_ids[:8]))
+        + "".join(f'{m},"{long_title}",Drama\n' for m in movie_ids[8:])
+    )
+    assert main(["similar", "--title", "star wars", "--model", str(path), "--movies", str(movies)]) == 0
+    out = capsys.readouterr().out
+    also = next(line for line in out.splitlines() if line.startswith("also matched: "))
+    assert also.count("Star Wars") == 5 and "and 2 more" in also  # 7 others: five named, the rest counted
+    assert "embedding space" not in out
+    header = next(line for line in out.splitlines() if line.startswith("movies like "))
+    assert "movie factors" in header  # this ranking model has no item-item weights: the factors' cosine
+    assert main(["recommend", "--user", "1", "--model", str(path), "--movies", str(movies), "-k", "10"]) == 0
+    out = capsys.readouterr().out
+    assert long_title not in out and long_title[:59].rstrip() + "…" in out
+    assert all(len(line) < 200 for line in out.splitlines())

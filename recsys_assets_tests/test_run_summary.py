@@ -36,3 +36,38 @@ def test_a_rejected_model_names_its_failed_check_and_figures():
     assert "==> run failed at recommendation_model" in text
     assert "reason: blocking check not_worse_than_published failed: model not published (worse than" in text
     assert "held-back RMSE 2.1100 against 0.8600" in text
+
+
+def test_every_dagster_duration_format_is_shown_with_the_wall_time_and_the_loss_plot(tmp_path):
+    """`1m4s`, `1h2m` and `523ms` used to print no time (the pattern knew `5.6s`-style times only)."""
+    from recsys_assets.defs.resources import RecsysStorage
+    from recsys_assets.run_summary import LOSS_PLOT
+
+    assert LOSS_PLOT == RecsysStorage.LOSS_PLOT
+    out = io.StringIO()
+    summary = Summary(out, data_dir=str(tmp_path / "data"))
+    summary.began -= 65  # the run took 65 seconds
+    times = {
+        "a": "0.83ms",
+        "b": "523ms",
+        "c": "5.61s",
+        "d": "1m4s",
+        "e": "34m12s",
+        "f": "1h2m",
+        "training_loss_plot": "1.0s",
+    }
+    for step, duration in times.items():
+        message = f'Finished execution of step "{step}" in {duration}.'
+        summary.feed(_line("DEBUG", step, message, "STEP_SUCCESS"))
+    summary.feed(_line("DEBUG", "RUN_SUCCESS", "Finished execution of run."))
+    summary.finish(None)
+    lines = out.getvalue().splitlines()
+    for step, duration in times.items():
+        assert next(line for line in lines if line.split()[0] == step).split()[2] == duration
+    assert lines[-2].startswith("==> run succeeded in 1m05s")
+    assert lines[-1] == f"    loss plot: {tmp_path / 'data' / 'training_loss.png'}"
+    out = io.StringIO()  # no plot drawn, no folder given: no plot line
+    summary = Summary(out)
+    summary.feed(_line("DEBUG", "RUN_SUCCESS", "Finished execution of run."))
+    summary.finish(None)
+    assert out.getvalue().startswith("==> run succeeded in 0s") and "loss plot" not in out.getvalue()

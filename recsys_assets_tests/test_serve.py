@@ -217,3 +217,37 @@ def test_new_user_echoes_a_capped_ignored_list_and_takes_only_numbers(tmp_path):
         assert response.status_code == 422, value
         assert response.json() == {"detail": f"body.ratings.{movie_ids[20]}: Input should be a valid number"}
     assert client.post("/recommendations", json={"ratings": {str(movie_ids[20]): 4}}).status_code == 200
+
+
+def test_every_route_answers_a_documented_model_with_one_meaning_per_field(tmp_path):
+    """/docs showed `dict` for every answer; the reason was a bare id (-1 for none); `score` meant the ranking
+    score, the unclamped rating or the fallback's count by turns; /health's times were epoch floats."""
+    import datetime
+
+    server, client, _, movie_ids = _app_over(tmp_path)
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    item = schemas["Recommendation"]["properties"]
+    assert {"score", "predicted_rating", "ratings_count", "because", "because_movie_id", "title"} <= set(item)
+    assert all(field.get("description") for name, field in item.items() if name != "movie_id")
+    for route, name in [("/health", "Health"), ("/users/{user_id}/recommendations", "Recommendations")]:
+        answer = client.get("/openapi.json").json()["paths"][route]["get"]["responses"]["200"]["content"]
+        assert answer["application/json"]["schema"]["$ref"].endswith(f"/{name}")
+    body = client.get("/users/1/recommendations?k=5").json()
+    assert body["by"] == "ranking" and all(i["score"] is not None and i["ratings_count"] is None for i in body["items"])
+    reasons = [i for i in body["items"] if i["because"] is not None]
+    assert reasons and all(i["because"]["movie_id"] == i["because_movie_id"] >= 0 for i in reasons)
+    assert all(i["because_movie_id"] == -1 for i in body["items"] if i["because"] is None)
+    body = client.get("/users/1/recommendations?k=3&by=rating").json()
+    assert all(i["score"] is None and i["because"] is None for i in body["items"])
+    body = client.get("/users/424242/recommendations?k=3").json()  # unknown: the most popular movies
+    assert body["fallback"] == "popularity" and all(isinstance(i["ratings_count"], int) for i in body["items"])
+    assert all(i["score"] is None for i in body["items"])
+    body = client.post("/recommendations", json={"ratings": {str(movie_ids[20]): 5}, "k": 3, "by": "rating"}).json()
+    assert body["by"] == "rating" and len(body["items"]) == 3
+    assert client.post("/recommendations", json={"ratings": {str(movie_ids[20]): 5}, "by": "stars"}).status_code == 422
+    health = client.get("/health").json()
+    assert datetime.datetime.fromisoformat(health["loaded_at"]).tzinfo is not None and health["last_error_at"] is None
+    similar = client.get(f"/movies/{movie_ids[0]}/similar?k=2").json()
+    assert similar["movie_id"] == movie_ids[0] and {"rank", "movie_id", "title", "similarity"} == set(
+        similar["items"][0]
+    )

@@ -131,9 +131,14 @@ _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 def find_movie(titles: pd.Series | None, query: str, known=None) -> int:
-    """The movie id whose title matches ``query`` (case-insensitive): a title equal to it (year aside)
-    first, else the titles containing it, the shortest (then the lowest id) first. ``known(ids)``, when
-    given, keeps the ids a model knows. A ``ValueError`` names what is missing."""
+    """The movie id whose title matches ``query`` best (the first of :func:`matching_movies`)."""
+    return matching_movies(titles, query, known)[0]
+
+
+def matching_movies(titles: pd.Series | None, query: str, known=None) -> list[int]:
+    """The movie ids whose title matches ``query`` (case-insensitive), best first: a title equal to it (year
+    aside) first, then the titles containing it, the shortest (then the lowest id) first. ``known(ids)``,
+    when given, keeps the ids a model knows. A ``ValueError`` names what is missing."""
     if titles is None:
         raise ValueError("finding a movie by title needs a MovieLens movies.csv (--movies or RECSYS_MOVIES_PATH)")
     wanted = " ".join(query.lower().split())
@@ -147,4 +152,4 @@ def find_movie(titles: pd.Series | None, query: str, known=None) -> int:
         raise ValueError(f"no movie title contains {query!r}")
     exact = names[matches.index] == wanted
     order = sorted(matches.index, key=lambda m: (not exact[m], len(matches[m]), m))
-    return int(order[0])
+    return [int(m) for m in order]

@@ -17,6 +17,10 @@ the predicted rating, and the rated movie that contributes most to the score.
 Predicted ratings are clamped to the rating scale for display; ordering by
 rating uses the unclamped value, so the top of a list never ties at 5.00. An unknown user
 gets the most popular movies (``attrs["fallback"]`` says so), rated as the average user.
+
+Loading reads the files without PyTorch (``core/weights_file.py``: a restricted reader of the ``torch.save``
+archives, the same checks), and the read path's arithmetic is numpy, so ``recsys recommend`` starts in about a
+second; ``reader="torch"`` loads them with ``torch.load(weights_only=True)`` instead (the same model).
 """
 
 import os
@@ -32,12 +36,20 @@ from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.similarity import neighbours
 from recsys_assets.core.ranking.topn import top_n
-from recsys_assets.core.rating.model_file import ModelFileError, check_same_data, load_model_file, serving_fields
+from recsys_assets.core.rating.model_file import (
+    ModelFileError,
+    check_same_data,
+    load_model_file,
+    read_model_file,
+    serving_fields,
+)
 from recsys_assets.core.rating.predictor import RatingPredictor
 from recsys_assets.core.release import live
 from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
+# each reader: (rating model file -> payload, ranking model file -> RankingModel)
+READERS = {"numpy": (read_model_file, RankingModel.read), "torch": (load_model_file, RankingModel.load)}
 
 
 def user_means(seen: UserItems, rows: np.ndarray) -> np.ndarray:
@@ -82,11 +94,19 @@ class Recommender(RatingPredictor, NewUser):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, ranking_path: str | os.PathLike | None = None, *, find_ranking: bool = True
+        cls,
+        path: str | os.PathLike,
+        ranking_path: str | os.PathLike | None = None,
+        *,
+        find_ranking: bool = True,
+        reader: str = "numpy",
     ) -> "Recommender":
         """Load the rating model file and the ranking model file (default: ``ranking_model.pth`` beside it,
         when it exists and ``find_ranking``; pass ``ranking_path`` to name another, which must then exist).
-        ``path`` may be an fsspec URL (``s3://bucket/recsys/recommendation_model.pth``)."""
+        ``path`` may be an fsspec URL (``s3://bucket/recsys/recommendation_model.pth``). ``reader``: ``"numpy"``
+        (no PyTorch import) or ``"torch"`` (``torch.load``), see :data:`READERS`; a URL or the live pair
+        resolved through ``live.json`` is read with the numpy reader."""
+        read_rating, read_ranking = READERS[reader]
         if "://" in str(path):  # an fsspec URL: read through the artifact store
             store_url, name = str(path).rsplit("/", 1)
             store = ArtifactStore(store_url)
@@ -103,12 +123,12 @@ class Recommender(RatingPredictor, NewUser):
             and live.read(ArtifactStore(Path(path).parent))
         ):
             return cls.from_store(ArtifactStore(Path(path).parent), RATING_FILE)  # the live pair, through the pointer
-        payload = load_model_file(path)
+        payload = read_rating(path)
         if ranking_path is not None:
-            ranker = RankingModel.load(ranking_path)
+            ranker = read_ranking(ranking_path)
         else:
             sibling = Path(path).with_name(RANKING_FILE)
-            ranker = RankingModel.load(sibling) if find_ranking and sibling.exists() else None
+            ranker = read_ranking(sibling) if find_ranking and sibling.exists() else None
         check_same_data(payload, ranker.info if ranker is not None else None, path)
         users, movies = IdMapping.from_dict(payload["user_mapping"]), IdMapping.from_dict(payload["movie_mapping"])
         return cls.from_state(payload["model_state_dict"], users, movies, **serving_fields(payload), ranker=ranker)

@@ -9,14 +9,17 @@ Scored in blocks of users like :func:`topn.top_n`, so memory stays at block x mo
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from recsys_assets.core.ranking import kernels
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.itemitem import item_scores
 from recsys_assets.core.ranking.topn import TopN
+from recsys_assets.core.weights_file import torch_in_use
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class Components:
         return ((log - log.mean()) / max(float(log.std()), 1e-12)).astype(np.float32)
 
 
-def _standardize(scores: torch.Tensor) -> torch.Tensor:
+def _standardize(scores: "torch.Tensor") -> "torch.Tensor":
     mean = scores.mean(dim=1, keepdim=True)
     std = scores.std(dim=1, keepdim=True).clamp_min(1e-12)
     return (scores - mean) / std
@@ -76,8 +79,9 @@ def _raw_parts(parts: Components, seen: UserItems, users: np.ndarray, weights: S
     if any(w.factors for w in weights):
         if parts.user_factors is None or parts.item_factors is None:
             raise ValueError("a blend with an iALS weight needs factors")
-        P = torch.from_numpy(np.ascontiguousarray(parts.user_factors[users], dtype=np.float32))
-        factors = (P @ torch.from_numpy(np.ascontiguousarray(parts.item_factors, dtype=np.float32)).T).numpy()
+        P = np.ascontiguousarray(parts.user_factors[users], dtype=np.float32)
+        Q = np.ascontiguousarray(parts.item_factors, dtype=np.float32)
+        factors = _product(P, Q)
     if any(w.items for w in weights):
         if parts.item_item is None:
             raise ValueError("a blend with an item-item weight needs the item-item model")
@@ -85,7 +89,16 @@ def _raw_parts(parts: Components, seen: UserItems, users: np.ndarray, weights: S
     return factors, items
 
 
-def _combine(factors: torch.Tensor, items: torch.Tensor, popularity: torch.Tensor, w: Weights, rows: int):
+def _product(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """``P @ Q.T`` in float32: PyTorch's product where it is loaded (training), numpy's on the read path."""
+    if not torch_in_use():
+        return P @ Q.T
+    import torch
+
+    return (torch.from_numpy(P) @ torch.from_numpy(Q).T).numpy()
+
+
+def _combine(factors: "torch.Tensor", items: "torch.Tensor", popularity: "torch.Tensor", w: Weights, rows: int):
     scores = popularity.expand(rows, -1) * w.popularity
     if w.factors:
         scores = scores + w.factors * factors
@@ -98,6 +111,8 @@ def _block_top_k(
     factors, items, popularity: np.ndarray, weights: Sequence[Weights], seen, chunk, *, k: int, mask: bool
 ):
     """:func:`kernels.blend_top_k` in PyTorch: the standardized parts, then one masked top-k per weight."""
+    import torch
+
     f = _standardize(torch.from_numpy(factors)) if factors is not None else torch.zeros(0)
     i = _standardize(torch.from_numpy(items)) if items is not None else torch.zeros(0)
     rows, cols = (torch.from_numpy(a) for a in seen.pairs(chunk))
@@ -110,6 +125,47 @@ def _block_top_k(
         top = torch.topk(total, k, dim=1)
         out_m[n], out_s[n] = top.indices.numpy(), top.values.numpy()
     return out_m, out_s
+
+
+def _block_top_k_numpy(factors, items, popularity: np.ndarray, weights: Sequence[Weights], seen, chunk, *, k, mask):
+    """:func:`_block_top_k` in numpy (the read path, where neither PyTorch nor Numba is loaded): the same
+    standardized parts (sample standard deviation, at least 1e-12), masked, the best ``k`` (ties: lower index)."""
+
+    def z(scores):
+        scores = np.asarray(scores, dtype=np.float64)
+        centred = scores - scores.mean(axis=1, keepdims=True)
+        std = np.sqrt((centred**2).sum(axis=1, keepdims=True) / max(scores.shape[1] - 1, 1))
+        return centred / np.maximum(std, 1e-12)
+
+    f = z(factors) if factors is not None else 0.0
+    i = z(items) if items is not None else 0.0
+    rows, cols = seen.pairs(chunk)
+    out_m = np.empty((len(weights), len(chunk), k), dtype=np.int64)
+    out_s = np.empty((len(weights), len(chunk), k), dtype=np.float32)
+    for n, w in enumerate(weights):
+        total = np.broadcast_to(np.asarray(popularity, np.float64) * w.popularity, (len(chunk), len(popularity)))
+        total = (total + w.factors * f + w.items * i).astype(np.float32)
+        if mask:
+            total[rows, cols] = -np.inf
+        order = np.argsort(-total, axis=1, kind="stable")[:, :k]
+        out_m[n], out_s[n] = order, np.take_along_axis(total, order, axis=1)
+    return out_m, out_s
+
+
+def _block_ranker(compiled: bool | None, coef: np.ndarray) -> Callable:
+    """The block top-k to run: numpy on the read path (PyTorch not loaded, ``compiled`` not given), else the
+    Numba kernel when installed and not refused, else PyTorch."""
+    if compiled is None and not torch_in_use():
+        return _block_top_k_numpy
+    from recsys_assets.core.ranking import kernels
+
+    if compiled is False or kernels.numba is None:
+        return _block_top_k
+
+    def compiled_top_k(factors, items, popularity, _weights, seen, chunk, *, k: int, mask: bool):
+        return kernels.blend_top_k(factors, items, popularity, coef, seen, chunk, k=k, mask=mask)
+
+    return compiled_top_k
 
 
 def blend_top_n_many(
@@ -127,7 +183,8 @@ def blend_top_n_many(
 
     ``seen`` holds what each user rated: the item-item part scores from it, and with ``mask`` those
     movies are never returned. ``compiled``: False runs the PyTorch path instead of the Numba kernel
-    (:func:`kernels.blend_top_k`, the default when Numba is installed)."""
+    (:func:`kernels.blend_top_k`, the default when Numba is installed). Where PyTorch is not loaded (the read
+    path) and ``compiled`` is not given, the numpy form runs: it imports neither PyTorch nor Numba."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     users = np.asarray(users, dtype=np.int64)
@@ -136,13 +193,11 @@ def blend_top_n_many(
     movies = np.empty((len(weights), len(users), k), dtype=np.int64)
     scores = np.empty((len(weights), len(users), k), dtype=np.float32)
     coef = np.array([[w.factors, w.items, w.popularity] for w in weights], dtype=np.float64).reshape(-1, 3)
+    ranker = _block_ranker(compiled, coef)
     for start in range(0, len(users), block):
         chunk = users[start : start + block]
         factors, items = _raw_parts(parts, seen, chunk, weights)
-        if kernels.numba is not None and compiled is not False:
-            block_m, block_s = kernels.blend_top_k(factors, items, popularity, coef, seen, chunk, k=k, mask=mask)
-        else:
-            block_m, block_s = _block_top_k(factors, items, popularity, weights, seen, chunk, k=k, mask=mask)
+        block_m, block_s = ranker(factors, items, popularity, weights, seen, chunk, k=k, mask=mask)
         movies[:, start : start + len(chunk)], scores[:, start : start + len(chunk)] = block_m, block_s
     return [TopN(users, movies[i], scores[i]) for i in range(len(weights))]
 

@@ -11,7 +11,8 @@ Trained to rank rather than to predict stars, it beats a most-popular list by
 far where a squared-error rating model does not (README, "Recommendations").
 
 The fit runs in ``implicit`` (Cython conjugate-gradient on the CPU, CUDA on a
-GPU). Everything after the fit is here, in batched PyTorch, on any device:
+GPU). Everything after the fit is here, in batched PyTorch, on any device (``solve_users`` also in numpy,
+for the read path, where PyTorch is not loaded):
 
 * :func:`solve_users`: the exact user step against fixed movie factors. It
   re-solves every user once after the fit (so scores, fold-in and explanations
@@ -27,14 +28,18 @@ GPU). Everything after the fit is here, in batched PyTorch, on any device:
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from recsys_assets.core import rating_scale
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import FACTORS, REGULARIZATION, IALSParams  # noqa: F401 - re-exported
 from recsys_assets.core.threads import cpu_threads
+from recsys_assets.core.weights_file import torch_in_use
+
+if TYPE_CHECKING:
+    import torch
 
 
 def confidence(ratings: np.ndarray, params: "IALSParams") -> np.ndarray:
@@ -68,13 +73,15 @@ def implicit_has_cuda() -> bool:
     return bool(implicit.gpu.HAS_CUDA)
 
 
-def ials_device(device: torch.device, *, explicit: bool) -> tuple[torch.device, str | None]:
+def ials_device(device: "torch.device", *, explicit: bool) -> "tuple[torch.device, str | None]":
     """The device iALS fits on for the resource's torch device, and a note when it differs.
 
     CUDA needs ``implicit``'s CUDA kernels: asked for explicitly without them is an
     error; chosen by ``auto``, the fit falls back to the CPU with a note. ``implicit``
     has no Apple-GPU (mps) path, so mps fits on the CPU.
     """
+    import torch
+
     if device.type == "cuda":
         if implicit_has_cuda():
             return device, None
@@ -93,7 +100,7 @@ def fit_ials(
     matrix: UserItems,
     params: IALSParams | None = None,
     *,
-    device: str | torch.device = "cpu",
+    device: "str | torch.device" = "cpu",
     on_iteration: Callable[[int, float], None] | None = None,
     warm_start: "IALSModel | None" = None,
 ) -> IALSModel:
@@ -104,6 +111,8 @@ def fit_ials(
     the same shape whose factors the sweeps start from (the published refit starts from the held-out
     fit, so it needs fewer sweeps).
     """
+    import torch
+
     params = params or IALSParams()
     if matrix.values is None:
         raise ValueError("iALS needs the ratings (they set the confidences)")
@@ -128,7 +137,7 @@ def fit_ials(
     return IALSModel(users, items, params, time.perf_counter() - started, str(device))
 
 
-def _implicit_model(params: IALSParams, device: torch.device):
+def _implicit_model(params: IALSParams, device: "torch.device"):
     from threadpoolctl import threadpool_limits
 
     if device.type == "cuda":
@@ -155,18 +164,20 @@ def _implicit_model(params: IALSParams, device: torch.device):
 @dataclass
 class _Block:
     users: np.ndarray  # (B,) user indices
-    movies: torch.Tensor  # (B, n) movie indices, padded with 0
-    conf: torch.Tensor  # (B, n) confidences, 0 on padding
-    mask: torch.Tensor  # (B, n) True on real entries
-    A: torch.Tensor  # (B, k, k) the normal-equation matrices
-    b: torch.Tensor  # (B, k)
-    Y: torch.Tensor  # (B, n, k) the rated movies' factors
+    movies: "torch.Tensor"  # (B, n) movie indices, padded with 0
+    conf: "torch.Tensor"  # (B, n) confidences, 0 on padding
+    mask: "torch.Tensor"  # (B, n) True on real entries
+    A: "torch.Tensor"  # (B, k, k) the normal-equation matrices
+    b: "torch.Tensor"  # (B, k)
+    Y: "torch.Tensor"  # (B, n, k) the rated movies' factors
 
 
 def _blocks(
-    Y: torch.Tensor, matrix: UserItems, params: IALSParams, users: np.ndarray, budget: int = 1 << 18
+    Y: "torch.Tensor", matrix: UserItems, params: IALSParams, users: np.ndarray, budget: int = 1 << 18
 ) -> Iterator[_Block]:
     """Normal equations of ``users``, in blocks of similar rating counts (padded to ``budget`` entries)."""
+    import torch
+
     if matrix.values is None:
         raise ValueError("the confidence of a rated movie needs its rating: build UserItems with ratings")
     values = matrix.values
@@ -206,14 +217,33 @@ def solve_users(
     matrix: UserItems,
     params: IALSParams,
     *,
-    device: str | torch.device = "cpu",
+    device: "str | torch.device" = "cpu",
 ) -> np.ndarray:
     """Every user's exact least-squares factors against fixed movie factors, one row per row of
-    ``matrix`` (users without ratings: zeros)."""
+    ``matrix`` (users without ratings: zeros). Without PyTorch loaded (the read path's fold-in) the same
+    normal equations are solved in numpy, one user at a time."""
+    if not torch_in_use() and str(device) == "cpu":
+        return _solve_numpy(item_factors, matrix, params)
+    import torch
+
     Y = torch.from_numpy(np.ascontiguousarray(item_factors, dtype=np.float32)).to(device)
     out = np.zeros((matrix.n_users, Y.shape[1]), dtype=np.float32)
     for block in _blocks(Y, matrix, params, np.flatnonzero(matrix.counts())):
         out[block.users] = torch.linalg.solve(block.A, block.b.unsqueeze(2)).squeeze(2).cpu().numpy()
+    return out
+
+
+def _solve_numpy(item_factors: np.ndarray, matrix: UserItems, params: IALSParams) -> np.ndarray:
+    """:func:`solve_users` in numpy (float64, then float32): ``A_u x_u = b_u`` for each user with ratings."""
+    if matrix.values is None:
+        raise ValueError("the confidence of a rated movie needs its rating: build UserItems with ratings")
+    Y = np.asarray(item_factors, dtype=np.float64)
+    base = Y.T @ Y + params.regularization * np.eye(Y.shape[1])
+    out = np.zeros((matrix.n_users, Y.shape[1]), dtype=np.float32)
+    for u in np.flatnonzero(matrix.counts()).tolist():
+        conf = confidence(matrix.row_values(u), params).astype(np.float64)
+        Yu = Y[matrix.row(u)]
+        out[u] = np.linalg.solve(base + (Yu * (conf - 1.0)[:, None]).T @ Yu, Yu.T @ conf)
     return out
 
 
@@ -224,13 +254,15 @@ def explain(
     users: np.ndarray,
     recommended: np.ndarray,
     *,
-    device: str | torch.device = "cpu",
+    device: "str | torch.device" = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each recommended movie, the rated movie that contributes most to its score.
 
     ``recommended`` is (len(users), k) movie indices. Returns the contributing
     movie's index (-1 where the user rated nothing) and its share of the score.
     """
+    import torch
+
     users = np.asarray(users, dtype=np.int64)
     recommended = np.asarray(recommended, dtype=np.int64)
     because = np.full(recommended.shape, -1, dtype=np.int64)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys_assets.core.weights_file import torch_in_use
+
 
 @dataclass(frozen=True)
 class UserItems:
@@ -32,11 +34,14 @@ class UserItems:
             raise ValueError(f"users and movies differ in length: {users.shape} vs {movies.shape}")
         if len(users) and (users.min() < 0 or users.max() >= n_users or movies.min() < 0 or movies.max() >= n_movies):
             raise ValueError(f"indices out of range for {n_users} users x {n_movies} movies")
-        from recsys_assets.core.ranking.kernels import csr_order  # Numba, imported when a matrix is built
-
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-        order = csr_order(users, movies, indptr)
+        if torch_in_use():  # training: Numba's counting sort, imported when a matrix is built
+            from recsys_assets.core.ranking.kernels import csr_order
+
+            order = csr_order(users, movies, indptr)
+        else:  # the read path (a request's few ratings): the same order, without Numba
+            order = np.lexsort((movies, users))
         values = None if ratings is None else np.asarray(ratings, dtype=np.float32)[order]
         return cls(indptr, movies[order].astype(np.int32), values, int(n_movies))
 

@@ -20,14 +20,17 @@ movie x movie matrix (:class:`UserItems` with movies as rows) that the ranking f
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from recsys_assets.core import rating_scale
-from recsys_assets.core.ranking import kernels
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import ItemItemParams
+from recsys_assets.core.weights_file import torch_in_use
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -53,8 +56,10 @@ def _binary(matrix: UserItems):
     return matrix.to_scipy(np.ones(matrix.nnz, dtype=np.float32))
 
 
-def _keep_strongest(rows: torch.Tensor, first_row: int, neighbours: int) -> tuple[np.ndarray, ...]:
+def _keep_strongest(rows: "torch.Tensor", first_row: int, neighbours: int) -> tuple[np.ndarray, ...]:
     """(row, column, value) of the ``neighbours`` largest entries by size (non-zero) of each row of a dense block."""
+    import torch
+
     k = min(neighbours, rows.shape[1])
     cols = torch.topk(rows.abs(), k, dim=1).indices
     values = rows.gather(1, cols).numpy().ravel()
@@ -80,6 +85,8 @@ def fit_ease(matrix: UserItems, params: ItemItemParams, block: int = 2048) -> Us
     are zero but for lambda on the diagonal, so its weights are zero and the others' are the same
     without it (a catalogue where a quarter of the movies have no rating in an inner split solves a
     system 0.4x the size)."""
+    import torch
+
     n = matrix.n_movies
     active = np.flatnonzero(matrix.movie_counts())
     inputs = input_values(matrix.values, params.rating_exponent, matrix.nnz)
@@ -118,11 +125,15 @@ def fit_rp3beta(
     to_movie = to_movie.power(params.rp3_alpha).astype(np.float32).tocsr()
     to_user = to_user.power(params.rp3_alpha).astype(np.float32).tocsr()
     penalty = (1.0 / np.maximum(movie_deg, 1) ** params.rp3_beta).astype(np.float32)
+    from recsys_assets.core.ranking import kernels
+
     if (
         kernels.numba is not None and compiled is not False
     ):  # straight to each movie's strongest weights, no dense block
         rows, cols, vals = kernels.strongest_products(to_user, to_movie, penalty, params.neighbours)
         return UserItems.from_pairs(rows, cols, n, n, vals)
+    import torch
+
     parts = []
     for s in range(0, n, block):
         W = torch.from_numpy(kernels.rows_times(to_user, np.arange(s, min(s + block, n)), to_movie, compiled=compiled))
@@ -151,12 +162,31 @@ def item_scores(weights: UserItems, seen: UserItems, users: np.ndarray, exponent
     counted as :func:`input_values` of its rating at ``exponent`` (0: as 1)."""
     users = np.asarray(users, dtype=np.int64)
     if exponent == 0:
-        return kernels.rows_times(seen, users, weights, binary=True)
-    if seen.values is None:
+        read, rows, binary = seen, users, True
+    elif seen.values is None:
         raise ValueError(f"the item-item part reads ratings (exponent {exponent:g}): the rated movies need ratings")
-    rows = seen.take(users)  # only these users' ratings are read, not the whole matrix's
-    read = UserItems(rows.indptr, rows.indices, input_values(rows.values, exponent), rows.n_movies)
-    return kernels.rows_times(read, np.arange(len(users)), weights)
+    else:
+        taken = seen.take(users)  # only these users' ratings are read, not the whole matrix's
+        read = UserItems(taken.indptr, taken.indices, input_values(taken.values, exponent), taken.n_movies)
+        rows, binary = np.arange(len(users)), False
+    if not torch_in_use():  # the read path: numpy, no Numba
+        return _rows_times_numpy(read, rows, weights, binary)
+    from recsys_assets.core.ranking import kernels
+
+    return kernels.rows_times(read, rows, weights, binary=binary)
+
+
+def _rows_times_numpy(a: UserItems, rows: np.ndarray, b: UserItems, binary: bool) -> np.ndarray:
+    """``kernels.rows_times`` in numpy for the few rows of a request: each row's weighted sum of rows of ``b``."""
+    out = np.zeros((len(rows), b.n_movies), dtype=np.float32)
+    b_values = b.values if b.values is not None else np.ones(b.nnz, dtype=np.float32)
+    for r, row in enumerate(np.asarray(rows, dtype=np.int64).tolist()):
+        movies = a.row(row).astype(np.int64)
+        x = np.ones(len(movies), np.float32) if binary or a.values is None else a.row_values(row)
+        starts, counts = b.indptr[movies], b.indptr[movies + 1] - b.indptr[movies]
+        pos = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        np.add.at(out[r], b.indices[pos], np.repeat(x, counts) * b_values[pos])
+    return out
 
 
 def pair_weights(weights: UserItems, sources, targets, keys: np.ndarray | None = None) -> np.ndarray:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.heldback import HeldBack
@@ -39,6 +38,7 @@ from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import IALSParams
 from recsys_assets.core.ranking.similarity import neighbours, reasons
+from recsys_assets.core.weights_file import as_array, read_weights
 
 FORMAT_VERSION = 2
 READS = (1, 2)
@@ -137,6 +137,7 @@ class RankingModel:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (temp file, then rename)."""
+        import torch
 
         def tensor(array, dtype):  # a copy: ids may be read-only views
             return torch.from_numpy(np.array(array, dtype=dtype, copy=True))
@@ -172,12 +173,28 @@ class RankingModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RankingModel":
-        """Read and validate a ranking model file; any defect raises :class:`ModelFileError`."""
-        path = Path(path)
+        """Read (``torch.load(weights_only=True)``) and validate a ranking model file; any defect raises
+        :class:`ModelFileError`."""
+
+        def torch_load(p: Path):
+            import torch
+
+            return torch.load(p, map_location="cpu", weights_only=True)
+
+        return cls._validated(Path(path), torch_load)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "RankingModel":
+        """:meth:`load` without PyTorch (``core/weights_file.py``'s restricted reader): the read path's loader,
+        the same checks and the same model."""
+        return cls._validated(Path(path), read_weights)
+
+    @classmethod
+    def _validated(cls, path: Path, reader) -> "RankingModel":
         if not path.exists():
             raise ModelFileError(f"ranking model file not found: {path}; materialize ranking_model first")
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+            payload = reader(path)
         except Exception as exc:
             raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
         if (
@@ -200,7 +217,7 @@ class RankingModel:
 
     @classmethod
     def _from_payload(cls, payload: dict) -> "RankingModel":
-        arrays = {k: payload[k].numpy() for k in _REQUIRED if k != "params"}
+        arrays = {k: _array(payload[k], k) for k in _REQUIRED if k != "params"}
         P, Q = arrays["user_factors"], arrays["item_factors"]
         user_ids, movie_ids = arrays["user_ids"], arrays["movie_ids"]
         if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
@@ -223,7 +240,7 @@ class RankingModel:
             raise ValueError(f"params say {params.factors} factors, the arrays hold {P.shape[1]}")
         evaluation = None
         if "eval_user_factors" in payload:
-            eP, eQ = payload["eval_user_factors"].numpy(), payload["eval_item_factors"].numpy()
+            eP, eQ = _array(payload["eval_user_factors"], "eval"), _array(payload["eval_item_factors"], "eval")
             if eP.shape != P.shape or eQ.shape != Q.shape or not (np.isfinite(eP).all() and np.isfinite(eQ).all()):
                 raise ValueError("the held-out fit's factors do not match the model or are not finite")
             evaluation = (eP, eQ)
@@ -256,6 +273,14 @@ class RankingModel:
         return self
 
 
+def _array(value, name: str) -> np.ndarray:
+    """A stored tensor as a numpy array (either reader's), or a ValueError naming the key."""
+    array = as_array(value)
+    if array is None:
+        raise ValueError(f"{name} is not a tensor")
+    return array
+
+
 def aligned(factors: np.ndarray, model_ids: IdMapping, target: IdMapping) -> np.ndarray:
     """Rows of ``factors`` (indexed by ``model_ids``) re-indexed to ``target``; ids the model lacks get zeros."""
     out = np.zeros((len(target), factors.shape[1]), dtype=np.float32)
@@ -278,7 +303,7 @@ def _item_item(payload: dict, prefix: str, n_movies: int) -> UserItems | None:
     """The stored movie x movie weights, checked like the seen-movie index; None when absent."""
     if f"{prefix}_indptr" not in payload:
         return None
-    indptr, indices, weights = (payload[f"{prefix}_{k}"].numpy() for k in ("indptr", "indices", "weights"))
+    indptr, indices, weights = (_array(payload[f"{prefix}_{k}"], prefix) for k in ("indptr", "indices", "weights"))
     if len(indptr) != n_movies + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(indices):
         raise ValueError(f"the {prefix.replace('_', ' ')} weights do not fit the movies")
     if len(weights) != len(indices) or not np.isfinite(weights).all():

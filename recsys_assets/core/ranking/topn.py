@@ -8,9 +8,9 @@ memory stays at block x movies.
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.weights_file import torch_in_use
 
 
 @dataclass
@@ -42,6 +42,10 @@ def top_n(
     n_users, n_movies = len(user_factors), len(movie_factors)
     users = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
     k = min(k, n_movies)
+    if not torch_in_use():  # the read path: numpy, no PyTorch import
+        return _top_n_numpy(user_factors, movie_factors, seen, k, users, movie_bias=movie_bias, block=block)
+    import torch
+
     P = torch.from_numpy(np.ascontiguousarray(user_factors, dtype=np.float32))
     Qt = torch.from_numpy(np.ascontiguousarray(movie_factors, dtype=np.float32)).T
     bias = (
@@ -62,6 +66,25 @@ def top_n(
         top = torch.topk(scores, k, dim=1)
         out_movies[start : start + len(chunk)] = top.indices.numpy()
         out_scores[start : start + len(chunk)] = top.values.numpy()
+    return TopN(users=users, movies=out_movies, scores=out_scores)
+
+
+def _top_n_numpy(user_factors, movie_factors, seen, k: int, users: np.ndarray, *, movie_bias, block: int) -> TopN:
+    """:func:`top_n` in numpy (the read path), a block of users at a time: scores, seen movies masked, the best
+    ``k`` (ties: the lower movie index first)."""
+    Q = np.ascontiguousarray(movie_factors, dtype=np.float32)
+    bias = np.zeros(len(Q), np.float32) if movie_bias is None else np.asarray(movie_bias, dtype=np.float32)
+    out_movies = np.empty((len(users), k), dtype=np.int64)
+    out_scores = np.empty((len(users), k), dtype=np.float32)
+    for start in range(0, len(users), block):
+        chunk = users[start : start + block]
+        scores = np.ascontiguousarray(user_factors[chunk], dtype=np.float32) @ Q.T + bias
+        if seen is not None:
+            rows, cols = seen.pairs(chunk)
+            scores[rows, cols] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out_movies[start : start + len(chunk)] = order
+        out_scores[start : start + len(chunk)] = np.take_along_axis(scores, order, axis=1)
     return TopN(users=users, movies=out_movies, scores=out_scores)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from recsys_assets.core import rating_scale
 from recsys_assets.core.atomic import atomic_torch_save
 from recsys_assets.core.model_errors import ModelFileError  # noqa: F401 - re-exported: the file's own error
+from recsys_assets.core.weights_file import as_array, read_weights
 
 if TYPE_CHECKING:
     from recsys_assets.core.heldback import HeldBack
@@ -84,14 +85,28 @@ def _to_cpu(obj):
 
 
 def load_model_file(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a model file with ``weights_only=True``; clear errors for missing or foreign files."""
-    import torch
+    """Read a model file with ``torch.load(weights_only=True)`` (tensors); clear errors for missing or foreign
+    files. The training side's reader; :func:`read_model_file` reads the same file without PyTorch."""
 
-    path = Path(path)
+    def torch_load(p: Path):
+        import torch
+
+        return torch.load(p, map_location=map_location, weights_only=True)
+
+    return _validated(Path(path), torch_load)
+
+
+def read_model_file(path: str | os.PathLike) -> dict:
+    """:func:`load_model_file` without PyTorch (``core/weights_file.py``): numpy arrays for tensors, the same
+    checks and errors. The read path's reader (``recsys recommend``, ``recsys serve``)."""
+    return _validated(Path(path), read_weights)
+
+
+def _validated(path: Path, reader) -> dict:
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}; materialize recommendation_model first")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = reader(path)
     except Exception as exc:
         raise ModelFileError(f"{path} is not a readable model file: {exc}") from exc
     if not isinstance(payload, dict) or any(k not in payload for k in REQUIRED_KEYS):
@@ -109,36 +124,39 @@ _WEIGHTS = ("user_factors.weight", "movie_factors.weight", "user_bias.weight", "
 
 
 def payload_problem(payload: dict) -> str | None:
-    """What is wrong with a model file's contents (shapes, id mappings, finite weights, seen index), or None."""
-    import torch
-
+    """What is wrong with a model file's contents (shapes, id mappings, finite weights, seen index), or None.
+    Tensors may be PyTorch's or numpy arrays (either reader)."""
     state = payload["model_state_dict"]
-    if not isinstance(state, dict) or any(not isinstance(state.get(k), torch.Tensor) for k in _WEIGHTS):
+    found = {k: as_array(state.get(k)) for k in _WEIGHTS} if isinstance(state, dict) else {}
+    weights = {k: v for k, v in found.items() if v is not None}
+    if len(weights) != len(_WEIGHTS):
         return f"model_state_dict needs the tensors {', '.join(_WEIGHTS)}"
     users, movies = payload["user_mapping"], payload["movie_mapping"]
     if not isinstance(users, dict) or not isinstance(movies, dict):
         return "user_mapping and movie_mapping must be dicts of raw id -> index"
     n_users, n_movies = len(users), len(movies)
-    p, q = state["user_factors.weight"], state["movie_factors.weight"]
-    if p.dim() != 2 or q.dim() != 2 or p.shape != (n_users, q.shape[1]) or q.shape[0] != n_movies:
+    p, q = weights["user_factors.weight"], weights["movie_factors.weight"]
+    if p.ndim != 2 or q.ndim != 2 or p.shape != (n_users, q.shape[1]) or q.shape[0] != n_movies:
         return f"factor shapes {tuple(p.shape)} and {tuple(q.shape)} do not match {n_users} users and {n_movies} movies"
-    if state["user_bias.weight"].shape != (n_users, 1) or state["movie_bias.weight"].shape != (n_movies, 1):
+    if weights["user_bias.weight"].shape != (n_users, 1) or weights["movie_bias.weight"].shape != (n_movies, 1):
         return "bias shapes do not match the mappings"
     for name in _WEIGHTS:
-        if not bool(torch.isfinite(state[name].float()).all()):
+        if not bool(np.isfinite(weights[name].astype(np.float64)).all()):
             return f"{name} holds NaN or infinite values"
     for name, mapping, n in (("user_mapping", users, n_users), ("movie_mapping", movies, n_movies)):
         if sorted(mapping.values()) != list(range(n)):
             return f"{name} must map its ids onto 0..{n - 1} exactly once"
-    return _seen_problem(payload, n_users, n_movies) or _extras_problem(payload, state)
+    return _seen_problem(payload, n_users, n_movies) or _extras_problem(payload, weights)
 
 
 def _seen_problem(payload: dict, n_users: int, n_movies: int) -> str | None:
     """What is wrong with the seen-movie index or the movie counts, or None."""
     if "seen_indptr" in payload:
-        indptr, indices = payload["seen_indptr"], payload["seen_indices"]
+        indptr, indices = as_array(payload["seen_indptr"]), as_array(payload.get("seen_indices"))
+        if indptr is None or indices is None:
+            return "the seen-movie index (seen_indptr, seen_indices) is not a pair of tensors"
         if (
-            indptr.dim() != 1
+            indptr.ndim != 1
             or len(indptr) != n_users + 1
             or int(indptr[0]) != 0
             or int(indptr[-1]) != len(indices)
@@ -148,15 +166,16 @@ def _seen_problem(payload: dict, n_users: int, n_movies: int) -> str | None:
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_movies):
             return "the seen-movie index names movies outside the mapping"
     counts = payload.get("movie_counts")
+    if counts is not None and as_array(counts) is None:
+        return "movie_counts is not a tensor"
+    counts = as_array(counts)
     if counts is not None and (len(counts) != n_movies or bool((counts < 0).any())):
         return "movie_counts does not match the movies"
     return None
 
 
 def _extras_problem(payload: dict, state: dict) -> str | None:
-    """What is wrong with the held-back set or the held-out fit's weights, or None."""
-    import torch
-
+    """What is wrong with the held-back set or the held-out fit's weights (``state``: the model's, as arrays), or None."""
     from recsys_assets.core.heldback import HeldBack
 
     try:
@@ -167,10 +186,10 @@ def _extras_problem(payload: dict, state: dict) -> str | None:
     if evaluation is None:
         return None
     for name in _WEIGHTS:
-        tensor = evaluation.get(name) if isinstance(evaluation, dict) else None
-        if not isinstance(tensor, torch.Tensor) or tensor.shape != state[name].shape:
+        tensor = as_array(evaluation.get(name)) if isinstance(evaluation, dict) else None
+        if tensor is None or tensor.shape != state[name].shape:
             return f"evaluation_state_dict's {name} does not match the model's"
-        if not bool(torch.isfinite(tensor.float()).all()):
+        if not bool(np.isfinite(tensor.astype(np.float64)).all()):
             return f"evaluation_state_dict's {name} holds NaN or infinite values"
     return None
 
@@ -185,11 +204,11 @@ def serving_fields(payload: dict) -> dict:
     seen = None
     if "seen_indptr" in payload:
         n_movies = len(payload["movie_mapping"])
-        seen = UserItems(payload["seen_indptr"].numpy(), payload["seen_indices"].numpy(), None, n_movies)
+        seen = UserItems(as_array(payload["seen_indptr"]), as_array(payload["seen_indices"]), None, n_movies)
     return {
         "rating_range": rating_scale.recorded(config),  # the scale the file was trained on
         "seen": seen,
-        "movie_counts": payload["movie_counts"].numpy() if "movie_counts" in payload else None,
+        "movie_counts": as_array(payload["movie_counts"]) if "movie_counts" in payload else None,
         "info": {
             "config": config,
             "metrics": payload.get("metrics", {}),

@@ -10,6 +10,7 @@ import pandas as pd
 from recsys_assets.core import rating_scale
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.ranking.interactions import UserItems
+from recsys_assets.core.weights_file import as_array
 
 
 class RatingPredictor:
@@ -44,13 +45,15 @@ class RatingPredictor:
     @classmethod
     def from_state(cls, state: dict, users: IdMapping, movies: IdMapping, **extra) -> "RatingPredictor":
         """A rating model from a ``BiasedMF`` state dict (tensors) and its id mappings; ``extra``: the
-        constructor's other keywords (``rating_range``, ``seen``, ``info``, ``ranker`` ...)."""
+        constructor's other keywords (``rating_range``, ``seen``, ``info``, ``ranker`` ...). Tensors may be
+        PyTorch's or numpy arrays (``core/weights_file.py``)."""
+        array = lambda key: np.asarray(as_array(state[key]))  # noqa: E731
         return cls(
-            global_mean=float(state["global_mean"]),
-            user_bias=state["user_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
-            movie_bias=state["movie_bias.weight"].detach().cpu().numpy()[:, 0].astype(np.float64),
-            user_factors=state["user_factors.weight"].detach().cpu().numpy(),
-            movie_factors=state["movie_factors.weight"].detach().cpu().numpy(),
+            global_mean=float(array("global_mean")),
+            user_bias=array("user_bias.weight")[:, 0].astype(np.float64),
+            movie_bias=array("movie_bias.weight")[:, 0].astype(np.float64),
+            user_factors=array("user_factors.weight"),
+            movie_factors=array("movie_factors.weight"),
             users=users,
             movies=movies,
             **extra,
