@@ -305,8 +305,8 @@ def test_capacity_is_chosen_on_an_inner_split_and_only_for_a_clear_gain():
 
 
 def test_a_block_of_identical_users_counts_as_one_in_the_headline_ndcg():
-    """The shilling case: 300 bots rate the same movies alike and are trivially predictable; the mean
-    NDCG weighs them as one user, so they cannot lift the headline figure."""
+    """The shilling case: 300 bots rate the same movies and are trivially predictable; however the split
+    fell for each, the mean NDCG weighs them as one user, so they cannot lift the headline figure."""
     from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers
     from recsys_assets.core.ranking.metrics import profile_weights
 
@@ -318,22 +318,26 @@ def test_a_block_of_identical_users_counts_as_one_in_the_headline_ndcg():
         users += [u] * 8
         movies += picked.tolist()
         ratings += rng.integers(1, 6, 8).astype(float).tolist()
-    for b in range(n_bots):  # bots: the same 5 movies, the same ratings
+    for b in range(n_bots):  # bots: the same 6 movies rated 5, one of them (a different one each) held out
+        kept = [m for m in (0, 1, 2, 3, 4, planted) if m != (b % 5)]
         users += [n_real + b] * 5
-        movies += [0, 1, 2, 3, 4]
+        movies += kept
         ratings += [5.0] * 5
     n_users = n_real + n_bots
     train = UserItems.from_pairs(np.array(users), np.array(movies), n_users, n_movies, np.array(ratings))
     held_users = np.arange(n_users)
-    held_movies = np.where(held_users < n_real, 45, planted)  # the real users' relevant movie is never listed
+    held_movies = np.where(held_users < n_real, 45, held_users % 5)  # the real users' relevant movie is never listed
     held = HeldOut.from_ratings(held_users, held_movies, np.full(n_users, 5.0), n_users, n_movies)
 
-    def plant(users, k):  # lists the planted movie first for everyone
-        return np.tile(np.r_[planted, np.arange(10, 10 + k - 1)], (len(users), 1))
+    def plant(users, k):  # lists the popular movies first for everyone: each bot's held-out movie is a hit
+        return np.tile(np.r_[np.arange(5), np.arange(10, 10 + k - 5)], (len(users), 1))
 
-    weights = profile_weights(train, held.users)
+    weights = profile_weights(train, held.users, held)
     assert weights is not None and np.isclose(weights[n_real:].sum(), 1.0) and (weights[:n_real] == 1).all()
-    ndcg = evaluate_rankers({"plant": plant}, train, held)["plant"].metrics["ndcg_at_10"]
-    assert ndcg == pytest.approx(1 / (n_real + 1))  # the bots weigh one user, not 300 of 320 (0.94)
+    scores = evaluate_rankers({"plant": plant}, train, held)["plant"]
+    bots = scores.ndcg_per_user[n_real:]
+    assert (bots > 0).all() and scores.metrics["ndcg_at_10"] == pytest.approx(bots.mean() / (n_real + 1))
     real_only = UserItems.from_pairs(np.array(users[: n_real * 8]), np.array(movies[: n_real * 8]), n_users, n_movies)
     assert profile_weights(real_only, np.arange(n_real)) is None  # no block: plain means, unchanged
+    by_training_alone = profile_weights(train, held.users)  # the split fell 5 ways: 5 blocks, not one
+    assert by_training_alone is not None and np.isclose(by_training_alone[n_real:].sum(), 5.0)

@@ -40,8 +40,8 @@ def evaluate_rankers(
     rankers: dict[str, Ranker], train: UserItems, held: HeldOut, k: int = 10
 ) -> dict[str, RankingScores]:
     """Each ranker's metrics at ``k`` on ``held``'s users (training movies excluded by the rankers); users with
-    identical training ratings count as one between them (``metrics.profile_weights``)."""
-    counts, weights = train.movie_counts(), profile_weights(train, held.users)
+    exactly the same rated movies count as one between them (``metrics.profile_weights``)."""
+    counts, weights = train.movie_counts(), profile_weights(train, held.users, held)
     return {
         name: ranking_metrics(rank(held.users, k), held.users, held, k, counts, weights)
         for name, rank in rankers.items()

@@ -5,10 +5,9 @@ movie relevant to that user; only users with at least one relevant movie are
 scored; the movies a user rated in training are never recommended (the rankers
 mask them), so a ranker cannot score by repeating what the user already has.
 
-Users whose training ratings are identical (the same movies with the same ratings: a block of bots
-rating the same list) count as one user between them in the means (:func:`profile_weights`), so
-trivially predictable copies cannot inflate the headline figures; with no such block every user
-weighs 1 and the figures are the plain means.
+Users who rated exactly the same movies (a block of bots rating the same list) count as one user
+between them in the means (:func:`profile_weights`), so trivially predictable copies cannot inflate
+the headline figures; with no such block every user weighs 1 and the figures are the plain means.
 """
 
 from dataclasses import dataclass, field
@@ -49,19 +48,22 @@ class RankingScores:
     ndcg_per_user: np.ndarray = field(repr=False)
 
 
-def profile_weights(train: UserItems, users: np.ndarray) -> np.ndarray | None:
-    """Per user of ``users``, 1 / how many of ``users`` share their exact training ratings; None when no two do."""
+def profile_weights(train: UserItems, users: np.ndarray, held: HeldOut | None = None) -> np.ndarray | None:
+    """Per user of ``users``, 1 / how many of ``users`` rated exactly the same movies (training and held-out
+    relevant ones together, so how the split fell does not matter); None when no two did."""
     users = np.asarray(users, dtype=np.int64)
-    rows = np.repeat(np.arange(train.n_users), np.diff(train.indptr))
     rng = np.random.default_rng(20_240_601)
     movie_key = rng.integers(1, 2**62, train.n_movies, dtype=np.uint64) | np.uint64(1)
-    values = np.ones(len(rows)) if train.values is None else np.asarray(train.values, dtype=np.float64)
-    value_key = np.round(values * 2).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        entry = movie_key[train.indices.astype(np.int64)] * (value_key + np.uint64(0xBF58476D1CE4E5B9))
-        key = np.zeros(train.n_users, dtype=np.uint64)
-        np.add.at(key, rows, entry)
-    pairs = np.stack([key[users], train.counts()[users].astype(np.uint64)], axis=1)
+    key = np.zeros(train.n_users, dtype=np.uint64)
+    count = np.zeros(train.n_users, dtype=np.int64)
+    for part in (train, None if held is None else held.relevant):
+        if part is None:
+            continue
+        rows = np.repeat(np.arange(part.n_users), np.diff(part.indptr))
+        with np.errstate(over="ignore"):
+            np.add.at(key, rows, movie_key[part.indices.astype(np.int64)])
+        count += part.counts()
+    pairs = np.stack([key[users], count[users].astype(np.uint64)], axis=1)
     _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
     if counts.max(initial=1) < 2:
         return None
