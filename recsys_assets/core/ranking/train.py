@@ -25,7 +25,7 @@ from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_ra
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.itemitem import ItemItemModel, fit_item_item
-from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, ranking_metrics
+from recsys_assets.core.ranking.metrics import HeldOut, RankingScores, profile_weights, ranking_metrics
 from recsys_assets.core.ranking.params import ItemItemParams
 
 
@@ -275,8 +275,8 @@ def train_ranking_model(
     named = {"ranking_model": blend.weights, "ials_alone": IALS_ALONE, "most_popular": POPULAR}
     unique = list(dict.fromkeys(named.values()))
     tops = dict(zip(unique, blend_top_n_many(parts, unique, train_m, users, k), strict=True))
-    counts = train_m.movie_counts()
-    scores = {name: ranking_metrics(tops[w].movies, users, held, k, counts) for name, w in named.items()}
+    counts, weights = train_m.movie_counts(), profile_weights(train_m, users, held)  # a bot block weighs one user
+    scores = {name: ranking_metrics(tops[w].movies, users, held, k, counts, weights) for name, w in named.items()}
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
     lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
