@@ -132,7 +132,8 @@ def test_materialize_all_from_the_browser(server):
                 width, height, complete = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
                 assert complete and width >= 200 and height >= 30
                 page.screenshot(path=str(SHOTS / f"{shot}.png"))
-            page.get_by_text("[Show Markdown]").first.click()  # the full-size figure, one click away
+            chart_row = page.locator("tr").filter(has=page.get_by_text("chart", exact=True))
+            chart_row.get_by_text("[Show Markdown]").first.click()  # the full-size figure, one click away
             page.locator('img[src^="data:image/png"]').nth(1).wait_for()
 
             page.goto(f"{base}/assets/model_versions", wait_until="networkidle")
