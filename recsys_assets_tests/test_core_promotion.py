@@ -182,12 +182,18 @@ def test_size_rejections_name_the_override_and_a_new_lineage_goes_live_only_when
 
 def test_tolerances_are_relative_so_a_nine_percent_drop_is_not_noise():
     """The shilling case of the hostile review: held-back NDCG@10 0.2228 -> 0.2020 passed 0.02 + 2 SE."""
-    drop = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, lower_is_better=False, standard_error=0.006)
+    held = "ratings the published model held back"
+    drop = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, False, on=held, standard_error=0.006)
     assert not decide(FULL, FULL, [drop], PromotionPolicy()).publish
-    noisy = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, lower_is_better=False, standard_error=0.02)
+    noisy = Evidence("held-back NDCG@10", 0.2020, 0.2228, 5_000, False, on=held, standard_error=0.02)
     assert decide(FULL, FULL, [noisy], PromotionPolicy()).publish  # within noise: not refused
-    small = Evidence("held-back NDCG@10", 0.2180, 0.2228, 5_000, lower_is_better=False, standard_error=0.001)
+    small = Evidence("held-back NDCG@10", 0.2180, 0.2228, 5_000, False, on=held, standard_error=0.001)
     assert decide(FULL, FULL, [small], PromotionPolicy()).publish  # 2% worse: within the 5% tolerance
+    # the fresh ratings (chosen by the candidate's export, two held-out fits) weigh less: absolute 0.02 beyond noise
+    fresh = Evidence("val NDCG@10", 0.2020, 0.2228, 5_000, False, standard_error=0.006)
+    assert fresh.chosen_by_candidate and decide(FULL, FULL, [fresh], PromotionPolicy()).publish
+    fresh_far = Evidence("val NDCG@10", 0.1700, 0.2228, 5_000, False, standard_error=0.006)
+    assert not decide(FULL, FULL, [fresh_far], PromotionPolicy()).publish
 
 
 def test_the_held_back_set_is_kept_out_of_every_fit():

@@ -16,7 +16,11 @@ Applied to the rating model and the ranking model alike:
   ``noise_z`` standard errors of the paired per-rating (per-user for NDCG) gap.
   The tolerances are relative to the published model's figure (``rmse_tolerance``
   0.01: 1% of its RMSE; ``ndcg_tolerance`` 0.05: 5% of its NDCG@10): a 9% drop of
-  NDCG is not noise, however small the figure.  Evidence with fewer than
+  NDCG is not noise, however small the figure.  The fresh ratings are chosen by the
+  candidate's own export and score two different held-out fits with different masks, so
+  they weigh less: there the candidate is refused only when its gap, less ``noise_z``
+  standard errors, exceeds an absolute ``fresh_rmse_tolerance`` (0.01) or
+  ``fresh_ndcg_tolerance`` (0.02).  Evidence with fewer than
   ``min_fresh_ratings`` ratings is not used (the decision says so).
 * **Lineage.** Nothing comparable never means "publish": a candidate of a new
   export lineage (``lineage.py``) goes live only when the operator accepts new
@@ -68,9 +72,18 @@ class PromotionPolicy:
     noise_z: float = 2.0
     force: bool = False
     accept_new_lineage: bool = False
+    fresh_rmse_tolerance: float = 0.01  # absolute, on the fresh ratings (see the module docstring)
+    fresh_ndcg_tolerance: float = 0.02
 
     def validate(self) -> "PromotionPolicy":
-        for name in ("min_data_ratio", "rmse_tolerance", "ndcg_tolerance", "noise_z"):
+        for name in (
+            "min_data_ratio",
+            "rmse_tolerance",
+            "ndcg_tolerance",
+            "noise_z",
+            "fresh_rmse_tolerance",
+            "fresh_ndcg_tolerance",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -79,6 +92,9 @@ class PromotionPolicy:
         if self.min_fresh_ratings < 1:
             raise ValueError(f"min_fresh_ratings must be at least 1, got {self.min_fresh_ratings}")
         return self
+
+
+FRESH = "fresh validation ratings it never trained on"
 
 
 @dataclass(frozen=True)
@@ -90,8 +106,13 @@ class Evidence:
     current: float
     fresh_ratings: int
     lower_is_better: bool
-    on: str = "fresh validation ratings it never trained on"
+    on: str = FRESH
     standard_error: float = 0.0  # of the paired gap: how much of ``worse_by`` is noise
+
+    @property
+    def chosen_by_candidate(self) -> bool:
+        """Whether the candidate's own export chose these ratings (the fresh ones)."""
+        return self.on == FRESH
 
     @property
     def worse_by(self) -> float:
@@ -184,19 +205,28 @@ def _compare(evidence: list[Evidence], policy: PromotionPolicy) -> tuple[list[st
                 f"(at least {policy.min_fresh_ratings:,} needed)"
             )
             continue
-        share = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
-        tolerance = share * abs(item.current)
-        if item.worse_by > tolerance and item.worse_by > policy.noise_z * item.standard_error:
-            reasons.append(
-                f"worse than the published model: {item.describe()} "
-                f"(worse by {item.worse_by:.4f}: more than {share:.0%} of its figure and than "
-                f"{policy.noise_z:g} standard errors)"
-            )
+        why = _worse(item, policy)
+        if why:
+            reasons.append(f"worse than the published model: {item.describe()} ({why})")
         else:
             notes.append(item.describe())
     if not evidence:
         notes.append("not compared with the published model: no evidence")
     return reasons, notes
+
+
+def _worse(item: Evidence, policy: PromotionPolicy) -> str | None:
+    """Why ``item`` refuses the candidate, or None (see the module docstring for the two rules)."""
+    noise = policy.noise_z * item.standard_error
+    if item.chosen_by_candidate:
+        tolerance = policy.fresh_rmse_tolerance if item.lower_is_better else policy.fresh_ndcg_tolerance
+        if item.worse_by - noise > tolerance:
+            return f"worse by {item.worse_by:.4f}: more than {tolerance:g} beyond {policy.noise_z:g} standard errors"
+        return None
+    share = policy.rmse_tolerance if item.lower_is_better else policy.ndcg_tolerance
+    if item.worse_by > share * abs(item.current) and item.worse_by > noise:
+        return f"worse by {item.worse_by:.4f}: more than {share:.0%} of its figure and than {policy.noise_z:g} standard errors"
+    return None
 
 
 def rmse_evidence(
@@ -206,7 +236,7 @@ def rmse_evidence(
     fresh: np.ndarray,
     *,
     metric: str = "val RMSE",
-    on: str = "fresh validation ratings it never trained on",
+    on: str = FRESH,
 ) -> Evidence:
     """RMSE of both models' (clamped) predictions on the ``fresh`` ratings."""
     n = int(fresh.sum())

@@ -18,7 +18,7 @@ from recsys_assets.core.ranking.blend import blend_top_n
 from recsys_assets.core.ranking.evaluate import Ranker
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.metrics import HeldOut, paired_gap, ranking_metrics
-from recsys_assets.core.release.decision import Evidence
+from recsys_assets.core.release.decision import FRESH, Evidence
 from recsys_assets.core.release.lineage import Lineage, fold_in_halves
 
 FOLDED = "held-back ratings of the published model's users, each user folded in from their other half"
@@ -44,9 +44,7 @@ def fresh_ndcg_evidence(
     ranked = candidate(held.users, k)
     theirs = current.top_n(current.users.encode(users.ids[held.users]), k).movies
     theirs = np.where(theirs >= 0, movies.encode(current.movies.ids[np.maximum(theirs, 0)], unknown=-1), -1)
-    return _ndcg_evidence(
-        ranked, theirs, held, k, metric=metric, n=int(fresh.sum()), on="fresh validation ratings it never trained on"
-    )
+    return _ndcg_evidence(ranked, theirs, held, k, metric=metric, n=int(fresh.sum()), on=FRESH)
 
 
 def _without(seen: UserItems, users: np.ndarray, movies: np.ndarray) -> UserItems:
