@@ -310,7 +310,7 @@ def part_outside(frame, seeds) -> list[dict]:
             recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
             # the published ranking model's own order, before the lists' coherent rule (issue 23, item 4)
             published = Recommender.from_store(resources["storage"].store, RecsysStorage.MODEL)
-            published.coherent = False
+            published.coherent = published.support = False
             ranked = published.recommend_many(published.ranker.users.ids, k=10)
         users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
         enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731, B023 - used in this iteration

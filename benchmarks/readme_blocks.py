@@ -19,6 +19,7 @@ BLOCK_FILES = {  # block name -> the page that holds it
     "bench_ranking_scale": DOCS / "benchmarks" / "index.md",
     "bench_training": DOCS / "benchmarks" / "index.md",
     "bench_serve": DOCS / "benchmarks" / "index.md",
+    "bench_cli": DOCS / "benchmarks" / "index.md",
     "bench_celery": DOCS / "benchmarks" / "index.md",
 }
 

@@ -147,24 +147,47 @@ def background_process(args: list[str], env: dict, log: Path):
 
 
 # --- test tiers: the fast tier (unit and defs tests) runs first, then the end-to-end tier (marked e2e) ----
-_TIERS: dict = {"fast_failed": False, "first_e2e": None, "config": None}
+# With pytest-xdist (scripts/test.sh runs two workers) each worker keeps its own state, so a fast-tier failure
+# is also written to a flag file that every worker reads before an end-to-end test.
+_TIERS: dict = {"fast_failed": False, "first_e2e": None, "config": None, "flag": None}
 
 
 def _is_e2e(item) -> bool:
     return item.get_closest_marker("e2e") is not None
 
 
+def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: the controller named the flag file
+        _TIERS["flag"] = Path(workerinput["recsys_tier_flag"])
+    elif config.pluginmanager.hasplugin("xdist"):
+        import tempfile
+
+        _TIERS["flag"] = Path(tempfile.mkdtemp(prefix="recsys-tiers-")) / "fast-tier-failed"
+    _TIERS["config"] = config
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist (controller): hand each worker the flag file."""
+    node.workerinput["recsys_tier_flag"] = str(_TIERS["flag"])
+
+
 def pytest_collection_modifyitems(config, items):
     """Order the collected tests fast tier first (a stable sort keeps each tier's file order)."""
     items.sort(key=_is_e2e)
-    _TIERS.update(first_e2e=next((item.nodeid for item in items if _is_e2e(item)), None), config=config)
+    _TIERS.update(first_e2e=next((item.nodeid for item in items if _is_e2e(item)), None))
+
+
+def _fast_failed() -> bool:
+    return _TIERS["fast_failed"] or (_TIERS["flag"] is not None and _TIERS["flag"].exists())
 
 
 def pytest_runtest_logstart(nodeid, location):
     """Announce the end-to-end tier before its first test."""
     reporter = _TIERS["config"].pluginmanager.get_plugin("terminalreporter") if _TIERS["config"] else None
     if nodeid == _TIERS["first_e2e"] and reporter is not None:
-        skipped = ": skipped, the fast tier failed" if _TIERS["fast_failed"] else ""
+        skipped = ": skipped, the fast tier failed" if _fast_failed() else ""
         reporter.ensure_newline()
         reporter.write_sep("-", f"end-to-end tier (e2e){skipped}")
 
@@ -172,9 +195,11 @@ def pytest_runtest_logstart(nodeid, location):
 def pytest_runtest_logreport(report):
     if report.failed and "e2e" not in report.keywords:
         _TIERS["fast_failed"] = True
+        if _TIERS["flag"] is not None:
+            _TIERS["flag"].touch()
 
 
 def pytest_runtest_setup(item):
     """Skip the end-to-end tier when the fast tier failed (fix those first: they are quicker to rerun)."""
-    if _is_e2e(item) and _TIERS["fast_failed"]:
+    if _is_e2e(item) and _fast_failed():
         pytest.skip("the fast tier failed, so the end-to-end tier is not run (pytest -m e2e runs it alone)")

@@ -25,6 +25,7 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resource
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.xdist_group("core_model_contract")  # one worker: the module's two trainings
 MODELS = ["rating", "ranking", "most popular"]
 K = 10
 RATING, RANKING = "recommendation_model.pth", "ranking_model.pth"

@@ -254,7 +254,44 @@ def test_a_reason_is_never_a_liked_movie_whose_weight_argues_against_the_pick():
 
     a, b, pick = 0, 1, 2
     weights = UserItems.from_pairs([a, pick], [pick, a], 3, 3, np.array([-0.5, -0.5], np.float32))
-    factors = np.array([[1.0, 0.1], [0.2, 1.0], [1.0, 0.0]], np.float32)  # a is the closer to the pick
+    factors = np.array([[1.0, 0.1], [0.5, 1.0], [1.0, 0.0]], np.float32)  # a is the closer to the pick
     seen = UserItems.from_pairs([0, 0], [a, b], 1, 3, np.array([5.0, 4.5], np.float32))
     assert reasons(factors, weights, seen, np.array([0]), np.array([[pick]]))[0, 0] == b
     assert reasons(factors, None, seen, np.array([0]), np.array([[pick]]))[0, 0] == a  # the cosine alone
+    # b barely like the pick (cosine 0.1 < MIN_COSINE) and a argued against: no reason rather than a weak one
+    factors[b] = [0.1, 1.0]
+    assert reasons(factors, weights, seen, np.array([0]), np.array([[pick]]))[0, 0] == -1
+
+
+def _scores(ndcg_per_user):
+    from recsys_assets.core.ranking.metrics import RankingScores
+
+    per_user = np.asarray(ndcg_per_user, dtype=float)
+    return RankingScores({"ndcg_at_10": float(per_user.mean())}, per_user)
+
+
+@pytest.mark.parametrize(
+    ("ials", "published"),
+    [(0.30, "iALS 1"), (0.10, "most popular")],  # iALS alone holds: it; it loses too: most popular itself
+)
+def test_a_blend_that_loses_to_most_popular_is_replaced_by_the_best_that_does_not(ials, published):
+    from recsys_assets.core.ranking.choose import BlendChoice
+    from recsys_assets.core.ranking.evaluate import compare
+    from recsys_assets.core.ranking.train import _fall_back
+
+    rng = np.random.default_rng(0)
+    popular = rng.uniform(0.2, 0.4, 500)
+    scores = {
+        "ranking_model": _scores(popular - 0.1),  # loses by 0.1 per user: far beyond noise
+        "ials_alone": _scores(np.clip(popular + (ials - 0.3), 0, 1)),
+        "most_popular": _scores(popular),
+    }
+    lost = compare(scores["ranking_model"], scores["most_popular"])
+    assert lost.loses_beyond_noise
+    said = []
+    choice, comparison = _fall_back(
+        BlendChoice(Weights(1.0, 0.5, 0.0)), scores, lost, k=10, noise_z=2.0, log=said.append
+    )
+    assert choice.weights.describe() == published and not comparison.loses_beyond_noise
+    assert scores["ranking_model"] is scores["ials_alone" if published == "iALS 1" else "most_popular"]
+    assert "lost on the validation split" in choice.fallback and f"publishing {published} instead" in said[0]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from recsys_assets import Recommender
+from recsys_assets.core.recommender import COHERENT_MARGIN
 from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from recsys_assets.definitions import ASSETS, defs
 from recsys_assets.defs import features, ingest, ranking, training
@@ -94,8 +95,10 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     assert set(zip(reasoned["user_id"], reasoned["because_movie_id"])) <= set(zip(liked["userId"], liked["movieId"]))
     assert reasoned["reason"].str.startswith("because you rated movie ").all()
     means = seen.groupby("userId")["rating"].mean()
-    # coherent lists: a movie predicted below the user's mean only where fewer than 10 of the 30 best-ranked pass
-    assert (recs["predicted_rating"] >= recs["user_id"].map(means) - 1e-4).mean() > 0.8
+    # coherent lists: a movie predicted clearly below the user's mean only where fewer than 10 of the 30
+    # best-ranked pass; each list in ranking order
+    assert (recs["predicted_rating"] >= recs["user_id"].map(means) - COHERENT_MARGIN - 1e-4).mean() > 0.8
+    assert (recs.sort_values(["user_id", "rank"]).groupby("user_id")["score"].diff().dropna() <= 1e-6).all()
     assert recs["predicted_rating"].between(0.5, 5.0).all()
     ev = _mats(result, "model_evaluation")[0].metadata
     for ranker in ("ranking", "rating", "popular"):
@@ -121,7 +124,10 @@ def test_materialize_all_assets_on_a_tiny_export(tiny_export, data_dir):
     assert table["ranker"].tolist() == ["ranking model", "rating model (MF)", "most popular"]
     # the charts the UI shows on the asset page without a click: markdown under its 1,000-character limit
     for inline in (plot_md["loss"].value, ev["ndcg"].value):
-        assert inline.startswith("![") and "(data:image/png;base64," in inline and len(inline) < 1000
+        assert "![" in inline and "(data:image/png;base64," in inline and len(inline) < 1000
+    # the rankers' bars are labelled: one table row per ranker with its NDCG@10 and its bar
+    for row in table.itertuples():
+        assert f"| {row.ranker} | {row.ndcg_at_10:.4f} | ![{row.ranker}](data:image/png;base64," in ev["ndcg"].value
     assert list(ev)[0] == "ndcg" and "best epoch" in plot_md["loss"].value
     versions = _mats(result, "model_versions")[0].metadata
     rows = [record.data for record in versions["versions"].value.records]
@@ -151,21 +157,31 @@ def test_a_popularity_only_export_publishes_a_ranking_model_and_the_run_succeeds
     assert 0 < ev["ranking_coverage"].value <= 1 and 0 <= ev["ranking_top100_share"].value <= 1
 
 
-def test_a_ranking_model_that_loses_to_most_popular_is_not_published(tiny_export, data_dir):
-    good = dg.materialize(ALL_ASSETS[:4] + [ranking.ranking_model], resources=_resources(tiny_export, data_dir))
-    assert good.success
-    before = (data_dir / "ranking_model.pth").read_bytes()
+@pytest.mark.parametrize("fallback", [True, False])
+def test_a_ranking_model_that_loses_to_most_popular_is_replaced_or_not_published(tiny_export, data_dir, fallback):
+    """By default the best candidate that does not lose (here most popular) is published instead and the run
+    says why (on a first run: against a published model the release rule still judges it); with fallback off
+    the losing model is kept as rejected and the good one stays."""
+    before = None
+    if not fallback:
+        good = dg.materialize(ALL_ASSETS[:4] + [ranking.ranking_model], resources=_resources(tiny_export, data_dir))
+        assert good.success
+        before = (data_dir / "ranking_model.pth").read_bytes()
     # one factor, regularized to nothing: every score is ~0, so the order is arbitrary
-    # (iALS alone: with the blends, most popular is a candidate and would be chosen instead)
+    # (iALS alone: with the blends, most popular is a candidate and would be chosen on the inner splits)
     bad = dg.RunConfig(
-        ops={"ranking_model": ranking.RankingConfig(factors=[1], regularization=[1e7], iterations=1, blend=False)}
+        ops={
+            "ranking_model": ranking.RankingConfig(
+                factors=[1], regularization=[1e7], iterations=1, blend=False, fallback=fallback
+            )
+        }
     )
     result = dg.materialize(
         ALL_ASSETS[:4] + [ranking.ranking_model],
         resources=_resources(tiny_export, data_dir),
         run_config=bad,
         raise_on_error=False,
-        selection=["ranking_model"],
+        selection=None if fallback else ["ranking_model"],
     )
     check = next(
         e.asset_check_evaluation_data
@@ -173,10 +189,17 @@ def test_a_ranking_model_that_loses_to_most_popular_is_not_published(tiny_export
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
         and e.asset_check_evaluation_data.check_name == "beats_most_popular"
     )
+    metadata = _mats(result, "ranking_model")[0].metadata
+    if fallback:
+        assert result.success and check.severity == dg.AssetCheckSeverity.WARN  # ties most popular: no error
+        assert metadata["published"].value is True and metadata["chosen_blend"].value == "most popular"
+        assert "lost on the validation split" in metadata["fallback"].value
+        assert "lost on the validation split" in check.description
+        return
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert (data_dir / "ranking_model.pth").read_bytes() == before  # the good model stays
     assert (data_dir / "ranking_model.rejected.pth").exists()
-    assert _mats(result, "ranking_model")[0].metadata["published"].value is False
+    assert metadata["published"].value is False
 
 
 def test_ranking_config_is_validated_before_any_work(tiny_export, data_dir):

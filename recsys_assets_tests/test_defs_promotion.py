@@ -192,7 +192,8 @@ def test_the_two_models_go_live_together_or_not_at_all(tmp_path, data_dir):
     # generator draws other movie ids for another size: a new lineage, accepted here)
     write_sample_export(export, replace(FULL, n_ratings=4_400))
     new = {"accept_new_lineage": True}
-    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1, "blend": False, **new}  # iALS alone
+    # iALS alone and no fallback to most popular: it loses and is not published
+    bad_ranking = {"factors": [1], "regularization": [1e7], "iterations": 1, "blend": False, "fallback": False, **new}
     result = _run_with(export, data_dir, ranking=bad_ranking, **new)
     assert _check(result, "recommendation_model", "not_worse_than_published").passed
     assert not _check(result, "ranking_model", "beats_most_popular").passed

@@ -16,11 +16,22 @@ from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 from .conftest import CHAIN_KEYS, REPO_ROOT, background_process, free_port, graphql, make_dagster_home
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_browser")]  # one worker: a module-wide server
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"
 KEYS = CHAIN_KEYS
+# JavaScript: true when the element is inside the window and inside every scroll box around it, unscrolled
+IN_VIEW = """el => {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.top < 0 || r.left < 0 || r.bottom > innerHeight + 1 || r.right > innerWidth + 1) return false;
+  for (let p = el.parentElement; p; p = p.parentElement) {
+    if (!/(auto|scroll|hidden)/.test(getComputedStyle(p).overflowX + getComputedStyle(p).overflowY)) continue;
+    const q = p.getBoundingClientRect();
+    if (r.left < q.left - 1 || r.right > q.right + 1 || r.top < q.top - 1 || r.bottom > q.bottom + 1) return false;
+  }
+  return true;
+}"""
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -124,22 +135,36 @@ def test_materialize_all_from_the_browser(server):
             page.get_by_text("val_rmse", exact=True).first.wait_for()
             page.screenshot(path=str(SHOTS / "3-recommendation-model.png"), full_page=True)
 
-            # the loss curves and the rankers' chart are on the asset pages themselves: no click
+            # at 1400 x 900, a laptop's screen: each figure is on the asset page itself, in the first screen
+            page.set_viewport_size({"width": 1400, "height": 900})
             for asset, shot in (("training_loss_plot", "4-training-loss-plot"), ("model_evaluation", "5-evaluation")):
                 page.goto(f"{base}/assets/{asset}", wait_until="networkidle")
                 image = page.locator('img[src^="data:image/png"]').first
                 image.wait_for()
                 width, height, complete = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.complete]")
-                assert complete and width >= 200 and height >= 30
+                assert complete and width >= 40 and height >= 10
                 page.screenshot(path=str(SHOTS / f"{shot}.png"))
+                assert image.evaluate(IN_VIEW), f"{asset}: the figure is not in the first screen"
+            # model_evaluation's chart is labelled: each ranker's name and value in the row of its bar
+            for label in ("ranking model", "rating model (MF)", "most popular"):
+                bar_row = page.locator(
+                    f'xpath=//tr[td[normalize-space()="{label}"] and .//img[starts-with(@src, "data:image/png")]]'
+                ).first
+                value = bar_row.locator("td").nth(1).inner_text().strip()
+                assert 0 <= float(value) <= 1, (label, value)
+                assert bar_row.evaluate(IN_VIEW), f"{label}'s bar is not in the first screen"
             chart_row = page.locator("tr").filter(has=page.get_by_text("chart", exact=True))
             chart_row.get_by_text("[Show Markdown]").first.click()  # the full-size figure, one click away
-            page.locator('img[src^="data:image/png"]').nth(1).wait_for()
+            page.get_by_role("img", name="Rankers side by side").wait_for()
+            page.keyboard.press("Escape")
 
             page.goto(f"{base}/assets/model_versions", wait_until="networkidle")
-            page.get_by_text("val_ndcg_at_10", exact=True).first.wait_for()  # the versions table, shown inline
-            page.get_by_text("v0001", exact=True).first.wait_for()
-            page.screenshot(path=str(SHOTS / "6-model-versions.png"), full_page=True)
+            page.get_by_text("v0001", exact=True).first.wait_for()  # the versions table, shown inline
+            page.screenshot(path=str(SHOTS / "6-model-versions.png"))
+            for column in ("metric", "value"):  # not cut off by the table's scroll box at 1400 px
+                header = page.get_by_text(column, exact=True).first
+                assert header.evaluate(IN_VIEW), f"model_versions: the {column} column is cut off at 1400 px"
+            assert page.get_by_text("val_ndcg_at_10", exact=True).first.evaluate(IN_VIEW)
         except Exception:
             page.screenshot(path=str(SHOTS / "failure.png"))
             raise

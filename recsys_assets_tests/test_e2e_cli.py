@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO_ROOT, make_dagster_home, ml_small_ratings
+from .conftest import REPO_ROOT, make_dagster_home
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -126,46 +126,3 @@ def test_cli_checkpoint_file_cannot_touch_another_file(tmp_path, tiny_export):
         assert "checkpoint_file" in proc.stdout + proc.stderr
         assert model.read_bytes() == b"the published model"
         assert (data_dir / "recommendation_model.pth.parts").is_dir()
-
-
-def test_cli_on_movielens_small_beats_the_baseline(tmp_path):
-    """The acceptance run: every asset on ml-latest-small, then Recommender predicts and ranks."""
-    export = ml_small_ratings()
-    data_dir = tmp_path / "data"
-    env = _env(tmp_path, export, data_dir)
-    out = _run([str(BIN / "dagster"), "asset", "materialize", "--select", "*", "-m", "recsys_assets.definitions"], env)
-    assert "RUN_SUCCESS" in out
-    from recsys_assets import Recommender
-
-    rec = Recommender.load(data_dir / "recommendation_model.pth")
-    metrics = rec.info["metrics"]
-    assert metrics["val_rmse"] < metrics["global_mean_rmse"] and metrics["val_rmse"] <= 0.855
-    pred = rec.predict([1, 1], [1, 3])
-    assert ((pred >= 0.5) & (pred <= 5.0)).all()
-    top = rec.recommend(1, k=10)
-    assert len(top) == 10 and top.attrs["by"] == "ranking"
-    # ranking: the shipped ranker reaches the issue's bar and beats most popular by 1.5x; the rating
-    # model still beats a random ranking
-    import pandas as pd
-
-    evaluation = pd.read_parquet(data_dir / "tables" / "model_evaluation.parquet").set_index("ranker")
-    ndcg = evaluation["ndcg_at_10"]
-    assert ndcg["ranking model"] >= 0.29
-    assert ndcg["ranking model"] >= 1.5 * ndcg["most popular"]
-    n_movies, relevant_per_user = len(rec.movies), 5
-    random_ndcg = 10 * relevant_per_user / n_movies  # generous upper estimate for a random top-10
-    assert ndcg["rating model (MF)"] > random_ndcg
-    recs = pd.read_parquet(data_dir / "tables" / "user_recommendations.parquet")
-    assert recs["user_id"].nunique() == 610
-    # every reason names a movie the user rated 4 or more; a user with no such rating (one here) gets none
-    ratings = pd.read_csv(export)
-    liked = set(zip(ratings["userId"][ratings["rating"] >= 4], ratings["movieId"][ratings["rating"] >= 4], strict=True))
-    named = recs["because_movie_id"] >= 0
-    assert recs["reason"][named].str.startswith("because you rated").all() and (recs["reason"][~named] == "").all()
-    assert all((u, m) in liked for u, m in zip(recs["user_id"][named], recs["because_movie_id"][named], strict=True))
-    has_liked = recs["user_id"].isin({u for u, _ in liked})
-    assert named[has_liked].all() and not named[~has_liked].any() and (~has_liked).sum() == 10
-    # "Troll 2"-style picks are gone: the recommended movies are ones many people rated
-    counts = rec.ranker.seen.movie_counts()[rec.ranker.movies.encode(recs["movie_id"])]
-    assert float(pd.Series(counts).median()) >= 30
-    assert recs["movie_id"].value_counts().iloc[0] < 0.5 * 610  # no one film in every user's list

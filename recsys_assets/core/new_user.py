@@ -18,10 +18,16 @@ class NewUser:
     movies: IdMapping
     rating_range: tuple[float, float]
     coherent: bool
+    coherent_margin: float
+    support: bool
     average_user: np.ndarray
     global_mean: float
     movie_bias: np.ndarray
     movie_factors: np.ndarray
+
+    def _ranking_counts(self) -> np.ndarray:
+        """Ratings per movie of the ranking model (``Recommender`` counts them once)."""
+        raise NotImplementedError
 
     def popularity(self) -> np.ndarray:
         raise NotImplementedError
@@ -109,11 +115,15 @@ class NewUser:
         m = r.movies.encode(movie_ids[known])
         one = UserItems.from_pairs(np.zeros(len(m), dtype=np.int64), m, 1, len(r.movies), values[known])
         result = r.top_n(np.array([0]), self.pool(k), seen=one)
-        top = result.movies[0][np.isfinite(result.scores[0])]
-        if self.coherent:  # the first k predicted at least this person's mean rating, the rest after
+        finite = np.isfinite(result.scores[0])
+        top, counts = result.movies[0][finite], self._ranking_counts()[result.movies[0][finite]]
+        top = top[np.lexsort((-counts, -result.scores[0][finite].astype(np.float64)))]  # ties: more ratings first
+        # leave out thin evidence and movies predicted clearly below this person's mean; the order stays
+        left_out = self._ranking_counts()[top] < (r.min_ratings if self.support else 1)
+        if self.coherent:
             predicted = self.fold_in_ratings(movie_ids, values, r.movies.ids[top])
-            top = top[np.argsort(predicted < values.mean() - 1e-6, kind="stable")]
-        top = top[:k]
+            left_out |= predicted < values.mean() - self.coherent_margin - 1e-6
+        top = top[np.sort(np.argsort(left_out, kind="stable")[:k])]
         because = r.because(np.array([0]), top[None, :], seen=one)[0]
         top_ids = r.movies.ids[top]
         frame = pd.DataFrame(

@@ -48,6 +48,8 @@ from recsys_assets.core.release import live
 from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 
 COLUMNS = ["rank", "movie_id", "score", "predicted_rating", "because_movie_id"]
+# stars below a user's mean rating at which a ranked movie is left out of the list (while enough remain)
+COHERENT_MARGIN = 0.5
 # each reader: (rating model file -> payload, ranking model file -> RankingModel)
 READERS = {"numpy": (read_model_file, RankingModel.read), "torch": (load_model_file, RankingModel.load)}
 
@@ -71,7 +73,10 @@ class Recommender(RatingPredictor, NewUser):
         super().__init__(**weights)
         self.ranker = ranker
         self.heldback = self.info.get("heldback")  # the held-back evaluation set (core/heldback.py), or None
-        self.coherent = True  # no listed movie predicted below the user's mean rating (see _coherent)
+        self.coherent = True  # leave out movies predicted clearly below the user's mean rating (see _coherent)
+        self.coherent_margin = COHERENT_MARGIN  # how far below the mean (stars) is clearly below
+        self.support = True  # leave out movies with fewer ratings than the ranking model's min_ratings
+        self._counts: np.ndarray | None = None  # the ranking model's ratings per movie (_ranking_counts)
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -189,8 +194,16 @@ class Recommender(RatingPredictor, NewUser):
             r = self._ranking
             u = r.users.encode(user_ids)
             result = r.top_n(u, self.pool(k), mask=exclude_seen)
+            counts = self._ranking_counts()[np.maximum(result.movies, 0)]
+            order = np.lexsort((-counts, -result.scores.astype(np.float64)), axis=1)  # ties: more ratings first
+            rows = np.arange(len(u))[:, None]
+            result.movies, result.scores, counts = (
+                result.movies[rows, order],
+                result.scores[rows, order],
+                counts[rows, order],
+            )
             movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
-            keep = self._coherent(user_ids, movie_ids, r.seen, u, k)
+            keep = self._coherent(user_ids, movie_ids, counts >= (r.min_ratings if self.support else 1), r.seen, u, k)
             rows = np.arange(len(u))[:, None]
             result.movies, result.scores, movie_ids = (
                 result.movies[rows, keep],
@@ -234,16 +247,26 @@ class Recommender(RatingPredictor, NewUser):
         """How many ranked movies :meth:`_coherent` chooses the top ``k`` from."""
         return max(3 * k, k + 20)
 
-    def _coherent(self, user_ids, movie_ids: np.ndarray, seen: UserItems, rows: np.ndarray, k: int) -> np.ndarray:
-        """Per user, the positions (in ranking order) of the first ``k`` ranked movies whose predicted
-        rating is at least the user's mean rating; when fewer pass, the best-ranked others fill the list."""
-        if not self.coherent:
-            return np.tile(np.arange(min(k, movie_ids.shape[1])), (len(movie_ids), 1))
-        users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
-        predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
-        mean = user_means(seen, rows)
-        passes = (predicted >= mean[:, None] - 1e-6) & (movie_ids >= 0)
-        return np.argsort(~passes, axis=1, kind="stable")[:, :k]
+    def _coherent(
+        self, user_ids, movie_ids: np.ndarray, supported: np.ndarray, seen: UserItems, rows: np.ndarray, k: int
+    ) -> np.ndarray:
+        """Per user, the positions of the ``k`` movies listed, in ranking order: the best-ranked ones, leaving
+        out those without enough ratings (``supported`` false: fewer than the ranking model's ``min_ratings``)
+        and those the rating model predicts clearly below the user's mean rating (by more than
+        ``coherent_margin`` stars), while enough others remain. A left-out movie is never moved: the kept
+        positions stay sorted, so the list's scores never rise down the list."""
+        passes = supported & (movie_ids >= 0)
+        if self.coherent:
+            users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
+            predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
+            passes &= predicted >= user_means(seen, rows)[:, None] - self.coherent_margin - 1e-6
+        return np.sort(np.argsort(~passes, axis=1, kind="stable")[:, : min(k, movie_ids.shape[1])], axis=1)
+
+    def _ranking_counts(self) -> np.ndarray:
+        """Ratings per movie of the ranking model (its index), counted once."""
+        if self._counts is None:
+            self._counts = self._ranking.seen.movie_counts()
+        return self._counts
 
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
         counts = self.popularity()

@@ -64,10 +64,12 @@ def line_chart(series: list[tuple[list[float], int]], *, mark: int | None = None
     return encode_png(pixels)
 
 
-def bar_chart(values: list[float], colours: list[int], *, width: int = 240, bar: int = 10) -> bytes:
-    """Horizontal bars, one per value (top to bottom), scaled to the largest."""
+def bar_chart(
+    values: list[float], colours: list[int], *, width: int = 240, bar: int = 10, top: float | None = None
+) -> bytes:
+    """Horizontal bars, one per value (top to bottom), scaled to ``top`` (default: the largest value)."""
     pixels = np.zeros((len(values) * (bar + 4), width), dtype=np.uint8)
-    top = max(max(values), 1e-12)
+    top = max(max(values) if top is None else top, 1e-12)
     for i, (value, colour) in enumerate(zip(values, colours)):
         pixels[i * (bar + 4) + 2 : i * (bar + 4) + 2 + bar, : max(1, int(width * max(value, 0) / top))] = colour
     return encode_png(pixels)
@@ -97,10 +99,19 @@ def loss_markdown(history: list[dict], best_epoch: int | None) -> str:
 
 
 def bars_markdown(names: list[str], values: list[float], what: str) -> str:
-    """One bar per name (top to bottom, blue, orange, grey, ...) with the figures as the caption."""
+    """A labelled bar chart as a markdown table: one row per name with its value and its bar (blue, orange,
+    grey, ...), all bars on one scale; the plain table when the bars would not fit the UI's inline limit."""
     colours = [(BLUE, ORANGE, GREY)[i % 3] for i in range(len(names))]
-    caption = f"{what}, top to bottom: " + ", ".join(f"{n} {v:.4f}" for n, v in zip(names, values))
-    try:
-        return inline_markdown(bar_chart(values, colours), what, caption)
-    except ValueError:
-        return caption
+    top = max([v for v in values if np.isfinite(v)] or [1.0])
+    for width in (72, 48, 0):
+        rows = [f"| ranker | {what} | |", "| --- | ---: | --- |"]
+        for name, value, colour in zip(names, values, colours):
+            bar = ""
+            if width and np.isfinite(value):
+                png = bar_chart([value], [colour], width=width, bar=10, top=top)
+                bar = f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
+            rows.append(f"| {name} | {value:.4f} | {bar} |")
+        text = "\n".join(rows)
+        if len(text) < INLINE_LIMIT:
+            return text
+    return text

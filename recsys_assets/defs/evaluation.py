@@ -12,10 +12,11 @@ from recsys_assets.core.ids import IdMapping, mappings_from_table
 from recsys_assets.core.plots import plot_ranker_comparison
 from recsys_assets.core.presentation import markdown_table, read_titles, reasons
 from recsys_assets.core.rating.metrics import mae, rmse
+from recsys_assets.core.recommender import COHERENT_MARGIN
 from recsys_assets.defs.owners import OWNERS
 from recsys_assets.defs.publishing import provenance
 from recsys_assets.defs.ranking import ranking_model
-from recsys_assets.defs.resources import RecsysStorage
+from recsys_assets.defs.resources import COLUMN_SCHEMA_OFF, RecsysStorage
 from recsys_assets.defs.training import recommendation_model
 
 if TYPE_CHECKING:  # the scoring code (PyTorch) is imported by the evaluation steps themselves
@@ -34,8 +35,13 @@ class RecommendationsConfig(dg.Config):
     )
     coherent: bool = Field(
         default=True,
-        description="Leave out movies the rating model predicts below the user's mean rating (while enough of the "
-        "best-ranked remain); false: the ranking order alone.",
+        description="Leave out movies the rating model predicts clearly below the user's mean rating (while enough "
+        "of the best-ranked remain); the list keeps the ranking order either way. false: the ranking order alone.",
+    )
+    coherent_margin: float = Field(
+        default=COHERENT_MARGIN,
+        ge=0,
+        description="How many stars below the user's mean rating a prediction must be to leave the movie out.",
     )
 
 
@@ -59,16 +65,11 @@ def _recommender(storage: RecsysStorage) -> "Recommender":
 def user_recommendations(
     context: dg.AssetExecutionContext, config: RecommendationsConfig, storage: RecsysStorage
 ) -> dg.Output[pd.DataFrame]:
-    """Top-N movies for every user that the user has not rated, ranked by the ranking model.
-
-    Columns: user_id, rank, movie_id, score (the ranking model's), predicted_rating (the
-    rating model's, in stars), because_movie_id and reason (the rated movie that contributes
-    most to the score: "because you rated ..."), and title when a MovieLens movies.csv is
-    set by RECSYS_MOVIES_PATH. Scored in blocks of users (one matrix product and one top-k
-    per block), so memory stays bounded on large catalogues.
+    """Top-N unseen movies for every user, in the ranking model's order, with the rating model's
+    predicted stars, a "because you rated ..." reason and titles when RECSYS_MOVIES_PATH is set.
     """
     rec = _recommender(storage)
-    rec.coherent = config.coherent
+    rec.coherent, rec.coherent_margin = config.coherent, config.coherent_margin
     if config.by == "ranking" and rec.ranker is None:
         context.log.warning("no ranking model is published: recommendations are ordered by predicted rating")
     user_ids = rec.ranker.users.ids if rec.ranker is not None and config.by == "ranking" else rec.users.ids
@@ -135,7 +136,11 @@ def _rating_ranker(fit, users: IdMapping, movies: IdMapping, seen):
 
 
 @dg.asset(
-    deps=[recommendation_model, ranking_model], group_name="evaluation", kinds={"pandas", "parquet"}, owners=OWNERS
+    deps=[recommendation_model, ranking_model],
+    group_name="evaluation",
+    kinds={"pandas", "parquet"},
+    owners=OWNERS,
+    metadata={COLUMN_SCHEMA_OFF: True},  # no "Columns" block above the chart: its columns are in the docs
 )
 def model_evaluation(
     context: dg.AssetExecutionContext,
@@ -145,18 +150,10 @@ def model_evaluation(
     train_ratings: pd.DataFrame,
     val_ratings: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """Every ranker side by side on the validation split: the ranking model, the rating model and most popular.
+    """Every ranker side by side on the validation split: the ranking model, the rating model, most popular.
 
-    One row per ranker with NDCG, precision, recall and hit rate at k, catalogue coverage, the
-    share of picks among the 100 most-rated movies (top100_share), the share of users shown the
-    most-shown movie (max_movie_share) and the median training-rating count of the recommended
-    movies (low = obscure). Relevant = a
-    validation rating at or above relevance_threshold; each user's training movies are
-    excluded from every ranking. Both models are scored through their held-out fits
-    (training split only, stored in their files; the published refits trained on the
-    validation ratings): the ranking model as the candidate its asset chose; the rating model
-    also gets RMSE and MAE.
-    A bar chart of the metrics is shown on the asset page.
+    NDCG, precision, recall and hit rate at k, coverage and popularity shares, one row per ranker; the
+    labelled chart comes first on this page (docs/guide/running.md, "What model_evaluation reports", explains each column).
     """
     from recsys_assets.core.ranking import HeldOut, UserItems, evaluate_rankers, popularity_ranker
     from recsys_assets.core.ranking.blend import blend_ranker
@@ -212,12 +209,16 @@ def model_evaluation(
 
     ndcg = [float(getattr(row, f"ndcg_at_{k}")) for row in frame.itertuples()]
     # small enough for the UI to show on the asset page itself, so it goes first
-    metadata = {"ndcg": dg.MetadataValue.md(bars_markdown(list(frame["ranker"]), ndcg, f"NDCG@{k}")), **metadata}
     store = storage.store
     with store.write(storage.EVALUATION_PLOT) as tmp:
         encoded = base64.b64encode(plot_ranker_comparison(frame, tmp, k=k).read_bytes()).decode()
-    metadata["chart"] = dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})")
-    metadata["chart_path"] = dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT))
+    # the labelled chart first (small enough for the UI to show inline), the full-size figure one click away
+    metadata = {
+        "ndcg": dg.MetadataValue.md(bars_markdown(list(frame["ranker"]), ndcg, f"NDCG@{k}")),
+        "chart": dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})"),
+        "chart_path": dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT)),
+        **metadata,
+    }
     metadata.update(provenance(context, config.model_dump()))
     summary = ", ".join(f"{row.ranker} {getattr(row, f'ndcg_at_{k}'):.4f}" for row in frame.itertuples())
     context.log.info(f"NDCG@{k}: {summary}")

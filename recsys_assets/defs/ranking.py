@@ -92,6 +92,15 @@ class RankingConfig(PromotionConfig):
         description="Compare iALS with item-item, most popular and their blends on an inner split and publish the "
         "best; false: iALS alone.",
     )
+    fallback: bool = Field(
+        default=True,
+        description="When the chosen candidate loses to most popular on the validation split beyond noise, publish the "
+        "best that does not (iALS alone, else most popular) and say why; false: publish nothing (the check blocks).",
+    )
+    min_ratings: bool = Field(
+        default=True,
+        description="Choose on the inner splits the fewest ratings a listed movie needs (1 to 20); false: any movie.",
+    )
     diversity: float = Field(
         default=1.0,
         description="The popularity penalty one step below the largest whose NDCG@10 on the inner splits stays "
@@ -113,7 +122,15 @@ class RankingConfig(PromotionConfig):
             max_ease_items=self.max_ease_items,
             neighbours=self.neighbours,
         )
-        return CandidateSettings(self.factors, self.regularization, items, self.diversity, blend=self.blend)
+        return CandidateSettings(
+            self.factors,
+            self.regularization,
+            items,
+            self.diversity,
+            blend=self.blend,
+            support=self.min_ratings,
+            fallback=self.fallback,
+        )
 
     def params(self) -> IALSParams:
         """The fixed settings (with the first candidate of each list); every candidate is validated here."""
@@ -175,16 +192,11 @@ def ranking_model(
     train_ratings: pd.DataFrame,
     val_ratings: pd.DataFrame,
 ) -> dg.MaterializeResult:
-    """The ranking model that orders recommendations, saved as ranking_model.pth in the data folder.
+    """The ranking model that orders recommendations (ranking_model.pth): the best of iALS, item-item,
+    most popular and their blends, chosen on an inner split of the training split.
 
-    Implicit-feedback ALS (iALS): every rated movie is a positive weighted by its rating,
-    every other movie a weak negative, so the factors learn what a user will watch and like
-    rather than how many stars they give. Its capacity (factors, regularization) is chosen
-    among the configured candidates on an inner split of the training split; it is then
-    fitted on the training split and scored on the validation split beside a most-popular
-    list (these are the reported figures and the publishing rule's evidence), and fitted
-    again on training + validation with the same settings: the published file uses every
-    rating the pipeline saw. Loads with torch.load(..., weights_only=True).
+    Scored on the validation split beside most popular (the figures shown and the release's evidence),
+    then refitted on training + validation for publishing. docs/design/models.md has the details.
     """
     params = config.params()  # invalid settings fail here, before any work
     candidates = config.candidates()

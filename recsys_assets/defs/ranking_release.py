@@ -80,6 +80,7 @@ def ranking_file(result: "RankingTraining", config, plan: "EvaluationPlan", mapp
             "capacity_candidates": result.selection.candidates,
             "data_fingerprint": plan.fingerprint,
             "blend_candidates": result.blend.candidates,
+            "fallback": result.blend.fallback,
             "item_item": published_item_item.method if published_item_item else "none",
         },
         evaluation=(result.evaluation_model.user_factors, result.evaluation_model.item_factors),
@@ -88,6 +89,7 @@ def ranking_file(result: "RankingTraining", config, plan: "EvaluationPlan", mapp
         evaluation_item_item=evaluation_item_item.weights if evaluation_item_item else None,
         heldback=plan.heldback,
         item_exponent=published_item_item.rating_exponent if published_item_item else 0.0,
+        min_ratings=result.blend.min_ratings,
     )
 
 
@@ -119,6 +121,8 @@ def log_verdict(context: dg.AssetExecutionContext, storage: RecsysStorage, relea
     verdict, target = release.result.comparison.describe(), storage.store.url(outcome.name)
     if release.publish:
         context.log.info(f"{target}: {verdict}")
+        if release.result.blend.fallback:
+            context.log.warning(release.result.blend.fallback)
         return
     why = release.verdict.rejection or verdict
     context.log.error(
@@ -136,7 +140,8 @@ def ranking_checks(release: RankingRelease) -> list[dg.AssetCheckResult]:
             check_name="beats_most_popular",
             passed=comparison.beats,
             severity=beats_severity,
-            description=comparison.describe(),
+            description=comparison.describe()
+            + (f" ({release.result.blend.fallback})" if release.result.blend.fallback else ""),
             metadata={
                 "ndcg_at_10": round(comparison.ndcg, 4),
                 "most_popular_ndcg_at_10": round(comparison.baseline_ndcg, 4),
@@ -163,6 +168,8 @@ def ranking_metadata(context, storage, config, release: RankingRelease, outcome,
         **provenance(context, {**config.model_dump(), **params.to_dict()}),
         "candidates": dg.MetadataValue.md(_candidates_table(result.selection.candidates)),
         "chosen_blend": dg.MetadataValue.text(result.blend.weights.describe()),
+        **({"fallback": dg.MetadataValue.text(result.blend.fallback)} if result.blend.fallback else {}),
+        "min_ratings": dg.MetadataValue.int(result.blend.min_ratings),
         "blend_candidates": dg.MetadataValue.md(_blend_table(result.blend.candidates)),
         "item_item": dg.MetadataValue.text(result.published_item_item.method if result.published_item_item else "none"),
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in result.metrics.items()},

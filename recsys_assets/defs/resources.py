@@ -170,6 +170,10 @@ class DeviceResource(dg.ConfigurableResource):
         return resolve_device(self.device)
 
 
+# asset metadata: True keeps the table's column schema off the asset page (a short table read through its chart)
+COLUMN_SCHEMA_OFF = "recsys/no_column_schema"
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores pandas DataFrames as Parquet files, published atomically: each run's own copy
     ``<data_dir>/tables/runs/<run id>/<asset>.parquet`` and the latest ``<data_dir>/tables/<asset>.parquet``.
@@ -197,15 +201,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 store.put(tmp, name)
         if run_id:
             _prune_runs(store, run_id, _optional(lambda: context.step_context.instance), context.log)
-        schema = dg.TableSchema(columns=[dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()])
-        context.add_output_metadata(
-            {
-                "path": dg.MetadataValue.path(store.url(latest)),
-                "run_path": dg.MetadataValue.path(store.url(names[0])),
-                "size_bytes": dg.MetadataValue.int(store.size(latest)),
-                "dagster/column_schema": schema,
-            }
-        )
+        metadata: dict[str, object] = {
+            "path": dg.MetadataValue.path(store.url(latest)),
+            "run_path": dg.MetadataValue.path(store.url(names[0])),
+            "size_bytes": dg.MetadataValue.int(store.size(latest)),
+        }
+        if not (_optional(lambda: context.definition_metadata) or {}).get(COLUMN_SCHEMA_OFF):
+            columns = [dg.TableColumn(name=str(c), type=str(t)) for c, t in obj.dtypes.items()]
+            metadata["dagster/column_schema"] = dg.TableSchema(columns=columns)
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         storage, store, asset = self.storage, self.storage.store, _asset_name(context.asset_key)

@@ -47,6 +47,9 @@ class BlendChoice:
     weights: Weights
     candidates: list[dict] = field(default_factory=list)
     penalty: float = 0.0
+    min_ratings: int = 1  # the fewest training ratings a listed movie needs (choose_support)
+    support: list[dict] = field(default_factory=list)  # every support candidate's inner NDCG@10
+    fallback: str = ""  # why these weights replaced the inner splits' choice (it lost to most popular), or ""
 
 
 def _score(folds: Sequence[InnerFold], weights, k: int, max_users: int, seed: int) -> list[RankingScores]:
@@ -113,6 +116,73 @@ def choose_blend(
         f"{penalty:g}); iALS alone {ndcg[0]:.4f}, most popular {ndcg[-1]:.4f}"
     )
     return BlendChoice(chosen, candidates, penalty)
+
+
+SUPPORT = (1, 2, 3, 5, 10, 20)  # the fewest training ratings a listed movie may have: the candidates
+
+
+def supported(movies: np.ndarray, counts: np.ndarray, min_ratings: int, k: int) -> np.ndarray:
+    """Per row of ``movies`` (a ranked pool, best first, -1 past its end), the positions of the ``k`` listed:
+    the best-ranked with at least ``min_ratings`` ratings, the best-ranked others filling a row short of
+    them; in ranking order either way (a movie is left out, never moved)."""
+    passes = (movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings)
+    return np.sort(np.argsort(~passes, axis=1, kind="stable")[:, : min(k, movies.shape[1])], axis=1)
+
+
+def choose_support(
+    folds: Sequence[InnerFold],
+    weights: Weights,
+    *,
+    k: int = 10,
+    pool: int = 30,
+    max_users: int = 5_000,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda message: None,
+) -> tuple[int, list[dict]]:
+    """The evidence a listed movie needs (its fewest training ratings, of ``SUPPORT``), chosen on the inner folds:
+    the largest whose pooled NDCG@k stays within half a standard error of the best one's (the paired per-user gap),
+    so thin evidence is left out where the figures cannot tell the difference. Each candidate's row is returned."""
+    per_fold, scored = [], []
+    for fold in folds:
+        users = fold.held.users
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        top = blend_top_n_many(fold.parts, [weights], fold.seen, users, pool)[0].movies
+        counts = fold.seen.movie_counts()
+        rows = np.arange(len(users))[:, None]
+        per_fold.append(
+            [ranking_metrics(top[rows, supported(top, counts, m, k)], users, fold.held, k, counts) for m in SUPPORT]
+        )
+        scored.append(users[fold.held.relevant.counts()[users] > 0])
+    ids, where = np.unique(np.concatenate(scored), return_inverse=True)
+    times = np.maximum(np.bincount(where, minlength=len(ids)), 1)
+    ndcg = [
+        np.bincount(where, np.concatenate([f[i].ndcg_per_user for f in per_fold]), len(ids)) / times
+        for i in range(len(SUPPORT))
+    ]
+    best = int(np.argmax([n.mean() for n in ndcg]))
+    rows, chosen = [], SUPPORT[best]
+    for i, m in enumerate(SUPPORT):
+        gap, se = paired_gap(ndcg[i], ndcg[best])
+        within = bool(gap >= -0.5 * se)
+        if within and m > chosen:
+            chosen = m
+        coverage = float(np.mean([f[i].metrics["coverage"] for f in per_fold]))
+        rows.append(
+            {
+                "min_ratings": m,
+                "inner_ndcg_at_10": float(ndcg[i].mean()),
+                "inner_coverage": coverage,
+                "within_noise": within,
+            }
+        )
+    for row in rows:
+        row["chosen"] = row["min_ratings"] == chosen
+    log(
+        f"support: a listed movie needs at least {chosen} training rating(s) (inner NDCG@{k} "
+        f"{ndcg[SUPPORT.index(chosen)].mean():.4f}; 1 rating: {ndcg[0].mean():.4f})"
+    )
+    return chosen, rows
 
 
 def _row(w: Weights, s: RankingScores, k: int) -> dict:

@@ -75,6 +75,7 @@ class RankingModel:
     evaluation_item_item: UserItems | None = None  # the same, fit on the training split only
     heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
     item_exponent: float = 0.0  # how the item-item part reads a rated movie (itemitem.input_values; 0: as 1)
+    min_ratings: int = 1  # the fewest ratings a listed movie needs (chosen on the inner splits; choose_support)
 
     def components(self, seen: UserItems | None = None) -> Components:
         """The published parts; popularity counts from ``seen`` (default: what the model was fitted on)."""
@@ -162,6 +163,7 @@ class RankingModel:
             payload["eval_item_factors"] = tensor(self.evaluation[1], np.float32)
         payload["blend"] = self.weights.to_dict()
         payload["item_exponent"] = float(self.item_exponent)
+        payload["min_ratings"] = int(self.min_ratings)
         for prefix, matrix in (("item", self.item_item), ("eval_item", self.evaluation_item_item)):
             if matrix is not None:
                 payload[f"{prefix}_indptr"] = tensor(matrix.indptr, np.int64)
@@ -260,6 +262,7 @@ class RankingModel:
             _item_item(payload, "eval_item", len(Q)),
             HeldBack.from_payload(payload),
             float(payload.get("item_exponent", 0.0)),
+            int(payload.get("min_ratings", 1)),
         )._checked()
 
     def _checked(self) -> "RankingModel":
@@ -268,6 +271,8 @@ class RankingModel:
             raise ValueError("the blend weights are not finite")
         if not (np.isfinite(self.item_exponent) and 0 <= self.item_exponent <= 10):
             raise ValueError(f"item_exponent must be between 0 and 10, got {self.item_exponent}")
+        if not 1 <= self.min_ratings <= 1_000_000:
+            raise ValueError(f"min_ratings must be between 1 and 1,000,000, got {self.min_ratings}")
         if w.items and self.item_item is None:
             raise ValueError("the blend uses item-item weights that the file does not hold")
         return self

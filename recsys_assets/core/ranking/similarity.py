@@ -12,6 +12,8 @@ from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.itemitem import pair_weights
 
 LIKED = 4.0  # a reason names a movie the user rated at least this
+# a reason needs a positive item-item weight (rated together, and highly) or factors this alike (cosine)
+MIN_COSINE = 0.2
 
 
 def _cosine(factors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -71,7 +73,8 @@ def neighbours(factors: np.ndarray | None, weights: UserItems | None, movie: int
 def reasons(
     factors: np.ndarray | None, weights: UserItems | None, seen: UserItems, users: np.ndarray, recommended: np.ndarray
 ) -> np.ndarray:
-    """For each recommended movie, the movie the user rated ``LIKED`` or more that is most like it (-1: none)."""
+    """For each recommended movie, the movie the user rated ``LIKED`` or more that is most like it; -1 when none
+    is (no liked movie, or none with a positive item-item weight or a factor cosine of ``MIN_COSINE``)."""
     users = np.asarray(users, dtype=np.int64)
     recommended = np.asarray(recommended, dtype=np.int64)
     because = np.full(recommended.shape, -1, dtype=np.int64)
@@ -84,6 +87,13 @@ def reasons(
         valid = picks >= 0
         if not len(liked) or not valid.any():
             continue
-        sims = similarity(factors, weights, liked.astype(np.int64), picks[valid], keys)
-        because[row, valid] = liked[np.argmax(sims, axis=0)]
+        a, b = liked.astype(np.int64), picks[valid]
+        cos = _cosine(factors, a, b) if factors is not None else np.zeros((len(a), len(b)))
+        w = _symmetric(weights, a, b, keys) if weights is not None else np.zeros_like(cos)
+        sims = _combine(w, cos) if weights is not None else cos
+        # a weak likeness names no reason rather than a poor one; a negative weight argues against the pick
+        meaningful = (w > 0) | ((w == 0) & (cos >= MIN_COSINE))
+        sims = np.where(meaningful, sims, -np.inf)
+        best = np.argmax(sims, axis=0)
+        because[row, valid] = np.where(meaningful.any(axis=0), liked[best], -1)
     return because

@@ -20,7 +20,14 @@ import numpy as np
 import torch
 
 from recsys_assets.core.ranking.blend import Components, blend_ranker, blend_top_n_many
-from recsys_assets.core.ranking.choose import IALS_ALONE, POPULAR, BlendChoice, InnerFold, choose_blend
+from recsys_assets.core.ranking.choose import (
+    IALS_ALONE,
+    POPULAR,
+    BlendChoice,
+    InnerFold,
+    choose_blend,
+    choose_support,
+)
 from recsys_assets.core.ranking.evaluate import Comparison, compare, evaluate_rankers, factor_ranker
 from recsys_assets.core.ranking.ials import IALSModel, IALSParams, fit_ials
 from recsys_assets.core.ranking.interactions import UserItems
@@ -204,6 +211,8 @@ class CandidateSettings:
     blend: bool = True  # False: iALS alone (no candidates compared)
     max_eval_users: int = 30_000  # the validation figures come from at most this many users (a random sample)
     inner_folds: int | None = None  # inner splits the blend is chosen on; None: 3 below FEW_USERS users, else 1
+    support: bool = True  # choose the fewest ratings a listed movie needs on the inner splits (False: 1)
+    fallback: bool = True  # a choice that loses to most popular on validation: publish the best that does not
 
     def __post_init__(self):
         if self.inner_folds is not None and not 1 <= self.inner_folds <= 10:
@@ -278,6 +287,8 @@ def train_ranking_model(
     counts, weights = train_m.movie_counts(), profile_weights(train_m, users, held)  # a bot block weighs one user
     scores = {name: ranking_metrics(tops[w].movies, users, held, k, counts, weights) for name, w in named.items()}
     comparison = compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
+    if comparison.loses_beyond_noise and settings.fallback:  # never below most popular: the best that does not
+        blend, comparison = _fall_back(blend, scores, comparison, k=k, noise_z=noise_z, log=log)
     lap("evaluation on the validation split (top-10, most popular)")
     log(f"held-out fit: {comparison.describe(k)} over {scores['ranking_model'].metrics['users_evaluated']:,} users")
     fit_on = refit if refit is not None else train.concat(val)
@@ -289,6 +300,24 @@ def train_ranking_model(
     return RankingTraining(
         held_out_fit, published, fit_m, scores, comparison, selection, seconds, blend, held_items, published_items
     )
+
+
+def _fall_back(blend: BlendChoice, scores: dict, comparison, *, k: int, noise_z: float, log) -> tuple:
+    """The chosen blend lost to most popular on the validation split beyond noise: iALS alone when it does
+    not lose, else most popular itself (which cannot lose to itself). ``scores["ranking_model"]`` becomes the
+    fallback's, so the figures and the release's evidence describe what is published."""
+    lost = comparison.describe(k)
+    name, weights = "most_popular", POPULAR
+    if (
+        blend.weights != IALS_ALONE
+        and not compare(scores["ials_alone"], scores["most_popular"], k, z=noise_z).loses_beyond_noise
+    ):
+        name, weights = "ials_alone", IALS_ALONE
+    scores["ranking_model"] = scores[name]
+    why = f"the chosen blend ({blend.weights.describe()}) lost on the validation split: {lost}; publishing {weights.describe()} instead"
+    log(why)
+    chosen = replace(blend, weights=weights, fallback=why)
+    return chosen, compare(scores["ranking_model"], scores["most_popular"], k, z=noise_z)
 
 
 def _published_fit(matrix: UserItems, held_out_fit, settings, *, device, progress):
@@ -334,4 +363,7 @@ def _choose(train, n_users, n_movies, selection, settings, *, threshold, device,
             log(f"item-item candidate: {items.method} ({items.fit_seconds:.1f} s on inner split {fold + 1}/{n_folds})")
         parts = _components(model, items, inner.matrix.movie_counts())
         folds.append(InnerFold(parts, inner.matrix, inner.held))
-    return choose_blend(folds, diversity=settings.diversity, log=log)
+    choice = choose_blend(folds, diversity=settings.diversity, log=log)
+    if settings.support:
+        choice.min_ratings, choice.support = choose_support(folds, choice.weights, log=log)
+    return choice
