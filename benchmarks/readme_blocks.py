@@ -20,6 +20,7 @@ BLOCK_FILES = {  # block name -> the page that holds it
     "bench_training": DOCS / "benchmarks" / "index.md",
     "bench_serve": DOCS / "benchmarks" / "index.md",
     "bench_cli": DOCS / "benchmarks" / "index.md",
+    "bench_similar": DOCS / "benchmarks" / "index.md",
     "bench_celery": DOCS / "benchmarks" / "index.md",
 }
 

@@ -109,7 +109,10 @@ class SimilarMovie(BaseModel):
 class Similar(BaseModel):
     movie_id: int
     title: str | None = None
-    by: str = Field(description="item-item (weights, ties by the factors' cosine), or ranking / rating (cosine)")
+    by: str = Field(
+        description="item-item (weights, ties by the factors' cosine), or ranking / rating (cosine); ' and genres' when "
+        "the server has movies.csv (the genres they share count too)"
+    )
     models: Versions
     items: list[SimilarMovie]
 
@@ -165,7 +168,13 @@ def _answer(loaded: Loaded, frame: pd.DataFrame, titles, user_id: int | None = N
     )
 
 
-def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload_interval: float = 1.0) -> FastAPI:
+def create_app(
+    server: ModelServer,
+    *,
+    titles: "pd.Series | None" = None,
+    genres: "pd.Series | None" = None,
+    reload_interval: float = 1.0,
+) -> FastAPI:
     """The API over ``server``; while the app runs, ``server`` reloads every ``reload_interval`` seconds."""
 
     @contextlib.asynccontextmanager
@@ -177,7 +186,7 @@ def create_app(server: ModelServer, *, titles: "pd.Series | None" = None, reload
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     _health_route(app, server)
-    _recommendation_routes(app, server, titles)
+    _recommendation_routes(app, server, titles, genres)
     return app
 
 
@@ -263,7 +272,9 @@ def _health_route(app: FastAPI, server: ModelServer) -> None:
         )
 
 
-def _recommendation_routes(app: FastAPI, server: ModelServer, titles: "pd.Series | None") -> None:
+def _recommendation_routes(
+    app: FastAPI, server: ModelServer, titles: "pd.Series | None", genres: "pd.Series | None" = None
+) -> None:
     @app.get("/users/{user_id}/recommendations")
     def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: By = "ranking") -> Recommendations:
         pair = _loaded(server)
@@ -274,7 +285,7 @@ def _recommendation_routes(app: FastAPI, server: ModelServer, titles: "pd.Series
     def similar(movie_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K)) -> Similar:
         pair = _loaded(server)
         try:
-            frame = pair.recommender.similar_movies(movie_id, k=k)
+            frame = pair.recommender.similar_movies(movie_id, k=k, genres=genres)
         except KeyError:
             raise HTTPException(404, f"movie {movie_id} is not known to the model") from None
         rows = zip(*(frame[c].tolist() for c in ("rank", "movie_id", "similarity")))
@@ -298,7 +309,7 @@ def _recommendation_routes(app: FastAPI, server: ModelServer, titles: "pd.Series
         return _answer(pair, frame, titles)
 
 
-def serve(data_dir: str, *, host: str, port: int, titles=None, reload_interval: float = 1.0) -> None:
+def serve(data_dir: str, *, host: str, port: int, titles=None, genres=None, reload_interval: float = 1.0) -> None:
     """Run the API with uvicorn until interrupted (one process; requests in its thread pool, each request's
     matrix products on one BLAS thread: concurrent requests are the parallelism, and 16 requests times
     every core's BLAS threads would oversubscribe the CPUs)."""
@@ -306,5 +317,5 @@ def serve(data_dir: str, *, host: str, port: int, titles=None, reload_interval: 
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    app = create_app(ModelServer(data_dir), titles=titles, reload_interval=reload_interval)
+    app = create_app(ModelServer(data_dir), titles=titles, genres=genres, reload_interval=reload_interval)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

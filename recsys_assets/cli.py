@@ -170,11 +170,11 @@ def _serve(args) -> int:
     # RECSYS_SERVE_PORT is read here, when serving, so that a bad value fails this command alone
     port = args.port if args.port is not None else settings.SERVE_PORT.integer(minimum=PORTS[0], maximum=PORTS[1])
     from recsys_assets.api import serve
-    from recsys_assets.core.presentation import read_titles
+    from recsys_assets.core.presentation import read_genres, read_titles
 
-    titles = read_titles(args.movies)
+    titles, genres = read_titles(args.movies), read_genres(args.movies)
     print(f"serving the models in {args.data_dir} on http://{args.host}:{port} (docs at /docs; Ctrl-C stops)")
-    serve(args.data_dir, host=args.host, port=port, titles=titles, reload_interval=args.reload_interval)
+    serve(args.data_dir, host=args.host, port=port, titles=titles, genres=genres, reload_interval=args.reload_interval)
     return 0
 
 

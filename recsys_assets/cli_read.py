@@ -107,7 +107,7 @@ SIGNALS = {
 
 
 def similar(args) -> int:
-    from recsys_assets.core.presentation import matching_movies, movie_name, read_titles
+    from recsys_assets.core.presentation import matching_movies, movie_name, read_genres, read_titles
 
     if (args.movie is None) == (args.title is None):
         raise ValueError("give either --movie ID or --title TEXT")
@@ -122,10 +122,12 @@ def similar(args) -> int:
             more = f" and {len(others) - ALSO_MATCHED} more" if len(others) > ALSO_MATCHED else ""
             print(f"also matched: {named}{more} (use --movie ID for one of them)")
     try:
-        frame = rec.similar_movies(movie, k=args.k)
+        frame = rec.similar_movies(movie, k=args.k, genres=read_genres(args.movies))
     except KeyError as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
-    print(f"movies like {movie_name(movie, titles)}, by {SIGNALS.get(frame.attrs['by'], frame.attrs['by'])}:")
+    by = frame.attrs["by"].removesuffix(" and genres")
+    genres = " and the genres they share (movies.csv)" if frame.attrs["by"].endswith(" and genres") else ""
+    print(f"movies like {movie_name(movie, titles)}, by {SIGNALS.get(by, by)}{genres}:")
     if titles is not None:
         frame = frame.assign(title=frame["movie_id"].map(_shortened(titles)).fillna(""))
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

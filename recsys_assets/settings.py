@@ -205,6 +205,11 @@ MOVIELENS_DIR = Setting(
     "real data read; they are skipped without it",
     shown_default="`../shared/datasets/ml-latest-small` beside the checkout",
 )
+TEST_WORKERS = Setting(
+    "RECSYS_TEST_WORKERS",
+    "2",
+    "the pytest-xdist workers `scripts/test.sh` runs the suite on (0: one process)",
+)
 DAGSTER_HOME = Setting(
     "DAGSTER_HOME",
     "",

@@ -240,6 +240,26 @@ def test_toy_story_2_is_among_toy_storys_neighbours_on_movielens_small():
     assert toy_story == 1
     top, _ = model.similar(int(movies.encode([toy_story])[0]), 10)
     assert 3114 in movies.ids[top].tolist()  # Toy Story 2
+    # with the genres of movies.csv: likeness, not co-popularity (Independence Day was #2 without them)
+    from recsys_assets.core.presentation import read_genres
+    from recsys_assets.core.ranking.similarity import GENRE_WEIGHT, genre_likeness, genre_matrix, neighbours
+
+    genres = read_genres(ml_small_ratings().with_name("movies.csv"))
+    assert genres is not None
+    query = int(movies.encode([toy_story])[0])
+    bonus = GENRE_WEIGHT * genre_likeness(genre_matrix(genres, movies.ids), query)
+    top, _ = neighbours(model.item_factors, model.item_item, query, 10, bonus)
+    ids = movies.ids[top].tolist()
+    pixar = {
+        3114: "Toy Story 2",
+        78499: "Toy Story 3",
+        4886: "Monsters, Inc.",
+        6377: "Finding Nemo",
+        2355: "A Bug's Life",
+    }
+    assert len(set(ids) & set(pixar)) >= 3, [titles[m] for m in ids]
+    for movie in ids[:3]:  # no 1996 blockbuster of another kind near the top
+        assert "(1996)" not in titles[movie] or {"Animation", "Children"} & set(genres[movie].split("|")), titles[movie]
 
 
 def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
@@ -268,3 +288,37 @@ def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
         reasons = set(rows["because_movie_id"].tolist()) - {-1}
         assert reasons <= liked and (reasons or not liked)
     assert left_out > 0  # the rule did leave movies out here (else the test checks nothing)
+
+
+def test_a_fan_of_one_kind_of_film_keeps_the_ranking_order(tmp_path):
+    """The kids-animation case: someone who rates their favourites 4.5-5 has a high mean, and the old rule
+    ("the first k predicted at least that mean, the rest after") moved acclaimed films of another kind above
+    better-ranked ones. Whatever is left out, the list's scores never rise, for a new and a known user."""
+    path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
+    rec = Recommender.load(path)
+    rec.coherent_margin = 0.0  # the strictest coherence: what moved movies before now only leaves them out
+    favourites = {int(m): r for m, r in zip(movie_ids[:3], (5.0, 5.0, 4.5), strict=True)}
+    for frame in (rec.recommend_for_ratings(favourites, k=8), rec.recommend(int(user_ids[0]), k=8)):
+        assert len(frame) == 8 and (np.diff(frame["score"].to_numpy()) <= 1e-9).all()
+        assert frame["rank"].tolist() == list(range(1, 9))
+
+
+def test_a_movie_with_too_few_ratings_is_not_listed_while_better_supported_ones_remain(tmp_path):
+    """The heavy-user case: picks rated by one or two people are left out (the ranking model's min_ratings),
+    the rest keep their order, and ties in score go to the movie with more ratings."""
+    path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
+    rec = Recommender.load(path)
+    assert rec.ranker is not None
+    counts = rec.ranker.seen.movie_counts()
+    rec.coherent = False
+    everything = rec.recommend_many(user_ids, k=10)
+    rec.ranker.min_ratings = int(np.median(counts)) + 1  # about half the catalogue falls short
+    supported = rec.recommend_many(user_ids, k=10)
+    thin = set(rec.ranker.movies.ids[counts < rec.ranker.min_ratings].tolist())
+    shown = supported.groupby("user_id")
+    for u, rows in shown:
+        assert (np.diff(rows["score"].to_numpy()) <= 1e-9).all()
+        unseen_thick = 30 - len(matrix.row(int(np.flatnonzero(user_ids == u)[0]))) - len(thin)
+        if unseen_thick >= 10:  # enough well-supported unseen movies: no thin one is listed
+            assert not set(rows["movie_id"]) & thin
+    assert set(everything["movie_id"]) & thin  # without the rule some thin ones were listed

@@ -1,7 +1,7 @@
 import re
 
 from recsys_assets.core.ids import IdMapping
-from recsys_assets.core.ranking.train import Ratings, train_ranking_model
+from recsys_assets.core.ranking.train import CandidateSettings, Ratings, train_ranking_model
 from recsys_assets.core.sample_data import GENERATOR_VERSION, SampleSpec, generate_ratings
 
 from .conftest import REPO_ROOT
@@ -20,6 +20,8 @@ def _ranking_on(spec):
         len(movies),
         factors=[128],
         regularization=[100.0],
+        # iALS alone, as it is: what is tested is the data, not the candidate search or the fallback
+        candidates=CandidateSettings(blend=False, support=False, fallback=False),
     )
 
 

@@ -94,6 +94,25 @@ def read_titles(path: str | os.PathLike | None, *, required: bool = True) -> pd.
     return titles
 
 
+def read_genres(path: str | os.PathLike | None) -> pd.Series | None:
+    """Genres by movie id from a MovieLens ``movies.csv`` (``movieId,title,genres``: ``"Animation|Comedy"``), or
+    None without a path, a ``genres`` column or any genre. Rows like :func:`read_titles` skips are skipped, and
+    MovieLens's ``(no genres listed)`` counts as none."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        movies = pd.read_csv(path, usecols=["movieId", "genres"], dtype="string")
+    except ValueError:  # no genres column: similar movies go by the models alone
+        return None
+    ids = parse_text(movies["movieId"])
+    listed = movies["genres"].fillna("").replace("(no genres listed)", "")
+    good = ids.integral & (listed != "").to_numpy()
+    if not good.any():
+        return None
+    genres = pd.Series(listed.to_numpy()[good], index=ids.ints[good], name="genres", dtype="string")
+    return genres[~genres.index.duplicated()]
+
+
 def movie_name(movie_id: int, titles: pd.Series | None) -> str:
     """``"318 (Shawshank Redemption, The (1994))"``, or just the id without a title."""
     title = titles.get(movie_id) if titles is not None else None

@@ -34,7 +34,7 @@ from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
-from recsys_assets.core.ranking.similarity import neighbours
+from recsys_assets.core.ranking.similarity import GENRE_WEIGHT, genre_likeness, genre_matrix, neighbours
 from recsys_assets.core.ranking.topn import top_n
 from recsys_assets.core.rating.model_file import (
     ModelFileError,
@@ -312,33 +312,43 @@ class Recommender(RatingPredictor, NewUser):
             raise ValueError("no ranking model is loaded")
         return self.ranker
 
-    def similar_movies(self, movie_id: int, k: int = 10) -> pd.DataFrame:
+    def similar_movies(self, movie_id: int, k: int = 10, genres: pd.Series | None = None) -> pd.DataFrame:
         """The ``k`` movies most like ``movie_id``: ``rank, movie_id, similarity``; ``attrs`` name the query
         movie and the signal used. With the ranking model's item-item weights (learnt from who rated
         what together, and how high) those come first, with the factor cosine breaking ties; otherwise the cosine of the
-        movie factors of the model that ranks better on validation (:attr:`similar_by`)."""
+        movie factors of the model that ranks better on validation (:attr:`similar_by`). ``genres`` (movie id ->
+        ``"Animation|Comedy"``, :func:`~recsys_assets.core.presentation.read_genres`) adds ``GENRE_WEIGHT`` times
+        the genre overlap, so likeness rather than co-popularity leads."""
         r = self.ranker
         if r is not None and r.item_item is not None:
-            if not r.movies.known([movie_id])[0]:
-                raise KeyError(f"movie {movie_id} is not known to the model")
-            top, sims = r.similar(int(r.movies.encode([movie_id])[0]), k)
-            frame = pd.DataFrame(
-                {"rank": np.arange(1, len(top) + 1), "movie_id": r.movies.ids[top], "similarity": sims}
+            factors, weights, mapping, by = r.item_factors, r.item_item, r.movies, "item-item"
+        else:
+            by = self.similar_by
+            factors, weights, mapping = (
+                (self._ranking.item_factors, None, self._ranking.movies)
+                if by == "ranking"
+                else (self.movie_factors, None, self.movies)
             )
-            frame.attrs.update(query_movie_id=int(movie_id), by="item-item")
-            return frame
-        by = self.similar_by
-        factors, mapping = (
-            (self._ranking.item_factors, self._ranking.movies) if by == "ranking" else (self.movie_factors, self.movies)
-        )
         if not mapping.known([movie_id])[0]:
             raise KeyError(f"movie {movie_id} is not known to the model")
-        top, sims = neighbours(factors, None, int(mapping.encode([movie_id])[0]), k)
+        movie = int(mapping.encode([movie_id])[0])
+        bonus = None
+        if genres is not None:
+            bonus = GENRE_WEIGHT * genre_likeness(self._genres(genres, mapping), movie)
+            by += " and genres"
+        top, sims = neighbours(factors, weights, movie, k, bonus)
         frame = pd.DataFrame(
             {"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims.astype(np.float32)}
         )
         frame.attrs.update(query_movie_id=int(movie_id), by=by)
         return frame
+
+    def _genres(self, genres: pd.Series, mapping: IdMapping) -> np.ndarray:
+        """:func:`genre_matrix` for ``mapping``'s movies, built once per genres table."""
+        cached = getattr(self, "_genre_cache", None)
+        if cached is None or cached[0] is not genres or cached[1] is not mapping:
+            cached = self._genre_cache = (genres, mapping, genre_matrix(genres, mapping.ids))
+        return cached[2]
 
     def seen(self, user_index: int) -> np.ndarray:
         """Movie indices (rating model) that user ``user_index`` rated."""

@@ -6,12 +6,21 @@ iALS direction. Pairs the sparse weights do not hold are ordered by the cosine o
 factors, and a model without item-item weights uses the cosine alone.
 """
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.itemitem import pair_weights
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LIKED = 4.0  # a reason names a movie the user rated at least this
+# what a full genre match adds to a neighbour's similarity (the item-item part is scaled to (0, 4], the cosine
+# to [-1, 1]): enough to lift a film of the same kind over a co-popular one of another, not to make genre alone
+# decide (recsys similar with movies.csv; benchmarks/bench_similar.py measures it)
+GENRE_WEIGHT = 2.0
 # a reason needs a positive item-item weight (rated together, and highly) or factors this alike (cosine)
 MIN_COSINE = 0.2
 
@@ -55,14 +64,36 @@ def _combine(w: np.ndarray, cos: np.ndarray) -> np.ndarray:
     return positive + cos - 4.0 * (w < 0)
 
 
-def neighbours(factors: np.ndarray | None, weights: UserItems | None, movie: int, k: int) -> tuple[np.ndarray, ...]:
-    """The ``k`` movies most like ``movie`` and their similarity, best first."""
+def genre_matrix(genres: "pd.Series", ids: np.ndarray) -> np.ndarray:
+    """A (len(ids), genres) boolean matrix from genre strings by movie id (``"Animation|Comedy"``); a movie
+    without genres gets an empty row."""
+    import pandas as pd
+
+    listed = pd.Series(genres).reindex(np.asarray(ids)).fillna("").astype(str)
+    return listed.str.get_dummies(sep="|").to_numpy(dtype=bool).reshape(len(ids), -1)
+
+
+def genre_likeness(genres: np.ndarray, movie: int) -> np.ndarray:
+    """The Jaccard overlap of ``movie``'s genres with every movie's, from a (movies, genres) boolean matrix
+    (0 where either has none)."""
+    shared = genres.astype(np.float32) @ genres[movie].astype(np.float32)
+    union = genres.sum(axis=1) + genres[movie].sum() - shared
+    return np.where(union > 0, shared / np.maximum(union, 1), 0.0)
+
+
+def neighbours(
+    factors: np.ndarray | None, weights: UserItems | None, movie: int, k: int, bonus: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """The ``k`` movies most like ``movie`` and their similarity, best first; ``bonus`` (one value per movie,
+    e.g. ``GENRE_WEIGHT`` times :func:`genre_likeness`) is added before they are ranked."""
     n = len(factors) if factors is not None else (weights.n_movies if weights is not None else 0)
     cos = np.zeros(n)
     if factors is not None:  # one movie against all: a matrix-vector product, no (n, k) copies per request
         norms = np.linalg.norm(factors, axis=1).astype(np.float64)
         cos = (factors @ factors[movie]).astype(np.float64) / np.maximum(norms * norms[movie], 1e-12)
     sims = cos if weights is None else _combine(_symmetric(weights, np.array([movie]), np.arange(n), None)[0], cos)
+    if bonus is not None:
+        sims = sims + bonus
     sims[movie] = -np.inf
     k = min(k, n - 1)
     top = np.argpartition(-sims, k - 1)[:k] if k > 0 else np.empty(0, dtype=np.int64)
