@@ -25,7 +25,6 @@ from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resource
 
 from .conftest import TINY
 
-pytestmark = pytest.mark.xdist_group("core_model_contract")  # one worker: the module's two trainings
 MODELS = ["rating", "ranking", "most popular"]
 K = 10
 RATING, RANKING = "recommendation_model.pth", "ranking_model.pth"

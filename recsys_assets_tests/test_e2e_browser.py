@@ -16,7 +16,7 @@ from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 
 from .conftest import CHAIN_KEYS, REPO_ROOT, background_process, free_port, graphql, make_dagster_home
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_browser")]  # one worker: a module-wide server
+pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"
@@ -95,6 +95,21 @@ def server(tmp_path_factory):
         else:
             raise AssertionError("dagster dev did not come up:\n" + log.read_text()[-3000:])
         yield {"port": port, "data": data, "log": log}
+
+
+def test_dagster_dev_serves_the_asset_graph(server):
+    """`dagster dev -w workspace.yaml` serves every asset with its description and group, and the sensor runs."""
+    port = server["port"]
+    nodes = graphql(port, "{ assetNodes { assetKey { path } description groupName } }")["data"]["assetNodes"]
+    assert {"/".join(n["assetKey"]["path"]) for n in nodes} >= set(KEYS)
+    assert all(n["description"] and n["groupName"] for n in nodes)
+    sensors = graphql(
+        port,
+        '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", repositoryLocationName: "recsys_assets"}) '
+        "{ ... on Sensors { results { name sensorState { status } } } } }",
+    )
+    states = {s["name"]: s["sensorState"]["status"] for s in sensors["data"]["sensorsOrError"]["results"]}
+    assert states == {"new_export_sensor": "RUNNING"}
 
 
 @pytest.mark.skipif(

@@ -36,7 +36,7 @@ from .celery_deployment import (
 from .conftest import ASSET_KEYS, REPO_ROOT
 from .servers import pg_query, s3_keys
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_celery")]  # one worker: a module-wide server
+pytestmark = pytest.mark.e2e
 # large enough that a load and a training last a few seconds (a checkpoint mirrored after every 1,000 rows
 # and every epoch), small enough for the whole module to take about three minutes on two cores
 SPEC = SampleSpec(n_ratings=60_000, n_users=600, n_movies=1_500, seed=11)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from .conftest import REPO_ROOT, make_dagster_home
+from .test_e2e_dg import MATERIALIZE_SUPERSEDED, _warning_lines
 
 pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
@@ -64,6 +65,8 @@ def test_cli_materialize_all_then_validate(tmp_path, tiny_export):
         env,
     )
     assert "RUN_SUCCESS" in out and "Epoch 5/5:" in out
+    # the deployment docs' command: the definitions and every step process load without a warning
+    assert _warning_lines(out, allowed=(MATERIALIZE_SUPERSEDED,)) == []
     payload = torch.load(data_dir / "recommendation_model.pth", weights_only=True)
     assert payload["config"]["epochs"] == 5 and len(payload["history"]) == 5
     assert (data_dir / "training_loss.png").exists()

@@ -82,38 +82,6 @@ def test_dg_check_defs_and_list_defs(tmp_path, tiny_export):
     assert [s["name"] for s in listed["schedules"]] == ["retrain_schedule"]
 
 
-def test_dg_launch_materializes_the_chain_without_warnings(tmp_path, tiny_export):
-    data_dir = tmp_path / "data"
-    env = _env(tmp_path, tiny_export, data_dir)
-    out = _run([BIN / "dg", "launch", "--assets", "*", "--config-json", SHORT_TRAINING], env)
-    assert "RUN_SUCCESS" in out
-    assert _warning_lines(out) == []
-    assert _materialized(Path(env["DAGSTER_HOME"])) == ASSET_KEYS
-    assert (data_dir / "recommendation_model.pth").exists() and (data_dir / "ranking_model.pth").exists()
-
-
-def test_materialize_command_prints_no_warnings(tmp_path, tiny_export):
-    """The deployment docs' command: the definitions and every step process load without a warning."""
-    env = _env(tmp_path, tiny_export, tmp_path / "data")
-    out = _run(
-        [
-            BIN / "dagster",
-            "asset",
-            "materialize",
-            "--select",
-            "*",
-            "-m",
-            "recsys_assets.definitions",
-            "--config-json",
-            SHORT_TRAINING,
-        ],
-        env,
-    )
-    assert "RUN_SUCCESS" in out
-    assert _warning_lines(out, allowed=(MATERIALIZE_SUPERSEDED,)) == []
-    assert _materialized(Path(env["DAGSTER_HOME"])) == ASSET_KEYS
-
-
 def test_dg_dev_serves_the_code_location(tmp_path):
     # no export anywhere: the sensor (on by default) only skips, so no run starts while the test looks
     env = _env(tmp_path, tmp_path / "no_export.csv", tmp_path / "data")

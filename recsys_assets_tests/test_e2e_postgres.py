@@ -20,7 +20,7 @@ from recsys_assets.core.sample_data import SampleSpec, write_sample_export
 from .conftest import ASSET_KEYS, REPO_ROOT, background_process
 from .servers import pg_query, postgres_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_postgres")]  # one worker: a module-wide server
+pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 ASSETS = set(ASSET_KEYS)
 

@@ -1,12 +1,14 @@
-"""scripts/run_pipeline.sh's readable output: a real `dg launch` piped through recsys_assets.run_summary."""
+"""scripts/run_pipeline.sh's readable output: a real `dg launch` piped through recsys_assets.run_summary (its
+kept log also shows `dg launch` materializing every asset without a warning)."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from .conftest import REPO_ROOT
-from .test_e2e_dg import BIN, SHORT_TRAINING, _env
+from .test_e2e_dg import ASSET_KEYS, BIN, SHORT_TRAINING, _env, _materialized, _warning_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +30,12 @@ def test_a_run_prints_one_line_per_step_and_a_failed_run_ends_with_its_reason(tm
     assert len(lines) <= 15 and any(line.split()[:2] == ["recommendation_model", "ok"] for line in lines)
     assert " checks" in next(line for line in lines if "recommendation_model" in line)
     assert (tmp_path / "ok.log").read_text().count("DEBUG") > 50  # the whole log is kept
+    # the log the summary keeps is dg launch's own: every asset materialized, not one warning
+    assert _warning_lines((tmp_path / "ok.log").read_text()) == []
+    assert _materialized(Path(env["DAGSTER_HOME"])) == ASSET_KEYS
+    assert (tmp_path / "data" / "recommendation_model.pth").exists() and (
+        tmp_path / "data" / "ranking_model.pth"
+    ).exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("userId,movieId,rating\n1,2\n")
     proc = _launch({**env, "RECSYS_EXPORT_PATH": str(bad)}, tmp_path / "bad.log")

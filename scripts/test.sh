@@ -30,5 +30,6 @@ echo "==> ruff check, ruff format --check, basedpyright (basic mode)"
 .venv/bin/basedpyright --level error | tail -n 1
 export MPLBACKEND=Agg
 # two workers (pytest-xdist): much of the end-to-end tier waits on the processes it starts, and the other
-# worker uses that time; RECSYS_TEST_WORKERS=0 runs in one process (an -n given below wins too)
-exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# worker uses that time. Each test file runs whole on one worker (--dist loadfile), so a module-wide server
+# starts once. RECSYS_TEST_WORKERS=0 runs in one process (an -n given after this wins too)
+exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-2}" --dist loadfile "$@"
