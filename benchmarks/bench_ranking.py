@@ -308,7 +308,7 @@ def part_outside(frame, seeds) -> list[dict]:
             chain_seconds = time.perf_counter() - started
             assert result.success
             recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
-            # the published ranking model's own order, before the lists' coherent rule (issue 23, item 4)
+            # the published ranking model's own order, before the lists' rules (evidence, coherence)
             published = Recommender.from_store(resources["storage"].store, RecsysStorage.MODEL)
             published.coherent = published.support = False
             ranked = published.recommend_many(published.ranker.users.ids, k=10)
@@ -561,8 +561,9 @@ def report(protocol: dict, outside: dict, scale, meta, seeds: dict | None = None
         readme += [
             "Held out from the pipeline entirely (it is given 80% of the file as its export and its published",
             "`user_recommendations` are scored on the 20% it never saw; NDCG@10; coverage and shares over the scored users).",
-            "The lists leave out movies the rating model predicts below the user's mean rating (issue 23, item 4); the",
-            "ranking model's own order, before that rule, is scored beside them:",
+            "The lists keep the ranking model's order, leaving out movies with fewer ratings than its `min_ratings` and",
+            "movies predicted more than half a star below the user's mean; the model's own order, before either rule, is",
+            "scored beside them:",
             "",
             *table,
             "",
