@@ -207,9 +207,8 @@ MOVIELENS_DIR = Setting(
 )
 TEST_WORKERS = Setting(
     "RECSYS_TEST_WORKERS",
-    "3",
-    "the pytest-xdist workers `scripts/test.sh` runs the suite on (0: one process); three on two cores, as much "
-    "of the end-to-end tier waits on the processes it starts",
+    "2",
+    "the pytest-xdist workers `scripts/test.sh` runs the suite on (0: one process)",
 )
 DAGSTER_HOME = Setting(
     "DAGSTER_HOME",

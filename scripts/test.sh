@@ -2,7 +2,7 @@
 # One command from a fresh clone: set up .venv with the dev extras, the browser the UI test drives and
 # the PostgreSQL server the instance tests start and the Redis server the Celery test starts, then run the whole test suite (end-to-end tests
 # included), after the linter, the formatter check and the type checker. Extra arguments go to pytest,
-# e.g. scripts/test.sh -m "not e2e" for the quick tests only. In one pytest session (three xdist workers) the fast tier (unit
+# e.g. scripts/test.sh -m "not e2e" for the quick tests only. In one pytest session (two xdist workers) the fast tier (unit
 # and defs tests) runs first and the end-to-end tier (marked e2e) after it; when a fast test fails, the
 # end-to-end tier is skipped (recsys_assets_tests/conftest.py). Tests that need MovieLens ml-latest-small
 # find it through RECSYS_MOVIELENS_DIR (default ../shared/datasets/ml-latest-small) and skip without it.
@@ -29,7 +29,7 @@ echo "==> ruff check, ruff format --check, basedpyright (basic mode)"
 .venv/bin/ruff format --check --quiet .
 .venv/bin/basedpyright --level error | tail -n 1
 export MPLBACKEND=Agg
-# three workers (pytest-xdist), even on two cores: much of the end-to-end tier waits on the processes it
-# starts, and the other workers use that time. Each test file runs whole on one worker (--dist loadfile), so a module-wide server
+# two workers (pytest-xdist): much of the end-to-end tier waits on the processes it starts, and the other
+# worker uses that time. Each test file runs whole on one worker (--dist loadfile), so a module-wide server
 # starts once. RECSYS_TEST_WORKERS=0 runs in one process (an -n given after this wins too)
-exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-3}" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-2}" --dist loadfile "$@"
