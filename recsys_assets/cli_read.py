@@ -126,7 +126,7 @@ def similar(args) -> int:
     except KeyError as exc:
         raise ValueError(str(exc).strip("'\"")) from exc
     by = frame.attrs["by"].removesuffix(" and genres")
-    genres = " and the genres they share (movies.csv)" if frame.attrs["by"].endswith(" and genres") else ""
+    genres = " and the genres they share (movies.csv)" if by != frame.attrs["by"] else ""
     print(f"movies like {movie_name(movie, titles)}, by {SIGNALS.get(by, by)}{genres}:")
     if titles is not None:
         frame = frame.assign(title=frame["movie_id"].map(_shortened(titles)).fillna(""))

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.core.ids import IdMapping
+from recsys_assets.core.ranking.choose import kept
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
 
@@ -117,13 +118,14 @@ class NewUser:
         result = r.top_n(np.array([0]), self.pool(k), seen=one)
         finite = np.isfinite(result.scores[0])
         top, counts = result.movies[0][finite], self._ranking_counts()[result.movies[0][finite]]
-        top = top[np.lexsort((-counts, -result.scores[0][finite].astype(np.float64)))]  # ties: more ratings first
+        order = np.lexsort((-counts, -result.scores[0][finite].astype(np.float64)))  # ties: more ratings first
+        top, counts = top[order], counts[order]
         # leave out thin evidence and movies predicted clearly below this person's mean; the order stays
-        left_out = self._ranking_counts()[top] < (r.min_ratings if self.support else 1)
+        passes = counts >= (r.min_ratings if self.support else 1)
         if self.coherent:
             predicted = self.fold_in_ratings(movie_ids, values, r.movies.ids[top])
-            left_out |= predicted < values.mean() - self.coherent_margin - 1e-6
-        top = top[np.sort(np.argsort(left_out, kind="stable")[:k])]
+            passes &= predicted >= values.mean() - self.coherent_margin - 1e-6
+        top = top[kept(passes, k)]
         because = r.because(np.array([0]), top[None, :], seen=one)[0]
         top_ids = r.movies.ids[top]
         frame = pd.DataFrame(

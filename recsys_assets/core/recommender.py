@@ -32,6 +32,7 @@ import pandas as pd
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.new_user import NewUser
+from recsys_assets.core.ranking.choose import kept
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.similarity import GENRE_WEIGHT, genre_likeness, genre_matrix, neighbours
@@ -77,6 +78,7 @@ class Recommender(RatingPredictor, NewUser):
         self.coherent_margin = COHERENT_MARGIN  # how far below the mean (stars) is clearly below
         self.support = True  # leave out movies with fewer ratings than the ranking model's min_ratings
         self._counts: np.ndarray | None = None  # the ranking model's ratings per movie (_ranking_counts)
+        self._genre_cache: tuple | None = None  # (genres, mapping, genre_matrix) of the last similar_movies call
 
     @classmethod
     def from_store(cls, store, name: str, ranking_store=None, ranking_name: str | None = None) -> "Recommender":
@@ -204,7 +206,6 @@ class Recommender(RatingPredictor, NewUser):
             )
             movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
             keep = self._coherent(user_ids, movie_ids, counts >= (r.min_ratings if self.support else 1), r.seen, u, k)
-            rows = np.arange(len(u))[:, None]
             result.movies, result.scores, movie_ids = (
                 result.movies[rows, keep],
                 result.scores[rows, keep],
@@ -260,7 +261,7 @@ class Recommender(RatingPredictor, NewUser):
             users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
             predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
             passes &= predicted >= user_means(seen, rows)[:, None] - self.coherent_margin - 1e-6
-        return np.sort(np.argsort(~passes, axis=1, kind="stable")[:, : min(k, movie_ids.shape[1])], axis=1)
+        return kept(passes, k)
 
     def _ranking_counts(self) -> np.ndarray:
         """Ratings per movie of the ranking model (its index), counted once."""
@@ -335,17 +336,16 @@ class Recommender(RatingPredictor, NewUser):
         bonus = None
         if genres is not None:
             bonus = GENRE_WEIGHT * genre_likeness(self._genres(genres, mapping), movie)
-            by += " and genres"
         top, sims = neighbours(factors, weights, movie, k, bonus)
         frame = pd.DataFrame(
             {"rank": np.arange(1, len(top) + 1), "movie_id": mapping.ids[top], "similarity": sims.astype(np.float32)}
         )
-        frame.attrs.update(query_movie_id=int(movie_id), by=by)
+        frame.attrs.update(query_movie_id=int(movie_id), by=by + (" and genres" if genres is not None else ""))
         return frame
 
     def _genres(self, genres: pd.Series, mapping: IdMapping) -> np.ndarray:
         """:func:`genre_matrix` for ``mapping``'s movies, built once per genres table."""
-        cached = getattr(self, "_genre_cache", None)
+        cached = self._genre_cache
         if cached is None or cached[0] is not genres or cached[1] is not mapping:
             cached = self._genre_cache = (genres, mapping, genre_matrix(genres, mapping.ids))
         return cached[2]

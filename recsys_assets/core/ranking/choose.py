@@ -53,17 +53,27 @@ class BlendChoice:
 
 
 def _score(folds: Sequence[InnerFold], weights, k: int, max_users: int, seed: int) -> list[RankingScores]:
-    """Each of ``weights``' scores, pooled over the folds: a user's NDCG is the mean over the folds that
-    score them (a sample of at most ``max_users`` per fold), one row per user in user order, so a paired
-    gap between two candidates compares the same users and counts each once."""
+    """Each of ``weights``' scores, pooled over the folds (:func:`_pooled`)."""
+    return _pooled(
+        folds,
+        lambda fold, users: [t.movies for t in blend_top_n_many(fold.parts, weights, fold.seen, users, k)],
+        k,
+        max_users,
+        seed,
+    )
+
+
+def _pooled(folds: Sequence[InnerFold], lists: Callable, k: int, max_users: int, seed: int) -> list[RankingScores]:
+    """The scores of each of the top-``k`` lists ``lists(fold, users)`` gives, pooled over the folds: a user's NDCG
+    is the mean over the folds that score them (a sample of at most ``max_users`` per fold), one row per user in
+    user order, so a paired gap between two candidates compares the same users and counts each once."""
     per_fold, scored = [], []
     for fold in folds:
         users = fold.held.users
         if len(users) > max_users:
             users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-        tops = blend_top_n_many(fold.parts, weights, fold.seen, users, k)
         counts = fold.seen.movie_counts()
-        per_fold.append([ranking_metrics(t.movies, users, fold.held, k, counts) for t in tops])
+        per_fold.append([ranking_metrics(top, users, fold.held, k, counts) for top in lists(fold, users)])
         scored.append(users[fold.held.relevant.counts()[users] > 0])  # the rows ranking_metrics keeps
     ids, where = np.unique(np.concatenate(scored), return_inverse=True)
     times = np.bincount(where, minlength=len(ids))
@@ -121,12 +131,16 @@ def choose_blend(
 SUPPORT = (1, 2, 3, 5, 10, 20)  # the fewest training ratings a listed movie may have: the candidates
 
 
+def kept(passes: np.ndarray, k: int) -> np.ndarray:
+    """Per row of ``passes`` (over a ranked pool, best first), the positions of the ``k`` listed: the
+    best-ranked that pass, the best-ranked others filling a row short of them; in ranking order either way
+    (a movie is left out, never moved). The lists' rule, and the rule the evidence is chosen under."""
+    return np.sort(np.argsort(~passes, axis=-1, kind="stable")[..., : min(k, passes.shape[-1])], axis=-1)
+
+
 def supported(movies: np.ndarray, counts: np.ndarray, min_ratings: int, k: int) -> np.ndarray:
-    """Per row of ``movies`` (a ranked pool, best first, -1 past its end), the positions of the ``k`` listed:
-    the best-ranked with at least ``min_ratings`` ratings, the best-ranked others filling a row short of
-    them; in ranking order either way (a movie is left out, never moved)."""
-    passes = (movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings)
-    return np.sort(np.argsort(~passes, axis=1, kind="stable")[:, : min(k, movies.shape[1])], axis=1)
+    """:func:`kept` for ``movies`` (a ranked pool, -1 past its end): those with at least ``min_ratings`` ratings."""
+    return kept((movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings), k)
 
 
 def choose_support(
@@ -142,24 +156,14 @@ def choose_support(
     """The evidence a listed movie needs (its fewest training ratings, of ``SUPPORT``), chosen on the inner folds:
     the largest whose pooled NDCG@k stays within half a standard error of the best one's (the paired per-user gap),
     so thin evidence is left out where the figures cannot tell the difference. Each candidate's row is returned."""
-    per_fold, scored = [], []
-    for fold in folds:
-        users = fold.held.users
-        if len(users) > max_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+
+    def lists(fold, users):
         top = blend_top_n_many(fold.parts, [weights], fold.seen, users, pool)[0].movies
-        counts = fold.seen.movie_counts()
-        rows = np.arange(len(users))[:, None]
-        per_fold.append(
-            [ranking_metrics(top[rows, supported(top, counts, m, k)], users, fold.held, k, counts) for m in SUPPORT]
-        )
-        scored.append(users[fold.held.relevant.counts()[users] > 0])
-    ids, where = np.unique(np.concatenate(scored), return_inverse=True)
-    times = np.maximum(np.bincount(where, minlength=len(ids)), 1)
-    ndcg = [
-        np.bincount(where, np.concatenate([f[i].ndcg_per_user for f in per_fold]), len(ids)) / times
-        for i in range(len(SUPPORT))
-    ]
+        rows, counts = np.arange(len(users))[:, None], fold.seen.movie_counts()
+        return [top[rows, supported(top, counts, m, k)] for m in SUPPORT]
+
+    scores = _pooled(folds, lists, k, max_users, seed)
+    ndcg = [s.ndcg_per_user for s in scores]
     best = int(np.argmax([n.mean() for n in ndcg]))
     rows, chosen = [], SUPPORT[best]
     for i, m in enumerate(SUPPORT):
@@ -167,12 +171,11 @@ def choose_support(
         within = bool(gap >= -0.5 * se)
         if within and m > chosen:
             chosen = m
-        coverage = float(np.mean([f[i].metrics["coverage"] for f in per_fold]))
         rows.append(
             {
                 "min_ratings": m,
                 "inner_ndcg_at_10": float(ndcg[i].mean()),
-                "inner_coverage": coverage,
+                "inner_coverage": scores[i].metrics["coverage"],
                 "within_noise": within,
             }
         )

@@ -44,15 +44,18 @@ def similarity(
     a: np.ndarray,
     b: np.ndarray,
     keys: np.ndarray | None = None,
-) -> np.ndarray:
-    """How alike movies ``a`` and ``b`` are (m, n): item-item weight first, factor cosine to break ties.
+) -> tuple[np.ndarray, np.ndarray]:
+    """How alike movies ``a`` and ``b`` are (m, n): item-item weight first, factor cosine to break ties; and
+    whether that likeness means something (a positive weight, or no weight and a cosine of ``MIN_COSINE``:
+    a negative weight argues against the pair).
 
     ``keys``: ``weights.keys()``, computed once by a caller that asks many times."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     cos = _cosine(factors, a, b) if factors is not None else np.zeros((len(a), len(b)))
     if weights is None:
-        return cos
-    return _combine(_symmetric(weights, a, b, keys), cos)
+        return cos, cos >= MIN_COSINE
+    w = _symmetric(weights, a, b, keys)
+    return _combine(w, cos), (w > 0) | ((w == 0) & (cos >= MIN_COSINE))
 
 
 def _combine(w: np.ndarray, cos: np.ndarray) -> np.ndarray:
@@ -118,13 +121,7 @@ def reasons(
         valid = picks >= 0
         if not len(liked) or not valid.any():
             continue
-        a, b = liked.astype(np.int64), picks[valid]
-        cos = _cosine(factors, a, b) if factors is not None else np.zeros((len(a), len(b)))
-        w = _symmetric(weights, a, b, keys) if weights is not None else np.zeros_like(cos)
-        sims = _combine(w, cos) if weights is not None else cos
-        # a weak likeness names no reason rather than a poor one; a negative weight argues against the pick
-        meaningful = (w > 0) | ((w == 0) & (cos >= MIN_COSINE))
-        sims = np.where(meaningful, sims, -np.inf)
-        best = np.argmax(sims, axis=0)
+        sims, meaningful = similarity(factors, weights, liked, picks[valid], keys)
+        best = np.argmax(np.where(meaningful, sims, -np.inf), axis=0)  # a weak likeness names no reason
         because[row, valid] = np.where(meaningful.any(axis=0), liked[best], -1)
     return because
