@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_ranking.py                 # all parts (~15 min on 2 cores, + the 25M export once)
     .venv/bin/python benchmarks/bench_ranking.py --skip-scale    # the MovieLens parts only (~9 min with both sets)
+    .venv/bin/python benchmarks/bench_ranking.py --skip-scale --outside-only  # part 2 alone (~5 min)
     .venv/bin/python benchmarks/bench_ranking.py --scale-only --device cuda
 
 Each MovieLens part runs on ml-latest-small and, when ``RECSYS_ML100K`` (or ``--ml100k``) names its
@@ -22,7 +23,9 @@ with other ``random_state`` values (``--protocol-seeds``), the ratio per split a
 Part 2, the held-out check from outside: for each outer seed the real pipeline
 (``dg.materialize`` of every asset, defaults) gets 80% of the file as its export; its published
 ``user_recommendations`` are scored on the 20% it never saw, beside anchor iALS and most
-popular fitted on the same 80%.
+popular fitted on the same 80%, with coverage, top-100 share and the most-shown movie's share for each; and
+the published lists at each exposure limit (``exposure.SHARES``: the NDCG-against-coverage curve, plotted
+to ``docs/benchmarks/exposure_curve_*.png``).
 
 Part 3, scale: the 25M-rating synthetic export (162,000 users x 59,000 movies, cached with the
 other benchmarks' exports): both fits of ``train_ranking_model`` plus top-10 with explanations
@@ -287,6 +290,7 @@ def part_outside(frame, seeds) -> list[dict]:
 
     from recsys_assets.core.ids import IdMapping
     from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
+    from recsys_assets.core.ranking.exposure import SHARES
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.splits import split_ratings
     from recsys_assets.definitions import ASSETS
@@ -308,10 +312,16 @@ def part_outside(frame, seeds) -> list[dict]:
             chain_seconds = time.perf_counter() - started
             assert result.success
             recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
-            # the published ranking model's own order, before the lists' rules (evidence, coherence)
+            # the published ranking model's own order, before the lists' rules (evidence, coherence, exposure)
             published = Recommender.from_store(resources["storage"].store, RecsysStorage.MODEL)
-            published.coherent = published.support = False
+            published.coherent = published.support = published.exposure = False
             ranked = published.recommend_many(published.ranker.users.ids, k=10)
+            # the lists (every rule on) at each exposure limit: the NDCG-against-coverage curve
+            published.coherent = published.support = published.exposure = True
+            base, curve = published.ranker, {}
+            for share in SHARES:
+                published.ranker = base.with_exposure_limit(share)
+                curve[share] = published.recommend_many(base.users.ids, k=10)
         users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
         enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731, B023 - used in this iteration
         su, sm = enc(seen_part)
@@ -333,6 +343,15 @@ def part_outside(frame, seeds) -> list[dict]:
             out[name] = metrics["ndcg_at_10"]
             for m in ("coverage", "top100_share", "max_movie_share"):
                 out[f"{name}_{m}"] = metrics[m]
+        out["curve"] = []
+        for share, table in curve.items():
+            metrics = ranking_metrics(grid(table)[eval_users], eval_users, held, 10, counts).metrics
+            out["curve"].append(
+                {
+                    "max_exposure": share,
+                    **{m: metrics.get(m, 0.0) for m in ("ndcg_at_10", "coverage", "top100_share", "max_movie_share")},
+                }
+            )
         out["vs_ials"] = out["pipeline"] / out["ials_anchor"]
         out["vs_popular"] = out["pipeline"] / out["most_popular"]
         out["ranking_vs_ials"] = out["pipeline_ranking"] / out["ials_anchor"]
@@ -498,25 +517,67 @@ def _seeds_table(seeds: dict) -> list[str]:
 
 def _outside_table(outside: dict) -> list[str]:
     table = [
-        "| data set | outer split seed | users scored | pipeline's `user_recommendations` | iALS anchor, same 80% | "
-        "most popular | vs iALS | vs most popular | ranking model's own order (vs iALS) | coverage | top-100 share | "
-        "most-shown movie's share | chain s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data set | outer split seed | users scored | ranker | NDCG@10 | vs iALS | vs most popular | coverage | "
+        "top-100 share | most-shown movie's share | chain s |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    names = (
+        ("pipeline", "pipeline's `user_recommendations`"),
+        ("pipeline_ranking", "ranking model's own order"),
+        ("ials_anchor", "iALS anchor, same 80%"),
+        ("most_popular", "most popular, same 80%"),
+    )
     for name, rows in outside.items():
         for r in rows:
-            own = (
-                f"{r['pipeline_ranking']:.4f} ({r['ranking_vs_ials']:.3f}x)"
-                if "pipeline_ranking" in r
-                else "not measured"
-            )
-            table.append(
-                f"| {name} | {r['seed']} | {r['users']} | {r['pipeline']:.4f} | {r['ials_anchor']:.4f} | "
-                f"{r['most_popular']:.4f} | **{r['vs_ials']:.3f}x** | **{r['vs_popular']:.2f}x** | {own} | "
-                f"{r['pipeline_coverage']:.3f} | {r['pipeline_top100_share']:.2f} | "
-                f"{r['pipeline_max_movie_share']:.2f} | {r['chain_seconds']:.0f} |"
-            )
+            for key, label in names:
+                if key not in r:
+                    continue
+                ndcg = f"**{r[key]:.4f}**" if key == "pipeline" else f"{r[key]:.4f}"
+                shares = " | ".join(f"{r.get(f'{key}_{m}', float('nan')):{f}}" for m, f in SHARE_COLUMNS)
+                seconds = f"{r['chain_seconds']:.0f}" if key == "pipeline" else ""
+                table.append(
+                    f"| {name} | {r['seed']} | {r['users']} | {label} | {ndcg} | {r[key] / r['ials_anchor']:.3f}x | "
+                    f"{r[key] / r['most_popular']:.2f}x | {shares} | {seconds} |"
+                )
     return table
+
+
+SHARE_COLUMNS = (("coverage", ".3f"), ("top100_share", ".2f"), ("max_movie_share", ".2f"))
+
+
+def _curve_table(outside: dict) -> list[str]:
+    """The published lists at each exposure limit (every other rule on), against the iALS anchor on the same split."""
+    table = [
+        "| data set (seed) | exposure limit | NDCG@10 | vs iALS | coverage | vs iALS's coverage | top-100 share | "
+        "most-shown movie's share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, rows in outside.items():
+        for r in rows[:1]:
+            for point in r.get("curve", []):
+                share = "none" if point["max_exposure"] >= 1 else f"{point['max_exposure']:.0%}"
+                table.append(
+                    f"| {name} ({r['seed']}) | {share} | {point['ndcg_at_10']:.4f} | "
+                    f"{point['ndcg_at_10'] / r['ials_anchor']:.3f}x | {point['coverage']:.3f} | "
+                    f"{point['coverage'] / r['ials_anchor_coverage']:.2f}x | {point['top100_share']:.2f} | "
+                    f"{point['max_movie_share']:.3f} |"
+                )
+    return table
+
+
+def plot_curves(outside: dict, path: Path) -> None:
+    """NDCG@10 against coverage at each exposure limit, one panel per data set (first seed), iALS marked."""
+    from recsys_assets.core.plots import plot_exposure_curve
+
+    for name, rows in outside.items():
+        r = rows[0]
+        if r.get("curve"):
+            others = {
+                "iALS anchor": (r["ials_anchor_coverage"], r["ials_anchor"]),
+                "most popular": (r["most_popular_coverage"], r["most_popular"]),
+            }
+            target = path.with_name(f"{path.stem}_{name.replace(' ', '_').lower()}{path.suffix}")
+            plot_exposure_curve(r["curve"], target, k=10, chosen=0.10, others=others)
 
 
 def _scale_text(scale: dict) -> str:
@@ -557,15 +618,20 @@ def report(protocol: dict, outside: dict, scale, meta, seeds: dict | None = None
     if outside:
         table = _outside_table(outside)
         lines += ["### Held out from the pipeline (it gets 80% of the file; NDCG@10 on the 20% it never saw)", ""]
-        lines += table + [""]
+        lines += table + [""] + _curve_table(outside) + [""]
         readme += [
             "Held out from the pipeline entirely (it is given 80% of the file as its export and its published",
             "`user_recommendations` are scored on the 20% it never saw; NDCG@10; coverage and shares over the scored users).",
-            "The lists keep the ranking model's order, leaving out movies with fewer ratings than its `min_ratings` and",
-            "movies predicted more than half a star below the user's mean; the model's own order, before either rule, is",
-            "scored beside them:",
+            "The lists keep the ranking model's order, leaving out movies with fewer ratings than its `min_ratings`,",
+            "movies predicted more than half a star below the user's mean and a movie past its exposure limit (in 10%",
+            "of the lists by default); the model's own order, before any rule, is scored beside them:",
             "",
             *table,
+            "",
+            "The exposure limit's curve: the same published model, its lists (every rule on) at each limit, on the",
+            "first split (`exposure_curve_*.png` beside this page plots NDCG against coverage):",
+            "",
+            *_curve_table(outside),
             "",
         ]
     if scale:
@@ -581,6 +647,9 @@ def report(protocol: dict, outside: dict, scale, meta, seeds: dict | None = None
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--outside-only", action="store_true", help="only the held-out pipeline part (the protocol from the last run)"
+    )
     parser.add_argument("--scale-only", action="store_true")
     parser.add_argument("--seeds", default="42,7", help="outer split seeds of the held-out check")
     parser.add_argument(
@@ -606,7 +675,15 @@ def main():
     }
     protocol, outside, scale, seeds = {}, {}, None, {}
     outside_seeds, protocol_seeds = ([int(s) for s in text.split(",")] for text in (args.seeds, args.protocol_seeds))
-    if not args.scale_only:
+    if args.outside_only:  # the held-out part alone, joined to the saved protocol figures
+        saved = json.loads((OUT / "ranking_movielens.json").read_text())
+        protocol, seeds = saved["protocol"], saved.get("seeds", {})
+        meta["load_average"] = [os.getloadavg()[0]]
+        for name, frame in data_sets(args.ml100k).items():
+            print(f"== {name}", flush=True)
+            outside[name] = part_outside(frame, outside_seeds)
+        meta["load_average"].append(os.getloadavg()[0])
+    elif not args.scale_only:
         meta["load_average"] = [os.getloadavg()[0]]
         sets = data_sets(args.ml100k)
         if not sets:
@@ -618,6 +695,8 @@ def main():
             outside[name] = part_outside(frame, outside_seeds)
         meta["load_average"].append(os.getloadavg()[0])
     OUT.mkdir(parents=True, exist_ok=True)
+    if outside:
+        plot_curves(outside, ROOT / "docs" / "benchmarks" / "exposure_curve.png")
     if protocol:  # kept before the long scale part, which --scale-only runs alone and joins to these
         (OUT / "ranking_movielens.json").write_text(
             json.dumps({"protocol": protocol, "outside": outside, "seeds": seeds}, indent=1)

@@ -22,6 +22,7 @@ BLOCK_FILES = {  # block name -> the page that holds it
     "bench_cli": DOCS / "benchmarks" / "index.md",
     "bench_similar": DOCS / "benchmarks" / "index.md",
     "bench_celery": DOCS / "benchmarks" / "index.md",
+    "bench_random_exposure": DOCS / "benchmarks" / "index.md",
 }
 
 

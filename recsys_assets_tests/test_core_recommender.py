@@ -6,6 +6,7 @@ import torch
 from recsys_assets import Recommender
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.ranking import IALSParams
+from recsys_assets.core.ranking.exposure import pool
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.rating.model_file import ModelFileError, load_model_file
 
@@ -271,12 +272,12 @@ def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
     frame = rec.recommend_many(user_ids, k=5)
     means = {u: matrix.row_values(i).mean() for i, u in enumerate(user_ids)}
     rec.coherent = False
-    pool = rec.recommend_many(user_ids, k=Recommender.pool(5))
+    ranked_pool = rec.recommend_many(user_ids, k=pool(5))
     left_out = 0
     for u, rows in frame.groupby("user_id"):
         assert (np.diff(rows["score"].to_numpy()) <= 1e-9).all()  # in ranking order, whatever was left out
         passes = rows["predicted_rating"].to_numpy() >= means[u] - 0.25 - 1e-6
-        ranked = pool[pool["user_id"] == u]
+        ranked = ranked_pool[ranked_pool["user_id"] == u]
         if not passes.all():  # then fewer than k of the pool pass
             assert (ranked["predicted_rating"] >= means[u] - 0.25 - 1e-6).sum() < 5
         shown = set(rows["movie_id"])

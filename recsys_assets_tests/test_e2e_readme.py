@@ -137,4 +137,5 @@ def _acceptance(export: Path, data: Path, recs: pd.DataFrame) -> None:
     assert rec.ranker is not None
     counts = rec.ranker.seen.movie_counts()[rec.ranker.movies.encode(recs["movie_id"])]
     assert float(pd.Series(counts).median()) >= 30
-    assert recs["movie_id"].value_counts().iloc[0] < 0.5 * 610  # no one film in every user's list
+    # the exposure limit (10% by default): no film in more than about a tenth of the lists (Shawshank was in 24%)
+    assert recs["movie_id"].value_counts().iloc[0] <= 0.11 * 610

@@ -21,13 +21,15 @@ class NewUser:
     coherent: bool
     coherent_margin: float
     support: bool
+    exposure: bool
     average_user: np.ndarray
     global_mean: float
     movie_bias: np.ndarray
     movie_factors: np.ndarray
 
-    def _ranking_counts(self) -> np.ndarray:
-        """Ratings per movie of the ranking model (``Recommender`` counts them once)."""
+    def _listable(self, result) -> tuple[np.ndarray, np.ndarray]:
+        """Which movies of ranked pools the ranking model lets into a list, and which are within their exposure
+        limit (``Recommender``'s)."""
         raise NotImplementedError
 
     def popularity(self) -> np.ndarray:
@@ -37,10 +39,6 @@ class NewUser:
         raise NotImplementedError
 
     def fold_in_ratings(self, rated_ids, values, movie_ids, reg: float = 5.0, clip: bool = True) -> np.ndarray:
-        raise NotImplementedError
-
-    @staticmethod
-    def pool(k: int) -> int:
         raise NotImplementedError
 
     @property
@@ -115,17 +113,16 @@ class NewUser:
         known = r.movies.known(movie_ids)
         m = r.movies.encode(movie_ids[known])
         one = UserItems.from_pairs(np.zeros(len(m), dtype=np.int64), m, 1, len(r.movies), values[known])
-        result = r.top_n(np.array([0]), self.pool(k), seen=one)
-        finite = np.isfinite(result.scores[0])
-        top, counts = result.movies[0][finite], self._ranking_counts()[result.movies[0][finite]]
-        order = np.lexsort((-counts, -result.scores[0][finite].astype(np.float64)))  # ties: more ratings first
-        top, counts = top[order], counts[order]
-        # leave out thin evidence and movies predicted clearly below this person's mean; the order stays
-        passes = counts >= (r.min_ratings if self.support else 1)
+        result = r.ranked_pool(np.array([0]), k, seen=one)
+        finite = np.isfinite(result.scores[0])  # ranked first: the rest are rated or past the catalogue
+        top = result.movies[0][finite]
+        # leave out thin evidence, movies past their exposure limit and movies predicted clearly below this
+        # person's mean; the order stays
+        passes, within = (mask[0][finite] for mask in self._listable(result))
         if self.coherent:
             predicted = self.fold_in_ratings(movie_ids, values, r.movies.ids[top])
             passes &= predicted >= values.mean() - self.coherent_margin - 1e-6
-        top = top[kept(passes, k)]
+        top = top[kept(passes, k, then=within)]
         because = r.because(np.array([0]), top[None, :], seen=one)[0]
         top_ids = r.movies.ids[top]
         frame = pd.DataFrame(

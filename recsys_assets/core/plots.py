@@ -88,3 +88,28 @@ def plot_ranker_comparison(table, path: str | os.PathLike, *, k: int = 10) -> Pa
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_exposure_curve(
+    curve: list[dict], path: str | os.PathLike, *, k: int = 10, chosen: float | None = None, others: dict | None = None
+) -> Path:
+    """NDCG@k against coverage, one point per exposure share (``exposure.exposure_curve``'s rows), the published
+    share ringed, and ``others`` ({name: (coverage, ndcg)}) as reference points (PNG, atomically)."""
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5), dpi=100)
+    x = [row["coverage"] for row in curve]
+    y = [row[f"ndcg_at_{k}"] for row in curve]
+    ax.plot(x, y, marker="o", label="ranking model's lists, by exposure limit")
+    for row, xi, yi in zip(curve, x, y, strict=True):
+        share = row["max_exposure"]
+        label = "no limit" if share >= 1 else f"{share:.0%}"
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if chosen is not None and abs(share - chosen) < 1e-9:
+            ax.scatter([xi], [yi], s=160, facecolors="none", edgecolors="black", label="published setting")
+    for name, (cov, ndcg) in (others or {}).items():
+        ax.scatter([cov], [ndcg], marker="s", label=name)
+    ax.set_xlabel("coverage (share of the catalogue recommended)")
+    ax.set_ylabel(f"NDCG@{k} on the validation split")
+    ax.set_title("What the exposure limit costs and gains")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -33,6 +33,7 @@ from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.new_user import NewUser
 from recsys_assets.core.ranking.choose import kept
+from recsys_assets.core.ranking.exposure import admitted
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.model import RankingModel
 from recsys_assets.core.ranking.similarity import GENRE_WEIGHT, genre_likeness, genre_matrix, neighbours
@@ -77,7 +78,7 @@ class Recommender(RatingPredictor, NewUser):
         self.coherent = True  # leave out movies predicted clearly below the user's mean rating (see _coherent)
         self.coherent_margin = COHERENT_MARGIN  # how far below the mean (stars) is clearly below
         self.support = True  # leave out movies with fewer ratings than the ranking model's min_ratings
-        self._counts: np.ndarray | None = None  # the ranking model's ratings per movie (_ranking_counts)
+        self.exposure = True  # keep each movie within the ranking model's exposure limit (core/ranking/exposure.py)
         self._genre_cache: tuple | None = None  # (genres, mapping, genre_matrix) of the last similar_movies call
 
     @classmethod
@@ -195,17 +196,10 @@ class Recommender(RatingPredictor, NewUser):
         if by == "ranking":
             r = self._ranking
             u = r.users.encode(user_ids)
-            result = r.top_n(u, self.pool(k), mask=exclude_seen)
-            counts = self._ranking_counts()[np.maximum(result.movies, 0)]
-            order = np.lexsort((-counts, -result.scores.astype(np.float64)), axis=1)  # ties: more ratings first
+            result = r.ranked_pool(u, k, mask=exclude_seen)
             rows = np.arange(len(u))[:, None]
-            result.movies, result.scores, counts = (
-                result.movies[rows, order],
-                result.scores[rows, order],
-                counts[rows, order],
-            )
             movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
-            keep = self._coherent(user_ids, movie_ids, counts >= (r.min_ratings if self.support else 1), r.seen, u, k)
+            keep = self._coherent(user_ids, movie_ids, *self._listable(result), r.seen, u, k)
             result.movies, result.scores, movie_ids = (
                 result.movies[rows, keep],
                 result.scores[rows, keep],
@@ -243,31 +237,37 @@ class Recommender(RatingPredictor, NewUser):
         )
         return frame[finite.ravel()].reset_index(drop=True)
 
-    @staticmethod
-    def pool(k: int) -> int:
-        """How many ranked movies :meth:`_coherent` chooses the top ``k`` from."""
-        return max(3 * k, k + 20)
+    def _listable(self, result) -> tuple[np.ndarray, np.ndarray]:
+        """Which movies of ranked pools the ranking model lets into a list: enough ratings (unless ``support`` is
+        off) and within its exposure limit (unless ``exposure`` is off); and which are within that limit (a list
+        short of movies that pass is filled from those first)."""
+        r = self._ranking
+        within = admitted(result.movies, result.scores, r.exposure if self.exposure else None)
+        within &= result.movies >= 0
+        return (r.supported(result.movies) if self.support else result.movies >= 0) & within, within
 
     def _coherent(
-        self, user_ids, movie_ids: np.ndarray, supported: np.ndarray, seen: UserItems, rows: np.ndarray, k: int
+        self,
+        user_ids,
+        movie_ids: np.ndarray,
+        listable: np.ndarray,
+        within: np.ndarray,
+        seen: UserItems,
+        rows: np.ndarray,
+        k: int,
     ) -> np.ndarray:
         """Per user, the positions of the ``k`` movies listed, in ranking order: the best-ranked ones, leaving
-        out those without enough ratings (``supported`` false: fewer than the ranking model's ``min_ratings``)
+        out those :meth:`_listable` leaves out (``listable`` false: too few ratings, past the exposure limit)
         and those the rating model predicts clearly below the user's mean rating (by more than
-        ``coherent_margin`` stars), while enough others remain. A left-out movie is never moved: the kept
-        positions stay sorted, so the list's scores never rise down the list."""
-        passes = supported & (movie_ids >= 0)
+        ``coherent_margin`` stars), while enough others remain (those ``within`` their exposure limit fill a
+        short list first). A left-out movie is never moved: the kept positions stay sorted, so the list's scores
+        never rise down the list."""
+        passes = listable & (movie_ids >= 0)
         if self.coherent:
             users_rep = np.repeat(np.asarray(user_ids, dtype=np.int64), movie_ids.shape[1])
             predicted = self.predict(users_rep, np.maximum(movie_ids, 0).ravel()).reshape(movie_ids.shape)
             passes &= predicted >= user_means(seen, rows)[:, None] - self.coherent_margin - 1e-6
-        return kept(passes, k)
-
-    def _ranking_counts(self) -> np.ndarray:
-        """Ratings per movie of the ranking model (its index), counted once."""
-        if self._counts is None:
-            self._counts = self._ranking.seen.movie_counts()
-        return self._counts
+        return kept(passes, k, then=within)
 
     def _popular(self, user_ids: np.ndarray, k: int) -> pd.DataFrame:
         counts = self.popularity()

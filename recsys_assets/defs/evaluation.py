@@ -108,6 +108,47 @@ def user_recommendations(
     )
 
 
+def _exposure_curve(context, storage: RecsysStorage, ranker, parts, frame: pd.DataFrame, data, k: int) -> dict:
+    """The ranking model's NDCG against coverage at each exposure limit (core/ranking/exposure.py), on at most
+    20,000 validation users, as a table and a chart (``model_evaluation_exposure.png``); {} without a ranker."""
+    if ranker is None or parts is None:
+        return {}
+    from recsys_assets.core.plots import plot_exposure_curve
+    from recsys_assets.core.ranking.exposure import exposure_curve
+
+    seen, held = data
+    users = held.users
+    if len(users) > 20_000:
+        users = np.sort(np.random.default_rng(0).choice(users, 20_000, replace=False))
+    curve = exposure_curve(parts, ranker.weights, seen, held, users, k, ranker.min_ratings)
+    others = {
+        row.ranker: (float(row.coverage), float(getattr(row, f"ndcg_at_{k}")))
+        for row in frame.itertuples()
+        if row.ranker != "ranking model"
+    }
+    with storage.store.write(storage.EXPOSURE_PLOT) as tmp:
+        plot_exposure_curve(curve, tmp, k=k, chosen=ranker.max_exposure, others=others)
+    table = pd.DataFrame(
+        {
+            "exposure limit": ["none" if r["max_exposure"] >= 1 else f"{r['max_exposure']:.0%}" for r in curve],
+            f"NDCG@{k}": [round(r[f"ndcg_at_{k}"], 4) for r in curve],
+            "coverage": [round(r["coverage"], 4) for r in curve],
+            "top-100 share": [round(r["top100_share"], 3) for r in curve],
+            "most-shown movie's share": [round(r["max_movie_share"], 3) for r in curve],
+        }
+    )
+    published = next((row for row in curve if abs(row["max_exposure"] - ranker.max_exposure) < 1e-9), None)
+    if published is not None:
+        context.log.info(
+            f"exposure limit {ranker.max_exposure:g}: NDCG@{k} {published[f'ndcg_at_{k}']:.4f}, coverage "
+            f"{published['coverage']:.3f}, most-shown movie in {published['max_movie_share']:.1%} of the lists"
+        )
+    return {
+        "exposure_curve": dg.MetadataValue.md(markdown_table(table, floatfmt=".4g")),
+        "exposure_chart_path": dg.MetadataValue.path(storage.store.url(storage.EXPOSURE_PLOT)),
+    }
+
+
 def _held_out_fit(context: dg.AssetExecutionContext, rec: "Recommender"):
     """The rating model's held-out fit (training split only, stored in its file; the release's reading): the
     published refit trained on the validation ratings, so scoring it there would flatter it."""
@@ -217,6 +258,7 @@ def model_evaluation(
         "ndcg": dg.MetadataValue.md(bars_markdown(list(frame["ranker"]), ndcg, f"NDCG@{k}")),
         "chart": dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})"),
         "chart_path": dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT)),
+        **_exposure_curve(context, storage, ranker, parts, frame, (seen, held), k),
         **metadata,
     }
     metadata.update(provenance(context, config.model_dump()))

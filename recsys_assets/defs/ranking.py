@@ -11,6 +11,7 @@ from pydantic import Field
 
 from recsys_assets.core.ids import mappings_from_table
 from recsys_assets.core.locks import exclusive_lock
+from recsys_assets.core.ranking.exposure import MAX_EXPOSURE
 from recsys_assets.core.ranking.params import FACTORS, ITEM_ITEM_METHODS, REGULARIZATION, IALSParams, ItemItemParams
 from recsys_assets.core.release.decision import DataSize
 from recsys_assets.defs.executors import TRAINING_OP_TAGS
@@ -100,6 +101,14 @@ class RankingConfig(PromotionConfig):
     min_ratings: bool = Field(
         default=True,
         description="Choose on the inner splits the fewest ratings a listed movie needs (1 to 20); false: any movie.",
+    )
+    max_exposure: float = Field(
+        default=MAX_EXPOSURE,
+        gt=0,
+        le=1,
+        description="The largest share of the users whose lists may show one movie: past it the movie is left out "
+        "of the lists of the users who rank it lowest (never moved); 1 turns it off. docs/guide/recommendations.md "
+        "shows what each value costs and gains (model_evaluation's curve).",
     )
     diversity: float = Field(
         default=1.0,

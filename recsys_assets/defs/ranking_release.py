@@ -90,7 +90,7 @@ def ranking_file(result: "RankingTraining", config, plan: "EvaluationPlan", mapp
         heldback=plan.heldback,
         item_exponent=published_item_item.rating_exponent if published_item_item else 0.0,
         min_ratings=result.blend.min_ratings,
-    )
+    ).with_exposure_limit(config.max_exposure)
 
 
 def publish(context: dg.AssetExecutionContext, storage: RecsysStorage, release: RankingRelease, *, keep: int):
@@ -170,6 +170,7 @@ def ranking_metadata(context, storage, config, release: RankingRelease, outcome,
         "chosen_blend": dg.MetadataValue.text(result.blend.weights.describe()),
         **({"fallback": dg.MetadataValue.text(result.blend.fallback)} if result.blend.fallback else {}),
         "min_ratings": dg.MetadataValue.int(result.blend.min_ratings),
+        "max_exposure": dg.MetadataValue.float(release.model.max_exposure),
         "blend_candidates": dg.MetadataValue.md(_blend_table(result.blend.candidates)),
         "item_item": dg.MetadataValue.text(result.published_item_item.method if result.published_item_item else "none"),
         **{name: dg.MetadataValue.float(round(float(value), 4)) for name, value in result.metrics.items()},

@@ -85,6 +85,7 @@ class RecsysStorage(dg.ConfigurableResource):
     REJECTED_RANKING_MODEL: ClassVar[str] = "ranking_model.rejected.pth"
     LOSS_PLOT: ClassVar[str] = "training_loss.png"
     EVALUATION_PLOT: ClassVar[str] = "model_evaluation.png"
+    EXPOSURE_PLOT: ClassVar[str] = "model_evaluation_exposure.png"
     HISTOGRAM: ClassVar[str] = "rating_histogram.png"
     CHECKPOINTS: ClassVar[str] = "checkpoints"
     RUN_TABLES: ClassVar[str] = "tables/runs"  # tables/runs/<run id>/<asset>.parquet: each run's own tables

@@ -7,6 +7,7 @@ ials.py          iALS fit (implicit), exact user solves (fold-in), explanations
 itemitem.py      EASE and RP3beta: sparse movie x movie weights
 blend.py         one scorer for iALS, item-item, popularity and their mixes (Weights, Components)
 choose.py        the candidate and the diversity penalty, chosen on an inner split
+exposure.py      the exposure limit (no movie in more than a share of the lists) and its curve
 similarity.py    "because you rated" reasons and similar movies
 model.py         RankingModel and its file, ranking_model.pth
 metrics.py       NDCG, precision, recall, hit rate, coverage at k; paired noise

@@ -131,11 +131,13 @@ def choose_blend(
 SUPPORT = (1, 2, 3, 5, 10, 20)  # the fewest training ratings a listed movie may have: the candidates
 
 
-def kept(passes: np.ndarray, k: int) -> np.ndarray:
+def kept(passes: np.ndarray, k: int, then: np.ndarray | None = None) -> np.ndarray:
     """Per row of ``passes`` (over a ranked pool, best first), the positions of the ``k`` listed: the
-    best-ranked that pass, the best-ranked others filling a row short of them; in ranking order either way
-    (a movie is left out, never moved). The lists' rule, and the rule the evidence is chosen under."""
-    return np.sort(np.argsort(~passes, axis=-1, kind="stable")[..., : min(k, passes.shape[-1])], axis=-1)
+    best-ranked that pass, the best-ranked others filling a row short of them (those where ``then`` holds
+    first); in ranking order either way (a movie is left out, never moved). The lists' rule, and the rule the
+    evidence is chosen under."""
+    tier = (~passes).astype(np.int8) if then is None else np.where(passes, 0, np.where(then, 1, 2)).astype(np.int8)
+    return np.sort(np.argsort(tier, axis=-1, kind="stable")[..., : min(k, passes.shape[-1])], axis=-1)
 
 
 def supported(movies: np.ndarray, counts: np.ndarray, min_ratings: int, k: int) -> np.ndarray:

@@ -18,7 +18,9 @@ Format 2 (architecture ``"blend"``) adds the candidate chosen on the inner split
 weights of iALS, item-item and popularity, :mod:`blend`), and the item-item model as a sparse movie x
 movie matrix ``item_indptr``/``item_indices``/``item_weights`` (and ``eval_item_*``, its held-out
 fit), and ``item_exponent``, how the item-item part reads a user's ratings (``itemitem.input_values``;
-absent in older files, which read every rated movie as 1). Most popular is a blend too (popularity
+absent in older files, which read every rated movie as 1), ``min_ratings`` (the evidence a listed movie
+needs) and ``max_exposure`` with ``exposure_movies``/``exposure_limits``, the exposure limit of the lists
+(:mod:`exposure`; absent in older files: no limit). Most popular is a blend too (popularity
 weight only), so every candidate is this one file, still tensors and plain values only. Format 1 files
 (iALS alone) still load.
 """
@@ -34,6 +36,7 @@ from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_errors import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
+from recsys_assets.core.ranking.exposure import exposure_limits, ordered, pool
 from recsys_assets.core.ranking.ials import solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import IALSParams
@@ -76,6 +79,15 @@ class RankingModel:
     heldback: HeldBack | None = None  # ratings no published fit trained on (promotion evidence)
     item_exponent: float = 0.0  # how the item-item part reads a rated movie (itemitem.input_values; 0: as 1)
     min_ratings: int = 1  # the fewest ratings a listed movie needs (chosen on the inner splits; choose_support)
+    max_exposure: float = 1.0  # the largest share of the users a movie is listed for (exposure.py; 1: no limit)
+    exposure: np.ndarray | None = None  # per movie, the weakest claim that keeps it in a list (-inf: no limit)
+    _counts: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def movie_counts(self) -> np.ndarray:
+        """Ratings per movie of what the model was fitted on (counted once)."""
+        if self._counts is None:
+            self._counts = self.seen.movie_counts()
+        return self._counts
 
     def components(self, seen: UserItems | None = None) -> Components:
         """The published parts; popularity counts from ``seen`` (default: what the model was fitted on)."""
@@ -108,6 +120,33 @@ class RankingModel:
         factors = self.fold_in_factors(seen) if self.weights.factors else None
         parts = Components(factors, self.item_factors, self.item_item, self.seen.movie_counts(), self.item_exponent)
         return blend_top_n(parts, self.weights, seen, users, k, mask=mask)
+
+    def ranked_pool(self, users: np.ndarray, k: int, *, seen: UserItems | None = None, mask: bool = True):
+        """The ranked movies a list of ``k`` is chosen from (:func:`exposure.pool`), by score, ties by more
+        ratings first; ``seen`` as in :meth:`top_n`."""
+        result = self.top_n(users, pool(k), seen=seen, mask=mask)
+        order = ordered(result.movies, result.scores, self.movie_counts())
+        rows = np.arange(len(order))[:, None]
+        result.movies, result.scores = result.movies[rows, order], result.scores[rows, order]
+        return result
+
+    def supported(self, movies: np.ndarray) -> np.ndarray:
+        """Whether each of ``movies`` (indices, -1 for none) has the ratings a listed movie needs."""
+        return (movies >= 0) & (self.movie_counts()[np.maximum(movies, 0)] >= self.min_ratings)
+
+    def with_exposure_limit(self, share: float, k: int = 10, *, max_users: int = 20_000, seed: int = 0):
+        """This model with the exposure limits that keep every movie in at most ``share`` of its users' top-``k``
+        lists (computed on a sample of at most ``max_users`` users; ``share`` 1: no limit)."""
+        if share >= 1:
+            return replace(self, max_exposure=1.0, exposure=None)
+        users = np.arange(len(self.users))
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+        result = self.ranked_pool(users, k)
+        limits = exposure_limits(
+            result.movies, result.scores, self.supported(result.movies), len(self.movies), share, k
+        )
+        return replace(self, max_exposure=float(share), exposure=limits)
 
     def fold_in_factors(self, seen: UserItems) -> np.ndarray:
         """Factors of the users in ``seen`` (rows) solved against the fixed movie factors."""
@@ -164,6 +203,11 @@ class RankingModel:
         payload["blend"] = self.weights.to_dict()
         payload["item_exponent"] = float(self.item_exponent)
         payload["min_ratings"] = int(self.min_ratings)
+        payload["max_exposure"] = float(self.max_exposure)
+        if self.exposure is not None:
+            limited = np.flatnonzero(np.isfinite(self.exposure))
+            payload["exposure_movies"] = tensor(limited, np.int64)
+            payload["exposure_limits"] = tensor(self.exposure[limited], np.float64)
         for prefix, matrix in (("item", self.item_item), ("eval_item", self.evaluation_item_item)):
             if matrix is not None:
                 payload[f"{prefix}_indptr"] = tensor(matrix.indptr, np.int64)
@@ -263,6 +307,8 @@ class RankingModel:
             HeldBack.from_payload(payload),
             float(payload.get("item_exponent", 0.0)),
             int(payload.get("min_ratings", 1)),
+            float(payload.get("max_exposure", 1.0)),
+            _exposure(payload, len(Q)),
         )._checked()
 
     def _checked(self) -> "RankingModel":
@@ -273,6 +319,8 @@ class RankingModel:
             raise ValueError(f"item_exponent must be between 0 and 10, got {self.item_exponent}")
         if not 1 <= self.min_ratings <= 1_000_000:
             raise ValueError(f"min_ratings must be between 1 and 1,000,000, got {self.min_ratings}")
+        if not 0 < self.max_exposure <= 1:
+            raise ValueError(f"max_exposure must be in (0, 1], got {self.max_exposure}")
         if w.items and self.item_item is None:
             raise ValueError("the blend uses item-item weights that the file does not hold")
         return self
@@ -302,6 +350,20 @@ def _check_seen(indptr: np.ndarray, indices: np.ndarray, ratings: np.ndarray, *,
         raise ValueError("the seen ratings do not fit the seen-movie index")
     if len(indices) and (indices.min() < 0 or indices.max() >= n_movies):
         raise ValueError("the seen-movie index names movies the model does not have")
+
+
+def _exposure(payload: dict, n_movies: int) -> np.ndarray | None:
+    """The per-movie exposure limits (-inf where none), or None when the file has none."""
+    if "exposure_movies" not in payload:
+        return None
+    movies, limits = _array(payload["exposure_movies"], "exposure"), _array(payload["exposure_limits"], "exposure")
+    if movies.shape != limits.shape or (len(movies) and (movies.min() < 0 or movies.max() >= n_movies)):
+        raise ValueError("the exposure limits do not match the movies")
+    if not np.isfinite(limits).all():
+        raise ValueError("the exposure limits are not finite")
+    out = np.full(n_movies, -np.inf)
+    out[movies.astype(np.int64)] = limits.astype(np.float64)
+    return out
 
 
 def _item_item(payload: dict, prefix: str, n_movies: int) -> UserItems | None:
