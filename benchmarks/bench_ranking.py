@@ -577,7 +577,9 @@ def plot_curves(outside: dict, path: Path) -> None:
                 "most popular": (r["most_popular_coverage"], r["most_popular"]),
             }
             target = path.with_name(f"{path.stem}_{name.replace(' ', '_').lower()}{path.suffix}")
-            plot_exposure_curve(r["curve"], target, k=10, chosen=0.10, others=others)
+            plot_exposure_curve(
+                r["curve"], target, k=10, chosen=0.10, others=others, scored_on="the 20% the pipeline never saw"
+            )
 
 
 def _scale_text(scale: dict) -> str:

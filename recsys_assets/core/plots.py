@@ -91,7 +91,13 @@ def plot_ranker_comparison(table, path: str | os.PathLike, *, k: int = 10) -> Pa
 
 
 def plot_exposure_curve(
-    curve: list[dict], path: str | os.PathLike, *, k: int = 10, chosen: float | None = None, others: dict | None = None
+    curve: list[dict],
+    path: str | os.PathLike,
+    *,
+    k: int = 10,
+    chosen: float | None = None,
+    others: dict | None = None,
+    scored_on: str = "the validation split",
 ) -> Path:
     """NDCG@k against coverage, one point per exposure share (``exposure.exposure_curve``'s rows), the published
     share ringed, and ``others`` ({name: (coverage, ndcg)}) as reference points (PNG, atomically)."""
@@ -99,16 +105,18 @@ def plot_exposure_curve(
     x = [row["coverage"] for row in curve]
     y = [row[f"ndcg_at_{k}"] for row in curve]
     ax.plot(x, y, marker="o", label="ranking model's lists, by exposure limit")
+    labels: dict[tuple[float, float], list[str]] = {}  # points that coincide share one label
     for row, xi, yi in zip(curve, x, y, strict=True):
         share = row["max_exposure"]
-        label = "no limit" if share >= 1 else f"{share:.0%}"
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        labels.setdefault((round(xi, 4), round(yi, 4)), []).append("no limit" if share >= 1 else f"{share:.0%}")
         if chosen is not None and abs(share - chosen) < 1e-9:
             ax.scatter([xi], [yi], s=160, facecolors="none", edgecolors="black", label="published setting")
+    for (xi, yi), names in labels.items():
+        ax.annotate(", ".join(names), (xi, yi), textcoords="offset points", xytext=(5, -10), fontsize=8)
     for name, (cov, ndcg) in (others or {}).items():
         ax.scatter([cov], [ndcg], marker="s", label=name)
     ax.set_xlabel("coverage (share of the catalogue recommended)")
-    ax.set_ylabel(f"NDCG@{k} on the validation split")
+    ax.set_ylabel(f"NDCG@{k} on {scored_on}")
     ax.set_title("What the exposure limit costs and gains")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
