@@ -291,17 +291,21 @@ def test_lists_are_coherent_and_reasons_are_liked_movies(tmp_path):
     assert left_out > 0  # the rule did leave movies out here (else the test checks nothing)
 
 
-def test_a_fan_of_one_kind_of_film_keeps_the_ranking_order(tmp_path):
-    """The kids-animation case: someone who rates their favourites 4.5-5 has a high mean, and the old rule
-    ("the first k predicted at least that mean, the rest after") moved acclaimed films of another kind above
-    better-ranked ones. Whatever is left out, the list's scores never rise, for a new and a known user."""
+@pytest.mark.parametrize("kind", ["kids-animation", "horror"])
+def test_a_fan_of_one_kind_of_film_keeps_the_ranking_order(tmp_path, kind):
+    """The kids-animation and horror cases: someone who rates their favourites 4.5-5 has a high mean, and the
+    old rule ("the first k predicted at least that mean, the rest after") moved acclaimed films of another kind
+    above better-ranked ones. Whatever is left out, the list's scores never rise, for a new and a known user
+    (the fixture's two kinds: movies 0-14, which even users rate, and 15-29, which odd users rate)."""
     path, matrix, user_ids, movie_ids = ranked_pair(tmp_path)
     rec = Recommender.load(path)
     rec.coherent_margin = 0.0  # the strictest coherence: what moved movies before now only leaves them out
-    favourites = {int(m): r for m, r in zip(movie_ids[:3], (5.0, 5.0, 4.5), strict=True)}
-    for frame in (rec.recommend_for_ratings(favourites, k=8), rec.recommend(int(user_ids[0]), k=8)):
+    first, fan = (0, user_ids[0]) if kind == "kids-animation" else (15, user_ids[1])
+    favourites = {int(m): r for m, r in zip(movie_ids[first : first + 3], (5.0, 5.0, 4.5), strict=True)}
+    for frame in (rec.recommend_for_ratings(favourites, k=8), rec.recommend(int(fan), k=8)):
         assert len(frame) == 8 and (np.diff(frame["score"].to_numpy()) <= 1e-9).all()
         assert frame["rank"].tolist() == list(range(1, 9))
+        assert set(frame["movie_id"][:3]) <= set(movie_ids[first : first + 15])  # their kind leads the list
 
 
 def test_a_movie_with_too_few_ratings_is_not_listed_while_better_supported_ones_remain(tmp_path):

@@ -20,8 +20,10 @@ RANKING_FILE = "ranking_model.pth"
 
 
 def _publish(source_dir, data_dir) -> None:
-    """Replace both published files atomically, one after the other (as a promotion does)."""
-    for name in (RATING_FILE, RANKING_FILE):
+    """Replace both published files atomically, one after the other (as a promotion does); the ranking file
+    first, so that a server looking between the two never finds a rating file alone on a first publish (on a
+    loaded machine it could see that half stay unchanged for two looks and serve it)."""
+    for name in (RANKING_FILE, RATING_FILE):
         if (source_dir / name).exists():
             shutil.copy(source_dir / name, data_dir / f".{name}.tmp")
             os.replace(data_dir / f".{name}.tmp", data_dir / name)

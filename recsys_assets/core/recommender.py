@@ -199,7 +199,7 @@ class Recommender(RatingPredictor, NewUser):
             result = r.ranked_pool(u, k, mask=exclude_seen)
             rows = np.arange(len(u))[:, None]
             movie_ids = np.where(result.movies >= 0, r.movies.ids[np.maximum(result.movies, 0)], -1)
-            keep = self._coherent(user_ids, movie_ids, *self._listable(result), r.seen, u, k)
+            keep = self._coherent(user_ids, movie_ids, *self._listable(result), r.seen, u, k=k)
             result.movies, result.scores, movie_ids = (
                 result.movies[rows, keep],
                 result.scores[rows, keep],
@@ -254,6 +254,7 @@ class Recommender(RatingPredictor, NewUser):
         within: np.ndarray,
         seen: UserItems,
         rows: np.ndarray,
+        *,
         k: int,
     ) -> np.ndarray:
         """Per user, the positions of the ``k`` movies listed, in ranking order: the best-ranked ones, leaving

@@ -108,7 +108,7 @@ def user_recommendations(
     )
 
 
-def _exposure_curve(context, storage: RecsysStorage, ranker, parts, frame: pd.DataFrame, data, k: int) -> dict:
+def _exposure_curve(context, storage: RecsysStorage, ranker, parts, frame: pd.DataFrame, data, *, k: int) -> dict:
     """The ranking model's NDCG against coverage at each exposure limit (core/ranking/exposure.py), on at most
     20,000 validation users, as a table and a chart (``model_evaluation_exposure.png``); {} without a ranker."""
     if ranker is None or parts is None:
@@ -120,7 +120,7 @@ def _exposure_curve(context, storage: RecsysStorage, ranker, parts, frame: pd.Da
     users = held.users
     if len(users) > 20_000:
         users = np.sort(np.random.default_rng(0).choice(users, 20_000, replace=False))
-    curve = exposure_curve(parts, ranker.weights, seen, held, users, k, ranker.min_ratings)
+    curve = exposure_curve(parts, ranker.weights, seen, held, users, k=k, min_ratings=ranker.min_ratings)
     others = {
         row.ranker: (float(row.coverage), float(getattr(row, f"ndcg_at_{k}")))
         for row in frame.itertuples()
@@ -258,7 +258,7 @@ def model_evaluation(
         "ndcg": dg.MetadataValue.md(bars_markdown(list(frame["ranker"]), ndcg, f"NDCG@{k}")),
         "chart": dg.MetadataValue.md(f"![Rankers side by side](data:image/png;base64,{encoded})"),
         "chart_path": dg.MetadataValue.path(store.url(storage.EVALUATION_PLOT)),
-        **_exposure_curve(context, storage, ranker, parts, frame, (seen, held), k),
+        **_exposure_curve(context, storage, ranker, parts, frame, (seen, held), k=k),
         **metadata,
     }
     metadata.update(provenance(context, config.model_dump()))

@@ -95,7 +95,7 @@ def exposure_limits(
 
 
 def exposure_curve(
-    parts, weights, seen, held, users: np.ndarray, k: int, min_ratings: int, shares=SHARES
+    parts, weights, seen, held, users: np.ndarray, *, k: int, min_ratings: int, shares=SHARES
 ) -> list[dict]:
     """What each exposure share costs and gains: the lists of ``users`` under the blend ``weights`` of ``parts``
     (a fit that never saw ``held``), with the evidence rule (``min_ratings``) and the limits computed over these
