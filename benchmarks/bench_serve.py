@@ -5,7 +5,7 @@
 
 1. Materializes every asset on ml-latest-small (``RECSYS_MOVIELENS_DIR``; without it the 100,000-rating
    sample export) into a temporary data folder, in process, so both models are published as v0001.
-2. Starts the real ``recsys serve`` (uvicorn, one process) on a free loopback port and drives it with
+2. Starts the real ``recsys serve`` (uvicorn; ``--workers`` 1, then 2) on a free loopback port and drives it with
    ``wrk`` (Debian's package; a C load generator, so the client does not share the server's GIL): each
    endpoint for ``--seconds`` at 1 and at 16 open connections, a random known user or movie per request
    (a Lua script). The anchor is the same call made in process on a loaded ``Recommender`` (its median).
@@ -207,25 +207,27 @@ def wrk_summary(out: str) -> dict:
 
 def table(rows: list[dict], promo: dict, source: str, seconds: float) -> str:
     lines = [
-        "| route | clients | requests/s | p50 | p99 | in process (median) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| route | server processes | clients | requests/s | p50 | p99 | in process (median) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["route"], r["workers"], r["connections"])):
         lines.append(
-            f"| `{r['route']}` | {r['connections']} | {r['rps']:,.0f} | {r['p50']:.1f} ms | {r['p99']:.1f} ms "
-            f"| {r['anchor_ms']:.2f} ms |"
+            f"| `{r['route']}` | {r['workers']} | {r['connections']} | {r['rps']:,.0f} | {r['p50']:.1f} ms | "
+            f"{r['p99']:.1f} ms | {r['anchor_ms']:.2f} ms |"
         )
     failed = sum(r["errors"] + r["non_2xx"] for r in rows)
     lines += [
         "",
-        f"Promotion under load: {promo['requests']:,} requests at 16 clients while the pipeline published both "
+        f"Promotion under load ({promo['workers']} server processes): {promo['requests']:,} requests at 16 clients "
+        "while the pipeline published both "
         f"models again ({promo['publish_s']:.0f} s run; the server moved to rating {promo['models'].get('rating')}, "
         f"ranking {promo['models'].get('ranking')}): **{promo['errors']} socket errors, {promo['non_2xx']} non-2xx "
         f"answers** ({failed} in the measurements above).",
         "",
-        f"(`benchmarks/bench_serve.py`: `recsys serve` (uvicorn, one process) and `wrk` on the same shared 2-core "
+        f"(`benchmarks/bench_serve.py`: `recsys serve --workers N` (uvicorn) and `wrk` on the same shared 2-core "
         f"machine, loopback; models from {source}; {seconds:g} s per row, random known user or movie per request; "
-        f"in process = the median of the same `Recommender` call without HTTP, one BLAS thread as in the server; noisy)",
+        f"in process = the median of the same `Recommender` call without HTTP, one BLAS thread as in the server; a "
+        "known user's top 10 is looked up in the lists the server computed when the pair loaded; noisy)",
     ]
     return "\n".join(lines)
 
@@ -233,6 +235,7 @@ def table(rows: list[dict], promo: dict, source: str, seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10, help="seconds per measurement (10)")
+    parser.add_argument("--workers", default="1,2", help="server processes to measure, each count in turn (1,2)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -251,11 +254,18 @@ def main() -> None:
         rec = Recommender.load(data / "recommendation_model.pth")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        command = [str(BIN / "recsys"), "serve", "--data-dir", str(data), "--port", str(port)]
-        with background_process(command, dict(os.environ), work / "serve.log"):
-            wait_for(base, lambda s: s["status"] == "ok")
-            rows = measure(base, work, rec, args.seconds)
-            promo = promotion_under_load(base, work, data, export, min(args.seconds, 3.0))
+        rows, counts = [], [int(w) for w in args.workers.split(",")]
+        for workers in counts:  # the promotion runs under the last count
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            command = [str(BIN / "recsys"), "serve", "--data-dir", str(data), "--port", str(port)]
+            with background_process([*command, "--workers", str(workers)], dict(os.environ), work / "serve.log"):
+                wait_for(base, lambda s: s["status"] == "ok")
+                time.sleep(2 if workers > 1 else 0)  # every worker has loaded the pair
+                rows += [{**row, "workers": workers} for row in measure(base, work, rec, args.seconds)]
+                if workers == counts[-1]:
+                    promo = promotion_under_load(base, work, data, export, min(args.seconds, 3.0))
+                    promo["workers"] = workers
         print(promo)
         replace_block("bench_serve", table(rows, promo, source, args.seconds))
 

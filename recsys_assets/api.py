@@ -33,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, Strict
 
-from recsys_assets.core.serving import MAX_REASON, Loaded, ModelServer
+from recsys_assets.core.serving import KNOWN_K, MAX_REASON, Loaded, ModelServer
 
 MAX_K = 1000
 MAX_BODY = 1 << 20  # bytes of a request body: some 50,000 ratings
@@ -139,6 +139,11 @@ def _number(value) -> float | None:
 def _recommendations(frame: pd.DataFrame, titles, by: str) -> list[Recommendation]:
     """The frame's rows, one meaning per field (see :class:`Recommendation`)."""
     rows = zip(*(frame[c].tolist() for c in ("rank", "movie_id", "score", "predicted_rating", "because_movie_id")))
+    return _items(rows, titles, by)
+
+
+def _items(rows, titles, by: str) -> list[Recommendation]:
+    """Rows of (rank, movie_id, score, predicted_rating, because_movie_id) as the answer's items."""
     return [
         Recommendation(
             rank=rank,
@@ -278,6 +283,11 @@ def _recommendation_routes(
     @app.get("/users/{user_id}/recommendations")
     def recommend(user_id: int = _id(), k: int = Query(10, ge=1, le=MAX_K), by: By = "ranking") -> Recommendations:
         pair = _loaded(server)
+        rows = pair.known.rows(user_id) if pair.known is not None and k == KNOWN_K and by == "ranking" else None
+        if rows is not None:  # computed when the pair loaded: a lookup
+            versions = Versions(**pair.versions)
+            items = _items(rows, titles, "ranking")
+            return Recommendations(user_id=user_id, by="ranking", fallback=None, models=versions, items=items)
         frame = pair.recommender.recommend(user_id, k=k, by=by)
         return _answer(pair, frame, titles, user_id=user_id)
 
@@ -309,13 +319,46 @@ def _recommendation_routes(
         return _answer(pair, frame, titles)
 
 
-def serve(data_dir: str, *, host: str, port: int, titles=None, genres=None, reload_interval: float = 1.0) -> None:
-    """Run the API with uvicorn until interrupted (one process; requests in its thread pool, each request's
-    matrix products on one BLAS thread: concurrent requests are the parallelism, and 16 requests times
-    every core's BLAS threads would oversubscribe the CPUs)."""
+SPEC_VARIABLE = "RECSYS_SERVE_SPEC"  # how `serve` hands its settings to each worker process (JSON)
+
+
+def serve(
+    data_dir: str,
+    *,
+    host: str,
+    port: int,
+    movies: str | None = None,
+    reload_interval: float = 1.0,
+    workers: int = 1,
+) -> None:
+    """Run the API with uvicorn until interrupted: ``workers`` processes, each with its own loaded pair and
+    watcher (several use several cores; during a promotion one may answer from the new pair a moment before
+    another), requests in each one's thread pool, each request's matrix products on one BLAS thread
+    (concurrent requests are the parallelism, and 16 requests times every core's BLAS threads would
+    oversubscribe the CPUs). ``movies``: movies.csv for titles and genres."""
+    import os
+
     import uvicorn
+
+    spec = {"data_dir": data_dir, "movies": movies, "reload_interval": reload_interval}
+    os.environ[SPEC_VARIABLE] = json.dumps(spec)  # the worker processes inherit it
+    options = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    if workers > 1:
+        uvicorn.run("recsys_assets.api:app_from_spec", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(app_from_spec(), **options)
+
+
+def app_from_spec() -> FastAPI:
+    """The app :func:`serve` runs, built from its settings (``RECSYS_SERVE_SPEC``) in each worker process."""
+    import os
+
     from threadpoolctl import threadpool_limits
 
+    from recsys_assets.core.presentation import read_genres, read_titles
+
+    spec = json.loads(os.environ[SPEC_VARIABLE])
     threadpool_limits(1)
-    app = create_app(ModelServer(data_dir), titles=titles, genres=genres, reload_interval=reload_interval)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    titles, genres = read_titles(spec["movies"]), read_genres(spec["movies"])
+    server = ModelServer(spec["data_dir"])
+    return create_app(server, titles=titles, genres=genres, reload_interval=spec["reload_interval"])

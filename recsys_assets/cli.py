@@ -170,11 +170,19 @@ def _serve(args) -> int:
     # RECSYS_SERVE_PORT is read here, when serving, so that a bad value fails this command alone
     port = args.port if args.port is not None else settings.SERVE_PORT.integer(minimum=PORTS[0], maximum=PORTS[1])
     from recsys_assets.api import serve
-    from recsys_assets.core.presentation import read_genres, read_titles
+    from recsys_assets.core.presentation import read_titles
 
-    titles, genres = read_titles(args.movies), read_genres(args.movies)
-    print(f"serving the models in {args.data_dir} on http://{args.host}:{port} (docs at /docs; Ctrl-C stops)")
-    serve(args.data_dir, host=args.host, port=port, titles=titles, genres=genres, reload_interval=args.reload_interval)
+    read_titles(args.movies)  # a bad titles file fails here, before the server starts
+    workers = f", {args.workers} worker processes" if args.workers > 1 else ""
+    print(f"serving the models in {args.data_dir} on http://{args.host}:{port}{workers} (docs at /docs; Ctrl-C stops)")
+    serve(
+        args.data_dir,
+        host=args.host,
+        port=port,
+        movies=args.movies,
+        reload_interval=args.reload_interval,
+        workers=args.workers,
+    )
     return 0
 
 
@@ -189,6 +197,13 @@ def _add_serve(sub, data_args) -> None:
         help=f"port, 1-65535 (default: $RECSYS_SERVE_PORT or {settings.SERVE_PORT.default})",
     )
     p.add_argument("--reload-interval", type=seconds, default=1.0, help="seconds between looks at the files (1)")
+    p.add_argument(
+        "--workers",
+        type=whole(1, 64),
+        default=1,
+        help="server processes, each with its own copy of the models (2 uses both cores of a 2-core machine; "
+        "during a promotion one may switch a moment before another). Default: 1",
+    )
     _movies_argument(p)
     p.set_defaults(func=_serve)
 

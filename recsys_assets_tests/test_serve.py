@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -133,6 +134,25 @@ def test_serve_answers_over_http_and_swaps_models_without_a_failed_request(tmp_p
     assert outcomes[0][1] == "ranking" and outcomes[-1][1] == "rating"  # the first pair, then the second
 
 
+def test_serve_with_two_worker_processes_answers_from_each(tmp_path):
+    """``recsys serve --workers 2``: two processes, each with the pair loaded and its lists looked up."""
+    source, data = tmp_path / "source", tmp_path / "data"
+    source.mkdir(), data.mkdir()
+    _, _, user_ids, _ = ranked_pair(source)
+    _publish(source, data)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "recsys_assets.cli", "serve", "--data-dir", str(data), "--port", str(port)]
+    with background_process([*args, "--workers", "2"], dict(os.environ), tmp_path / "serve.log") as proc:
+        _wait_until(lambda: _get(f"{base}/health")[1]["status"] == "ok")
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2, children  # uvicorn's supervisor and its two worker processes
+        answers = [_get(f"{base}/users/{user_ids[0]}/recommendations") for _ in range(30)]  # spread over both
+    assert all(status == 200 for status, _ in answers)
+    assert len({json.dumps(body["items"]) for _, body in answers}) == 1  # the same list from either process
+    assert "2 worker processes" in (tmp_path / "serve.log").read_text()
+
+
 def _app_over(tmp_path):
     """The API over a real ModelServer that has loaded a good pair (no watcher thread: the tests refresh)."""
     from fastapi.testclient import TestClient
@@ -253,3 +273,26 @@ def test_every_route_answers_a_documented_model_with_one_meaning_per_field(tmp_p
     assert similar["movie_id"] == movie_ids[0] and {"rank", "movie_id", "title", "similarity"} == set(
         similar["items"][0]
     )
+
+
+def test_a_known_users_top_10_is_looked_up_and_equals_the_computed_list(tmp_path):
+    """The lists computed when the pair loads answer k=10 by ranking; they are exactly what the recommender
+    computes per request (every known user), and other requests are still computed."""
+    server, client, _, _ = _app_over(tmp_path)
+    pair = server.current
+    assert pair is not None and pair.known is not None
+    rec = pair.recommender
+    for user_id in rec.ranker.users.ids:
+        computed = rec.recommend(int(user_id), k=10)
+        rows = pair.known.rows(int(user_id))
+        assert rows is not None and [(r[0], r[1], r[3], r[4]) for r in rows] == list(
+            zip(*(computed[c].tolist() for c in ("rank", "movie_id", "predicted_rating", "because_movie_id")))
+        )
+        # the scores of one user's block and of all users' differ in float32 rounding only
+        assert [r[2] for r in rows] == pytest.approx(computed["score"].tolist(), rel=1e-5)
+    assert pair.known.rows(10**9) is None
+    user = int(rec.ranker.users.ids[0])
+    looked_up = client.get(f"/users/{user}/recommendations").json()
+    assert looked_up["by"] == "ranking" and looked_up["fallback"] is None
+    assert [item["movie_id"] for item in looked_up["items"]] == rec.recommend(user, k=10)["movie_id"].tolist()
+    assert len(client.get(f"/users/{user}/recommendations?k=5").json()["items"]) == 5  # computed per request

@@ -6,7 +6,8 @@ at both published files (their size, modification time and inode: one ``stat`` e
 ``reload_interval`` seconds; when they changed and then stayed the same for one more look (a promotion
 replaces the two files one after the other), it loads the pair into a new ``Recommender`` and only
 then replaces the reference, so a request in flight keeps the object it started with and no request
-sees a half-loaded model. A load that fails (the pair is mid-swap, a file is being replaced) or a pair
+sees a half-loaded model. With the pair it computes every known user's top 10 (:class:`KnownLists`), so the
+API's most common request is a lookup. A load that fails (the pair is mid-swap, a file is being replaced) or a pair
 that changed while it loaded keeps the old model and is retried at the next look; ``last_error`` and
 ``last_error_at`` say why and when (one line, without PyTorch's advice to load the file unsafely), and stay
 set until a pair loads, so a server answering from an older pair can say so (``/health``: ``stale``).
@@ -18,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from recsys_assets.core.artifact_store import ArtifactStore
 from recsys_assets.core.presentation import clean_text
 from recsys_assets.core.recommender import Recommender
@@ -25,15 +28,50 @@ from recsys_assets.core.release import live
 from recsys_assets.core.release.candidate import RANKING_FILE, RATING_FILE
 from recsys_assets.core.release.history import ModelHistory
 
+KNOWN_K = 10  # the list length answered from the lists computed when a pair loads (the API's default k)
+MAX_KNOWN_USERS = 200_000  # above this many users the lists are computed per request instead
+
+
+@dataclass(frozen=True)
+class KnownLists:
+    """Every known user's top ``KNOWN_K`` by the ranking model, computed once when the pair loads (the same
+    rows ``Recommender.recommend`` gives, so a request only looks its user up)."""
+
+    user_ids: np.ndarray  # sorted
+    starts: np.ndarray  # each user's first row (len(user_ids) + 1 offsets)
+    columns: tuple[np.ndarray, ...]  # rank, movie_id, score, predicted_rating, because_movie_id
+
+    @classmethod
+    def of(cls, recommender: Recommender, max_users: int = MAX_KNOWN_USERS) -> "KnownLists | None":
+        ranker = recommender.ranker
+        if ranker is None or len(ranker.users) > max_users:
+            return None
+        frame = recommender.recommend_many(ranker.users.ids, k=KNOWN_K)  # ordered by user id, then rank
+        user_ids = ranker.users.ids
+        counts = np.bincount(np.searchsorted(user_ids, frame["user_id"].to_numpy()), minlength=len(user_ids))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        names = ("rank", "movie_id", "score", "predicted_rating", "because_movie_id")
+        return cls(np.asarray(user_ids), starts, tuple(frame[name].to_numpy() for name in names))
+
+    def rows(self, user_id: int) -> list[tuple] | None:
+        """The user's rows (rank, movie_id, score, predicted_rating, because_movie_id), or None when unknown."""
+        at = int(np.searchsorted(self.user_ids, user_id))
+        if at >= len(self.user_ids) or self.user_ids[at] != user_id:
+            return None
+        a, b = self.starts[at], self.starts[at + 1]
+        return list(zip(*(column[a:b].tolist() for column in self.columns), strict=True))
+
 
 @dataclass(frozen=True)
 class Loaded:
-    """One loaded pair: the recommender, the files' stamp it was loaded from, and the kept versions."""
+    """One loaded pair: the recommender, the files' stamp it was loaded from, the kept versions, and the
+    known users' lists computed with it (None: computed per request)."""
 
     recommender: Recommender
     stamp: tuple
     loaded_at: float
     versions: dict = field(default_factory=dict)
+    known: KnownLists | None = None
 
 
 def _stat(store: ArtifactStore, name: str) -> tuple:
@@ -110,9 +148,10 @@ class ModelServer:
                 recommender = Recommender.from_store(self.store, RATING_FILE)
             except Exception as exc:  # noqa: BLE001 - mid-swap or missing: keep serving the old pair
                 return self._failed(failure_reason(exc))
+            known = KnownLists.of(recommender)  # before the swap: a request never waits for it
             if self.stamp() != before:  # replaced while it loaded: load again at the next look
                 return self._failed("the published files changed while they were loading; retrying")
-            self.current = Loaded(recommender, before, time.time(), _kept_versions(self.store))
+            self.current = Loaded(recommender, before, time.time(), _kept_versions(self.store), known)
             self.last_error, self.last_error_at, self.reloads = None, None, self.reloads + 1
             return True
 
