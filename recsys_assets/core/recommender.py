@@ -158,7 +158,7 @@ class Recommender(RatingPredictor, NewUser):
         model file, the rating order is used and ``attrs["by"]`` says so.
         """
         frame = self.recommend_many([user_id], k=k, exclude_seen=exclude_seen, by=by)
-        out = frame.drop(columns=["user_id", "fallback"]).reset_index(drop=True)
+        out = frame[COLUMNS].reset_index(drop=True)
         out.attrs.update(frame.attrs)
         out.attrs["fallback"] = frame["fallback"].iloc[0] if len(frame) else None
         if out.attrs["fallback"]:
@@ -181,14 +181,15 @@ class Recommender(RatingPredictor, NewUser):
             frames.append(self._popular(user_ids[~known], k))
         if not frames:
             return pd.DataFrame(columns=["user_id", *COLUMNS, "fallback"])
-        frame = pd.concat(frames, ignore_index=True)
-        order = {u: i for i, u in enumerate(dict.fromkeys(user_ids.tolist()))}
-        frame = frame.sort_values(
-            ["user_id", "rank"],
-            key=lambda s: s.map(order) if s.name == "user_id" else s,
-            kind="stable",
-            ignore_index=True,
-        )
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        if len(frames) > 1:  # known and unknown users: back in the order asked (each part is in it already)
+            order = {u: i for i, u in enumerate(dict.fromkeys(user_ids.tolist()))}
+            frame = frame.sort_values(
+                ["user_id", "rank"],
+                key=lambda s: s.map(order) if s.name == "user_id" else s,
+                kind="stable",
+                ignore_index=True,
+            )
         frame.attrs["by"] = by
         return frame
 

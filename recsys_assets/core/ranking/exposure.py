@@ -83,13 +83,12 @@ def exposure_limits(
         order = np.lexsort((-held, shown))
         shown, held = shown[order], held[order]
         first = np.searchsorted(shown, over)
-        # halfway between the cap-th strongest claim (kept) and the next (left out), so that one user's list,
-        # scored alone, lands on the same side as in the batch despite rounding
-        raised = (held[first + cap - 1] + held[first + cap]) / 2
-        if (raised <= limits[over]).all() or (
-            held[first + cap - 1] == held[first + cap]
-        ).all():  # only ties left: they stay together
-            break
+        weakest_kept, strongest_left = held[first + cap - 1], held[first + cap]
+        # halfway between the two, so that one user's list, scored alone, lands on the same side as in the batch
+        # despite rounding
+        raised = (weakest_kept + strongest_left) / 2
+        if (raised <= limits[over]).all() or (weakest_kept == strongest_left).all():
+            break  # only exact ties at the limits are left over: they stay together
         limits[over] = raised
     return limits
 

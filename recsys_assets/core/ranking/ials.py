@@ -218,12 +218,14 @@ def solve_users(
     params: IALSParams,
     *,
     device: "str | torch.device" = "cpu",
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """Every user's exact least-squares factors against fixed movie factors, one row per row of
     ``matrix`` (users without ratings: zeros). Without PyTorch loaded (the read path's fold-in) the same
-    normal equations are solved in numpy, one user at a time."""
+    normal equations are solved in numpy, one user at a time; ``gram``: the movie factors' ``Y^T Y`` in
+    float64 (:func:`gram_of`), when the caller keeps it."""
     if not torch_in_use() and str(device) == "cpu":
-        return _solve_numpy(item_factors, matrix, params)
+        return _solve_numpy(item_factors, matrix, params, gram)
     import torch
 
     Y = torch.from_numpy(np.ascontiguousarray(item_factors, dtype=np.float32)).to(device)
@@ -233,16 +235,24 @@ def solve_users(
     return out
 
 
-def _solve_numpy(item_factors: np.ndarray, matrix: UserItems, params: IALSParams) -> np.ndarray:
+def gram_of(item_factors: np.ndarray) -> np.ndarray:
+    """``Y^T Y`` of the movie factors in float64: the part of every user's normal equations they share."""
+    Y = np.asarray(item_factors, dtype=np.float64)
+    return Y.T @ Y
+
+
+def _solve_numpy(
+    item_factors: np.ndarray, matrix: UserItems, params: IALSParams, gram: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`solve_users` in numpy (float64, then float32): ``A_u x_u = b_u`` for each user with ratings."""
     if matrix.values is None:
         raise ValueError("the confidence of a rated movie needs its rating: build UserItems with ratings")
-    Y = np.asarray(item_factors, dtype=np.float64)
-    base = Y.T @ Y + params.regularization * np.eye(Y.shape[1])
-    out = np.zeros((matrix.n_users, Y.shape[1]), dtype=np.float32)
+    dim = item_factors.shape[1]
+    base = (gram_of(item_factors) if gram is None else gram) + params.regularization * np.eye(dim)
+    out = np.zeros((matrix.n_users, dim), dtype=np.float32)
     for u in np.flatnonzero(matrix.counts()).tolist():
         conf = confidence(matrix.row_values(u), params).astype(np.float64)
-        Yu = Y[matrix.row(u)]
+        Yu = np.asarray(item_factors[matrix.row(u)], dtype=np.float64)
         out[u] = np.linalg.solve(base + (Yu * (conf - 1.0)[:, None]).T @ Yu, Yu.T @ conf)
     return out
 

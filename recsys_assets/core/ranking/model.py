@@ -37,7 +37,7 @@ from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_errors import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
 from recsys_assets.core.ranking.exposure import exposure_limits, ordered, pool
-from recsys_assets.core.ranking.ials import solve_users
+from recsys_assets.core.ranking.ials import gram_of, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
 from recsys_assets.core.ranking.params import IALSParams
 from recsys_assets.core.ranking.similarity import neighbours, reasons
@@ -82,6 +82,7 @@ class RankingModel:
     max_exposure: float = 1.0  # the largest share of the users a movie is listed for (exposure.py; 1: no limit)
     exposure: np.ndarray | None = None  # per movie, the weakest claim that keeps it in a list (-inf: no limit)
     _counts: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _gram: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def movie_counts(self) -> np.ndarray:
         """Ratings per movie of what the model was fitted on (counted once)."""
@@ -91,7 +92,7 @@ class RankingModel:
 
     def components(self, seen: UserItems | None = None) -> Components:
         """The published parts; popularity counts from ``seen`` (default: what the model was fitted on)."""
-        counts = (seen or self.seen).movie_counts()
+        counts = self.movie_counts() if seen is None else seen.movie_counts()
         return Components(self.user_factors, self.item_factors, self.item_item, counts, self.item_exponent)
 
     def evaluation_components(self, seen: UserItems, users: IdMapping, movies: IdMapping) -> Components | None:
@@ -118,7 +119,7 @@ class RankingModel:
         if seen is None:
             return blend_top_n(self.components(), self.weights, self.seen, users, k, mask=mask)
         factors = self.fold_in_factors(seen) if self.weights.factors else None
-        parts = Components(factors, self.item_factors, self.item_item, self.seen.movie_counts(), self.item_exponent)
+        parts = Components(factors, self.item_factors, self.item_item, self.movie_counts(), self.item_exponent)
         return blend_top_n(parts, self.weights, seen, users, k, mask=mask)
 
     def ranked_pool(self, users: np.ndarray, k: int, *, seen: UserItems | None = None, mask: bool = True):
@@ -149,8 +150,10 @@ class RankingModel:
         return replace(self, max_exposure=float(share), exposure=limits)
 
     def fold_in_factors(self, seen: UserItems) -> np.ndarray:
-        """Factors of the users in ``seen`` (rows) solved against the fixed movie factors."""
-        return solve_users(self.item_factors, seen, self.params)
+        """Factors of the users in ``seen`` (rows) solved against the fixed movie factors (their ``Y^T Y`` kept)."""
+        if self._gram is None:
+            self._gram = gram_of(self.item_factors)
+        return solve_users(self.item_factors, seen, self.params, gram=self._gram)
 
     def because(self, users: np.ndarray, recommended: np.ndarray, seen: UserItems | None = None) -> np.ndarray:
         """The movie each user rated 4 or more that is most like each recommendation (-1: none)."""
@@ -165,7 +168,7 @@ class RankingModel:
         one = UserItems.from_pairs(
             np.zeros(len(movie_indices), dtype=np.int64), movie_indices, 1, len(self.movies), ratings
         )
-        return solve_users(self.item_factors, one, self.params)[0], one
+        return self.fold_in_factors(one)[0], one
 
     def held_out(self) -> "RankingModel":
         """This model with the held-out fit (training split only) in place of the published one, or itself
