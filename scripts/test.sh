@@ -31,5 +31,6 @@ echo "==> ruff check, ruff format --check, basedpyright (basic mode)"
 export MPLBACKEND=Agg
 # two workers (pytest-xdist): much of the end-to-end tier waits on the processes it starts, and the other
 # worker uses that time. Each test file runs whole on one worker (--dist loadfile), so a module-wide server
-# starts once. RECSYS_TEST_WORKERS=0 runs in one process (an -n given after this wins too)
-exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-2}" --dist loadfile "$@"
+# starts once. RECSYS_TEST_WORKERS=0 runs in one process (an -n given after this wins too). The 15 slowest
+# tests are listed at the end, to see where the suite's time goes.
+exec .venv/bin/python -m pytest -n "${RECSYS_TEST_WORKERS:-2}" --dist loadfile --durations=15 "$@"
