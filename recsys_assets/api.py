@@ -319,7 +319,8 @@ def _recommendation_routes(
         return _answer(pair, frame, titles)
 
 
-SPEC_VARIABLE = "RECSYS_SERVE_SPEC"  # how `serve` hands its settings to each worker process (JSON)
+# how `serve` hands its arguments to each worker process (JSON): internal, not a setting (settings.py declares those)
+SPEC_VARIABLE = "recsys_assets_serve_spec"
 
 
 def serve(
@@ -350,7 +351,7 @@ def serve(
 
 
 def app_from_spec() -> FastAPI:
-    """The app :func:`serve` runs, built from its settings (``RECSYS_SERVE_SPEC``) in each worker process."""
+    """The app :func:`serve` runs, built from its arguments (:data:`SPEC_VARIABLE`) in each worker process."""
     import os
 
     from threadpoolctl import threadpool_limits
