@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -33,32 +31,21 @@ SIZES = {  # the issue's shapes: 3M = 60,000 users x 20,000 movies
 
 
 def run_size(name: str, shape: dict) -> dict:
-    import dagster as dg
     import pandas as pd
 
-    from recsys_assets.core.ids import IdMapping
-    from recsys_assets.core.ranking import HeldOut, UserItems, popularity_ranker, ranking_metrics
+    from benchmarks.heldout import HeldOutSplit, run_pipeline
+    from recsys_assets.core.ranking import popularity_ranker
     from recsys_assets.core.ranking.model import RankingModel
     from recsys_assets.core.sample_data import SampleSpec, generate_ratings
     from recsys_assets.core.splits import split_ratings
-    from recsys_assets.definitions import ASSETS
-    from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
 
     table = generate_ratings(SampleSpec(**shape, taste_weight=0.0, seed=7)).to_pandas()
     frame = table.rename(columns={"userId": "user_id", "movieId": "movie_id"})
     seen_part, hidden = split_ratings(frame, test_size=0.2, random_state=42)
     with tempfile.TemporaryDirectory() as tmp:
-        export = Path(tmp) / "ratings_export.csv"
-        seen_part.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(export, index=False)
-        data = Path(tmp) / "data"
-        resources = resources_for(
-            RecsysStorage(export_path=str(export), data_dir=str(data)), DeviceResource(device="cpu")
-        )
-        started = time.perf_counter()
-        with dg.instance_for_test() as instance:
-            result = dg.materialize(ASSETS, resources=resources, instance=instance, raise_on_error=False)
-        seconds = time.perf_counter() - started
+        result, _, seconds = run_pipeline(seen_part, Path(tmp))
         out = {"size": name, **shape, "success": bool(result.success), "chain_seconds": seconds}
+        data = Path(tmp) / "data"
         table_path = data / "tables" / "user_recommendations.parquet"
         out["lists_written"] = table_path.exists()
         if not (result.success and table_path.exists()):
@@ -67,19 +54,11 @@ def run_size(name: str, shape: dict) -> dict:
         ranker = RankingModel.read(data / "ranking_model.pth")
         out["published"] = ranker.weights.describe()
         out["fallback"] = str(ranker.info.get("fallback", ""))
-    users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
-    su, sm = users.encode(seen_part["user_id"]), movies.encode(seen_part["movie_id"])
-    seen = UserItems.from_pairs(su, sm, len(users), len(movies), seen_part["rating"].to_numpy(np.float32))
-    hu, hm = users.encode(hidden["user_id"]), movies.encode(hidden["movie_id"])
-    held = HeldOut.from_ratings(hu, hm, hidden["rating"].to_numpy(), len(users), len(movies))
-    scored = held.users[np.isin(held.users, np.unique(su))]
-    grid = np.full((len(users), 10), -1, dtype=np.int64)
-    grid[users.encode(recs["user_id"]), recs["rank"].to_numpy() - 1] = movies.encode(recs["movie_id"])
-    counts = seen.movie_counts()
-    lists = ranking_metrics(grid[scored], scored, held, 10, counts).metrics
-    popular = ranking_metrics(popularity_ranker(seen)(scored, 10), scored, held, 10, counts).metrics
+    split = HeldOutSplit.of(frame, seen_part, hidden)
+    lists = split.metrics(split.lists(recs))
+    popular = split.metrics(popularity_ranker(split.seen)(split.scored, 10))
     out.update(
-        users_scored=int(len(scored)),
+        users_scored=int(len(split.scored)),
         ndcg=lists["ndcg_at_10"],
         popular_ndcg=popular["ndcg_at_10"],
         ratio=lists["ndcg_at_10"] / max(popular["ndcg_at_10"], 1e-12),

@@ -285,33 +285,22 @@ def _seeds_summary(rows: list[dict]) -> tuple[float, float]:
 
 # ---- part 2 ---------------------------------------------------------------------------------------
 def part_outside(frame, seeds) -> list[dict]:
-    import dagster as dg
     import pandas as pd
 
-    from recsys_assets.core.ids import IdMapping
-    from recsys_assets.core.ranking import HeldOut, UserItems, factor_ranker, popularity_ranker, ranking_metrics
+    from benchmarks.heldout import HeldOutSplit, run_pipeline
+    from recsys_assets.core.ranking import factor_ranker, popularity_ranker
     from recsys_assets.core.ranking.exposure import SHARES
     from recsys_assets.core.recommender import Recommender
     from recsys_assets.core.splits import split_ratings
-    from recsys_assets.definitions import ASSETS
-    from recsys_assets.defs.resources import DeviceResource, RecsysStorage, resources_for
+    from recsys_assets.defs.resources import RecsysStorage
 
     rows = []
     for seed in seeds:
         seen_part, hidden = split_ratings(frame, test_size=0.2, random_state=seed)
         with tempfile.TemporaryDirectory() as tmp:
-            export = Path(tmp) / "ratings_export.csv"
-            seen_part.rename(columns={"user_id": "userId", "movie_id": "movieId"}).to_csv(export, index=False)
-            data = Path(tmp) / "data"
-            resources = resources_for(
-                RecsysStorage(export_path=str(export), data_dir=str(data)), DeviceResource(device="cpu")
-            )
-            started = time.perf_counter()
-            with dg.instance_for_test() as instance:
-                result = dg.materialize(ASSETS, resources=resources, instance=instance)
-            chain_seconds = time.perf_counter() - started
+            result, resources, chain_seconds = run_pipeline(seen_part, Path(tmp))
             assert result.success
-            recs = pd.read_parquet(data / "tables" / "user_recommendations.parquet")
+            recs = pd.read_parquet(Path(tmp) / "data" / "tables" / "user_recommendations.parquet")
             # the published ranking model's own order, before the lists' rules (evidence, coherence, exposure)
             published = Recommender.from_store(resources["storage"].store, RecsysStorage.MODEL)
             published.coherent = published.support = published.exposure = False
@@ -322,30 +311,23 @@ def part_outside(frame, seeds) -> list[dict]:
             for share in SHARES:
                 published.ranker = base.with_exposure_limit(share)
                 curve[share] = published.recommend_many(base.users.ids, k=10)
-        users, movies = IdMapping.fit(frame["user_id"]), IdMapping.fit(frame["movie_id"])
-        enc = lambda f: (users.encode(f["user_id"]), movies.encode(f["movie_id"]))  # noqa: E731, B023 - used in this iteration
-        su, sm = enc(seen_part)
-        seen = UserItems.from_pairs(su, sm, len(users), len(movies), seen_part["rating"].to_numpy(np.float32))
-        hu, hm = enc(hidden)
-        held = HeldOut.from_ratings(hu, hm, hidden["rating"].to_numpy(), len(users), len(movies))
-        eval_users = held.users[np.isin(held.users, np.unique(su))]  # users the pipeline saw and can be scored
-        grid = lambda table: _top10_grid(table, users, movies)  # noqa: E731, B023 - used in this iteration
-        aP, aQ = anchor_ials(seen)
-        out = {"seed": seed, "chain_seconds": chain_seconds, "users": int(len(eval_users))}
-        counts = seen.movie_counts()
+        split = HeldOutSplit.of(frame, seen_part, hidden)
+        users = split.scored  # users the pipeline saw and can be scored
+        aP, aQ = anchor_ials(split.seen)
+        out = {"seed": seed, "chain_seconds": chain_seconds, "users": int(len(users))}
         for name, recommended in (
-            ("pipeline", grid(recs)[eval_users]),
-            ("pipeline_ranking", grid(ranked)[eval_users]),
-            ("ials_anchor", factor_ranker(aP, aQ, seen)(eval_users, 10)),
-            ("most_popular", popularity_ranker(seen)(eval_users, 10)),
+            ("pipeline", split.lists(recs)),
+            ("pipeline_ranking", split.lists(ranked)),
+            ("ials_anchor", factor_ranker(aP, aQ, split.seen)(users, 10)),
+            ("most_popular", popularity_ranker(split.seen)(users, 10)),
         ):
-            metrics = ranking_metrics(recommended, eval_users, held, 10, counts).metrics
+            metrics = split.metrics(recommended)
             out[name] = metrics["ndcg_at_10"]
             for m in ("coverage", "top100_share", "max_movie_share"):
                 out[f"{name}_{m}"] = metrics[m]
         out["curve"] = []
         for share, table in curve.items():
-            metrics = ranking_metrics(grid(table)[eval_users], eval_users, held, 10, counts).metrics
+            metrics = split.metrics(split.lists(table))
             out["curve"].append(
                 {
                     "max_exposure": share,
@@ -362,13 +344,6 @@ def part_outside(frame, seeds) -> list[dict]:
         )
         rows.append(out)
     return rows
-
-
-def _top10_grid(table, users, movies) -> np.ndarray:
-    """A ``user_id, rank, movie_id`` table as one row of 10 movie indices per user (-1 where a list is shorter)."""
-    out = np.full((len(users), 10), -1, dtype=np.int64)
-    out[users.encode(table["user_id"]), table["rank"].to_numpy() - 1] = movies.encode(table["movie_id"])
-    return out
 
 
 # ---- part 3 ---------------------------------------------------------------------------------------

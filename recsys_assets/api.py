@@ -25,6 +25,7 @@ import contextlib
 import datetime
 import json
 import math
+import os
 from typing import Annotated, Literal
 
 import pandas as pd
@@ -337,8 +338,6 @@ def serve(
     another), requests in each one's thread pool, each request's matrix products on one BLAS thread
     (concurrent requests are the parallelism, and 16 requests times every core's BLAS threads would
     oversubscribe the CPUs). ``movies``: movies.csv for titles and genres."""
-    import os
-
     import uvicorn
 
     spec = {"data_dir": data_dir, "movies": movies, "reload_interval": reload_interval}
@@ -352,8 +351,6 @@ def serve(
 
 def app_from_spec() -> FastAPI:
     """The app :func:`serve` runs, built from its arguments (:data:`SPEC_VARIABLE`) in each worker process."""
-    import os
-
     from threadpoolctl import threadpool_limits
 
     from recsys_assets.core.presentation import read_genres, read_titles

@@ -140,9 +140,14 @@ def kept(passes: np.ndarray, k: int, then: np.ndarray | None = None) -> np.ndarr
     return np.sort(np.argsort(tier, axis=-1, kind="stable")[..., : min(k, passes.shape[-1])], axis=-1)
 
 
+def well_rated(movies: np.ndarray, counts: np.ndarray, min_ratings: int) -> np.ndarray:
+    """Whether each of ``movies`` (indices, -1 for none) has at least ``min_ratings`` ratings (``counts`` per movie)."""
+    return (movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings)
+
+
 def supported(movies: np.ndarray, counts: np.ndarray, min_ratings: int, k: int) -> np.ndarray:
     """:func:`kept` for ``movies`` (a ranked pool, -1 past its end): those with at least ``min_ratings`` ratings."""
-    return kept((movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings), k)
+    return kept(well_rated(movies, counts, min_ratings), k)
 
 
 def choose_support(

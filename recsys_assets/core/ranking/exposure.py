@@ -15,7 +15,7 @@ movie's limit all keep it (identical lists, such as most popular's, are not spli
 
 import numpy as np
 
-from recsys_assets.core.ranking.choose import kept
+from recsys_assets.core.ranking.choose import kept, well_rated
 
 MAX_EXPOSURE = 0.10  # the default: no movie in more than a tenth of the lists
 SHARES = (1.0, 0.25, 0.15, 0.10, 0.07, 0.05, 0.03)  # the points of the NDCG-against-coverage curve
@@ -108,7 +108,7 @@ def exposure_curve(
     rows = np.arange(len(users))[:, None]
     order = ordered(top.movies, top.scores, counts)
     movies, scores = top.movies[rows, order], top.scores[rows, order]
-    passes = (movies >= 0) & (counts[np.maximum(movies, 0)] >= min_ratings)
+    passes = well_rated(movies, counts, min_ratings)
     out = []
     for share in shares:
         limits = exposure_limits(movies, scores, passes, len(counts), share, k)

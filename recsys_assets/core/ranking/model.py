@@ -36,6 +36,7 @@ from recsys_assets.core.heldback import HeldBack
 from recsys_assets.core.ids import IdMapping
 from recsys_assets.core.model_errors import ModelFileError
 from recsys_assets.core.ranking.blend import Components, Weights, blend_top_n
+from recsys_assets.core.ranking.choose import well_rated
 from recsys_assets.core.ranking.exposure import exposure_limits, ordered, pool
 from recsys_assets.core.ranking.ials import gram_of, solve_users
 from recsys_assets.core.ranking.interactions import UserItems
@@ -133,7 +134,7 @@ class RankingModel:
 
     def supported(self, movies: np.ndarray) -> np.ndarray:
         """Whether each of ``movies`` (indices, -1 for none) has the ratings a listed movie needs."""
-        return (movies >= 0) & (self.movie_counts()[np.maximum(movies, 0)] >= self.min_ratings)
+        return well_rated(movies, self.movie_counts(), self.min_ratings)
 
     def with_exposure_limit(self, share: float, k: int = 10, *, max_users: int = 20_000, seed: int = 0):
         """This model with the exposure limits that keep every movie in at most ``share`` of its users' top-``k``
